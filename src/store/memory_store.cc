@@ -1,0 +1,255 @@
+#include "pacer/memory_store.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <mutex>
+#include <random>
+
+#include "pacer/gcra.h"
+#include "siphash.h"
+#include "spin_lock.h"
+
+namespace pacer {
+namespace {
+
+constexpr std::size_t kMinCapacity = 16;
+// How many occupied slots next to a new key's home are considered for eviction.
+constexpr std::size_t kEvictionWindow = 32;
+
+// Open addressing with linear probing and backward-shift deletion. A slot is `stride` words:
+// the 64-bit keyed hash of the key (0 = empty), then one TAT per rate.
+struct Table {
+  std::unique_ptr<std::int64_t[]> words;
+  std::size_t capacity = 0;  // slots, a power of two (0 until first use)
+  std::size_t used = 0;      // occupied slots, expired ones included
+  std::size_t stride = 0;
+
+  std::int64_t* slot(std::size_t i) const { return words.get() + i * stride; }
+  std::size_t mask() const { return capacity - 1; }
+  static std::uint64_t hash_of(const std::int64_t* s) { return static_cast<std::uint64_t>(s[0]); }
+  std::int64_t expiry(const std::int64_t* s) const {
+    return gcra_expiry({s + 1, stride - 1});
+  }
+
+  void allocate(std::size_t slots) {
+    words = std::make_unique<std::int64_t[]>(slots * stride);  // zeroed: all empty
+    capacity = slots;
+    used = 0;
+  }
+
+  // Places an entry known to be absent into the first empty slot of its probe chain.
+  std::int64_t* insert_new(std::uint64_t hash) {
+    std::size_t i = hash & mask();
+    while (slot(i)[0] != 0) i = (i + 1) & mask();
+    ++used;
+    std::int64_t* s = slot(i);
+    s[0] = static_cast<std::int64_t>(hash);
+    return s;
+  }
+
+  void erase_at(std::size_t i) {
+    for (std::size_t j = (i + 1) & mask();; j = (j + 1) & mask()) {
+      std::int64_t* next = slot(j);
+      if (next[0] == 0) break;
+      const std::size_t home = hash_of(next) & mask();
+      // Move the entry at j back to the hole at i unless its home lies cyclically in (i, j].
+      if (((j - home) & mask()) >= ((j - i) & mask())) {
+        std::copy_n(next, stride, slot(i));
+        i = j;
+      }
+    }
+    std::fill_n(slot(i), stride, 0);
+    --used;
+  }
+
+  // Rebuilds with only the live entries, sized so that live + 1 <= capacity / 2.
+  void rebuild(std::int64_t now) {
+    std::size_t live = 0;
+    for (std::size_t i = 0; i < capacity; ++i)
+      if (slot(i)[0] != 0 && expiry(slot(i)) > now) ++live;
+    const std::size_t target = std::max(kMinCapacity, std::bit_ceil(2 * (live + 1)));
+    Table next;
+    next.stride = stride;
+    next.allocate(target);
+    for (std::size_t i = 0; i < capacity; ++i) {
+      const std::int64_t* s = slot(i);
+      if (s[0] != 0 && expiry(s) > now) std::copy_n(s, stride, next.insert_new(hash_of(s)));
+    }
+    *this = std::move(next);
+  }
+};
+
+}  // namespace
+
+struct alignas(64) MemoryStore::Shard {
+  detail::SpinLock lock;
+  std::array<Table, Policy::kMaxRates> tables;  // by number of rates in the policy
+  std::size_t used = 0;                         // over all tables
+  std::size_t max_used = 0;
+  std::uint64_t evictions = 0;
+
+  Table& table_for(std::size_t rates) {
+    Table& t = tables[rates - 1];
+    if (t.capacity == 0) {
+      t.stride = rates + 1;
+      t.allocate(kMinCapacity);
+    }
+    return t;
+  }
+
+  // Makes room for one more entry in `t`; `home` is the new key's home slot.
+  void make_room(Table& t, std::uint64_t hash, std::int64_t now) {
+    if (used >= max_used) {
+      // Full: evict the entry near the new key's home that expires first.
+      std::size_t victim = t.capacity;
+      std::int64_t victim_expiry = INT64_MAX;
+      std::size_t seen = 0;
+      for (std::size_t i = hash & t.mask(), n = 0; n < t.capacity && seen < kEvictionWindow;
+           ++n, i = (i + 1) & t.mask()) {
+        if (t.slot(i)[0] == 0) continue;
+        ++seen;
+        if (const std::int64_t e = t.expiry(t.slot(i)); e < victim_expiry) {
+          victim_expiry = e;
+          victim = i;
+        }
+      }
+      if (victim != t.capacity) {
+        if (victim_expiry > now) ++evictions;
+        t.erase_at(victim);
+        --used;
+        return;
+      }
+      // This table is empty while others fill the shard: let it hold one entry anyway.
+    }
+    if (4 * (t.used + 1) > 3 * t.capacity) {
+      used -= t.used;
+      t.rebuild(now);
+      used += t.used;
+    }
+  }
+};
+
+MemoryStore::MemoryStore(MemoryStoreOptions options) : options_(std::move(options)) {
+  options_.shards = std::bit_ceil(std::max<std::size_t>(options_.shards, 1));
+  options_.max_keys = std::max<std::size_t>(options_.max_keys, 1024);
+  shard_mask_ = options_.shards - 1;
+  shard_bits_ = static_cast<std::size_t>(std::countr_zero(options_.shards));
+  shards_ = std::make_unique<Shard[]>(options_.shards);
+  const std::size_t per_shard = std::max<std::size_t>(options_.max_keys / options_.shards, 16);
+  for (std::size_t i = 0; i < options_.shards; ++i) shards_[i].max_used = per_shard;
+  std::random_device random;
+  for (auto& word : hash_key_) word = (std::uint64_t{random()} << 32) | random();
+}
+
+MemoryStore::~MemoryStore() = default;
+
+std::int64_t MemoryStore::now() const {
+  if (options_.clock) return options_.clock();
+  return std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, std::int64_t cost) {
+  if (cost < 0) return {make_error_code(Errc::kInvalidCost), {}, key};
+  const auto rates = policy.rates();
+  const std::size_t n = rates.size();
+  std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
+  if (hash == 0) hash = 1;
+  // Low bits pick the slot, high bits the shard.
+  Shard& shard = shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+  const std::int64_t t_now = now();
+
+  std::array<std::int64_t, Policy::kMaxRates> tats;
+  CheckResult result;
+  result.key = key;
+  std::lock_guard guard(shard.lock);
+  Table& table = shard.table_for(n);
+  std::size_t i = hash & table.mask();
+  std::size_t reusable = table.capacity;  // first expired slot on the chain, if any
+  for (;; i = (i + 1) & table.mask()) {
+    std::int64_t* s = table.slot(i);
+    if (s[0] == static_cast<std::int64_t>(hash)) {
+      std::copy_n(s + 1, n, tats.begin());
+      result.decision = gcra_step(rates, {tats.data(), n}, t_now, cost);
+      if (result.decision.allowed() && cost > 0) std::copy_n(tats.begin(), n, s + 1);
+      return result;
+    }
+    if (s[0] == 0) break;
+    if (reusable == table.capacity && table.expiry(s) <= t_now) reusable = i;
+  }
+
+  tats.fill(t_now);
+  result.decision = gcra_step(rates, {tats.data(), n}, t_now, cost);
+  if (!result.decision.allowed() || cost == 0) return result;
+  std::int64_t* s;
+  if (reusable != table.capacity) {
+    s = table.slot(reusable);
+    s[0] = static_cast<std::int64_t>(hash);
+  } else {
+    shard.make_room(table, hash, t_now);
+    s = table.insert_new(hash);
+    ++shard.used;
+  }
+  std::copy_n(tats.begin(), n, s + 1);
+  return result;
+}
+
+void MemoryStore::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                        CheckHandler done) {
+  done(check_now(policy, key, cost));
+}
+
+void MemoryStore::reset_now(const Policy& policy, std::string_view key) {
+  std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
+  if (hash == 0) hash = 1;
+  Shard& shard = shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+  std::lock_guard guard(shard.lock);
+  Table& table = shard.table_for(policy.rates().size());
+  for (std::size_t i = hash & table.mask();; i = (i + 1) & table.mask()) {
+    const std::int64_t word = table.slot(i)[0];
+    if (word == 0) return;
+    if (word == static_cast<std::int64_t>(hash)) {
+      table.erase_at(i);
+      --shard.used;
+      return;
+    }
+  }
+}
+
+void MemoryStore::reset(const Policy& policy, std::string_view key, ResetHandler done) {
+  reset_now(policy, key);
+  done(std::error_code{});
+}
+
+void MemoryStore::purge_expired() {
+  const std::int64_t t_now = now();
+  for (std::size_t s = 0; s < options_.shards; ++s) {
+    Shard& shard = shards_[s];
+    std::lock_guard guard(shard.lock);
+    for (Table& table : shard.tables) {
+      if (table.capacity == 0) continue;
+      shard.used -= table.used;
+      table.rebuild(t_now);
+      shard.used += table.used;
+    }
+  }
+}
+
+MemoryStoreStats MemoryStore::stats() const {
+  MemoryStoreStats stats;
+  for (std::size_t s = 0; s < options_.shards; ++s) {
+    Shard& shard = shards_[s];
+    std::lock_guard guard(shard.lock);
+    stats.keys += shard.used;
+    stats.evictions += shard.evictions;
+    for (const Table& table : shard.tables) {
+      stats.capacity += table.capacity;
+      stats.bytes += table.capacity * table.stride * sizeof(std::int64_t);
+    }
+  }
+  stats.bytes += options_.shards * sizeof(Shard);
+  return stats;
+}
+
+}  // namespace pacer
