@@ -1,1 +1,166 @@
-// placeholder
+#include "pacer/http/http_limiter.h"
+
+#include <array>
+#include <memory>
+#include <stdexcept>
+
+namespace pacer::http {
+namespace {
+
+// Route templates may contain braces ("/items/{id}"), which would break the Redis Cluster
+// hash tag; they become angle brackets. Anything else unsafe is hashed.
+std::string scope_text(std::string_view text) {
+  std::string out(text);
+  for (char& c : out) {
+    if (c == '{') c = '<';
+    if (c == '}') c = '>';
+  }
+  return sanitize_identity(out);
+}
+
+bool path_matches(std::string_view pattern, std::string_view path) {
+  if (!pattern.empty() && pattern.back() == '*')
+    return path.starts_with(pattern.substr(0, pattern.size() - 1));
+  return pattern == path;
+}
+
+}  // namespace
+
+Scope parse_scope(std::string_view text) {
+  if (text == "route") return Scope::kRoute;
+  if (text == "method_route") return Scope::kMethodRoute;
+  if (text == "app") return Scope::kApp;
+  throw std::invalid_argument("invalid scope '" + std::string(text) +
+                              "': expected route, method_route or app");
+}
+
+// The state of one request while its limits are checked one after the other.
+struct HttpLimiter::Pending {
+  struct Step {
+    const LimitRule* rule;
+    std::string key;
+    std::int64_t cost;
+    Decision decision;
+  };
+  const HttpLimiter* self;
+  std::array<Step, 2> steps;  // middleware, route
+  std::size_t count = 0;
+  VerdictHandler done;
+};
+
+HttpLimiter::HttpLimiter(Limiter& limiter, HttpLimiterOptions options)
+    : limiter_(limiter), options_(std::move(options)) {
+  const std::string& prefix = options_.key_prefix;
+  if (prefix.empty() || prefix.size() > 64 || sanitize_identity(prefix) != prefix)
+    throw std::invalid_argument("invalid key prefix '" + prefix +
+                                "': must be 1 to 64 printable characters without braces");
+}
+
+void HttpLimiter::set_middleware(MiddlewareOptions options) { middleware_ = std::move(options); }
+
+void HttpLimiter::add_route(std::string method, std::string route, LimitRule rule) {
+  for (const Route& r : routes_) {
+    if (r.method == method && r.route == route)
+      throw std::invalid_argument("duplicate route limit '" + method + " " + route + "'");
+  }
+  routes_.push_back({std::move(method), std::move(route), std::move(rule)});
+}
+
+bool HttpLimiter::excluded(const RequestView& request) const {
+  for (const std::string& method : middleware_->exclude_methods)
+    if (iequals(method, request.method())) return true;
+  for (const std::string& pattern : middleware_->exclude_paths)
+    if (path_matches(pattern, request.path())) return true;
+  return false;
+}
+
+const LimitRule* HttpLimiter::route_rule(const RequestView& request) const {
+  const std::string_view route = request.route();
+  const LimitRule* any_method = nullptr;
+  for (const Route& r : routes_) {
+    if (r.route != route) continue;
+    if (r.method.empty()) any_method = &r.rule;
+    else if (iequals(r.method, request.method())) return &r.rule;
+  }
+  return any_method;
+}
+
+std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
+  std::string scope;
+  switch (rule.scope) {
+    case Scope::kApp:
+      scope = "app";
+      break;
+    case Scope::kRoute:
+      scope = scope_text(request.route());
+      break;
+    case Scope::kMethodRoute:
+      scope = scope_text(std::string(request.method()) + " " + std::string(request.route()));
+      break;
+  }
+  // An identity that does not apply (no fallback configured) shares one anonymous bucket.
+  const std::string identity = rule.identity(request).value_or("anonymous");
+  std::string key;
+  key.reserve(options_.key_prefix.size() + rule.policy.name().size() + scope.size() +
+              identity.size() + 6);
+  key.append(options_.key_prefix).append(":{").append(rule.policy.name()).append(":");
+  key.append(scope).append(":").append(identity).append("}");
+  return key;
+}
+
+void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
+  auto pending = std::make_unique<Pending>();
+  pending->self = this;
+  pending->done = std::move(done);
+  auto add = [&](const LimitRule& rule) {
+    Pending::Step& step = pending->steps[pending->count++];
+    step.rule = &rule;
+    step.key = storage_key(rule, request);
+    step.cost = rule.cost ? rule.cost(request) : 1;
+  };
+  if (middleware_ && !excluded(request)) add(middleware_->rule);
+  if (const LimitRule* rule = route_rule(request)) add(*rule);
+  run(std::move(pending), 0);
+}
+
+void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
+  const HttpLimiter& self = *pending->self;
+  if (index == pending->count) {
+    // Every limit passed: report the one closest to denying (the route's on a tie).
+    Verdict verdict;
+    const Pending::Step* reporter = nullptr;
+    for (std::size_t i = 0; i < pending->count; ++i) {
+      const Pending::Step& s = pending->steps[i];
+      if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining) reporter = &s;
+    }
+    if (reporter != nullptr)
+      append_headers(reporter->rule->policy, reporter->decision, self.options_.headers,
+                     std::chrono::system_clock::now(), verdict.headers);
+    pending->done(std::move(verdict));
+    return;
+  }
+  Pending::Step& step = pending->steps[index];
+  self.limiter_.check(
+      step.rule->policy, step.key, step.cost,
+      [pending = std::move(pending), index](const Decision& decision) mutable {
+        Pending::Step& s = pending->steps[index];
+        s.decision = decision;
+        if (decision.allowed()) return run(std::move(pending), index + 1);
+        const HttpLimiter& limiter = *pending->self;
+        Verdict verdict;
+        if (decision.outcome == Outcome::kUnavailable) {
+          verdict.status = 503;
+          verdict.headers.emplace_back(
+              "Retry-After", std::to_string(limiter.options_.unavailable_retry_after.count()));
+          verdict.body = unavailable_body();
+        } else {
+          verdict.status = 429;
+          append_headers(s.rule->policy, decision, limiter.options_.headers,
+                         std::chrono::system_clock::now(), verdict.headers);
+          verdict.body = too_many_requests_body(decision, s.rule->body);
+        }
+        pending->done(std::move(verdict));
+      });
+}
+
+}  // namespace pacer::http

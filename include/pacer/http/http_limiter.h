@@ -1,0 +1,112 @@
+// pacer/http/http_limiter.h — global middleware and per-route limits, framework-neutral.
+//
+// An adapter hands each request to HttpLimiter::check and gets a Verdict: pass it on to the
+// application (adding `headers` to its response) or answer with `status` and `body`.
+//
+//   pacer::http::HttpLimiter http(limiter, {.key_prefix = "shop"});
+//   http.set_middleware({.rule = {.policy = Policy("global", {Rate::parse("100/1m", 20)})},
+//                        .exclude_paths = {"/health", "/metrics*"}});
+//   http.add_route("POST", "/orders", {.policy = Policy("orders", {Rate::parse("3/1m")})});
+//   http.check(view, [&](Verdict v) { ... });
+//
+// Storage keys are `<prefix>:{<policy>:<scope>:<identity>}` (DESIGN §4): one key per policy,
+// the whole tag hashed to a Redis Cluster slot so identities spread over the cluster.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pacer/detail/unique_function.h"
+#include "pacer/http/identity.h"
+#include "pacer/http/request_view.h"
+#include "pacer/http/response.h"
+#include "pacer/limiter.h"
+
+namespace pacer::http {
+
+enum class Scope {
+  kRoute,        // one bucket per identity and route (template)
+  kMethodRoute,  // one bucket per identity, method and route
+  kApp,          // one bucket per identity for the whole application
+};
+
+// "route", "method_route" or "app"; throws std::invalid_argument naming anything else.
+Scope parse_scope(std::string_view text);
+
+struct LimitRule {
+  Policy policy;
+  Identity identity = Identity::client_ip();
+  Scope scope = Scope::kRoute;
+  BodyStyle body = BodyStyle::kFlat;
+  // Cost of a request (weighted limits); empty = 1.
+  std::function<std::int64_t(const RequestView&)> cost;
+};
+
+struct MiddlewareOptions {
+  LimitRule rule;
+  // Exact paths, or prefixes ending in '*' ("/static/*").
+  std::vector<std::string> exclude_paths;
+  std::vector<std::string> exclude_methods{"OPTIONS", "HEAD"};
+};
+
+struct HttpLimiterOptions {
+  // First part of every storage key; usually the service name.
+  std::string key_prefix = "pacer";
+  HeaderOptions headers;
+  // Retry-After on 503 answers (fail mode "closed").
+  std::chrono::seconds unavailable_retry_after{5};
+};
+
+struct Verdict {
+  // 0: pass the request on; otherwise answer with this status (429 or 503) and `body`.
+  int status = 0;
+  // Headers for the response, whether the request passes or not.
+  HeaderList headers;
+  std::string body;  // JSON, when status != 0
+};
+
+class HttpLimiter {
+ public:
+  using VerdictHandler = detail::UniqueFunction<void(Verdict&&)>;
+
+  // `limiter` must outlive this object. Throws std::invalid_argument for a bad key prefix.
+  HttpLimiter(Limiter& limiter, HttpLimiterOptions options = {});
+
+  void set_middleware(MiddlewareOptions options);
+  // A limit for requests whose RequestView::route() equals `route`; `method` "" matches any.
+  // Throws std::invalid_argument when the same method and route already have a limit.
+  void add_route(std::string method, std::string route, LimitRule rule);
+
+  // Applies the middleware (unless excluded) and then the route's limit, if any. `done` runs
+  // exactly once, inline for the in-process store. `request` need only live until this call
+  // returns.
+  void check(const RequestView& request, VerdictHandler done) const;
+
+  // The storage key of `rule` for `request` (exposed for tests, peek and reset).
+  std::string storage_key(const LimitRule& rule, const RequestView& request) const;
+
+  const HttpLimiterOptions& options() const { return options_; }
+  Limiter& limiter() const { return limiter_; }
+
+ private:
+  struct Route {
+    std::string method;
+    std::string route;
+    LimitRule rule;
+  };
+  struct Pending;
+  bool excluded(const RequestView& request) const;
+  const LimitRule* route_rule(const RequestView& request) const;
+  static void run(std::unique_ptr<Pending> pending, std::size_t step);
+
+  Limiter& limiter_;
+  HttpLimiterOptions options_;
+  std::optional<MiddlewareOptions> middleware_;
+  std::vector<Route> routes_;
+};
+
+}  // namespace pacer::http

@@ -1,0 +1,61 @@
+// pacer/http/identity.h — who a request is counted against.
+//
+// An Identity turns a request into a string, or into nothing when it does not apply (no API
+// key on the request, no user set by earlier middleware); `first_of` then tries the next.
+// Every result is tagged with its kind ("ip:", "key:", "user:", ...) so different selectors
+// never share a bucket, and sanitised (DESIGN §4): values with '{', '}', control characters
+// or more than 128 bytes are replaced by a hash; API keys and bearer tokens are always hashed.
+//
+//   auto who = Identity::first_of({Identity::api_key(), Identity::client_ip()});
+//   std::optional<std::string> id = who(request);  // "key:3f2a…" or "ip:203.0.113.7"
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pacer/http/ip.h"
+#include "pacer/http/request_view.h"
+
+namespace pacer::http {
+
+// "h:" + the first 128 bits of SHA-256(value), in hex.
+std::string hash_identity(std::string_view value);
+
+// The value itself when it is safe to put in a storage key, else hash_identity(value).
+std::string sanitize_identity(std::string_view value);
+
+class Identity {
+ public:
+  using Function = std::function<std::optional<std::string>(const RequestView&)>;
+
+  // The client address (trusted proxies only; see ip.h). Always applies: a peer address
+  // that cannot be parsed yields "ip:unknown".
+  static Identity client_ip(ClientIpOptions options = {});
+  // X-API-Key, else "Authorization: Bearer <token>"; always hashed.
+  static Identity api_key();
+  // A named request header; `hashed` for secrets.
+  static Identity header(std::string name, bool hashed = false);
+  // Attributes set by earlier middleware.
+  static Identity user();
+  static Identity org();
+  static Identity attribute(std::string name);
+  // Your own function; its result is tagged with `tag` and sanitised like the others.
+  static Identity custom(std::string tag, Function function);
+  // The first selector that applies.
+  static Identity first_of(std::vector<Identity> selectors);
+  // All selectors must apply; their results are joined with '|' (e.g. org and user).
+  static Identity all_of(std::vector<Identity> selectors);
+
+  std::optional<std::string> operator()(const RequestView& request) const {
+    return function_(request);
+  }
+
+ private:
+  explicit Identity(Function function) : function_(std::move(function)) {}
+  Function function_;
+};
+
+}  // namespace pacer::http

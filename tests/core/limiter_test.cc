@@ -1,0 +1,172 @@
+#include "pacer/limiter.h"
+
+#include <gtest/gtest.h>
+
+#include <stdexcept>
+#include <thread>
+
+namespace pacer {
+namespace {
+
+using std::chrono::seconds;
+
+// A store that fails every call, or answers from another thread after a delay.
+class ScriptedStore final : public Store {
+ public:
+  bool fail = true;
+  bool answer_from_thread = false;
+  MemoryStore backing;
+
+  void check(const Policy& policy, std::string_view key, std::int64_t cost,
+             CheckHandler done) override {
+    if (fail) {
+      done({make_error_code(Errc::kTimeout), {}, key});
+      return;
+    }
+    CheckResult result = backing.check_now(policy, key, cost);
+    if (!answer_from_thread) {
+      done(result);
+      return;
+    }
+    std::thread([result, key = std::string(key), done = std::move(done)]() mutable {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      CheckResult r = result;
+      r.key = key;
+      done(r);
+    }).detach();
+  }
+  void reset(const Policy&, std::string_view, ResetHandler done) override {
+    done(fail ? make_error_code(Errc::kTimeout) : std::error_code{});
+  }
+  bool connected() const override { return !fail; }
+};
+
+const Policy kPolicy("p", {Rate(10, seconds(60), 2)});
+
+TEST(Limiter, CountsAllowedAndDenied) {
+  MemoryStore store;
+  Limiter limiter(store);
+  for (int i = 0; i < 5; ++i) limiter.check(kPolicy, "k");
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.allowed, 3u);
+  EXPECT_EQ(m.denied, 2u);
+  EXPECT_EQ(m.latency_count, 5u);
+  EXPECT_EQ(m.errors, 0u);
+}
+
+TEST(Limiter, FailOpenAllowsAndMarksDegraded) {
+  ScriptedStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kOpen});
+  const Decision d = limiter.check(kPolicy, "k");
+  EXPECT_TRUE(d.allowed());
+  EXPECT_TRUE(d.degraded);
+  EXPECT_EQ(d.limit, 10);
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.errors, 1u);
+  EXPECT_EQ(m.degraded, 1u);
+}
+
+TEST(Limiter, FailClosedDeniesAsUnavailable) {
+  ScriptedStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kClosed});
+  const Decision d = limiter.check(kPolicy, "k");
+  EXPECT_EQ(d.outcome, Outcome::kUnavailable);
+  EXPECT_TRUE(d.degraded);
+}
+
+TEST(Limiter, FailLocalEnforcesTheSamePolicyInProcess) {
+  ScriptedStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kLocal});
+  int allowed = 0;
+  for (int i = 0; i < 10; ++i) allowed += limiter.check(kPolicy, "k").allowed();
+  EXPECT_EQ(allowed, 3);  // burst 2 + 1, exactly as the real store would
+  EXPECT_TRUE(limiter.check(kPolicy, "k").degraded);
+}
+
+TEST(Limiter, ThrowingHooksAreCountedAndNeverBreakTheRequest) {
+  ScriptedStore store;
+  int decisions = 0;
+  Limiter limiter(store, {.fail_mode = FailMode::kOpen,
+                          .on_decision =
+                              [&](const DecisionEvent& e) {
+                                ++decisions;
+                                EXPECT_EQ(e.key, "k");
+                                throw std::runtime_error("hook bug");
+                              },
+                          .on_error = [](const ErrorEvent&) { throw 42; }});
+  const Decision d = limiter.check(kPolicy, "k");
+  EXPECT_TRUE(d.allowed());
+  EXPECT_EQ(decisions, 1);
+  EXPECT_EQ(limiter.metrics().snapshot().hook_errors, 2u);
+}
+
+TEST(Limiter, HooksSeeEveryDecision) {
+  MemoryStore store;
+  int denied = 0;
+  Limiter limiter(store, {.on_decision = [&](const DecisionEvent& e) {
+                    denied += !e.decision.allowed();
+                  }});
+  for (int i = 0; i < 4; ++i) limiter.check(kPolicy, "k");
+  EXPECT_EQ(denied, 1);
+}
+
+TEST(Limiter, BlockingCheckWaitsForAnAsyncStore) {
+  ScriptedStore store;
+  store.fail = false;
+  store.answer_from_thread = true;
+  Limiter limiter(store);
+  EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
+  EXPECT_EQ(limiter.peek(kPolicy, "k").remaining, 2);
+}
+
+TEST(Limiter, InvalidArgumentsNameTheValue) {
+  MemoryStore store;
+  Limiter limiter(store);
+  EXPECT_THROW(
+      {
+        try {
+          limiter.check(kPolicy, "k", -3);
+        } catch (const std::invalid_argument& e) {
+          EXPECT_NE(std::string(e.what()).find("-3"), std::string::npos);
+          throw;
+        }
+      },
+      std::invalid_argument);
+  EXPECT_THROW(limiter.check(kPolicy, "", 1), std::invalid_argument);
+}
+
+TEST(Limiter, ResetReturnsStoreErrors) {
+  ScriptedStore store;
+  Limiter limiter(store);
+  EXPECT_EQ(limiter.reset(kPolicy, "k"), make_error_code(Errc::kTimeout));
+  store.fail = false;
+  EXPECT_FALSE(limiter.reset(kPolicy, "k"));
+}
+
+TEST(Limiter, ParsesFailModes) {
+  EXPECT_EQ(parse_fail_mode("open"), FailMode::kOpen);
+  EXPECT_EQ(parse_fail_mode("closed"), FailMode::kClosed);
+  EXPECT_EQ(parse_fail_mode("local"), FailMode::kLocal);
+  try {
+    parse_fail_mode("sideways");
+    FAIL();
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("sideways"), std::string::npos);
+  }
+}
+
+TEST(Metrics, PrometheusTextHasCountersAndCumulativeHistogram) {
+  Metrics metrics;
+  metrics.count_decision(true, false, std::chrono::microseconds(3));
+  metrics.count_decision(false, false, std::chrono::milliseconds(20));
+  const std::string text = metrics.snapshot().prometheus("pacer");
+  EXPECT_NE(text.find("pacer_requests_allowed_total 1\n"), std::string::npos);
+  EXPECT_NE(text.find("pacer_requests_denied_total 1\n"), std::string::npos);
+  EXPECT_NE(text.find("pacer_check_duration_seconds_bucket{le=\"5e-06\"} 1\n"), std::string::npos)
+      << text;
+  EXPECT_NE(text.find("pacer_check_duration_seconds_bucket{le=\"+Inf\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("pacer_check_duration_seconds_count 2\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pacer

@@ -1,0 +1,186 @@
+#include "pacer/memory_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace pacer {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+
+// A clock the test moves by hand.
+struct FakeClock {
+  std::int64_t now = 1'000 * kSecond;
+  std::function<std::int64_t()> fn() {
+    return [this] { return now; };
+  }
+};
+
+Policy one_per_second(std::int64_t burst = 0) {
+  return Policy("p", {Rate(1, seconds(1), burst)});
+}
+
+TEST(MemoryStore, BurstThenDeniedThenRecoversWithTime) {
+  FakeClock clock;
+  MemoryStore store({.clock = clock.fn()});
+  const Policy policy = one_per_second(2);
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(store.check_now(policy, "k", 1).decision.allowed()) << i;
+  const CheckResult denied = store.check_now(policy, "k", 1);
+  EXPECT_FALSE(denied.error);
+  EXPECT_EQ(denied.decision.outcome, Outcome::kDenied);
+  EXPECT_EQ(denied.decision.retry_after, seconds(1));
+  clock.now += kSecond;
+  EXPECT_TRUE(store.check_now(policy, "k", 1).decision.allowed());
+  EXPECT_FALSE(store.check_now(policy, "k", 1).decision.allowed());
+}
+
+TEST(MemoryStore, KeysAreIndependent) {
+  FakeClock clock;
+  MemoryStore store({.clock = clock.fn()});
+  const Policy policy = one_per_second();
+  EXPECT_TRUE(store.check_now(policy, "a", 1).decision.allowed());
+  EXPECT_FALSE(store.check_now(policy, "a", 1).decision.allowed());
+  EXPECT_TRUE(store.check_now(policy, "b", 1).decision.allowed());
+}
+
+TEST(MemoryStore, PeekWritesNothing) {
+  FakeClock clock;
+  MemoryStore store({.clock = clock.fn()});
+  const Policy policy = one_per_second(4);
+  EXPECT_EQ(store.check_now(policy, "k", 0).decision.remaining, 5);
+  EXPECT_EQ(store.stats().keys, 0u);
+  store.check_now(policy, "k", 2);
+  EXPECT_EQ(store.check_now(policy, "k", 0).decision.remaining, 3);
+  EXPECT_EQ(store.check_now(policy, "k", 0).decision.remaining, 3);
+}
+
+TEST(MemoryStore, ResetForgetsTheKey) {
+  FakeClock clock;
+  MemoryStore store({.clock = clock.fn()});
+  const Policy policy = one_per_second();
+  store.check_now(policy, "k", 1);
+  EXPECT_FALSE(store.check_now(policy, "k", 1).decision.allowed());
+  store.reset_now(policy, "k");
+  EXPECT_TRUE(store.check_now(policy, "k", 1).decision.allowed());
+  store.reset_now(policy, "never-seen");  // no-op
+}
+
+TEST(MemoryStore, NegativeCostIsAnError) {
+  MemoryStore store;
+  const CheckResult r = store.check_now(one_per_second(), "k", -1);
+  EXPECT_EQ(r.error, make_error_code(Errc::kInvalidCost));
+}
+
+TEST(MemoryStore, PoliciesWithDifferentRateCountsDoNotCollide) {
+  FakeClock clock;
+  MemoryStore store({.clock = clock.fn()});
+  const Policy one("one", {Rate(1, seconds(1))});
+  const Policy two("two", {Rate(1, seconds(1)), Rate(10, seconds(60))});
+  EXPECT_TRUE(store.check_now(one, "one:k", 1).decision.allowed());
+  EXPECT_TRUE(store.check_now(two, "two:k", 1).decision.allowed());
+  EXPECT_FALSE(store.check_now(one, "one:k", 1).decision.allowed());
+  EXPECT_FALSE(store.check_now(two, "two:k", 1).decision.allowed());
+}
+
+TEST(MemoryStore, ExpiredEntriesAreDroppedWhenTablesRebuild) {
+  FakeClock clock;
+  MemoryStore store({.max_keys = 1 << 20, .shards = 4, .clock = clock.fn()});
+  const Policy policy = one_per_second();
+  for (int i = 0; i < 10'000; ++i) store.check_now(policy, "k" + std::to_string(i), 1);
+  EXPECT_EQ(store.stats().keys, 10'000u);
+  clock.now += kSecond;  // every TAT is now <= now: no information left
+  store.purge_expired();
+  const MemoryStoreStats after = store.stats();
+  EXPECT_EQ(after.keys, 0u);
+  EXPECT_LT(after.capacity, 1'000u);
+}
+
+TEST(MemoryStore, ExpiredSlotsAreReusedWithoutGrowing) {
+  FakeClock clock;
+  MemoryStore store({.max_keys = 1 << 20, .shards = 1, .clock = clock.fn()});
+  const Policy policy = one_per_second();
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 1'000; ++i)
+      store.check_now(policy, std::to_string(round) + ":" + std::to_string(i), 1);
+    clock.now += kSecond;
+  }
+  // 50k keys went through, but never more than 1k were live at once.
+  EXPECT_LE(store.stats().capacity, 4'096u);
+}
+
+// A flood of distinct keys beyond max_keys keeps memory bounded, evicts the entries that
+// carry the least information first, and keeps an abusive key's state.
+TEST(MemoryStore, KeyFloodIsBoundedAndKeepsAbusiveKeys) {
+  FakeClock clock;
+  const std::size_t max_keys = 4'096;
+  MemoryStore store({.max_keys = max_keys, .shards = 4, .clock = clock.fn()});
+  const Policy policy("p", {Rate(1, seconds(60), 9)});  // 10 at once, then 1 per minute
+  for (int i = 0; i < 10; ++i) store.check_now(policy, "abuser", 1);
+  ASSERT_FALSE(store.check_now(policy, "abuser", 1).decision.allowed());
+
+  for (int i = 0; i < 1'000'000; ++i) {
+    store.check_now(policy, "ip:" + std::to_string(i), 1);
+    if (i % 1000 == 0) clock.now += 1'000'000;  // 1 ms per thousand requests
+  }
+  const MemoryStoreStats stats = store.stats();
+  EXPECT_LE(stats.keys, max_keys);
+  EXPECT_GT(stats.evictions, 900'000u);
+  EXPECT_LE(stats.bytes, 64u * max_keys + 64 * 1024);
+  // The abuser's TAT is ten minutes ahead; every flood key is one minute ahead.
+  EXPECT_FALSE(store.check_now(policy, "abuser", 1).decision.allowed());
+}
+
+TEST(MemoryStore, ConcurrentHammeringOfOneKeyAdmitsExactly) {
+  FakeClock clock;  // frozen: only the burst may pass
+  MemoryStore store({.clock = clock.fn()});
+  const Policy policy("p", {Rate(1, seconds(3600), 999)});
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50'000; ++i)
+        if (store.check_now(policy, "hot", 1).decision.allowed()) admitted.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(admitted.load(), 1000);
+}
+
+TEST(MemoryStore, ConcurrentDistinctKeysEachAdmitExactly) {
+  FakeClock clock;
+  MemoryStore store({.max_keys = 1 << 20, .shards = 8, .clock = clock.fn()});
+  const Policy policy("p", {Rate(1, seconds(3600), 4)});
+  std::atomic<int> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      // Every thread walks the same 2000 keys: each key admits exactly burst+1 = 5.
+      for (int round = 0; round < 8; ++round)
+        for (int k = 0; k < 2'000; ++k)
+          if (store.check_now(policy, "k" + std::to_string(k), 1).decision.allowed())
+            admitted.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(admitted.load(), 2'000 * 5);
+}
+
+TEST(MemoryStore, AsyncInterfaceCompletesInline) {
+  MemoryStore store;
+  bool called = false;
+  store.check(one_per_second(), "k", 1, [&](const CheckResult& r) {
+    called = true;
+    EXPECT_TRUE(r.decision.allowed());
+    EXPECT_EQ(r.key, "k");
+  });
+  EXPECT_TRUE(called);
+}
+
+}  // namespace
+}  // namespace pacer
