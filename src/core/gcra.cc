@@ -35,7 +35,7 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
                    std::int64_t cost) {
   assert(rates.size() == tats.size() && !rates.empty() && cost >= 0);
   const std::size_t n = rates.size();
-  std::array<std::int64_t, Policy::kMaxRates> new_tats{};
+  std::array<std::int64_t, Policy::kMaxRates> new_tats;  // only [0, n) is used
 
   Decision d;
   // Pass 1: capacity and denial per rate. The deciding rate among deniers is the longest wait.
@@ -74,9 +74,11 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
   }
 
   // Admitted by every rate: report the rate with the fewest remaining (ties: longer reset).
+  // The TATs are written in the same loop (a separate copy compiles to a slow `rep movs`).
   d.outcome = Outcome::kAllowed;
   d.remaining = INT64_MAX;
   std::int64_t decider_reset = -1;
+  const bool write = cost > 0;
   for (std::size_t i = 0; i < n; ++i) {
     const std::int64_t left = remaining_at(rates[i], new_tats[i], now);
     const std::int64_t reset = new_tats[i] - now;
@@ -85,10 +87,10 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
       d.rate_index = static_cast<std::uint8_t>(i);
       decider_reset = reset;
     }
+    if (write) tats[i] = new_tats[i];
   }
   d.limit = rates[d.rate_index].permits();
   d.reset_after = Nanos{decider_reset};
-  if (cost > 0) std::copy_n(new_tats.begin(), n, tats.begin());
   return d;
 }
 

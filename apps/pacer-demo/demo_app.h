@@ -1,0 +1,70 @@
+// pacer-demo: the C++ counterpart of the original FastAPI Pacer test service.
+//
+// Configured from the environment (flags override, see main.cc); routes and bodies follow the
+// original so its clients and tests work unchanged. Per-route 429s use the nested body,
+// middleware 429s the flat one.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "pacer/beast/server.h"
+#include "pacer/http/http_limiter.h"
+#include "pacer/limiter.h"
+#include "pacer/memory_store.h"
+
+namespace pacer::demo {
+
+struct RateSettings {
+  std::int64_t permits;
+  std::string period;  // as given, e.g. "1m"
+  std::int64_t burst;
+};
+
+struct DemoConfig {
+  std::string service_name = "default";
+  std::string redis_url;  // empty: in-process store
+  RateSettings rate{10, "1m", 5};
+  FailMode fail_mode = FailMode::kOpen;
+  bool use_middleware = false;
+  RateSettings middleware{100, "1m", 20};
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;
+  std::string trusted_proxies = "loopback";
+  unsigned threads = 0;
+};
+
+// Reads SERVICE_NAME, REDIS_URL, RATE_PERMITS, RATE_PERIOD, RATE_BURST, FAIL_MODE,
+// USE_MIDDLEWARE, MIDDLEWARE_PERMITS, MIDDLEWARE_PERIOD, MIDDLEWARE_BURST, HOST, PORT,
+// TRUSTED_PROXIES and THREADS through `getenv`. Throws std::invalid_argument naming the
+// variable and its bad value.
+DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv);
+
+// Checks everything that can be checked before serving (rates, durations, proxies, the
+// service name as a key prefix). Throws std::invalid_argument naming the bad value.
+void validate(const DemoConfig& config);
+
+class DemoApp {
+ public:
+  explicit DemoApp(DemoConfig config);
+  ~DemoApp();
+
+  // The request handler to give to pacer::beast::Server.
+  void handle(beast::Request&& request, const beast::Connection& connection, beast::Send send);
+
+  const DemoConfig& config() const { return config_; }
+  Limiter& limiter() { return *limiter_; }
+
+ private:
+  beast::Response route(const beast::Request& request, const http::RequestView& view) const;
+
+  DemoConfig config_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Limiter> limiter_;
+  std::unique_ptr<http::HttpLimiter> http_;
+};
+
+}  // namespace pacer::demo

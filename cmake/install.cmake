@@ -1,0 +1,16 @@
+# Installs the libraries, headers and an exported CMake package:
+#   find_package(pacer REQUIRED)  ->  pacer::core, pacer::limiter, pacer::http, pacer::beast
+include(CMakePackageConfigHelpers)
+
+get_property(pacer_targets GLOBAL PROPERTY PACER_TARGETS)
+install(TARGETS ${pacer_targets} EXPORT pacer-targets
+  ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/pacer DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(EXPORT pacer-targets NAMESPACE pacer:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pacer)
+configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/pacerConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/pacerConfig.cmake INSTALL_DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pacer)
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/pacerConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/pacerConfig.cmake ${PROJECT_BINARY_DIR}/pacerConfigVersion.cmake
+  DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pacer)

@@ -1,0 +1,298 @@
+// The demo service over real sockets: every route, header and body.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <map>
+#include <memory>
+
+#include "demo_app.h"
+#include "http_client.h"
+
+namespace pacer::demo {
+namespace {
+
+using nlohmann::json;
+using testing::HttpClient;
+using testing::Reply;
+namespace bhttp = boost::beast::http;
+
+class Demo {
+ public:
+  explicit Demo(DemoConfig config) : app_(std::move(config)) {
+    server_ = std::make_unique<beast::Server>(
+        beast::ServerOptions{.host = "127.0.0.1", .port = 0, .threads = 2},
+        [this](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
+          app_.handle(std::move(req), conn, std::move(send));
+        });
+    server_->start();
+  }
+  ~Demo() { server_->stop(); }
+  std::uint16_t port() const { return server_->port(); }
+  HttpClient client() const { return HttpClient(port()); }
+
+ private:
+  DemoApp app_;
+  std::unique_ptr<beast::Server> server_;
+};
+
+std::string header(const Reply& r, std::string_view name) {
+  auto it = r.find(name);
+  return it == r.end() ? "<absent>" : std::string(it->value());
+}
+
+json body(const Reply& r) { return json::parse(r.body()); }
+
+// The real clock runs between requests: retry_after_ms may be a little under the full wait.
+void expect_retry_after_ms(const json& detail, int full_ms) {
+  ASSERT_TRUE(detail.contains("retry_after_ms")) << detail;
+  const int ms = detail["retry_after_ms"].get<int>();
+  EXPECT_LE(ms, full_ms);
+  EXPECT_GT(ms, full_ms - 1000);
+  EXPECT_EQ(detail["detail"], "rate_limited");
+  EXPECT_EQ(detail.size(), 2u) << detail;
+}
+
+TEST(Demo, LimitedGivesSixThenNestedTooManyRequests) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 6; ++i) {
+    const Reply r = c.get("/limited");
+    ASSERT_EQ(r.result_int(), 200) << i;
+    EXPECT_EQ(header(r, "RateLimit-Limit"), "10");
+    EXPECT_EQ(header(r, "RateLimit-Remaining"), std::to_string(5 - i));
+    // Each admitted request pushes the reset 6 s (the emission interval) further out.
+    EXPECT_EQ(header(r, "RateLimit-Reset"), std::to_string(6 * (i + 1)));
+    EXPECT_EQ(header(r, "Retry-After"), "<absent>");
+  }
+  for (int i = 0; i < 2; ++i) {
+    const Reply r = c.get("/limited");
+    ASSERT_EQ(r.result_int(), 429);
+    EXPECT_EQ(header(r, "Retry-After"), "6");
+    EXPECT_EQ(header(r, "RateLimit-Limit"), "10");
+    EXPECT_EQ(header(r, "RateLimit-Remaining"), "0");
+    EXPECT_EQ(header(r, "Content-Type"), "application/json");
+    ASSERT_EQ(body(r).size(), 1u);
+    expect_retry_after_ms(body(r)["detail"], 6000);
+  }
+}
+
+TEST(Demo, RootHealthAndConfig) {
+  Demo demo({.service_name = "svc-a"});
+  HttpClient c = demo.client();
+  Reply r = c.get("/");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(body(r)["service"], "svc-a");
+  EXPECT_EQ(header(r, "RateLimit-Limit"), "<absent>");  // no middleware
+
+  r = c.get("/health");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(body(r), json::parse(R"({"status":"healthy","service":"svc-a","redis":"connected"})"));
+
+  r = c.get("/config");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(body(r), json::parse(R"({"service":"svc-a",
+      "rate_config":{"permits":10,"period":"1m","burst":5,"fail_mode":"open"},
+      "middleware":{"enabled":false,"permits":null,"period":null,"burst":null}})"));
+}
+
+TEST(Demo, ConfigShowsMiddlewareWhenEnabled) {
+  Demo demo({.rate = {7, "10s", 1}, .fail_mode = FailMode::kClosed, .use_middleware = true});
+  const json config = body(demo.client().get("/config"));
+  EXPECT_EQ(config["rate_config"], json::parse(
+      R"({"permits":7,"period":"10s","burst":1,"fail_mode":"closed"})"));
+  EXPECT_EQ(config["middleware"], json::parse(
+      R"({"enabled":true,"permits":100,"period":"1m","burst":20})"));
+}
+
+TEST(Demo, MetricsCountDecisionsInJsonAndPrometheus) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 8; ++i) c.get("/limited");
+  Reply r = c.get("/metrics");
+  EXPECT_EQ(body(r), json::parse(R"({"limiter":{"requests_allowed":6,"requests_blocked":2,
+      "redis_errors":0},"connected":true,"service":"default"})"));
+  r = c.get("/metrics", {{"Accept", "text/plain"}});
+  EXPECT_NE(r.body().find("pacer_requests_allowed_total 6\n"), std::string::npos) << r.body();
+  EXPECT_NE(r.body().find("pacer_requests_denied_total 2\n"), std::string::npos);
+  EXPECT_NE(r.body().find("pacer_store_connected 1\n"), std::string::npos);
+  EXPECT_EQ(header(r, "Content-Type").rfind("text/plain", 0), 0u);
+  r = c.get("/metrics/prometheus");
+  EXPECT_NE(r.body().find("pacer_check_duration_seconds_count 8\n"), std::string::npos);
+}
+
+TEST(Demo, CustomRouteIsFivePerTenSecondsBurstTwo) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 3; ++i) {
+    const Reply r = c.get("/custom");
+    ASSERT_EQ(r.result_int(), 200) << i;
+    EXPECT_EQ(header(r, "RateLimit-Limit"), "5");
+    EXPECT_EQ(header(r, "RateLimit-Remaining"), std::to_string(2 - i));
+  }
+  const Reply r = c.get("/custom");
+  EXPECT_EQ(r.result_int(), 429);
+  EXPECT_EQ(header(r, "Retry-After"), "2");
+  expect_retry_after_ms(body(r)["detail"], 2000);
+}
+
+TEST(Demo, PostEchoesJsonAndIsThreePerMinuteWithoutBurst) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  Reply r = c.send(bhttp::verb::post, "/post", {}, R"({"order":[1,2,3],"note":"hi"})");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(body(r), json::parse(R"({"received":{"order":[1,2,3],"note":"hi"}})"));
+  EXPECT_EQ(header(r, "RateLimit-Limit"), "3");
+  EXPECT_EQ(header(r, "RateLimit-Remaining"), "0");
+  r = c.send(bhttp::verb::post, "/post", {}, R"({"again":true})");
+  EXPECT_EQ(r.result_int(), 429);
+  EXPECT_EQ(header(r, "Retry-After"), "20");
+  ASSERT_EQ(body(r).size(), 1u);
+  expect_retry_after_ms(body(r)["detail"], 20000);
+}
+
+TEST(Demo, InvalidJsonToPostIsAClear422) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  const Reply r = c.send(bhttp::verb::post, "/post", {}, R"({"unterminated": )");
+  EXPECT_EQ(r.result_int(), 422);
+  const json detail = body(r)["detail"][0];
+  EXPECT_EQ(detail["type"], "json_invalid");
+  EXPECT_NE(detail["ctx"]["error"].get<std::string>().find("parse error"), std::string::npos);
+  EXPECT_EQ(c.get("/health").result_int(), 200);  // the connection and server carry on
+}
+
+TEST(Demo, ApiKeyRouteHasItsOwnKeySpaceAndFallsBackToIp) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 6; ++i)
+    ASSERT_EQ(c.get("/api-key", {{"X-API-Key", "alpha"}}).result_int(), 200) << i;
+  EXPECT_EQ(c.get("/api-key", {{"X-API-Key", "alpha"}}).result_int(), 429);
+  // Another key, a bearer token, and no key at all (the client IP) each have their own bucket.
+  EXPECT_EQ(c.get("/api-key", {{"X-API-Key", "beta"}}).result_int(), 200);
+  EXPECT_EQ(c.get("/api-key", {{"Authorization", "Bearer alpha-token"}}).result_int(), 200);
+  const Reply r = c.get("/api-key");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(header(r, "RateLimit-Limit"), "20");
+  EXPECT_EQ(header(r, "RateLimit-Remaining"), "5");
+  // The IP bucket of /limited is separate from /api-key's.
+  EXPECT_EQ(header(c.get("/limited"), "RateLimit-Remaining"), "5");
+}
+
+TEST(Demo, MiddlewareLimitsEverythingButExclusionsWithFlatBody) {
+  Demo demo({.use_middleware = true, .middleware = {2, "1m", 1}});
+  HttpClient c = demo.client();
+  EXPECT_EQ(c.get("/").result_int(), 200);
+  Reply r = c.get("/");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(header(r, "RateLimit-Limit"), "2");
+  EXPECT_EQ(header(r, "RateLimit-Remaining"), "0");
+  r = c.get("/limited");  // the middleware runs first, for every route
+  EXPECT_EQ(r.result_int(), 429);
+  expect_retry_after_ms(body(r), 30000);  // flat, not nested
+  EXPECT_EQ(header(r, "Retry-After"), "30");
+  for (const char* path : {"/health", "/config", "/metrics", "/metrics/prometheus"}) {
+    r = c.get(path);
+    EXPECT_EQ(r.result_int(), 200) << path;
+    EXPECT_EQ(header(r, "RateLimit-Limit"), "<absent>") << path;
+  }
+  r = c.send(bhttp::verb::options, "/");
+  EXPECT_NE(r.result_int(), 429);  // OPTIONS and HEAD are excluded by default
+}
+
+TEST(Demo, RouteAndMiddlewareHeadersReportTheTighterLimit) {
+  Demo demo({.use_middleware = true});
+  const Reply r = demo.client().get("/custom");
+  EXPECT_EQ(r.result_int(), 200);
+  EXPECT_EQ(header(r, "RateLimit-Limit"), "5");  // route: 2 left, middleware: 20 left
+  EXPECT_EQ(header(r, "RateLimit-Remaining"), "2");
+}
+
+TEST(Demo, TrustedLoopbackProxyForwardsClientAddresses) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 6; ++i) c.get("/limited", {{"X-Forwarded-For", "203.0.113.5"}});
+  EXPECT_EQ(c.get("/limited", {{"X-Forwarded-For", "203.0.113.5"}}).result_int(), 429);
+  EXPECT_EQ(c.get("/limited", {{"X-Forwarded-For", "203.0.113.6"}}).result_int(), 200);
+  EXPECT_EQ(c.get("/limited", {{"Forwarded", "for=\"[2001:db8::7]:4711\""}}).result_int(), 200);
+  // Garbage in the proxy headers falls back to the peer address; nothing breaks.
+  for (const char* junk : {"not-an-ip", ",,,", "\"[::1", "999.999.999.999, ::zz"}) {
+    EXPECT_EQ(c.get("/limited", {{"X-Forwarded-For", junk}}).result_int(), 200) << junk;
+    EXPECT_NE(c.get("/limited", {{"Forwarded", junk}}).result_int(), 500) << junk;
+  }
+}
+
+TEST(Demo, UntrustedPeersCannotSpoofForwardingHeaders) {
+  Demo demo({.trusted_proxies = ""});
+  HttpClient c = demo.client();
+  for (int i = 0; i < 6; ++i)
+    c.get("/limited", {{"X-Forwarded-For", "198.51.100." + std::to_string(i)}});
+  // Every request counted against the real peer, 127.0.0.1.
+  EXPECT_EQ(c.get("/limited", {{"X-Forwarded-For", "198.51.100.99"}}).result_int(), 429);
+}
+
+TEST(Demo, OversizedHeadersAreRejectedAndTheServerCarriesOn) {
+  Demo demo({});
+  {
+    HttpClient c = demo.client();
+    const Reply r = c.get("/limited", {{"X-Forwarded-For", std::string(64 * 1024, '1')}});
+    EXPECT_EQ(r.result_int(), 431);
+  }
+  EXPECT_EQ(demo.client().get("/health").result_int(), 200);
+}
+
+TEST(Demo, UnknownPathsAndMethods) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  EXPECT_EQ(c.get("/nope").result_int(), 404);
+  EXPECT_EQ(body(c.get("/nope")), json::parse(R"({"detail":"Not Found"})"));
+  EXPECT_EQ(c.send(bhttp::verb::delete_, "/limited").result_int(), 405);
+  EXPECT_EQ(c.get("/post").result_int(), 405);
+}
+
+TEST(DemoConfig, ReadsTheEnvironment) {
+  const std::map<std::string, std::string> env{
+      {"SERVICE_NAME", "orders"}, {"RATE_PERMITS", "50"},  {"RATE_PERIOD", "1.5s"},
+      {"RATE_BURST", "0"},        {"FAIL_MODE", "local"},  {"USE_MIDDLEWARE", "true"},
+      {"MIDDLEWARE_PERMITS", "9"}, {"MIDDLEWARE_PERIOD", "1h"}, {"MIDDLEWARE_BURST", "3"},
+      {"HOST", "::1"},            {"PORT", "9001"}};
+  const DemoConfig c = config_from_env([&](const char* name) -> const char* {
+    auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+  EXPECT_EQ(c.service_name, "orders");
+  EXPECT_EQ(c.rate.permits, 50);
+  EXPECT_EQ(c.rate.period, "1.5s");
+  EXPECT_EQ(c.fail_mode, FailMode::kLocal);
+  EXPECT_TRUE(c.use_middleware);
+  EXPECT_EQ(c.middleware.permits, 9);
+  EXPECT_EQ(c.host, "::1");
+  EXPECT_EQ(c.port, 9001);
+  EXPECT_NO_THROW(validate(c));
+}
+
+// Each bad setting is refused before serving, with the variable and value in the message.
+TEST(DemoConfig, BadSettingsNameTheValue) {
+  const std::vector<std::pair<std::string, std::string>> cases{
+      {"RATE_PERMITS", "0"},        {"RATE_PERMITS", "ten"},    {"RATE_BURST", "-1"},
+      {"RATE_PERIOD", "1 minute"},  {"RATE_PERIOD", "0s"},      {"RATE_PERIOD", "-5s"},
+      {"FAIL_MODE", "maybe"},       {"USE_MIDDLEWARE", "perhaps"}, {"PORT", "70000"},
+      {"MIDDLEWARE_PERIOD", "1y"},  {"TRUSTED_PROXIES", "10.0.0.0/33"},
+      {"SERVICE_NAME", "a{b}"},     {"REDIS_URL", "redis://127.0.0.1:6379"}};
+  for (const auto& [name, value] : cases) {
+    try {
+      DemoConfig c = config_from_env([&](const char* n) -> const char* {
+        if (name == n) return value.c_str();
+        if (std::string_view(n) == "USE_MIDDLEWARE") return "true";
+        return nullptr;
+      });
+      validate(c);
+      ADD_FAILURE() << name << "=" << value << " was accepted";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(value), std::string::npos)
+          << name << ": " << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace pacer::demo
