@@ -37,7 +37,7 @@ class Rate {
   // interval would be below 1 ns, or the tolerance would overflow.
   Rate(std::int64_t permits, Nanos period, std::int64_t burst = 0);
 
-  // "100/1m" or "100/m" or "100 per 1m"; burst given separately.
+  // "100/1m" or "100/m"; burst given separately.
   static Rate parse(std::string_view text, std::int64_t burst = 0);
 
   std::int64_t permits() const { return permits_; }

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 #include <array>
-#include <cassert>
+#include <stdexcept>
 
 namespace pacer {
 namespace {
@@ -33,7 +33,8 @@ std::string_view to_string(Outcome outcome) {
 
 Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, std::int64_t now,
                    std::int64_t cost) {
-  assert(rates.size() == tats.size() && !rates.empty() && cost >= 0);
+  if (rates.empty() || rates.size() > Policy::kMaxRates || tats.size() != rates.size() || cost < 0)
+    throw std::invalid_argument("gcra_step: needs 1 to 8 rates, one TAT per rate and cost >= 0");
   const std::size_t n = rates.size();
   std::array<std::int64_t, Policy::kMaxRates> new_tats;  // only [0, n) is used
 
@@ -52,8 +53,9 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
     }
     const std::int64_t base = std::max(tats[i], now);
     new_tats[i] = base + increment;
+    // A peek never denies, even when a clock step left a TAT more than tau ahead.
     const std::int64_t wait = new_tats[i] - tau - now;
-    if (wait > 0 && wait > longest_wait) {
+    if (cost > 0 && wait > longest_wait) {
       longest_wait = wait;
       longest_denial = static_cast<int>(i);
     }

@@ -66,10 +66,11 @@ Nanos parse_duration(std::string_view text) {
   if (whole.empty() || !all_digits(whole) || (dot != std::string_view::npos && fraction.empty()) ||
       !all_digits(fraction))
     fail(kWhat, text, "the number must be a non-negative decimal such as 10 or 1.5");
-  if (whole.size() > 18 || fraction.size() > 18) fail(kWhat, text, "too many digits");
+  if (fraction.size() > 18) fail(kWhat, text, "more than 18 decimal places");
 
   std::int64_t whole_value = 0;
-  std::from_chars(whole.data(), whole.data() + whole.size(), whole_value);
+  if (std::from_chars(whole.data(), whole.data() + whole.size(), whole_value).ec != std::errc{})
+    fail(kWhat, text, "longer than 100 years");
   std::int64_t fraction_value = 0;
   i128 scale = 1;
   if (!fraction.empty()) {
@@ -103,8 +104,10 @@ Rate::Rate(std::int64_t permits, Nanos period, std::int64_t burst)
          "more than one permit per nanosecond");
   // Rounded up: when the period does not divide evenly the limiter errs on the strict side by
   // less than 1 ns per permit rather than ever exceeding the configured rate.
+  if (period.count() > kMaxDurationNs)
+    fail("invalid rate period", format_duration(period), "longer than 100 years");
   emission_interval_ = Nanos{(period.count() + permits - 1) / permits};
-  const i128 tolerance = i128{burst + 1} * emission_interval_.count();
+  const i128 tolerance = (i128{burst} + 1) * emission_interval_.count();
   if (tolerance > kMaxToleranceNs)
     fail("invalid rate burst", std::to_string(burst),
          "burst+1 emission intervals exceed 73 years for " + std::to_string(permits) + "/" +

@@ -1,1 +1,500 @@
-// placeholder
+#include "pacer/http/ip.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace pacer::http {
+namespace {
+
+// "[ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255]:65535" is 54 bytes; anything longer cannot
+// be an address, and rejecting it early bounds the work per hop of a huge header.
+constexpr std::size_t kMaxAddressText = 64;
+// INET6_ADDRSTRLEN without the terminator.
+constexpr std::size_t kMaxV6Text = 45;
+
+using Bytes = std::array<std::uint8_t, 16>;
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+bool is_ows(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trim_ows(std::string_view s) {
+  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+bool ends_with_ci(std::string_view s, std::string_view suffix) {
+  return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
+}
+
+// Strict dotted quad: four decimal parts 0..255, no leading zeros, nothing else.
+std::optional<std::array<std::uint8_t, 4>> parse_v4(std::string_view s) {
+  std::array<std::uint8_t, 4> out{};
+  std::size_t i = 0;
+  for (std::size_t part = 0; part < 4; ++part) {
+    if (part > 0) {
+      if (i >= s.size() || s[i] != '.') return std::nullopt;
+      ++i;
+    }
+    const std::size_t start = i;
+    unsigned value = 0;
+    // Reading at most 4 digits keeps `value` small whatever the input.
+    while (i < s.size() && i - start < 4 && is_digit(s[i])) {
+      value = value * 10 + static_cast<unsigned>(s[i] - '0');
+      ++i;
+    }
+    const std::size_t length = i - start;
+    if (length == 0 || length > 3 || value > 255 || (length > 1 && s[start] == '0'))
+      return std::nullopt;
+    out[part] = static_cast<std::uint8_t>(value);
+  }
+  if (i != s.size()) return std::nullopt;
+  return out;
+}
+
+// Full 16 bytes, no brackets, no zone id; mapped addresses are left as they are.
+std::optional<Bytes> parse_v6(std::string_view s) {
+  if (s.size() < 2 || s.size() > kMaxV6Text) return std::nullopt;
+  // inet_pton needs a terminated string, and the character check keeps libc quirks (e.g. a
+  // zone id or whitespace) out of what we accept.
+  char text[kMaxV6Text + 1];
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (!is_hex(s[i]) && s[i] != ':' && s[i] != '.') return std::nullopt;
+    text[i] = s[i];
+  }
+  text[s.size()] = '\0';
+  Bytes out{};
+  if (inet_pton(AF_INET6, text, out.data()) != 1) return std::nullopt;
+  return out;
+}
+
+bool is_v4_mapped(const Bytes& b) {
+  for (std::size_t i = 0; i < 10; ++i)
+    if (b[i] != 0) return false;
+  return b[10] == 0xff && b[11] == 0xff;
+}
+
+bool valid_port(std::string_view s) {
+  if (s.empty() || s.size() > 5) return false;
+  unsigned value = 0;
+  for (char c : s) {
+    if (!is_digit(c)) return false;
+    value = value * 10 + static_cast<unsigned>(c - '0');
+  }
+  return value <= 65535;
+}
+
+// Makes configuration text safe to put in an exception message (which ends up in logs): short,
+// printable, with anything else shown as \xNN.
+std::string printable(std::string_view text) {
+  constexpr std::size_t kMaxShown = 80;
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  return out;
+}
+
+[[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {
+  throw std::invalid_argument("invalid CIDR '" + printable(text) + "': " + std::string(why));
+}
+
+// Hops of a list header in order, keeping only the right-most kMaxForwardedHops (all the walk
+// may examine) in fixed storage, so a huge header costs one pass and no allocation per hop.
+// An empty view marks a hop that is present but not an address.
+class HopRing {
+ public:
+  void push(std::string_view hop) {
+    hops_[count_ % hops_.size()] = hop;
+    ++count_;
+  }
+  std::size_t count() const { return count_; }
+  // k = 0 is the right-most hop; k < min(count(), kMaxForwardedHops).
+  std::string_view from_right(std::size_t k) const {
+    return hops_[(count_ - 1 - k) % hops_.size()];
+  }
+
+ private:
+  std::array<std::string_view, kMaxForwardedHops> hops_{};
+  std::size_t count_ = 0;
+};
+
+// The client chosen by walking `hops` from the right, or nullopt when the peer must be used.
+std::optional<IpAddress> walk_hops(const HopRing& hops, const TrustedProxies& trusted) {
+  const std::size_t examined = std::min<std::size_t>(hops.count(), kMaxForwardedHops);
+  std::optional<IpAddress> leftmost;
+  for (std::size_t k = 0; k < examined; ++k) {
+    const auto ip = IpAddress::parse(hops.from_right(k));
+    // Trusted proxies write well-formed addresses, so garbage means the walk has reached
+    // client-controlled text: nothing from here on can be believed.
+    if (!ip) return std::nullopt;
+    if (!trusted.contains(*ip)) return ip;
+    leftmost = ip;
+  }
+  if (hops.count() > examined) return std::nullopt;
+  return leftmost;
+}
+
+void split_list(std::string_view value, HopRing& hops) {
+  std::size_t pos = 0;
+  while (pos <= value.size()) {
+    std::size_t comma = value.find(',', pos);
+    if (comma == std::string_view::npos) comma = value.size();
+    // RFC 9110 list syntax: empty elements ("a,,b", a blank header line) are not hops.
+    const std::string_view hop = trim_ows(value.substr(pos, comma - pos));
+    if (!hop.empty()) hops.push(hop);
+    pos = comma + 1;
+  }
+}
+
+// Index of the first `delim` at or after `pos` that is outside a quoted-string, or
+// text.size(). Sets `unbalanced` when a quoted-string runs to the end of `text`.
+std::size_t find_unquoted(std::string_view text, std::size_t pos, char delim, bool& unbalanced) {
+  bool quoted = false;
+  for (std::size_t i = pos; i < text.size(); ++i) {
+    const char c = text[i];
+    if (quoted) {
+      if (c == '\\') {
+        ++i;  // quoted-pair; may step past the end, which the loop condition handles
+      } else if (c == '"') {
+        quoted = false;
+      }
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == delim) {
+      return i;
+    }
+  }
+  if (quoted) unbalanced = true;
+  return text.size();
+}
+
+bool is_tchar(char c) {
+  if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
+  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// RFC 7239 allows an obfuscated port ("_abc") next to a real address; the address is still
+// usable, so drop the port rather than the hop.
+std::string_view strip_obfuscated_port(std::string_view node) {
+  std::size_t colon = std::string_view::npos;
+  if (!node.empty() && node.front() == '[') {
+    const std::size_t close = node.find(']');
+    if (close != std::string_view::npos && close + 1 < node.size()) colon = close + 1;
+  } else if (std::count(node.begin(), node.end(), ':') == 1) {
+    colon = node.find(':');
+  }
+  if (colon != std::string_view::npos && node[colon] == ':' && colon + 1 < node.size() &&
+      node[colon + 1] == '_')
+    return node.substr(0, colon);
+  return node;
+}
+
+// The node named by the for= parameter of one Forwarded element, or an empty view when the
+// element is malformed, has no (or a repeated) for=, or the value needs unescaping (which no
+// address does).
+std::string_view forwarded_for(std::string_view element) {
+  bool unbalanced = false;
+  std::string_view node;
+  bool seen_for = false;
+  std::size_t pos = 0;
+  while (pos <= element.size()) {
+    const std::size_t semi = find_unquoted(element, pos, ';', unbalanced);
+    const std::string_view pair = trim_ows(element.substr(pos, semi - pos));
+    pos = semi + 1;
+    if (pair.empty()) continue;
+    const std::size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0) return {};
+    const std::string_view name = pair.substr(0, eq);
+    if (!std::all_of(name.begin(), name.end(), is_tchar)) return {};
+    if (!iequals(name, "for")) continue;
+    if (seen_for) return {};
+    seen_for = true;
+    std::string_view value = pair.substr(eq + 1);
+    if (!value.empty() && value.front() == '"') {
+      if (value.size() < 2 || value.back() != '"') return {};
+      value = value.substr(1, value.size() - 2);
+      if (value.find_first_of("\"\\") != std::string_view::npos) return {};
+    } else if (value.find_first_of("\" \t") != std::string_view::npos) {
+      return {};
+    }
+    node = strip_obfuscated_port(value);
+  }
+  if (unbalanced) return {};
+  return node;
+}
+
+void split_forwarded(std::string_view value, HopRing& hops) {
+  std::size_t pos = 0;
+  while (pos <= value.size()) {
+    bool unbalanced = false;
+    const std::size_t comma = find_unquoted(value, pos, ',', unbalanced);
+    const std::string_view element = trim_ows(value.substr(pos, comma - pos));
+    pos = comma + 1;
+    if (element.empty()) continue;
+    // "unknown" and "_hidden" identifiers come back as themselves and fail to parse in the
+    // walk, which is the treatment they need: the proxy could not say who the client is.
+    hops.push(unbalanced ? std::string_view() : forwarded_for(element));
+  }
+}
+
+void append_hex(std::string& out, unsigned value) {
+  char buffer[8];
+  const auto result = std::to_chars(buffer, buffer + sizeof buffer, value, 16);
+  out.append(buffer, result.ptr);
+}
+
+}  // namespace
+
+// ---- IpAddress --------------------------------------------------------------------------------
+
+std::optional<IpAddress> IpAddress::parse(std::string_view text) {
+  if (text.empty() || text.size() > kMaxAddressText) return std::nullopt;
+  std::string_view host = text;
+  bool v6_only = false;
+  if (text.front() == '[') {
+    const std::size_t close = text.find(']');
+    if (close == std::string_view::npos) return std::nullopt;
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty() && (rest.front() != ':' || !valid_port(rest.substr(1)))) return std::nullopt;
+    host = text.substr(1, close - 1);
+    v6_only = true;
+  } else {
+    const auto colons = std::count(text.begin(), text.end(), ':');
+    if (colons == 1) {  // IPv4 with a port; bare IPv6 has at least two colons
+      const std::size_t colon = text.find(':');
+      if (!valid_port(text.substr(colon + 1))) return std::nullopt;
+      host = text.substr(0, colon);
+    } else if (colons > 1) {
+      v6_only = true;
+    }
+  }
+
+  IpAddress ip;
+  if (!v6_only) {
+    const auto v4 = parse_v4(host);
+    if (!v4) return std::nullopt;
+    std::copy(v4->begin(), v4->end(), ip.bytes_.begin());
+    ip.v4_ = true;
+    return ip;
+  }
+  const auto v6 = parse_v6(host);
+  if (!v6) return std::nullopt;
+  if (is_v4_mapped(*v6)) {
+    std::copy(v6->begin() + 12, v6->end(), ip.bytes_.begin());
+    ip.v4_ = true;
+  } else {
+    ip.bytes_ = *v6;
+  }
+  return ip;
+}
+
+std::string IpAddress::to_string() const {
+  std::string out;
+  if (v4_) {
+    for (std::size_t i = 0; i < 4; ++i) {
+      if (i > 0) out += '.';
+      out += std::to_string(bytes_[i]);
+    }
+    return out;
+  }
+  std::array<unsigned, 8> words{};
+  for (std::size_t i = 0; i < 8; ++i) words[i] = (unsigned{bytes_[2 * i]} << 8) | bytes_[2 * i + 1];
+  // RFC 5952 4.2: compress the longest run of two or more zero words, the first if tied.
+  std::size_t best = 8, best_length = 0;
+  for (std::size_t i = 0; i < 8;) {
+    if (words[i] != 0) {
+      ++i;
+      continue;
+    }
+    std::size_t j = i;
+    while (j < 8 && words[j] == 0) ++j;
+    if (j - i > best_length && j - i >= 2) {
+      best = i;
+      best_length = j - i;
+    }
+    i = j;
+  }
+  for (std::size_t i = 0; i < 8;) {
+    if (i == best) {
+      out += "::";
+      i += best_length;
+      continue;
+    }
+    if (!out.empty() && out.back() != ':') out += ':';
+    append_hex(out, words[i]);
+    ++i;
+  }
+  return out;
+}
+
+IpAddress IpAddress::masked(int prefix_bits) const {
+  const int width = v4_ ? 32 : 128;
+  if (prefix_bits < 0 || prefix_bits > width)
+    throw std::invalid_argument("invalid prefix length " + std::to_string(prefix_bits) +
+                                (v4_ ? ": must be 0..32 for IPv4" : ": must be 0..128 for IPv6"));
+  IpAddress out = *this;
+  const auto bits = static_cast<std::size_t>(prefix_bits);
+  const std::size_t full = bits / 8;
+  const std::size_t rest = bits % 8;
+  std::size_t i = full;
+  if (rest != 0) {
+    out.bytes_[i] = static_cast<std::uint8_t>(out.bytes_[i] & (0xff << (8 - rest)));
+    ++i;
+  }
+  for (; i < out.bytes_.size(); ++i) out.bytes_[i] = 0;
+  return out;
+}
+
+// ---- Cidr -------------------------------------------------------------------------------------
+
+Cidr::Cidr(const IpAddress& address, int prefix_bits)
+    : network_(address.masked(prefix_bits)), prefix_bits_(prefix_bits) {}
+
+Cidr Cidr::parse(std::string_view text) {
+  const std::string_view s = trim_ows(text);
+  const std::size_t slash = s.find('/');
+  const std::string_view address = s.substr(0, slash);
+  if (address.empty() || address.size() > kMaxV6Text) fail_cidr(text, "not an IP address");
+
+  std::optional<IpAddress> ip;
+  bool mapped = false;
+  if (address.find(':') == std::string_view::npos) {
+    ip = IpAddress::parse(address);  // no colon: no port, no brackets, plain IPv4 or nothing
+  } else if (const auto v6 = parse_v6(address)) {
+    ip = IpAddress::parse(address);
+    mapped = is_v4_mapped(*v6);
+  }
+  if (!ip) fail_cidr(text, "not an IP address");
+
+  const int width = ip->is_v4() ? 32 : 128;
+  int prefix = mapped ? 128 : width;
+  if (slash != std::string_view::npos) {
+    const std::string_view digits = s.substr(slash + 1);
+    if (digits.empty() || !std::all_of(digits.begin(), digits.end(), is_digit))
+      fail_cidr(text, "prefix length is not a number");
+    // More than three digits is out of range anyway, and must not overflow.
+    prefix = digits.size() > 3 ? 1000 : std::stoi(std::string(digits));
+  }
+  if (mapped) {
+    if (prefix < 96 || prefix > 128)
+      fail_cidr(text, "prefix length must be 96..128 for an IPv4-mapped IPv6 address");
+    prefix -= 96;
+  } else if (prefix > width) {
+    fail_cidr(text, ip->is_v4() ? "prefix length must be 0..32 for IPv4"
+                                : "prefix length must be 0..128 for IPv6");
+  }
+  return Cidr(*ip, prefix);
+}
+
+bool Cidr::contains(const IpAddress& ip) const {
+  return ip.is_v4() == network_.is_v4() && ip.masked(prefix_bits_) == network_;
+}
+
+std::string Cidr::to_string() const {
+  return network_.to_string() + "/" + std::to_string(prefix_bits_);
+}
+
+// ---- TrustedProxies ---------------------------------------------------------------------------
+
+TrustedProxies TrustedProxies::parse(std::string_view list) {
+  TrustedProxies out;
+  const auto is_separator = [](char c) {
+    return c == ',' || c == ' ' || c == '\t' || c == '\n' || c == '\r';
+  };
+  std::size_t i = 0;
+  while (i < list.size()) {
+    while (i < list.size() && is_separator(list[i])) ++i;
+    const std::size_t start = i;
+    while (i < list.size() && !is_separator(list[i])) ++i;
+    const std::string_view token = list.substr(start, i - start);
+    if (token.empty()) continue;
+    if (iequals(token, "loopback")) {
+      for (const Cidr& cidr : loopback().ranges_) out.add(cidr);
+    } else if (iequals(token, "private")) {
+      for (std::string_view range : {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"})
+        out.add(Cidr::parse(range));
+    } else {
+      out.add(Cidr::parse(token));
+    }
+  }
+  return out;
+}
+
+TrustedProxies TrustedProxies::loopback() {
+  TrustedProxies out;
+  out.add(Cidr::parse("127.0.0.0/8"));
+  out.add(Cidr::parse("::1/128"));
+  return out;
+}
+
+void TrustedProxies::add(const Cidr& cidr) {
+  // Duplicates ("loopback, 127.0.0.1") would only slow every lookup down.
+  if (std::find(ranges_.begin(), ranges_.end(), cidr) == ranges_.end()) ranges_.push_back(cidr);
+}
+
+bool TrustedProxies::contains(const IpAddress& ip) const {
+  return std::any_of(ranges_.begin(), ranges_.end(),
+                     [&](const Cidr& cidr) { return cidr.contains(ip); });
+}
+
+std::string TrustedProxies::to_string() const {
+  std::string out;
+  for (const Cidr& cidr : ranges_) {
+    if (!out.empty()) out += ", ";
+    out += cidr.to_string();
+  }
+  return out;
+}
+
+// ---- client_ip --------------------------------------------------------------------------------
+
+std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
+  if (options.ipv6_prefix < 0 || options.ipv6_prefix > 128)
+    throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(options.ipv6_prefix) +
+                                "': must be 0..128");
+  const auto peer = IpAddress::parse(request.peer_address());
+  if (!peer) return std::nullopt;
+
+  std::optional<IpAddress> client;
+  if (options.trusted_proxies.contains(*peer)) {
+    for (const std::string& name : options.headers) {
+      if (!request.header(name)) continue;
+      // header_list joins repeated lines, so a second copy of a single-value header shows up
+      // as a list and is rejected below rather than silently picking one of them.
+      const std::string value = request.header_list(name);
+      if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
+        HopRing hops;
+        if (iequals(name, "Forwarded")) {
+          split_forwarded(value, hops);
+        } else {
+          split_list(value, hops);
+        }
+        client = walk_hops(hops, options.trusted_proxies);
+      } else {
+        client = IpAddress::parse(trim_ows(value));
+      }
+      break;  // the first present header decides, even when it yields nothing usable
+    }
+  }
+  IpAddress result = client.value_or(*peer);
+  if (!result.is_v4() && options.ipv6_prefix < 128) result = result.masked(options.ipv6_prefix);
+  return result;
+}
+
+}  // namespace pacer::http

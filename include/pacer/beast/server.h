@@ -1,0 +1,142 @@
+// pacer/beast/server.h — a small HTTP/1.1 server on Boost.Beast, and a RequestView over its
+// requests for the pacer HTTP layer.
+//
+// Every worker thread runs its own io_context with its own listening socket on the same port
+// (SO_REUSEPORT; the kernel spreads connections), so a connection lives on one thread from accept
+// to close and the request path takes no lock and makes no thread hand-off. The handler is called
+// on the connection's thread and answers through `send`, now or later, from any thread.
+//
+//   pacer::beast::Server server({.port = 8080, .handle_signals = true},
+//       [](pacer::beast::Request&& request, const pacer::beast::Connection& connection,
+//          pacer::beast::Send send) {
+//         pacer::beast::BeastRequestView view(request, connection);
+//         pacer::beast::Response response{boost::beast::http::status::ok, request.version()};
+//         response.set(boost::beast::http::field::content_type, "text/plain");
+//         response.body() = "hello " + std::string(view.peer_address());
+//         send(std::move(response));  // Content-Length, keep-alive and Server are filled in
+//       });
+//   server.run();  // until SIGINT/SIGTERM or server.stop()
+//
+// Lifetime rules: the handler is called concurrently from all worker threads. `connection` is
+// valid until `send` is called. Every Send must be called or destroyed before the Server is
+// destroyed (a Send dropped without being called answers 500). Do not call wait() or destroy the
+// Server from a handler (stop() is fine).
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "pacer/detail/unique_function.h"
+#include "pacer/http/request_view.h"
+
+namespace boost::asio {
+class io_context;
+}  // namespace boost::asio
+
+namespace pacer::beast {
+
+namespace http = boost::beast::http;
+using Request = http::request<http::string_body>;
+using Response = http::response<http::string_body>;
+
+// Completes a request. May be called later and from any thread; call exactly once (further calls
+// are ignored). Destroying it without calling it answers 500 and logs an error.
+using Send = pacer::detail::UniqueFunction<void(Response&&)>;
+
+// Everything the handler may need about the connection.
+struct Connection {
+  std::string peer_address;  // textual IP, no port; IPv4-mapped IPv6 addresses as plain IPv4
+  std::uint16_t peer_port = 0;
+  // Index of the worker thread (0 .. threads - 1) that owns the connection; lets a handler pick
+  // per-thread state without locking. See Server::io_context().
+  unsigned worker = 0;
+};
+
+using Handler = std::function<void(Request&& request, const Connection& connection, Send send)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";
+  std::uint16_t port = 8000;             // 0 = pick a free port (see Server::port())
+  unsigned threads = 0;                  // 0 = std::thread::hardware_concurrency()
+  std::size_t header_limit = 8 * 1024;   // bigger request headers -> 431 and close
+  std::size_t body_limit = 1024 * 1024;  // bigger bodies -> 413 and close
+  std::chrono::seconds idle_timeout{30};    // keep-alive idle / slow client read timeout
+  std::chrono::seconds shutdown_grace{5};   // how long in-flight requests may finish on stop()
+  bool handle_signals = false;              // stop() on SIGINT/SIGTERM
+  std::string server_header = "pacer";      // value of the Server header on every response
+};
+
+// A RequestView over a Beast request (for the pacer HTTP layer). Holds references; the request and
+// connection must outlive it.
+class BeastRequestView final : public pacer::http::RequestView {
+ public:
+  BeastRequestView(const Request& request, const Connection& connection);
+
+  // Values for attribute(), e.g. the user or org found by an authentication step.
+  void set_attribute(std::string name, std::string value);
+
+  std::string_view method() const override;
+  std::string_view path() const override;   // the target without "?query"
+  std::string_view query() const override;  // after the first '?', empty when none
+  std::string_view peer_address() const override;
+  std::optional<std::string_view> header(std::string_view name) const override;
+  std::string header_list(std::string_view name) const override;
+  std::optional<std::string_view> attribute(std::string_view name) const override;
+
+ private:
+  const Request& request_;
+  const Connection& connection_;
+  std::string_view target_;
+  std::size_t query_start_;  // index of '?' in target_, or target_.size()
+  std::vector<std::pair<std::string, std::string>> attributes_;
+};
+
+class Server {
+ public:
+  // Binds and listens right away, so port() is known before start(). Throws std::runtime_error
+  // naming host:port when it cannot resolve, bind or listen (also when another process listens
+  // on that port).
+  Server(ServerOptions options, Handler handler);
+  ~Server();  // stop() and wait()
+
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Starts the worker threads and returns. Does nothing when already started or stopped.
+  void start();
+  // Blocks until stop() was called and every worker thread has finished (returns at once if the
+  // server never started and stop() was called). Not from a worker thread.
+  void wait();
+  void run() {
+    start();
+    wait();
+  }
+  // Graceful: stop accepting, answer in-flight requests with "Connection: close", close idle
+  // keep-alive connections at once, and force-close whatever is left after shutdown_grace.
+  // Thread-safe, idempotent, non-blocking, callable from a handler. Not async-signal-safe: use
+  // handle_signals for signals.
+  void stop();
+
+  std::uint16_t port() const;  // the bound port (useful with port 0)
+  unsigned threads() const;    // number of worker threads
+
+  // The io_context of worker `worker` (0 .. threads() - 1), e.g. to run per-thread clients on the
+  // same thread as the connections they serve (see Connection::worker).
+  boost::asio::io_context& io_context(unsigned worker);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pacer::beast

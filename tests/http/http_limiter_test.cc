@@ -1,0 +1,239 @@
+#include "pacer/http/http_limiter.h"
+
+#include <gtest/gtest.h>
+
+namespace pacer::http {
+namespace {
+
+using std::chrono::seconds;
+
+constexpr std::int64_t kSecond = 1'000'000'000;
+
+struct Fixture {
+  std::int64_t now = 5'000 * kSecond;
+  MemoryStore store{{.clock = [this] { return now; }}};
+  Limiter limiter{store};
+};
+
+Verdict run(const HttpLimiter& http, const RequestView& request) {
+  Verdict out;
+  bool called = false;
+  http.check(request, [&](Verdict&& v) {
+    out = std::move(v);
+    called = true;
+  });
+  EXPECT_TRUE(called);  // the in-process store answers inline
+  return out;
+}
+
+std::string header(const Verdict& v, std::string_view name) {
+  for (const auto& [n, value] : v.headers)
+    if (n == name) return value;
+  return "<absent>";
+}
+
+SimpleRequest get(std::string path, std::string peer = "192.0.2.10") {
+  SimpleRequest r;
+  r.path_ = std::move(path);
+  r.peer_ = std::move(peer);
+  return r;
+}
+
+LimitRule rule(std::string name, Rate rate) {
+  return {.policy = Policy(std::move(name), {rate})};
+}
+
+TEST(HttpLimiter, StorageKeyHasOneHashTagPerPolicyScopeAndIdentity) {
+  Fixture f;
+  HttpLimiter http(f.limiter, {.key_prefix = "svc"});
+  SimpleRequest r = get("/items/42");
+  r.route_ = "/items/{id}";
+  LimitRule by_route = rule("items", Rate(10, seconds(60)));
+  EXPECT_EQ(http.storage_key(by_route, r), "svc:{items:/items/<id>:ip:192.0.2.10}");
+  by_route.scope = Scope::kMethodRoute;
+  EXPECT_EQ(http.storage_key(by_route, r), "svc:{items:GET /items/<id>:ip:192.0.2.10}");
+  by_route.scope = Scope::kApp;
+  EXPECT_EQ(http.storage_key(by_route, r), "svc:{items:app:ip:192.0.2.10}");
+}
+
+TEST(HttpLimiter, NoLimitsMeansPassWithoutHeaders) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  const Verdict v = run(http, get("/"));
+  EXPECT_EQ(v.status, 0);
+  EXPECT_TRUE(v.headers.empty());
+}
+
+TEST(HttpLimiter, RouteLimitDeniesWithFlatOrNestedBody) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  http.add_route("GET", "/flat", rule("flat", Rate(1, seconds(10))));
+  LimitRule nested = rule("nested", Rate(1, seconds(10)));
+  nested.body = BodyStyle::kNested;
+  http.add_route("GET", "/nested", std::move(nested));
+  EXPECT_EQ(run(http, get("/flat")).status, 0);
+  Verdict v = run(http, get("/flat"));
+  EXPECT_EQ(v.status, 429);
+  EXPECT_EQ(v.body, R"({"detail":"rate_limited","retry_after_ms":10000})");
+  EXPECT_EQ(header(v, "Retry-After"), "10");
+  EXPECT_EQ(run(http, get("/nested")).status, 0);
+  v = run(http, get("/nested"));
+  EXPECT_EQ(v.body, R"({"detail":{"detail":"rate_limited","retry_after_ms":10000}})");
+}
+
+TEST(HttpLimiter, RetryAfterRoundsUpAndNeverSaysZero) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  http.add_route("GET", "/", rule("r", Rate(1, seconds(10))));
+  run(http, get("/"));
+  f.now += 9 * kSecond + 500'000'000;  // 0.5 s left
+  Verdict v = run(http, get("/"));
+  EXPECT_EQ(header(v, "Retry-After"), "1");
+  EXPECT_EQ(v.body, R"({"detail":"rate_limited","retry_after_ms":500})");
+  f.now += 499'999'999;  // 1 ns left
+  v = run(http, get("/"));
+  EXPECT_EQ(header(v, "Retry-After"), "1");
+  EXPECT_EQ(v.body, R"({"detail":"rate_limited","retry_after_ms":1})");
+  f.now += 1;
+  EXPECT_EQ(run(http, get("/")).status, 0);
+}
+
+TEST(HttpLimiter, MethodSpecificRoutesWinOverAnyMethod) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  http.add_route("", "/x", rule("any", Rate(100, seconds(1))));
+  http.add_route("POST", "/x", rule("post", Rate(1, seconds(60))));
+  SimpleRequest post = get("/x");
+  post.method_ = "POST";
+  EXPECT_EQ(header(run(http, post), "RateLimit-Limit"), "1");
+  EXPECT_EQ(header(run(http, get("/x")), "RateLimit-Limit"), "100");
+  EXPECT_THROW(http.add_route("POST", "/x", rule("again", Rate(1, seconds(1)))),
+               std::invalid_argument);
+}
+
+TEST(HttpLimiter, MiddlewareExclusionsByPathPrefixAndMethod) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  LimitRule global = rule("global", Rate(1, seconds(60)));
+  global.scope = Scope::kApp;  // one bucket per client for the whole app
+  http.set_middleware({.rule = std::move(global), .exclude_paths = {"/health", "/static/*"}});
+  EXPECT_EQ(run(http, get("/")).status, 0);
+  EXPECT_EQ(run(http, get("/")).status, 429);
+  EXPECT_EQ(run(http, get("/health")).status, 0);
+  EXPECT_EQ(run(http, get("/health/deep")).status, 429);  // exact match only
+  EXPECT_EQ(run(http, get("/static/app.js")).status, 0);
+  for (const char* method : {"OPTIONS", "HEAD", "options"}) {
+    SimpleRequest r = get("/");
+    r.method_ = method;
+    EXPECT_EQ(run(http, r).status, 0) << method;
+  }
+}
+
+TEST(HttpLimiter, MiddlewareDenialStopsBeforeTheRouteIsCharged) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  http.set_middleware({.rule = rule("global", Rate(1, seconds(60)))});
+  http.add_route("GET", "/r", rule("route", Rate(5, seconds(60), 4)));
+  EXPECT_EQ(run(http, get("/r")).status, 0);
+  EXPECT_EQ(run(http, get("/r")).status, 429);
+  const Policy route("route", {Rate(5, seconds(60), 4)});
+  // Only the first request reached the route limit.
+  EXPECT_EQ(f.limiter.peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)),
+                                                   get("/r"))).remaining, 4);
+}
+
+TEST(HttpLimiter, OptionalHeaders) {
+  Fixture f;
+  HttpLimiter http(f.limiter, {.headers = {.x_ratelimit_reset = true,
+                                           .x_ratelimit_policy = true,
+                                           .ietf_draft = true}});
+  http.add_route("GET", "/", {.policy = Policy("api", {Rate(100, seconds(60), 10),
+                                                       Rate(1000, seconds(3600), 100)})});
+  const auto before = std::chrono::duration_cast<seconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  const Verdict v = run(http, get("/"));
+  EXPECT_EQ(header(v, "RateLimit-Limit"), "100");
+  EXPECT_EQ(header(v, "RateLimit-Remaining"), "10");
+  EXPECT_EQ(header(v, "RateLimit-Reset"), "1");  // 0.6 s rounded up
+  EXPECT_EQ(header(v, "X-RateLimit-Policy"), "Policy(api): 100/1m (burst=10), 1000/1h (burst=100)");
+  EXPECT_EQ(header(v, "RateLimit-Policy"), R"("api";q=100;w=60, "api.1";q=1000;w=3600)");
+  EXPECT_EQ(header(v, "RateLimit"), R"("api";r=10;t=1)");
+  const long reset_at = std::stol(header(v, "X-RateLimit-Reset"));
+  EXPECT_GE(reset_at, before + 1);
+  EXPECT_LE(reset_at, before + 2);
+}
+
+TEST(HttpLimiter, HeadersComeFromTheRateWithTheFewestRemaining) {
+  Fixture f;
+  HttpLimiter http(f.limiter, {.headers = {.ietf_draft = true}});
+  // 10/s with burst 9 has 9 left after one request; 3/min has 2 left: it reports.
+  http.add_route("GET", "/", {.policy = Policy("two", {Rate(10, seconds(1), 9),
+                                                       Rate(3, seconds(60), 2)})});
+  const Verdict v = run(http, get("/"));
+  EXPECT_EQ(header(v, "RateLimit-Limit"), "3");
+  EXPECT_EQ(header(v, "RateLimit-Remaining"), "2");
+  EXPECT_EQ(header(v, "RateLimit"), R"("two.1";r=2;t=20)");
+}
+
+TEST(HttpLimiter, CostThatCanNeverPassSaysSoWithoutRetryAfter) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  LimitRule heavy = rule("heavy", Rate(10, seconds(60), 1));
+  heavy.cost = [](const RequestView&) { return 3; };
+  http.add_route("POST", "/bulk", std::move(heavy));
+  SimpleRequest r = get("/bulk");
+  r.method_ = "POST";
+  const Verdict v = run(http, r);
+  EXPECT_EQ(v.status, 429);
+  EXPECT_EQ(v.body, R"({"detail":"cost_exceeds_capacity","retry_after_ms":null})");
+  EXPECT_EQ(header(v, "Retry-After"), "<absent>");
+}
+
+class DownStore final : public Store {
+ public:
+  void check(const Policy&, std::string_view key, std::int64_t, CheckHandler done) override {
+    done({make_error_code(Errc::kStoreUnavailable), {}, key});
+  }
+  void reset(const Policy&, std::string_view, ResetHandler done) override {
+    done(make_error_code(Errc::kStoreUnavailable));
+  }
+  bool connected() const override { return false; }
+};
+
+TEST(HttpLimiter, FailClosedAnswers503WithRetryAfter) {
+  DownStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kClosed});
+  HttpLimiter http(limiter, {.unavailable_retry_after = seconds(7)});
+  http.add_route("GET", "/", rule("r", Rate(1, seconds(1))));
+  const Verdict v = run(http, get("/"));
+  EXPECT_EQ(v.status, 503);
+  EXPECT_EQ(v.body, R"({"detail":"Service temporarily unavailable"})");
+  EXPECT_EQ(header(v, "Retry-After"), "7");
+}
+
+TEST(HttpLimiter, FailOpenPassesMarkedDegraded) {
+  DownStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kOpen});
+  HttpLimiter http(limiter);
+  http.add_route("GET", "/", rule("r", Rate(1, seconds(1))));
+  EXPECT_EQ(run(http, get("/")).status, 0);
+  EXPECT_EQ(run(http, get("/")).status, 0);
+  EXPECT_EQ(limiter.metrics().snapshot().degraded, 2u);
+}
+
+TEST(HttpLimiter, BadConfigurationNamesTheValue) {
+  Fixture f;
+  for (const char* prefix : {"", "a{b", "bad\nprefix"}) {
+    try {
+      HttpLimiter http(f.limiter, {.key_prefix = prefix});
+      ADD_FAILURE() << prefix;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(prefix), std::string::npos);
+    }
+  }
+  EXPECT_EQ(parse_scope("method_route"), Scope::kMethodRoute);
+  EXPECT_THROW(parse_scope("galaxy"), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace pacer::http

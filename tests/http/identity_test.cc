@@ -1,0 +1,106 @@
+#include "pacer/http/identity.h"
+
+#include <gtest/gtest.h>
+
+namespace pacer::http {
+namespace {
+
+SimpleRequest request_from(std::string peer) {
+  SimpleRequest r;
+  r.peer_ = std::move(peer);
+  return r;
+}
+
+TEST(Identity, ClientIpIsTaggedAndUsesThePeer) {
+  const SimpleRequest r = request_from("198.51.100.4");
+  EXPECT_EQ(Identity::client_ip()(r), "ip:198.51.100.4");
+}
+
+TEST(Identity, ClientIpAggregatesIpv6Prefixes) {
+  const SimpleRequest r = request_from("2001:db8:1:2:3:4:5:6");
+  EXPECT_EQ(Identity::client_ip({.ipv6_prefix = 64})(r), "ip:2001:db8:1:2::");
+  EXPECT_THROW(Identity::client_ip({.ipv6_prefix = 129}), std::invalid_argument);
+}
+
+TEST(Identity, UnparseablePeerIsUnknownNotACrash) {
+  EXPECT_EQ(Identity::client_ip()(request_from("not an ip")), "ip:unknown");
+}
+
+TEST(Identity, ApiKeysAreAlwaysHashedNeverInClear) {
+  SimpleRequest r;
+  r.headers_ = {{"x-api-key", "secret-key-1"}};
+  const auto id = Identity::api_key()(r);
+  ASSERT_TRUE(id);
+  EXPECT_EQ(id->find("secret"), std::string::npos);
+  EXPECT_EQ(*id, "key:" + hash_identity("secret-key-1"));
+  EXPECT_EQ(id->size(), 4 + 2 + 32u);
+}
+
+TEST(Identity, BearerTokenIsAnApiKeyAndHashedTheSameWay) {
+  SimpleRequest bearer;
+  bearer.headers_ = {{"Authorization", "Bearer tok123"}};
+  SimpleRequest header;
+  header.headers_ = {{"X-API-Key", "tok123"}};
+  EXPECT_EQ(Identity::api_key()(bearer), Identity::api_key()(header));
+  SimpleRequest basic;
+  basic.headers_ = {{"Authorization", "Basic dXNlcjpwYXNz"}};
+  EXPECT_EQ(Identity::api_key()(basic), std::nullopt);
+  SimpleRequest empty;
+  empty.headers_ = {{"X-API-Key", "  "}};
+  EXPECT_EQ(Identity::api_key()(empty), std::nullopt);
+}
+
+TEST(Identity, FirstOfFallsBack) {
+  const Identity who = Identity::first_of({Identity::api_key(), Identity::client_ip()});
+  SimpleRequest r = request_from("192.0.2.1");
+  EXPECT_EQ(who(r), "ip:192.0.2.1");
+  r.headers_ = {{"X-API-Key", "k"}};
+  EXPECT_EQ(who(r), "key:" + hash_identity("k"));
+}
+
+TEST(Identity, UserOrgAndComposition) {
+  SimpleRequest r;
+  EXPECT_EQ(Identity::user()(r), std::nullopt);
+  r.attributes_ = {{"user", "42"}, {"org", "acme"}};
+  EXPECT_EQ(Identity::user()(r), "user:42");
+  EXPECT_EQ(Identity::org()(r), "org:acme");
+  EXPECT_EQ(Identity::all_of({Identity::org(), Identity::user()})(r), "org:acme|user:42");
+  r.attributes_.erase("user");
+  EXPECT_EQ(Identity::all_of({Identity::org(), Identity::user()})(r), std::nullopt);
+}
+
+TEST(Identity, NamedHeaderAndCustom) {
+  SimpleRequest r;
+  r.headers_ = {{"X-Tenant", "blue"}};
+  EXPECT_EQ(Identity::header("x-tenant")(r), "hdr:blue");
+  EXPECT_EQ(Identity::header("X-Tenant", /*hashed=*/true)(r), "hdr:" + hash_identity("blue"));
+  EXPECT_EQ(Identity::header("X-Missing")(r), std::nullopt);
+  const Identity custom = Identity::custom("tenant", [](const RequestView& v) {
+    return std::optional<std::string>(std::string(v.header("X-Tenant").value_or("")));
+  });
+  EXPECT_EQ(custom(r), "tenant:blue");
+  EXPECT_THROW(Identity::custom("", [](const RequestView&) { return std::nullopt; }),
+               std::invalid_argument);
+}
+
+TEST(Identity, UnsafeValuesAreHashed) {
+  for (const std::string& bad : {std::string("a{b"), std::string("a}b"), std::string("a\nb"),
+                                std::string("a\x7f"), std::string(129, 'x')}) {
+    EXPECT_EQ(sanitize_identity(bad), hash_identity(bad)) << bad;
+    SimpleRequest r;
+    r.attributes_ = {{"user", bad}};
+    const auto id = Identity::user()(r);
+    ASSERT_TRUE(id);
+    EXPECT_EQ(id->find_first_of("{}\n\x7f"), std::string::npos);
+    EXPECT_LE(id->size(), 128u);
+  }
+  EXPECT_EQ(sanitize_identity(std::string(128, 'x')), std::string(128, 'x'));
+}
+
+TEST(Identity, HashIsStableAcrossProcesses) {
+  // SHA-256("abc") starts with ba7816bf8f01cfea414140de5dae2223.
+  EXPECT_EQ(hash_identity("abc"), "h:ba7816bf8f01cfea414140de5dae2223");
+}
+
+}  // namespace
+}  // namespace pacer::http
