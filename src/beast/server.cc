@@ -202,10 +202,9 @@ class Session : public std::enable_shared_from_this<Session> {
         std::min<std::size_t>(options().header_limit, std::numeric_limits<std::uint32_t>::max())));
     parser_->body_limit(static_cast<std::uint64_t>(options().body_limit));
     stream_.expires_after(options().idle_timeout);
-    http::async_read_header(stream_, buffer_, *parser_,
-                            [self = shared_from_this()](error_code ec, std::size_t) {
-                              self->on_header(ec);
-                            });
+    http::async_read_header(
+        stream_, buffer_, *parser_,
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_header(ec); });
   }
 
   void on_header(error_code ec) {
@@ -244,8 +243,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec == http::error::body_limit)
       return answer_error(http::status::payload_too_large, kBodyTooLarge);
     // end_of_stream / partial_message: the client went away; nobody is left to answer.
-    if (is_http_error(ec) && ec != http::error::end_of_stream &&
-        ec != http::error::partial_message)
+    if (is_http_error(ec) && ec != http::error::end_of_stream && ec != http::error::partial_message)
       return answer_error(http::status::bad_request, kBadRequest);
     finish();  // closed, reset, timed out, or cancelled by stop()
   }
@@ -355,8 +353,9 @@ class Session : public std::enable_shared_from_this<Session> {
     error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
     if (!drain) return finish();
-    drain_deadline_ = std::chrono::steady_clock::now() + std::min<std::chrono::steady_clock::duration>(
-                                                            kDrainTime, options().idle_timeout);
+    drain_deadline_ =
+        std::chrono::steady_clock::now() +
+        std::min<std::chrono::steady_clock::duration>(kDrainTime, options().idle_timeout);
     drained_ = 0;
     buffer_.clear();
     drain_some();
@@ -415,8 +414,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::size_t drained_ = 0;
 };
 
-static_assert(sizeof(std::shared_ptr<Session>) + sizeof(std::uint64_t) <=
-                  Send::kInlineSize,
+static_assert(sizeof(std::shared_ptr<Session>) + sizeof(std::uint64_t) <= Send::kInlineSize,
               "Send keeps its Responder inline");
 
 tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
@@ -425,8 +423,7 @@ tcp::endpoint resolve(const std::string& host, std::uint16_t port) {
   if (!ec) return {address, port};
   asio::io_context ioc;
   tcp::resolver resolver(ioc);
-  const auto results =
-      resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
+  const auto results = resolver.resolve(host, std::to_string(port), tcp::resolver::passive, ec);
   if (ec || results.empty()) {
     throw std::runtime_error("pacer::beast: cannot resolve " + describe(host, port) + ": " +
                              (ec ? ec.message() : std::string("no address")));

@@ -1,5 +1,7 @@
 #include "pacer/rate.h"
 
+#include "pacer/detail/printable.h"
+
 #include <array>
 #include <charconv>
 #include <stdexcept>
@@ -28,7 +30,7 @@ constexpr std::array<Unit, 7> kUnits{{{"ns", 1},
                                       {"d", 86'400'000'000'000}}};
 
 [[noreturn]] void fail(std::string_view what, std::string_view value, std::string_view why) {
-  throw std::invalid_argument(std::string(what) + " '" + std::string(value) + "': " +
+  throw std::invalid_argument(std::string(what) + " '" + detail::printable(value) + "': " +
                               std::string(why));
 }
 

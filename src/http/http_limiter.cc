@@ -1,5 +1,7 @@
 #include "pacer/http/http_limiter.h"
 
+#include "pacer/detail/printable.h"
+
 #include <array>
 #include <memory>
 #include <stdexcept>
@@ -30,7 +32,7 @@ Scope parse_scope(std::string_view text) {
   if (text == "route") return Scope::kRoute;
   if (text == "method_route") return Scope::kMethodRoute;
   if (text == "app") return Scope::kApp;
-  throw std::invalid_argument("invalid scope '" + std::string(text) +
+  throw std::invalid_argument("invalid scope '" + detail::printable(text) +
                               "': expected route, method_route or app");
 }
 
@@ -52,7 +54,7 @@ HttpLimiter::HttpLimiter(Limiter& limiter, HttpLimiterOptions options)
     : limiter_(limiter), options_(std::move(options)) {
   const std::string& prefix = options_.key_prefix;
   if (prefix.empty() || prefix.size() > 64 || sanitize_identity(prefix) != prefix)
-    throw std::invalid_argument("invalid key prefix '" + prefix +
+    throw std::invalid_argument("invalid key prefix '" + detail::printable(prefix) +
                                 "': must be 1 to 64 printable characters without braces");
 }
 

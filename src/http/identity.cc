@@ -1,5 +1,7 @@
 #include "pacer/http/identity.h"
 
+#include "pacer/detail/printable.h"
+
 #include <openssl/evp.h>
 
 #include <stdexcept>
@@ -101,7 +103,8 @@ Identity Identity::org() { return attribute("org"); }
 
 Identity Identity::custom(std::string tag, Function function) {
   if (tag.empty() || needs_hash(tag))
-    throw std::invalid_argument("invalid identity tag '" + tag + "': must be short and printable");
+    throw std::invalid_argument("invalid identity tag '" + detail::printable(tag) +
+                                "': must be short and printable");
   if (!function) throw std::invalid_argument("invalid identity '" + tag + "': function is empty");
   return Identity([tag = std::move(tag), function = std::move(function)](
                       const RequestView& request) -> std::optional<std::string> {

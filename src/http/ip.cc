@@ -1,5 +1,7 @@
 #include "pacer/http/ip.h"
 
+#include "pacer/detail/printable.h"
+
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -90,28 +92,8 @@ bool valid_port(std::string_view s) {
   return value <= 65535;
 }
 
-// Makes configuration text safe to put in an exception message (which ends up in logs): short,
-// printable, with anything else shown as \xNN.
-std::string printable(std::string_view text) {
-  constexpr std::size_t kMaxShown = 80;
-  constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  if (text.size() > kMaxShown) out += "...";
-  return out;
-}
-
 [[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {
-  throw std::invalid_argument("invalid CIDR '" + printable(text) + "': " + std::string(why));
+  throw std::invalid_argument("invalid CIDR '" + detail::printable(text) + "': " + std::string(why));
 }
 
 // Hops of a list header in order, keeping only the right-most kMaxForwardedHops (all the walk

@@ -1,5 +1,7 @@
 #include "pacer/limiter.h"
 
+#include "pacer/detail/printable.h"
+
 #include <spdlog/spdlog.h>
 
 #include "pacer/detail/rendezvous.h"
@@ -49,7 +51,7 @@ FailMode parse_fail_mode(std::string_view text) {
   if (text == "open") return FailMode::kOpen;
   if (text == "closed") return FailMode::kClosed;
   if (text == "local") return FailMode::kLocal;
-  throw std::invalid_argument("invalid fail mode '" + std::string(text) +
+  throw std::invalid_argument("invalid fail mode '" + detail::printable(text) +
                               "': expected open, closed or local");
 }
 

@@ -3,6 +3,7 @@
 // Expected values are derived by hand from DESIGN.md section 2 and 3 (T = period / permits,
 // rounded up; tau = (burst + 1) * T), never copied from the implementation's output.
 #include "pacer/rate.h"
+#include "pacer/detail/printable.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -39,10 +40,17 @@ std::string InvalidArgumentMessage(F&& f) {
 
 // The bad value is checked in quotes so that a short value such as "1" or "" cannot be matched
 // by accident somewhere else in the message.
-std::string Quoted(std::string_view value) { return "'" + std::string(value) + "'"; }
+// Errors quote the value made printable (control and non-ASCII bytes as \xNN, at most 80 bytes).
+std::string Quoted(std::string_view value) { return "'" + detail::printable(value) + "'"; }
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration
+
+TEST(PrintableTest, EscapesAndTruncatesForLogs) {
+  EXPECT_EQ(detail::printable("tab\t"), "tab\\x09");
+  EXPECT_EQ(detail::printable("caf\xc3\xa9"), "caf\\xc3\\xa9");
+  EXPECT_EQ(detail::printable(std::string(100, 'a')), std::string(80, 'a') + "...");
+}
 
 TEST(ParseDurationTest, AcceptsEveryDocumentedUnit) {
   EXPECT_EQ(parse_duration("500ms"), Nanos{500'000'000});

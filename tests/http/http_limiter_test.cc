@@ -1,5 +1,7 @@
 #include "pacer/http/http_limiter.h"
 
+#include "pacer/detail/printable.h"
+
 #include <gtest/gtest.h>
 
 namespace pacer::http {
@@ -228,7 +230,8 @@ TEST(HttpLimiter, BadConfigurationNamesTheValue) {
       HttpLimiter http(f.limiter, {.key_prefix = prefix});
       ADD_FAILURE() << prefix;
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find(prefix), std::string::npos);
+      EXPECT_NE(std::string(e.what()).find("'" + detail::printable(prefix) + "'"), std::string::npos)
+          << e.what();
     }
   }
   EXPECT_EQ(parse_scope("method_route"), Scope::kMethodRoute);

@@ -17,10 +17,11 @@
 //       });
 //   server.run();  // until SIGINT/SIGTERM or server.stop()
 //
-// Lifetime rules: the handler is called concurrently from all worker threads. `connection` is
-// valid until `send` is called. Every Send must be called or destroyed before the Server is
-// destroyed (a Send dropped without being called answers 500). Do not call wait() or destroy the
-// Server from a handler (stop() is fine).
+// Lifetime rules: the handler is called concurrently from all worker threads. `request` dies when
+// the handler returns (move it into whatever answers later); `connection` is valid until `send`
+// is called. Every Send must be called or destroyed before the Server is destroyed (one dropped
+// without being called answers 500). Do not call wait() or destroy the Server from a handler
+// (stop() is fine).
 #pragma once
 
 #include <boost/beast/http/message.hpp>
@@ -65,14 +66,14 @@ using Handler = std::function<void(Request&& request, const Connection& connecti
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8000;             // 0 = pick a free port (see Server::port())
-  unsigned threads = 0;                  // 0 = std::thread::hardware_concurrency()
-  std::size_t header_limit = 8 * 1024;   // bigger request headers -> 431 and close
-  std::size_t body_limit = 1024 * 1024;  // bigger bodies -> 413 and close
-  std::chrono::seconds idle_timeout{30};    // keep-alive idle / slow client read timeout
-  std::chrono::seconds shutdown_grace{5};   // how long in-flight requests may finish on stop()
-  bool handle_signals = false;              // stop() on SIGINT/SIGTERM
-  std::string server_header = "pacer";      // value of the Server header on every response
+  std::uint16_t port = 8000;               // 0 = pick a free port (see Server::port())
+  unsigned threads = 0;                    // 0 = std::thread::hardware_concurrency()
+  std::size_t header_limit = 8 * 1024;     // bigger request headers -> 431 and close
+  std::size_t body_limit = 1024 * 1024;    // bigger bodies -> 413 and close
+  std::chrono::seconds idle_timeout{30};   // keep-alive idle / slow client read timeout
+  std::chrono::seconds shutdown_grace{5};  // how long in-flight requests may finish on stop()
+  bool handle_signals = false;             // stop() on SIGINT/SIGTERM
+  std::string server_header = "pacer";     // value of the Server header on every response
 };
 
 // A RequestView over a Beast request (for the pacer HTTP layer). Holds references; the request and

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# The whole test run, as CI does it, on a fresh Debian 12 machine:
+#   1. install missing packages   2. build (warnings are errors)   3. every CTest test
+#   4. unit tests again under ASan + UBSan   5. a short fuzz run of the untrusted-input parsers
+# Slices: ctest --preset dev -L unit | -L http | -L integration | -L install
+set -euo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
+
+step "dependencies"
+scripts/install-deps.sh
+
+step "build: dev preset"
+cmake --preset dev >/dev/null
+cmake --build --preset dev
+
+# The tests start their own servers on free loopback ports and stop them; no Redis is
+# needed until the Redis store lands.
+step "tests: all labels"
+ctest --preset dev
+
+step "build: asan preset (unit tests)"
+cmake --preset asan >/dev/null
+cmake --build --preset asan --target pacer_core_test pacer_limiter_test pacer_http_test
+
+step "tests: unit under ASan + UBSan"
+ctest --preset asan
+
+if command -v clang++-14 >/dev/null; then
+  step "fuzz"
+  FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+fi
+
+step "done"
