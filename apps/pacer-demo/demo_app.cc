@@ -136,21 +136,29 @@ DemoApp::~DemoApp() = default;
 
 void DemoApp::handle(beast::Request&& request, const beast::Connection& connection,
                      beast::Send send) {
-  // The request moves into the completion; the view over it must not move with it.
-  auto owned = std::make_shared<beast::Request>(std::move(request));
-  auto view = std::make_shared<beast::BeastRequestView>(*owned, connection);
-  http_->check(*view, [this, owned, view, send = std::move(send)](http::Verdict&& v) mutable {
+  // One allocation holds what the (possibly asynchronous) completion needs; the view refers to
+  // the request inside it, so neither moves again.
+  struct Exchange {
+    Exchange(beast::Request&& r, const beast::Connection& c, beast::Send s)
+        : request(std::move(r)), view(request, c), send(std::move(s)) {}
+    beast::Request request;
+    beast::BeastRequestView view;
+    beast::Send send;
+  };
+  auto exchange = std::make_unique<Exchange>(std::move(request), connection, std::move(send));
+  const http::RequestView& view = exchange->view;
+  http_->check(view, [this, exchange = std::move(exchange)](http::Verdict&& v) {
     beast::Response res;
     if (v.status != 0) {
-      res = beast::Response{static_cast<bhttp::status>(v.status), owned->version()};
+      res = beast::Response{static_cast<bhttp::status>(v.status), exchange->request.version()};
       res.set(bhttp::field::content_type, "application/json");
       res.body() = std::move(v.body);
     } else {
-      res = route(*owned, *view);
+      res = route(exchange->request, exchange->view);
     }
     for (auto& [name, value] : v.headers)
-      res.set(boost::beast::string_view(name.data(), name.size()), value);
-    send(std::move(res));
+      res.insert(boost::beast::string_view(name.data(), name.size()), value);
+    exchange->send(std::move(res));
   });
 }
 

@@ -52,6 +52,7 @@ class MemoryStore final : public Store {
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
+  bool completes_inline() const override { return true; }
 
   // Synchronous forms; the async ones call these.
   CheckResult check_now(const Policy& policy, std::string_view key, std::int64_t cost);

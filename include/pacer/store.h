@@ -39,6 +39,10 @@ class Store {
 
   // True while the store is believed reachable (always for the in-process store).
   virtual bool connected() const { return true; }
+
+  // True when `check` always calls `done` before returning (the in-process store); the
+  // Limiter then does not time each call.
+  virtual bool completes_inline() const { return false; }
 };
 
 }  // namespace pacer

@@ -20,6 +20,9 @@ std::string scope_text(std::string_view text) {
   return sanitize_identity(out);
 }
 
+// Enough for every header append_headers may add: one allocation per verdict.
+constexpr std::size_t kHeaderReserve = 8;
+
 bool path_matches(std::string_view pattern, std::string_view path) {
   if (!pattern.empty() && pattern.back() == '*')
     return path.starts_with(pattern.substr(0, pattern.size() - 1));
@@ -130,6 +133,7 @@ void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
   if (index == pending->count) {
     // Every limit passed: report the one closest to denying (the route's on a tie).
     Verdict verdict;
+    verdict.headers.reserve(kHeaderReserve);
     const Pending::Step* reporter = nullptr;
     for (std::size_t i = 0; i < pending->count; ++i) {
       const Pending::Step& s = pending->steps[i];
@@ -137,7 +141,7 @@ void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
     }
     if (reporter != nullptr)
       append_headers(reporter->rule->policy, reporter->decision, self.options_.headers,
-                     std::chrono::system_clock::now(), verdict.headers);
+                     verdict.headers);
     pending->done(std::move(verdict));
     return;
   }
@@ -150,6 +154,7 @@ void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
         if (decision.allowed()) return run(std::move(pending), index + 1);
         const HttpLimiter& limiter = *pending->self;
         Verdict verdict;
+        verdict.headers.reserve(kHeaderReserve);
         if (decision.outcome == Outcome::kUnavailable) {
           verdict.status = 503;
           verdict.headers.emplace_back(
@@ -157,8 +162,7 @@ void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
           verdict.body = unavailable_body();
         } else {
           verdict.status = 429;
-          append_headers(s.rule->policy, decision, limiter.options_.headers,
-                         std::chrono::system_clock::now(), verdict.headers);
+          append_headers(s.rule->policy, decision, limiter.options_.headers, verdict.headers);
           verdict.body = too_many_requests_body(decision, s.rule->body);
         }
         pending->done(std::move(verdict));

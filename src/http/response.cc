@@ -11,7 +11,7 @@ std::int64_t ceil_seconds(std::chrono::nanoseconds duration) {
 }
 
 void append_headers(const Policy& policy, const Decision& decision, const HeaderOptions& options,
-                    std::chrono::system_clock::time_point wall_now, HeaderList& out) {
+                    HeaderList& out) {
   const auto rates = policy.rates();
   const std::int64_t reset = ceil_seconds(decision.reset_after);
   if (options.ratelimit) {
@@ -22,8 +22,9 @@ void append_headers(const Policy& policy, const Decision& decision, const Header
   if (decision.outcome == Outcome::kDenied)
     out.emplace_back("Retry-After", std::to_string(ceil_seconds(decision.retry_after)));
   if (options.x_ratelimit_reset) {
-    const auto unix_now =
-        std::chrono::duration_cast<std::chrono::seconds>(wall_now.time_since_epoch()).count();
+    const auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
     out.emplace_back("X-RateLimit-Reset", std::to_string(unix_now + reset));
   }
   if (options.x_ratelimit_policy) {

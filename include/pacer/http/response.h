@@ -34,9 +34,10 @@ using HeaderList = std::vector<std::pair<std::string_view, std::string>>;
 // Whole seconds, rounded up, at least 1.
 std::int64_t ceil_seconds(std::chrono::nanoseconds duration);
 
-// Appends the headers for `decision` under `policy`. `wall_now` is used for X-RateLimit-Reset.
+// Appends the headers for `decision` under `policy`. The wall clock is read only for
+// X-RateLimit-Reset.
 void append_headers(const Policy& policy, const Decision& decision, const HeaderOptions& options,
-                    std::chrono::system_clock::time_point wall_now, HeaderList& out);
+                    HeaderList& out);
 
 // {"detail": "rate_limited", "retry_after_ms": N}, nested as {"detail": {...}} when asked;
 // for a cost that can never pass: {"detail": "cost_exceeds_capacity", "retry_after_ms": null}.
