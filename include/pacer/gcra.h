@@ -24,6 +24,11 @@ namespace pacer {
 Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, std::int64_t now,
                    std::int64_t cost);
 
+// The same, writing into `out`: stores use it to fill their result in place, which saves a
+// copy of the Decision on the hot path.
+void gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, std::int64_t now,
+               std::int64_t cost, Decision& out);
+
 // The moment (ns) at which a key with these TATs carries no information any more: max(tats).
 std::int64_t gcra_expiry(std::span<const std::int64_t> tats);
 

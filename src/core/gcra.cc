@@ -33,12 +33,19 @@ std::string_view to_string(Outcome outcome) {
 
 Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, std::int64_t now,
                    std::int64_t cost) {
+  Decision d;
+  gcra_step(rates, tats, now, cost, d);
+  return d;
+}
+
+void gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, std::int64_t now,
+               std::int64_t cost, Decision& d) {
   if (rates.empty() || rates.size() > Policy::kMaxRates || tats.size() != rates.size() || cost < 0)
     throw std::invalid_argument("gcra_step: needs 1 to 8 rates, one TAT per rate and cost >= 0");
   const std::size_t n = rates.size();
   std::array<std::int64_t, Policy::kMaxRates> new_tats;  // only [0, n) is used
 
-  Decision d;
+  d = Decision{};
   // Pass 1: capacity and denial per rate. The deciding rate among deniers is the longest wait.
   int exceeding = -1;
   int longest_denial = -1;
@@ -72,7 +79,7 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
     d.rate_index = static_cast<std::uint8_t>(decider);
     d.limit = rates[decider].permits();
     d.reset_after = Nanos{std::max<std::int64_t>(tats[decider] - now, 0)};
-    return d;
+    return;
   }
 
   // Admitted by every rate: report the rate with the fewest remaining (ties: longer reset).
@@ -93,7 +100,6 @@ Decision gcra_step(std::span<const Rate> rates, std::span<std::int64_t> tats, st
   }
   d.limit = rates[d.rate_index].permits();
   d.reset_after = Nanos{decider_reset};
-  return d;
 }
 
 std::int64_t gcra_expiry(std::span<const std::int64_t> tats) {

@@ -25,7 +25,7 @@ void Metrics::count_decision(bool allowed, bool degraded, std::chrono::nanosecon
          ns > MetricsSnapshot::kBucketBounds[bucket])
     ++bucket;
   s.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
-  s.latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  if (ns != 0) s.latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
 }
 
 void Metrics::count_error() noexcept {

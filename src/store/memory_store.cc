@@ -178,7 +178,7 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
     std::int64_t* s = table.slot(i);
     if (s[0] == static_cast<std::int64_t>(hash)) {
       copy_tats(s + 1, n, tats.data());
-      result.decision = gcra_step(rates, {tats.data(), n}, t_now, cost);
+      gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
       if (result.decision.allowed() && cost > 0) copy_tats(tats.data(), n, s + 1);
       return result;
     }
@@ -187,7 +187,7 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
   }
 
   tats.fill(t_now);
-  result.decision = gcra_step(rates, {tats.data(), n}, t_now, cost);
+  gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
   if (!result.decision.allowed() || cost == 0) return result;
   std::int64_t* s;
   if (reusable != table.capacity) {
