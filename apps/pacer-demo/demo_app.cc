@@ -1,6 +1,7 @@
 #include "demo_app.h"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <stdexcept>
@@ -83,6 +84,8 @@ DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv
   if (auto v = get("PORT")) c.port = static_cast<std::uint16_t>(parse_int("PORT", *v, 0, 65535));
   if (auto v = get("TRUSTED_PROXIES")) c.trusted_proxies = *v;
   if (auto v = get("THREADS")) c.threads = static_cast<unsigned>(parse_int("THREADS", *v, 0, 256));
+  if (auto v = get("REDIS_TIMEOUT_MS"))
+    c.redis_timeout = std::chrono::milliseconds(parse_int("REDIS_TIMEOUT_MS", *v, 1, 60'000));
   return c;
 }
 
@@ -94,15 +97,30 @@ void validate(const DemoConfig& config) {
       config.service_name.size() > 64)
     throw std::invalid_argument("invalid SERVICE_NAME '" + config.service_name +
                                 "': must be 1 to 64 printable characters without braces");
-  if (!config.redis_url.empty())
-    throw std::invalid_argument("REDIS_URL '" + config.redis_url +
-                                "': this build has no Redis store yet; unset REDIS_URL to use "
-                                "the in-process store");
+  if (!config.redis_url.empty()) {
+    try {
+      redis::parse_redis_url(config.redis_url);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("REDIS_URL: ") + e.what());
+    }
+  }
 }
 
 DemoApp::DemoApp(DemoConfig config) : config_(std::move(config)) {
   validate(config_);
-  store_ = std::make_unique<MemoryStore>();
+  if (config_.redis_url.empty()) {
+    store_ = std::make_unique<MemoryStore>();
+  } else {
+    auto redis = std::make_unique<redis::RedisStore>(redis::RedisStoreOptions{
+        .url = config_.redis_url,
+        .command_timeout = config_.redis_timeout});
+    // Serve even if Redis is not there yet: the fail mode answers until it is.
+    if (!redis->wait_connected(std::chrono::seconds(2)))
+      spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
+                   redis::parse_redis_url(config_.redis_url).to_string(), redis->last_error(),
+                   to_string(config_.fail_mode));
+    store_ = std::move(redis);
+  }
   limiter_ = std::make_unique<Limiter>(*store_, LimiterOptions{.fail_mode = config_.fail_mode});
   http_ = std::make_unique<http::HttpLimiter>(
       *limiter_, http::HttpLimiterOptions{.key_prefix = config_.service_name});
@@ -111,6 +129,7 @@ DemoApp::DemoApp(DemoConfig config) : config_(std::move(config)) {
                                      http::TrustedProxies::parse(config_.trusted_proxies)};
   const auto by_ip = http::Identity::client_ip(ip);
   auto route = [&](const char* method, const char* path, Policy policy, http::Identity who) {
+    if (!config_.redis_url.empty()) redis::RedisStore::validate(policy);
     http_->add_route(method, path,
                      {.policy = std::move(policy),
                       .identity = std::move(who),

@@ -15,6 +15,7 @@
 #include "pacer/http/http_limiter.h"
 #include "pacer/limiter.h"
 #include "pacer/memory_store.h"
+#include "pacer/redis/redis_store.h"
 
 namespace pacer::demo {
 
@@ -27,6 +28,7 @@ struct RateSettings {
 struct DemoConfig {
   std::string service_name = "default";
   std::string redis_url;  // empty: in-process store
+  std::chrono::milliseconds redis_timeout{50};
   RateSettings rate{10, "1m", 5};
   FailMode fail_mode = FailMode::kOpen;
   bool use_middleware = false;
@@ -39,7 +41,7 @@ struct DemoConfig {
 
 // Reads SERVICE_NAME, REDIS_URL, RATE_PERMITS, RATE_PERIOD, RATE_BURST, FAIL_MODE,
 // USE_MIDDLEWARE, MIDDLEWARE_PERMITS, MIDDLEWARE_PERIOD, MIDDLEWARE_BURST, HOST, PORT,
-// TRUSTED_PROXIES and THREADS through `getenv`. Throws std::invalid_argument naming the
+// TRUSTED_PROXIES, THREADS and REDIS_TIMEOUT_MS through `getenv`. Throws std::invalid_argument naming the
 // variable and its bad value.
 DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv);
 

@@ -40,18 +40,25 @@ int main(int argc, char** argv) {
   cli.add_option("--trusted-proxies", config.trusted_proxies,
                  "TRUSTED_PROXIES: CIDRs whose forwarding headers are believed");
   cli.add_option("--threads", config.threads, "THREADS serving requests (0 = one per core)");
+  int redis_timeout_ms = static_cast<int>(config.redis_timeout.count());
+  cli.add_option("--redis-timeout-ms", redis_timeout_ms, "REDIS_TIMEOUT_MS per decision")
+      ->check(CLI::Range(1, 60'000));
   CLI11_PARSE(cli, argc, argv);
 
   try {
     config.fail_mode = pacer::parse_fail_mode(fail_mode);
+    config.redis_timeout = std::chrono::milliseconds(redis_timeout_ms);
     pacer::demo::DemoApp app(config);
     pacer::beast::Server server(
         {.host = config.host, .port = config.port, .threads = config.threads,
          .handle_signals = true},
         [&app](pacer::beast::Request&& req, const pacer::beast::Connection& conn,
                pacer::beast::Send send) { app.handle(std::move(req), conn, std::move(send)); });
-    spdlog::info("pacer-demo '{}' listening on http://{}:{} ({} threads, in-process store)",
-                 config.service_name, config.host, server.port(), server.threads());
+    spdlog::info("pacer-demo '{}' listening on http://{}:{} ({} threads, {})", config.service_name,
+                 config.host, server.port(), server.threads(),
+                 config.redis_url.empty()
+                     ? std::string("in-process store")
+                     : "Redis " + pacer::redis::parse_redis_url(config.redis_url).to_string());
     server.run();
     spdlog::info("pacer-demo stopped");
   } catch (const std::exception& e) {

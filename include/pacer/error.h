@@ -12,6 +12,8 @@ enum class Errc {
   kInvalidCost,           // cost < 0
   kInvalidKey,            // empty key
   kProtocol,              // the store answered something unexpected
+  kOverloaded,            // too many requests already waiting for the store
+  kRateTooFine,           // the store's time resolution cannot represent the rate
 };
 
 const std::error_category& pacer_category() noexcept;

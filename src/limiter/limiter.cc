@@ -29,6 +29,10 @@ class PacerCategory final : public std::error_category {
         return "invalid key";
       case Errc::kProtocol:
         return "unexpected reply from the store";
+      case Errc::kOverloaded:
+        return "too many requests waiting for the store";
+      case Errc::kRateTooFine:
+        return "rate finer than the store's time resolution (1 us per permit in Redis)";
     }
     return "unknown pacer error " + std::to_string(code);
   }

@@ -289,7 +289,8 @@ TEST(DemoConfig, BadSettingsNameTheValue) {
       {"RATE_PERIOD", "1 minute"},  {"RATE_PERIOD", "0s"},      {"RATE_PERIOD", "-5s"},
       {"FAIL_MODE", "maybe"},       {"USE_MIDDLEWARE", "perhaps"}, {"PORT", "70000"},
       {"MIDDLEWARE_PERIOD", "1y"},  {"TRUSTED_PROXIES", "10.0.0.0/33"},
-      {"SERVICE_NAME", "a{b}"},     {"REDIS_URL", "redis://127.0.0.1:6379"}};
+      {"SERVICE_NAME", "a{b}"},     {"REDIS_URL", "http://127.0.0.1:6379"},
+      {"REDIS_URL", "redis://127.0.0.1:notaport"}, {"REDIS_TIMEOUT_MS", "0"}};
   for (const auto& [name, value] : cases) {
     try {
       DemoConfig c = config_from_env([&](const char* n) -> const char* {

@@ -1,0 +1,270 @@
+// pacer-bench — drives concurrent checks against a store for a bounded time and reports
+// decisions/s and latency percentiles.
+//
+//   pacer-bench --store memory --threads 2 --keys 1000000 --seconds 5
+//   pacer-bench --store redis --url redis://127.0.0.1:6379 --concurrency 256 --seconds 5
+//   pacer-bench --store redis --concurrency 1 --seconds 5             # sequential latency
+//   pacer-bench --store redis --redis-benchmark                       # + redis-benchmark ceiling
+//   pacer-bench --store redis --keys 1 --rate 10/1s --burst 0 --print-admitted
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "pacer/limiter.h"
+#include "pacer/memory_store.h"
+#include "pacer/redis/redis_store.h"
+#include "pacer/redis/url.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Settings {
+  std::string store = "memory";
+  std::string url = "redis://127.0.0.1:6379";
+  unsigned concurrency = 256;  // in-flight checks (redis) / threads (memory)
+  double seconds = 5;
+  std::uint64_t max_requests = 0;  // 0 = until time is up
+  std::uint64_t keys = 1;
+  std::string rate = "1000000/1s";
+  std::int64_t burst = 1'000'000;
+  std::int64_t cost = 1;
+  std::string key_prefix = "bench";
+  bool print_admitted = false;
+  bool redis_benchmark = false;
+  unsigned io_threads = 1;
+  bool deny_cache = true;
+};
+
+// Latencies in microseconds, sampled into a fixed-size log-linear histogram.
+class Histogram {
+ public:
+  void add(std::chrono::nanoseconds latency) {
+    const auto us = static_cast<std::size_t>(latency.count() / 100);  // 0.1 us buckets
+    ++buckets_[std::min(us, buckets_.size() - 1)];
+    ++count_;
+  }
+  void merge(const Histogram& other) {
+    for (std::size_t i = 0; i < buckets_.size(); ++i) buckets_[i] += other.buckets_[i];
+    count_ += other.count_;
+  }
+  double percentile_us(double p) const {
+    const auto target = static_cast<std::uint64_t>(p * static_cast<double>(count_));
+    std::uint64_t seen = 0;
+    for (std::size_t i = 0; i < buckets_.size(); ++i) {
+      seen += buckets_[i];
+      if (seen > target) return static_cast<double>(i) / 10.0;
+    }
+    return static_cast<double>(buckets_.size()) / 10.0;
+  }
+
+ private:
+  std::array<std::uint64_t, 200'000> buckets_{};  // up to 20 ms
+  std::uint64_t count_ = 0;
+};
+
+struct Totals {
+  std::atomic<std::uint64_t> done{0}, allowed{0}, denied{0}, errors{0};
+};
+
+std::string key_for(const Settings& s, std::uint64_t i) {
+  return fmt::format("{}:{{bench:load:k{}}}", s.key_prefix, i % s.keys);
+}
+
+void progress(const Settings& s, const Totals& totals, Clock::time_point start,
+              std::atomic<bool>& stop) {
+  std::uint64_t last = 0;
+  while (!stop.load()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    const std::uint64_t done = totals.done.load();
+    if (done / 100'000 != last / 100'000 || static_cast<int>(elapsed * 4) % 4 == 0)
+      std::fprintf(stderr, "\r  %5.1f / %.0f s  %10llu checks  %10.0f/s   ", elapsed, s.seconds,
+                   static_cast<unsigned long long>(done), static_cast<double>(done) / elapsed);
+    last = done;
+    if (elapsed >= s.seconds || (s.max_requests && done >= s.max_requests)) stop = true;
+  }
+  std::fprintf(stderr, "\n");
+}
+
+int run(const Settings& s) {
+  const pacer::Policy policy("bench", {pacer::Rate::parse(s.rate, s.burst)});
+  std::unique_ptr<pacer::Store> store;
+  pacer::redis::RedisStore* redis = nullptr;
+  if (s.store == "memory") {
+    store = std::make_unique<pacer::MemoryStore>();
+  } else if (s.store == "redis") {
+    auto r = std::make_unique<pacer::redis::RedisStore>(pacer::redis::RedisStoreOptions{
+        .url = s.url,
+        .command_timeout = std::chrono::milliseconds(1000),
+        .io_threads = s.io_threads,
+        .deny_cache_entries = s.deny_cache ? 65536u : 0u});
+    if (!r->wait_connected(std::chrono::seconds(3))) {
+      std::fprintf(stderr, "pacer-bench: cannot connect to %s: %s\n",
+                   pacer::redis::parse_redis_url(s.url).to_string().c_str(),
+                   r->last_error().c_str());
+      return 2;
+    }
+    redis = r.get();
+    store = std::move(r);
+  } else {
+    std::fprintf(stderr, "pacer-bench: invalid --store '%s': expected memory or redis\n",
+                 s.store.c_str());
+    return 2;
+  }
+
+  Totals totals;
+  std::atomic<bool> stop{false};
+  const auto start = Clock::now();
+  std::vector<Histogram> histograms;
+  std::thread reporter([&] { progress(s, totals, start, stop); });
+
+  auto count = [&](const pacer::CheckResult& r) {
+    if (r.error) totals.errors.fetch_add(1, std::memory_order_relaxed);
+    else if (r.decision.allowed()) totals.allowed.fetch_add(1, std::memory_order_relaxed);
+    else totals.denied.fetch_add(1, std::memory_order_relaxed);
+    totals.done.fetch_add(1, std::memory_order_relaxed);
+  };
+
+  if (s.store == "memory") {
+    // Blocking checks on `concurrency` threads.
+    histograms.resize(s.concurrency);
+    std::vector<std::thread> workers;
+    for (unsigned t = 0; t < s.concurrency; ++t) {
+      workers.emplace_back([&, t] {
+        auto& memory = static_cast<pacer::MemoryStore&>(*store);
+        for (std::uint64_t i = t; !stop.load(std::memory_order_relaxed); i += s.concurrency) {
+          const std::string key = key_for(s, i);
+          const auto begin = Clock::now();
+          count(memory.check_now(policy, key, s.cost));
+          histograms[t].add(Clock::now() - begin);
+        }
+      });
+    }
+    for (auto& w : workers) w.join();
+  } else {
+    // `concurrency` chains of asynchronous checks: each completion starts the next one.
+    histograms.resize(1);
+    std::mutex histogram_mutex;
+    std::atomic<unsigned> chains{s.concurrency};
+    std::atomic<std::uint64_t> issued{0};
+    std::function<void()> next = [&] {
+      const std::uint64_t i = issued.fetch_add(1);
+      if (stop.load(std::memory_order_relaxed) || (s.max_requests && i >= s.max_requests)) {
+        chains.fetch_sub(1);
+        return;
+      }
+      const std::string key = key_for(s, i);
+      const auto begin = Clock::now();
+      store->check(policy, key, s.cost, [&, begin](const pacer::CheckResult& r) {
+        count(r);
+        {
+          std::lock_guard lock(histogram_mutex);
+          histograms[0].add(Clock::now() - begin);
+        }
+        next();
+      });
+    };
+    for (unsigned c = 0; c < s.concurrency; ++c) next();
+    while (chains.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  stop = true;
+  reporter.join();
+
+  const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+  Histogram all;
+  for (const auto& h : histograms) all.merge(h);
+  const std::uint64_t done = totals.done.load();
+  std::printf("store=%s concurrency=%u keys=%llu rate=%s burst=%lld\n", s.store.c_str(),
+              s.concurrency, static_cast<unsigned long long>(s.keys), s.rate.c_str(),
+              static_cast<long long>(s.burst));
+  std::printf("checks=%llu allowed=%llu denied=%llu errors=%llu seconds=%.2f\n",
+              static_cast<unsigned long long>(done),
+              static_cast<unsigned long long>(totals.allowed.load()),
+              static_cast<unsigned long long>(totals.denied.load()),
+              static_cast<unsigned long long>(totals.errors.load()), elapsed);
+  std::printf("decisions_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f\n",
+              static_cast<double>(done) / elapsed, all.percentile_us(0.50),
+              all.percentile_us(0.90), all.percentile_us(0.99), all.percentile_us(0.999));
+  if (redis) {
+    const auto st = redis->stats();
+    std::printf("redis_round_trips=%llu deny_cache_hits=%llu script_reloads=%llu "
+                "round_trip_share=%.4f\n",
+                static_cast<unsigned long long>(st.round_trips),
+                static_cast<unsigned long long>(st.deny_cache_hits),
+                static_cast<unsigned long long>(st.script_reloads),
+                done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
+  }
+  if (s.print_admitted) std::printf("admitted=%llu\n",
+                                    static_cast<unsigned long long>(totals.allowed.load()));
+
+  if (s.redis_benchmark && redis) {
+    // The same script and arguments on one connection with 16 pipelined: the ceiling Redis
+    // itself reaches on this machine, measured right after the run above.
+    const auto url = pacer::redis::parse_redis_url(s.url);
+    const pacer::Rate& rate = policy.rates()[0];
+    const std::int64_t t_us = (rate.emission_interval().count() + 999) / 1000;
+    const std::string command = fmt::format(
+        "redis-benchmark -h {} -p {} -c 1 -P 16 -n {} -q EVALSHA {} 1 '{}' {} 1 {} {} 2>&1",
+        url.hosts[0].first, url.hosts[0].second, std::max<std::uint64_t>(done, 200'000),
+        pacer::redis::RedisStore::script_sha(), key_for(s, 0), s.cost, t_us,
+        t_us * (rate.burst() + 1));
+    double ceiling = 0;
+    if (FILE* pipe = popen(command.c_str(), "r")) {
+      char line[512];
+      while (std::fgets(line, sizeof line, pipe)) {
+        // "EVALSHA ...: 123456.78 requests per second" (after \r progress lines)
+        const std::string text(line);
+        const auto colon = text.rfind(": ");
+        if (text.find("requests per second") != std::string::npos && colon != std::string::npos)
+          ceiling = std::strtod(text.c_str() + colon + 2, nullptr);
+      }
+      pclose(pipe);
+    }
+    if (ceiling > 0)
+      std::printf("redis_benchmark_P16_per_s=%.0f ratio=%.3f\n", ceiling,
+                  static_cast<double>(done) / elapsed / ceiling);
+    else
+      std::printf("redis_benchmark: no result from: %s\n", command.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Settings s;
+  CLI::App cli{"pacer-bench: decisions/s and latency of a Pacer store"};
+  cli.add_option("--store", s.store, "memory or redis");
+  cli.add_option("--url", s.url, "Redis URL (redis://, rediss://, redis+cluster://)");
+  cli.add_option("--concurrency", s.concurrency,
+                 "in-flight checks (redis) or threads (memory); 1 = sequential")
+      ->check(CLI::Range(1u, 65536u));
+  cli.add_option("--seconds", s.seconds, "how long to run")->check(CLI::Range(0.1, 3600.0));
+  cli.add_option("--requests", s.max_requests, "stop after this many checks (0 = no limit)");
+  cli.add_option("--keys", s.keys, "distinct keys (1 = one hot key)")->check(CLI::PositiveNumber);
+  cli.add_option("--rate", s.rate, "permits/period, e.g. 100/1s");
+  cli.add_option("--burst", s.burst, "burst")->check(CLI::NonNegativeNumber);
+  cli.add_option("--cost", s.cost, "cost of each check")->check(CLI::NonNegativeNumber);
+  cli.add_option("--key-prefix", s.key_prefix, "prefix of the keys");
+  cli.add_option("--io-threads", s.io_threads, "Redis I/O threads")->check(CLI::Range(1u, 64u));
+  cli.add_flag("--print-admitted", s.print_admitted, "print admitted=N (for tests)");
+  cli.add_flag("!--no-deny-cache", s.deny_cache, "turn the deny cache off");
+  cli.add_flag("--redis-benchmark", s.redis_benchmark, "also print redis-benchmark's ceiling");
+  CLI11_PARSE(cli, argc, argv);
+  try {
+    return run(s);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pacer-bench: %s\n", e.what());
+    return 2;
+  }
+}

@@ -1,0 +1,92 @@
+// pacer/redis/redis_store.h — GCRA state in Redis (standalone, TLS, Cluster), shared by every
+// process that points at the same server.
+//
+// One EVALSHA round trip per decision (the GCRA step as a Lua script over one hash-tagged
+// key, Redis TIME as the clock, integer microseconds), automatic pipelining, transparent
+// script reload on NOSCRIPT, a circuit breaker that fails fast while Redis is away, and a
+// deny cache that answers keys Redis has just denied without a round trip (DESIGN §5, §6).
+//
+//   pacer::redis::RedisStore store({.url = "redis://127.0.0.1:6379"});
+//   pacer::Limiter limiter(store, {.fail_mode = pacer::FailMode::kLocal});
+//
+// Completion handlers run on the store's I/O threads, or, with the second constructor, on the
+// caller's own io_contexts (a check made on one of their threads never leaves it).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "pacer/redis/client.h"
+#include "pacer/store.h"
+
+namespace pacer::redis {
+
+struct RedisStoreOptions {
+  // redis://[user:password@]host:port[/db], rediss://... (TLS),
+  // redis+cluster://host:port[,host:port...] (Cluster; rediss+cluster:// with TLS).
+  std::string url = "redis://127.0.0.1:6379";
+  TlsOptions tls;
+  std::chrono::milliseconds connect_timeout{1000};
+  // Per command; a decision that takes longer fails with Errc::kTimeout (then the fail mode).
+  std::chrono::milliseconds command_timeout{50};
+  std::size_t max_in_flight = 16384;
+  std::chrono::milliseconds reconnect_max{500};
+  // I/O threads of the store's own (first constructor).
+  unsigned io_threads = 1;
+  // Consecutive failures that open the circuit, and how long it stays open before one
+  // request probes Redis again.
+  int breaker_failures = 5;
+  std::chrono::milliseconds breaker_open_for{200};
+  // Keys remembered as denied (0 turns the deny cache off).
+  std::size_t deny_cache_entries = 65536;
+};
+
+struct RedisStoreStats {
+  std::uint64_t round_trips = 0;       // EVALSHA/EVAL/DEL sent
+  std::uint64_t deny_cache_hits = 0;   // decisions answered locally
+  std::uint64_t script_reloads = 0;    // NOSCRIPT answered by EVAL
+  std::uint64_t fast_failures = 0;     // refused while the circuit was open
+  std::uint64_t errors = 0;            // failed round trips (timeouts, disconnects, ...)
+};
+
+class RedisStore final : public Store {
+ public:
+  // Parses the URL (std::invalid_argument naming it, password masked) and starts connecting
+  // on `options.io_threads` threads of its own.
+  explicit RedisStore(RedisStoreOptions options);
+  // Runs one client on each of `contexts`, which the caller runs and keeps alive until this
+  // store is destroyed (after they stop, or from outside them).
+  RedisStore(RedisStoreOptions options, std::vector<boost::asio::io_context*> contexts);
+  ~RedisStore() override;
+  RedisStore(const RedisStore&) = delete;
+  RedisStore& operator=(const RedisStore&) = delete;
+
+  void check(const Policy& policy, std::string_view key, std::int64_t cost,
+             CheckHandler done) override;
+  void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
+  bool connected() const override;
+
+  // Blocks until every client is connected or `timeout` passes; returns connected().
+  bool wait_connected(std::chrono::milliseconds timeout) const;
+  // The last connection error (wrong password, TLS verification, refused, ...), if any.
+  std::string last_error() const;
+  RedisStoreStats stats() const;
+
+  // Throws std::invalid_argument naming a rate whose emission interval is below 1 us, the
+  // resolution of Redis TIME. Such a policy fails every check with Errc::kRateTooFine.
+  static void validate(const Policy& policy);
+
+  // The Lua script and its SHA-1, e.g. to run redis-benchmark against the same script.
+  static std::string_view script();
+  static std::string_view script_sha();
+
+ private:
+  struct Impl;
+  struct Finish;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace pacer::redis

@@ -1,0 +1,165 @@
+// One Redis connection: the Asio shell around a Multiplexer. Resolves, connects (with a
+// timeout), optionally does TLS, pipelines AUTH / SELECT / PING as its first writes, then runs
+// one read loop and one write at a time; on any failure it fails its requests, closes, and
+// reconnects with exponential backoff and jitter. While it is not up, send() refuses requests
+// instead of queueing them for a reconnect that may be far away.
+//
+// Everything runs on the io_context's single thread. Pending operations hold a shared_ptr to
+// the connection, so the owner may drop it at any time after stop().
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/ssl/context.hpp>
+#include <boost/asio/ssl/stream.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "multiplexer.h"
+#include "pacer/redis/reply.h"
+
+namespace pacer::redis::internal {
+
+// What a client's connections share with its thread-safe accessors.
+struct ClientShared {
+  std::atomic<std::uint64_t> writes{0};
+  std::atomic<bool> connected{false};
+  mutable std::mutex mutex;
+  std::string last_error;  // guarded by mutex
+};
+
+struct ConnectionConfig {
+  std::string host;
+  std::uint16_t port = 6379;
+  std::string username;
+  std::string password;
+  int db = 0;
+  std::shared_ptr<boost::asio::ssl::context> tls;  // null: plain TCP
+  std::string server_name;                         // TLS: SNI and certificate name
+  bool verify_peer = true;
+  std::chrono::milliseconds connect_timeout{1000};
+  std::chrono::milliseconds command_timeout{100};
+  std::chrono::milliseconds reconnect_min{20};
+  std::chrono::milliseconds reconnect_max{1000};
+  std::size_t max_in_flight = 16384;
+};
+
+class Connection;
+
+class ConnectionListener {
+ public:
+  virtual void on_up(Connection& connection) = 0;
+  // A connection that was up has failed (it is already reconnecting).
+  virtual void on_down(Connection& connection) = 0;
+
+ protected:
+  ~ConnectionListener() = default;
+};
+
+class Connection : public std::enable_shared_from_this<Connection> {
+ public:
+  using Executor = boost::asio::io_context::executor_type;
+  using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
+  using TlsStream = boost::asio::ssl::stream<Socket>;
+  using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                                  boost::asio::wait_traits<std::chrono::steady_clock>,
+                                                  Executor>;
+  using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>;
+  using Clock = std::chrono::steady_clock;
+
+  Connection(boost::asio::io_context& io, ConnectionConfig config,
+             std::shared_ptr<ClientShared> shared, ConnectionListener* listener);
+  ~Connection();
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  void start();
+  // Final: fails pending requests with `ec`, closes, never reconnects, forgets the listener.
+  void stop(std::error_code ec);
+
+  bool up() const { return state_ == State::kUp; }
+  const std::string& host() const { return config_.host; }
+  std::uint16_t port() const { return config_.port; }
+  const std::string& name() const { return name_; }
+
+  // Queue a command. On success the handler is taken; on error (kStoreUnavailable: not up,
+  // kOverloaded: full) it is left with the caller, who must fail it.
+  std::error_code send(std::span<const std::string_view> args, ReplyHandler&& handler);
+  std::error_code send_encoded(std::string_view command, ReplyHandler&& handler);
+  // ASKING then `command`, back to back (a cluster ASK redirect).
+  std::error_code send_asking(std::string_view command, ReplyHandler&& handler);
+
+ private:
+  enum class State : std::uint8_t { kIdle, kConnecting, kHandshake, kUp, kWaiting, kStopped };
+
+  void start_attempt();
+  void connect(const boost::asio::ip::tcp::resolver::results_type& endpoints);
+  void start_tls();
+  void on_transport_ready();
+  void become_up();
+  void fail(const std::string& text, std::error_code request_error);
+  void close_transport();
+  void schedule_retry();
+  void report(const std::string& text);
+
+  void do_read();
+  void on_read(std::uint64_t epoch, const boost::system::error_code& ec, std::size_t n);
+  void flush();
+  void on_write(std::uint64_t epoch, const boost::system::error_code& ec);
+  void arm_timer();
+  void on_timer(std::uint64_t generation, const boost::system::error_code& ec);
+  void op_done();
+  Socket& socket();
+
+  boost::asio::io_context& io_;
+  const ConnectionConfig config_;
+  const std::string name_;
+  std::shared_ptr<ClientShared> shared_;
+  ConnectionListener* listener_;
+
+  State state_ = State::kIdle;
+  // Bumped whenever the connection fails or restarts: completions of an older epoch are stale.
+  std::uint64_t epoch_ = 0;
+  Multiplexer mux_;
+  Resolver resolver_;
+  std::optional<Socket> plain_;
+  std::optional<TlsStream> tls_;
+  // Operations in flight on the stream. A new stream replaces the old one only at zero: an
+  // ssl::stream must outlive its operations, even aborted ones.
+  int stream_ops_ = 0;
+  bool restart_when_idle_ = false;
+  bool batching_ = false;  // inside the read handler: flush once at its end
+  std::unique_ptr<char[]> read_buffer_;
+
+  Timer connect_timer_;
+  Clock::time_point attempt_deadline_{};
+  Timer deadline_timer_;
+  bool timer_armed_ = false;
+  Clock::time_point timer_expiry_{};
+  std::uint64_t timer_generation_ = 0;
+  Timer retry_timer_;
+  int attempts_ = 0;
+  std::minstd_rand random_;
+
+  Clock::time_point last_warning_{};
+  int suppressed_warnings_ = 0;
+};
+
+// A TLS client context from `options` (CA file or system paths, client certificate, verify mode).
+// Throws std::invalid_argument naming the file that could not be used.
+std::shared_ptr<boost::asio::ssl::context> make_tls_context(const std::string& ca_file,
+                                                            const std::string& cert_file,
+                                                            const std::string& key_file,
+                                                            bool verify_peer);
+
+}  // namespace pacer::redis::internal

@@ -1,0 +1,123 @@
+#include "multiplexer.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "pacer/error.h"
+#include "resp.h"
+
+namespace pacer::redis::internal {
+
+namespace {
+// A write buffer that once held a huge burst is given back rather than kept forever.
+constexpr std::size_t kMaxKeptBuffer = 4 << 20;
+}  // namespace
+
+Multiplexer::~Multiplexer() { fail_all(Errc::kStoreUnavailable); }
+
+std::error_code Multiplexer::admit(ReplyHandler&& handler, Clock::time_point deadline) {
+  if (queue_.size() >= options_.max_in_flight) return Errc::kOverloaded;
+  queue_.emplace_back(std::move(handler), deadline);
+  return {};
+}
+
+std::error_code Multiplexer::add(std::span<const std::string_view> args, ReplyHandler&& handler,
+                                 Clock::time_point deadline) {
+  if (auto ec = admit(std::move(handler), deadline)) return ec;
+  append_command(pending_, args);
+  return {};
+}
+
+std::error_code Multiplexer::add_encoded(std::string_view command, ReplyHandler&& handler,
+                                         Clock::time_point deadline) {
+  if (auto ec = admit(std::move(handler), deadline)) return ec;
+  pending_.append(command);
+  return {};
+}
+
+std::string_view Multiplexer::begin_write() {
+  written_.swap(pending_);
+  writing_ = true;
+  return written_;
+}
+
+void Multiplexer::end_write() {
+  writing_ = false;
+  if (written_.capacity() > kMaxKeptBuffer) {
+    std::string().swap(written_);
+  } else {
+    written_.clear();
+  }
+}
+
+std::error_code Multiplexer::feed(std::string_view data) {
+  if (!reader_.feed(data)) {
+    error_text_ = reader_.error();
+    return Errc::kProtocol;
+  }
+  const std::uint64_t epoch = epoch_;
+  for (;;) {
+    switch (reader_.next(reply_)) {
+      case ReplyReader::Status::kNeedMore:
+        return {};
+      case ReplyReader::Status::kError:
+        error_text_ = reader_.error();
+        return Errc::kProtocol;
+      case ReplyReader::Status::kReply:
+        break;
+    }
+    if (queue_.empty()) {
+      error_text_ = "a reply without a request";
+      return Errc::kProtocol;
+    }
+    // Take the request out before calling it: the handler may add requests or fail them all.
+    ReplyHandler handler = std::move(queue_.front().handler);
+    queue_.pop_front();
+    if (expired_ > 0) {
+      --expired_;  // a late reply to a request that already had its kTimeout: dropped
+      continue;
+    }
+    if (handler) {
+      handler(std::error_code(), std::move(reply_));
+      if (epoch != epoch_) return {};
+    }
+  }
+}
+
+std::optional<Multiplexer::Clock::time_point> Multiplexer::next_timer() const {
+  if (queue_.empty()) return std::nullopt;
+  const Clock::time_point stall = queue_.front().deadline + options_.stall_after;
+  if (expired_ < queue_.size()) return std::min(queue_[expired_].deadline, stall);
+  return stall;
+}
+
+bool Multiplexer::expire(Clock::time_point now) {
+  const std::uint64_t epoch = epoch_;
+  while (expired_ < queue_.size() && queue_[expired_].deadline <= now) {
+    ReplyHandler handler = std::move(queue_[expired_].handler);
+    ++expired_;
+    if (handler) {
+      handler(Errc::kTimeout, Reply{});
+      if (epoch != epoch_) return false;
+    }
+  }
+  return !queue_.empty() && queue_.front().deadline + options_.stall_after <= now;
+}
+
+void Multiplexer::fail_all(std::error_code ec) {
+  ++epoch_;
+  reader_.reset();
+  pending_.clear();
+  written_.clear();
+  writing_ = false;
+  expired_ = 0;
+  // Only the requests there now: any a handler adds below are for the next connection (expired
+  // requests have no handler left, they already had their answer).
+  for (std::size_t n = queue_.size(); n > 0; --n) {
+    ReplyHandler handler = std::move(queue_.front().handler);
+    queue_.pop_front();
+    if (handler) handler(ec, Reply{});
+  }
+}
+
+}  // namespace pacer::redis::internal

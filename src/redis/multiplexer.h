@@ -1,0 +1,104 @@
+// The protocol half of a Redis connection, without I/O: commands in, bytes out; bytes in,
+// replies to the right handlers. The Asio shell (connection.h) moves the bytes.
+//
+// - Automatic pipelining: commands added while a write is in flight are appended to one buffer
+//   and go out together in the next write (begin_write/end_write).
+// - Replies are matched to requests first-in first-out.
+// - Every request has a deadline. At its deadline the handler gets kTimeout, but the request
+//   stays in the queue (without a handler) until its late reply arrives and is dropped, so later
+//   replies still meet their own requests. When the oldest request has waited `stall_after`
+//   past its deadline, expire() reports the connection as stalled: the owner should close it.
+// - Bounded: at most `max_in_flight` requests (queued, written, or timed out and unanswered).
+// - fail_all() ends a connection: every request fails exactly once, buffers and parser reset.
+//
+// Handlers may add requests, or call fail_all(), while the multiplexer is calling them.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "pacer/redis/reply.h"
+#include "reply_reader.h"
+#include "ring_queue.h"
+
+namespace pacer::redis::internal {
+
+class Multiplexer {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  struct Options {
+    std::size_t max_in_flight = 16384;
+    Clock::duration stall_after = std::chrono::milliseconds(100);
+  };
+
+  explicit Multiplexer(Options options) : options_(options) {}
+  // Fails what is left with kStoreUnavailable: every handler runs exactly once.
+  ~Multiplexer();
+  Multiplexer(const Multiplexer&) = delete;
+  Multiplexer& operator=(const Multiplexer&) = delete;
+
+  // Queues a command (encoded into the write buffer at once). A null handler drops the reply.
+  // On error (kOverloaded when full) `handler` is left untouched for the caller to fail.
+  std::error_code add(std::span<const std::string_view> args, ReplyHandler&& handler,
+                      Clock::time_point deadline);
+  // The same with a command already in RESP form.
+  std::error_code add_encoded(std::string_view command, ReplyHandler&& handler,
+                              Clock::time_point deadline);
+
+  std::size_t in_flight() const { return queue_.size(); }
+  std::size_t room() const {
+    return queue_.size() >= options_.max_in_flight ? 0 : options_.max_in_flight - queue_.size();
+  }
+
+  // True when bytes are waiting and no write is in progress.
+  bool wants_write() const { return !writing_ && !pending_.empty(); }
+  // Takes everything queued so far as one write; the view stays valid until end_write().
+  std::string_view begin_write();
+  void end_write();
+
+  // Parses bytes from the server and completes requests in order. kProtocol when the stream is
+  // broken (malformed RESP, a reply nobody asked for); then the connection must be closed.
+  std::error_code feed(std::string_view data);
+  std::string_view error_text() const { return error_text_; }
+
+  // When expire() should be called next: the earliest deadline of a request still waiting, or
+  // the moment the oldest request counts as stalled.
+  std::optional<Clock::time_point> next_timer() const;
+  // Fails requests past their deadline with kTimeout. Returns true when the oldest request has
+  // waited `stall_after` past its deadline: the server is not answering.
+  bool expire(Clock::time_point now);
+
+  // Fails every request with `ec` (in order) and resets for a new connection.
+  void fail_all(std::error_code ec);
+
+ private:
+  struct Request {
+    ReplyHandler handler;
+    Clock::time_point deadline;
+  };
+
+  std::error_code admit(ReplyHandler&& handler, Clock::time_point deadline);
+
+  Options options_;
+  RingQueue<Request> queue_;
+  // queue_[0, expired_) have had their kTimeout and wait only for their late replies. Deadlines
+  // grow along the queue (same timeout, later start), so expired requests form a prefix.
+  std::size_t expired_ = 0;
+  std::string pending_;  // commands not yet handed to a write
+  std::string written_;  // the write in flight; swapped with pending_, capacities kept
+  bool writing_ = false;
+  ReplyReader reader_;
+  Reply reply_;
+  std::string error_text_;
+  // Bumped by fail_all(): a loop that called a handler stops if the handler ended the connection.
+  std::uint64_t epoch_ = 0;
+};
+
+}  // namespace pacer::redis::internal

@@ -1,0 +1,323 @@
+#include "pacer/redis/redis_store.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <atomic>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <charconv>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+
+#include "../store/circuit_breaker.h"
+#include "../store/deny_cache.h"
+#include "pacer/detail/printable.h"
+#include "pacer/redis/url.h"
+#include "script.h"
+
+namespace pacer::redis {
+namespace {
+
+namespace asio = boost::asio;
+
+constexpr std::int64_t kMicro = 1'000;  // ns per us
+
+std::int64_t monotonic_now() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+bool rates_fit_microseconds(const Policy& policy) {
+  for (const Rate& rate : policy.rates())
+    if (rate.emission_interval().count() < kMicro) return false;
+  return true;
+}
+
+// The arguments of one check, formatted into a fixed buffer (no allocation per number):
+//   EVALSHA <sha> 1 <key> <cost> <n> <T_1> <tau_1> ...   or   EVAL <script> 1 <key> ...
+// Not copyable: the views point into its own buffer.
+class ScriptArgs {
+ public:
+  ScriptArgs(std::string_view key, const Policy& policy, std::int64_t cost) {
+    args_[2] = "1";
+    args_[3] = key;
+    count_ = 4;
+    number(cost);
+    number(static_cast<std::int64_t>(policy.rates().size()));
+    for (const Rate& rate : policy.rates()) {
+      // Rounded up, like the in-process store: never more than the configured rate.
+      const std::int64_t t_us = (rate.emission_interval().count() + kMicro - 1) / kMicro;
+      number(t_us);
+      number(t_us * (rate.burst() + 1));
+    }
+  }
+  ScriptArgs(const ScriptArgs&) = delete;
+  ScriptArgs& operator=(const ScriptArgs&) = delete;
+
+  std::span<const std::string_view> evalsha() { return with("EVALSHA", gcra_script_sha()); }
+  std::span<const std::string_view> eval() { return with("EVAL", gcra_script()); }
+
+ private:
+  std::span<const std::string_view> with(std::string_view command, std::string_view script) {
+    args_[0] = command;
+    args_[1] = script;
+    return {args_.data(), count_};
+  }
+  void number(std::int64_t value) {
+    char* begin = digits_.data() + used_;
+    char* end = std::to_chars(begin, digits_.data() + digits_.size(), value).ptr;
+    used_ = static_cast<std::size_t>(end - digits_.data());
+    args_[count_++] = std::string_view(begin, static_cast<std::size_t>(end - begin));
+  }
+
+  std::array<std::string_view, 6 + 2 * Policy::kMaxRates> args_;
+  std::array<char, 21 * (2 + 2 * Policy::kMaxRates)> digits_;
+  std::size_t count_ = 0;
+  std::size_t used_ = 0;
+};
+
+// {outcome, remaining, retry_after_us, reset_after_us, rate_index} -> Decision.
+std::optional<Decision> parse_decision(const Reply& reply, std::span<const std::int64_t> permits) {
+  if (reply.type != Reply::Type::kArray || reply.elements.size() != 5) return std::nullopt;
+  for (const Reply& e : reply.elements)
+    if (e.type != Reply::Type::kInteger) return std::nullopt;
+  const auto& v = reply.elements;
+  const std::int64_t index = v[4].integer;
+  if (index < 0 || static_cast<std::size_t>(index) >= permits.size()) return std::nullopt;
+  Decision d;
+  d.outcome = v[0].integer == 1   ? Outcome::kAllowed
+              : v[0].integer == 0 ? Outcome::kDenied
+                                  : Outcome::kExceedsCapacity;
+  d.remaining = v[1].integer;
+  d.retry_after = std::chrono::microseconds{v[2].integer};
+  d.reset_after = std::chrono::microseconds{v[3].integer};
+  d.rate_index = static_cast<std::uint8_t>(index);
+  d.limit = permits[static_cast<std::size_t>(index)];
+  return d;
+}
+
+}  // namespace
+
+struct RedisStore::Impl {
+  struct Lane {
+    asio::io_context* io;
+    std::unique_ptr<Client> client;
+  };
+
+  RedisStoreOptions options;
+  std::vector<std::unique_ptr<asio::io_context>> owned;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards;
+  std::vector<std::thread> threads;
+  std::vector<Lane> lanes;
+  std::atomic<std::size_t> next_lane{0};
+  detail::CircuitBreaker breaker;
+  std::unique_ptr<detail::DenyCache> deny_cache;
+  std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0},
+      fast_failures{0}, errors{0};
+
+  explicit Impl(RedisStoreOptions o)
+      : options(std::move(o)),
+        breaker(options.breaker_failures, options.breaker_open_for),
+        deny_cache(options.deny_cache_entries > 0
+                       ? std::make_unique<detail::DenyCache>(options.deny_cache_entries)
+                       : nullptr) {}
+
+  void start(const std::vector<asio::io_context*>& contexts) {
+    const RedisUrl url = parse_redis_url(options.url);
+    for (asio::io_context* io : contexts) {
+      ClientOptions client_options{.url = url,
+                                   .tls = options.tls,
+                                   .connect_timeout = options.connect_timeout,
+                                   .command_timeout = options.command_timeout,
+                                   .max_in_flight = options.max_in_flight,
+                                   .reconnect_max = options.reconnect_max};
+      auto client = std::make_unique<Client>(*io, std::move(client_options));
+      Client* raw = client.get();
+      // Loading the script on every (re)connected node saves the first NOSCRIPT round trip.
+      raw->on_connect([raw] {
+        const std::array<std::string_view, 3> load{"SCRIPT", "LOAD", gcra_script()};
+        raw->execute_on_all(load, [](std::error_code, std::vector<Reply>&&) {});
+      });
+      lanes.push_back({io, std::move(client)});
+    }
+  }
+
+  ~Impl() {
+    for (Lane& lane : lanes) lane.client->stop();
+    guards.clear();
+    for (auto& io : owned) io->stop();
+    for (std::thread& t : threads) t.join();
+    lanes.clear();
+  }
+
+  // The lane whose io_context runs on this thread keeps the check on it; else round robin.
+  Lane& lane() {
+    for (Lane& l : lanes)
+      if (l.io->get_executor().running_in_this_thread()) return l;
+    return lanes[next_lane.fetch_add(1, std::memory_order_relaxed) % lanes.size()];
+  }
+
+  void fail() {
+    errors.fetch_add(1, std::memory_order_relaxed);
+    breaker.record_failure(monotonic_now());
+  }
+};
+
+RedisStore::RedisStore(RedisStoreOptions options)
+    : impl_(std::make_unique<Impl>(std::move(options))) {
+  const unsigned n = std::max(impl_->options.io_threads, 1u);
+  std::vector<asio::io_context*> contexts;
+  for (unsigned i = 0; i < n; ++i) {
+    impl_->owned.push_back(std::make_unique<asio::io_context>(1));
+    impl_->guards.push_back(asio::make_work_guard(*impl_->owned.back()));
+    contexts.push_back(impl_->owned.back().get());
+  }
+  impl_->start(contexts);
+  for (auto& io : impl_->owned) impl_->threads.emplace_back([ctx = io.get()] { ctx->run(); });
+}
+
+RedisStore::RedisStore(RedisStoreOptions options, std::vector<asio::io_context*> contexts)
+    : impl_(std::make_unique<Impl>(std::move(options))) {
+  if (contexts.empty()) throw std::invalid_argument("RedisStore: no io_context given");
+  impl_->start(contexts);
+}
+
+RedisStore::~RedisStore() = default;
+
+std::string_view RedisStore::script() { return gcra_script(); }
+std::string_view RedisStore::script_sha() { return gcra_script_sha(); }
+
+void RedisStore::validate(const Policy& policy) {
+  for (const Rate& rate : policy.rates()) {
+    if (rate.emission_interval().count() < kMicro)
+      throw std::invalid_argument("invalid rate '" + rate.to_string() + "' in policy '" +
+                                  policy.name() +
+                                  "' for Redis: more than one permit per microsecond");
+  }
+}
+
+namespace {
+
+// Everything a check needs once the call that started it has returned.
+struct Pending {
+  Pending(std::string_view k, const Policy& policy, std::int64_t c, CheckHandler d)
+      : key(k), cost(c), rates(policy.rates().size()), args(key, policy, c), done(std::move(d)) {
+    for (std::size_t i = 0; i < rates; ++i) permits[i] = policy.rates()[i].permits();
+  }
+  std::string key;
+  std::int64_t cost;
+  std::size_t rates;
+  std::array<std::int64_t, Policy::kMaxRates> permits{};
+  ScriptArgs args;  // refers to `key`
+  CheckHandler done;
+};
+
+}  // namespace
+
+// The reply handler of one check: decodes the decision, or reloads the script once.
+struct RedisStore::Finish {
+  Impl* impl;
+  Client* client;
+  std::unique_ptr<Pending> pending;
+  bool retried;
+
+  void operator()(std::error_code ec, Reply&& reply) {
+    Pending& p = *pending;
+    if (!ec && !retried && reply.is_error_prefix("NOSCRIPT")) {
+      // Restarted, failed over or SCRIPT FLUSHed: EVAL runs the script and caches it again.
+      impl->script_reloads.fetch_add(1, std::memory_order_relaxed);
+      impl->round_trips.fetch_add(1, std::memory_order_relaxed);
+      const auto args = p.args.eval();
+      const std::string_view key = p.key;
+      client->execute(args, key, Finish{impl, client, std::move(pending), true});
+      return;
+    }
+    CheckResult result{ec, {}, p.key};
+    if (!ec) {
+      if (auto decision = parse_decision(reply, {p.permits.data(), p.rates})) {
+        result.decision = *decision;
+      } else {
+        spdlog::warn("pacer: unexpected reply from Redis for key '{}': {}",
+                     detail::printable(p.key),
+                     detail::printable(reply.is_error() ? reply.str : "not a decision"));
+        result.error = make_error_code(Errc::kProtocol);
+      }
+    }
+    if (result.error) {
+      impl->fail();
+    } else {
+      impl->breaker.record_success();
+      if (impl->deny_cache && result.decision.outcome == Outcome::kDenied)
+        impl->deny_cache->remember(p.key, p.cost, monotonic_now(), result.decision);
+    }
+    p.done(result);
+  }
+};
+
+void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                       CheckHandler done) {
+  Impl& impl = *impl_;
+  if (cost < 0) return done({make_error_code(Errc::kInvalidCost), {}, key});
+  if (!rates_fit_microseconds(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
+
+  const std::int64_t now = monotonic_now();
+  if (impl.deny_cache) {
+    if (auto denied = impl.deny_cache->lookup(key, cost, now)) {
+      impl.deny_cache_hits.fetch_add(1, std::memory_order_relaxed);
+      return done({{}, *denied, key});
+    }
+  }
+  if (!impl.breaker.allow(now)) {
+    impl.fast_failures.fetch_add(1, std::memory_order_relaxed);
+    return done({make_error_code(Errc::kCircuitOpen), {}, key});
+  }
+
+  auto pending = std::make_unique<Pending>(key, policy, cost, std::move(done));
+  Client* client = impl.lane().client.get();
+  impl.round_trips.fetch_add(1, std::memory_order_relaxed);
+  const auto args = pending->args.evalsha();
+  const std::string_view routed_key = pending->key;
+  client->execute(args, routed_key, Finish{&impl, client, std::move(pending), false});
+}
+
+void RedisStore::reset(const Policy&, std::string_view key, ResetHandler done) {
+  Impl& impl = *impl_;
+  if (impl.deny_cache) impl.deny_cache->forget(key);
+  impl.round_trips.fetch_add(1, std::memory_order_relaxed);
+  const std::array<std::string_view, 2> del{"DEL", key};
+  impl.lane().client->execute(del, key,
+                              [done = std::move(done)](std::error_code ec, Reply&& reply) mutable {
+                                if (!ec && reply.is_error()) ec = make_error_code(Errc::kProtocol);
+                                done(ec);
+                              });
+}
+
+bool RedisStore::connected() const {
+  for (const Impl::Lane& lane : impl_->lanes)
+    if (!lane.client->connected()) return false;
+  return !impl_->lanes.empty();
+}
+
+bool RedisStore::wait_connected(std::chrono::milliseconds timeout) const {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!connected() && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  return connected();
+}
+
+std::string RedisStore::last_error() const {
+  for (const Impl::Lane& lane : impl_->lanes)
+    if (auto e = lane.client->last_error(); !e.empty()) return e;
+  return {};
+}
+
+RedisStoreStats RedisStore::stats() const {
+  const Impl& i = *impl_;
+  return {i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(),
+          i.fast_failures.load(), i.errors.load()};
+}
+
+}  // namespace pacer::redis

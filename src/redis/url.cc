@@ -1,0 +1,209 @@
+#include "pacer/redis/url.h"
+
+#include <charconv>
+#include <limits>
+#include <stdexcept>
+
+#include "pacer/detail/printable.h"
+
+namespace pacer::redis {
+namespace {
+
+constexpr std::uint16_t kDefaultPort = 6379;
+
+bool iequals(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    char x = a[i], y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+[[noreturn]] void fail(std::string_view url, const std::string& what) {
+  throw std::invalid_argument("invalid Redis URL '" + detail::printable(mask_redis_url(url)) +
+                              "': " + what);
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string percent_decode(std::string_view url, std::string_view text, const char* what) {
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '%') {
+      out.push_back(text[i]);
+      continue;
+    }
+    const bool complete = i + 2 < text.size();
+    const int hi = complete ? hex_value(text[i + 1]) : -1;
+    const int lo = complete ? hex_value(text[i + 2]) : -1;
+    if (hi < 0 || lo < 0) fail(url, std::string("bad percent-escape in the ") + what);
+    out.push_back(static_cast<char>(hi * 16 + lo));
+    i += 2;
+  }
+  return out;
+}
+
+bool is_digits(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (c < '0' || c > '9') return false;
+  return true;
+}
+
+std::pair<std::string, std::uint16_t> parse_host(std::string_view url, std::string_view text) {
+  if (text.empty()) fail(url, "missing host");
+  std::string_view host;
+  std::string_view port;
+  if (text.front() == '[') {
+    const auto close = text.find(']');
+    if (close == std::string_view::npos) fail(url, "'[' without ']' around an IPv6 address");
+    host = text.substr(1, close - 1);
+    const std::string_view rest = text.substr(close + 1);
+    if (!rest.empty()) {
+      if (rest.front() != ':') fail(url, "unexpected text after ']'");
+      port = rest.substr(1);
+      if (port.empty()) fail(url, "empty port");
+    }
+    if (host.find(':') == std::string_view::npos) fail(url, "brackets are for IPv6 addresses");
+  } else {
+    const auto colon = text.find(':');
+    host = text.substr(0, colon);
+    if (colon != std::string_view::npos) {
+      port = text.substr(colon + 1);
+      if (port.find(':') != std::string_view::npos)
+        fail(url, "an IPv6 address must be written in brackets, e.g. [::1]:6379");
+      if (port.empty()) fail(url, "empty port");
+    }
+  }
+  if (host.empty()) fail(url, "missing host");
+  for (char c : host) {
+    const auto u = static_cast<unsigned char>(c);
+    if (u <= 0x20 || u == 0x7f || c == '[' || c == ']' || c == '@' || c == '?' || c == '#' ||
+        c == '%' || c == '/')
+      fail(url, "invalid character in host '" + detail::printable(host) + "'");
+  }
+  std::uint16_t port_number = kDefaultPort;
+  if (!port.empty()) {
+    unsigned value = 0;
+    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (!is_digits(port) || ec != std::errc() || end != port.data() + port.size() || value == 0 ||
+        value > 65535)
+      fail(url, "port '" + detail::printable(port) + "' is not a number from 1 to 65535");
+    port_number = static_cast<std::uint16_t>(value);
+  }
+  return {std::string(host), port_number};
+}
+
+}  // namespace
+
+std::string mask_redis_url(std::string_view url) {
+  // Mask from the first ':' after the scheme to the last '@': a password with unescaped '/',
+  // '?' or '@' still ends up masked entirely, whatever else is wrong with the URL.
+  const auto scheme_end = url.find("://");
+  const std::size_t start = scheme_end == std::string_view::npos ? 0 : scheme_end + 3;
+  const auto at = url.rfind('@');
+  if (at == std::string_view::npos || at < start) return std::string(url);
+  const auto colon = url.find(':', start);
+  std::string out(url.substr(0, start));
+  if (colon != std::string_view::npos && colon < at) {
+    out.append(url.substr(start, colon + 1 - start));
+  }
+  // Without a ':' the whole user part is masked: `redis://secret@host` is a common mistake.
+  out.append("***");
+  out.append(url.substr(at));
+  return out;
+}
+
+RedisUrl parse_redis_url(std::string_view url) {
+  RedisUrl out;
+  const auto scheme_end = url.find("://");
+  if (scheme_end == std::string_view::npos)
+    fail(url, "expected redis://, rediss://, redis+cluster:// or rediss+cluster://");
+  const std::string_view scheme = url.substr(0, scheme_end);
+  if (iequals(scheme, "redis")) {
+  } else if (iequals(scheme, "rediss")) {
+    out.tls = true;
+  } else if (iequals(scheme, "redis+cluster")) {
+    out.cluster = true;
+  } else if (iequals(scheme, "rediss+cluster")) {
+    out.tls = out.cluster = true;
+  } else {
+    fail(url, "unknown scheme '" + detail::printable(scheme) +
+                  "': expected redis, rediss, redis+cluster or rediss+cluster");
+  }
+
+  std::string_view rest = url.substr(scheme_end + 3);
+  if (rest.find_first_of("?#") != std::string_view::npos)
+    fail(url, "query parameters and fragments are not supported");
+
+  // The user part ends at the last '@', so that a stray '@' in a password is not taken as a host.
+  const auto at = rest.rfind('@');
+  if (at != std::string_view::npos) {
+    const std::string_view userinfo = rest.substr(0, at);
+    rest = rest.substr(at + 1);
+    const auto colon = userinfo.find(':');
+    if (colon == std::string_view::npos)
+      fail(url, "a user name needs a password (user:password@); a password alone is :password@");
+    out.username = percent_decode(url, userinfo.substr(0, colon), "user name");
+    out.password = percent_decode(url, userinfo.substr(colon + 1), "password");
+    if (out.password.empty() && !out.username.empty())
+      fail(url, "empty password for user '" + detail::printable(out.username) + "'");
+  }
+
+  const auto slash = rest.find('/');
+  const std::string_view authority = rest.substr(0, slash);
+  if (slash != std::string_view::npos) {
+    const std::string_view path = rest.substr(slash + 1);
+    if (!path.empty()) {
+      if (out.cluster) fail(url, "a database number is not allowed in cluster mode");
+      int db = 0;
+      const auto [end, ec] = std::from_chars(path.data(), path.data() + path.size(), db);
+      if (!is_digits(path) || ec != std::errc() || end != path.data() + path.size())
+        fail(url, "database '" + detail::printable(path) + "' is not a number from 0 up");
+      out.db = db;
+    }
+  }
+
+  if (authority.empty()) fail(url, "missing host");
+  std::size_t begin = 0;
+  while (begin <= authority.size()) {
+    const auto comma = authority.find(',', begin);
+    const std::string_view host =
+        authority.substr(begin, comma == std::string_view::npos ? comma : comma - begin);
+    out.hosts.push_back(parse_host(url, host));
+    if (comma == std::string_view::npos) break;
+    begin = comma + 1;
+  }
+  if (!out.cluster && out.hosts.size() > 1)
+    fail(url, "several hosts need redis+cluster:// or rediss+cluster://");
+  return out;
+}
+
+std::string RedisUrl::to_string() const {
+  std::string out = tls ? "rediss" : "redis";
+  if (cluster) out += "+cluster";
+  out += "://";
+  if (!password.empty()) out += username + ":***@";
+  for (std::size_t i = 0; i < hosts.size(); ++i) {
+    if (i > 0) out += ',';
+    const auto& [host, port] = hosts[i];
+    if (host.find(':') != std::string::npos) {
+      out += '[' + host + ']';
+    } else {
+      out += host;
+    }
+    out += ':' + std::to_string(port);
+  }
+  if (db != 0) out += '/' + std::to_string(db);
+  return out;
+}
+
+}  // namespace pacer::redis
