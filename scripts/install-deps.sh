@@ -8,7 +8,7 @@ packages=(
   libboost-dev libboost-system-dev libssl-dev libhiredis-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
-  redis-server redis-tools wrk bc clang-14 libclang-rt-14-dev
+  redis-server redis-tools openssl wrk bc python3 clang-14 libclang-rt-14-dev
 )
 
 missing=()

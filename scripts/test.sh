@@ -15,8 +15,9 @@ step "build: dev preset"
 cmake --preset dev >/dev/null
 cmake --build --preset dev
 
-# The tests start their own servers on free loopback ports and stop them; no Redis is
-# needed until the Redis store lands.
+# Redis integration tests start their own redis-server processes (standalone, TLS with
+# certificates made by openssl at test time, a 3-master cluster) on free loopback ports and
+# stop them; redis-server and redis-cli come from install-deps.
 step "tests: all labels"
 ctest --preset dev
 

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -43,6 +44,7 @@ struct Settings {
   bool redis_benchmark = false;
   unsigned io_threads = 1;
   bool deny_cache = true;
+  double send_rate = 0;  // > 0: paced checks per second from one thread instead of chains
 };
 
 // Latencies in microseconds, sampled into a fixed-size log-linear histogram.
@@ -151,6 +153,28 @@ int run(const Settings& s) {
       });
     }
     for (auto& w : workers) w.join();
+  } else if (s.send_rate > 0) {
+    // Paced: one check every 1/send_rate seconds, whatever the answers (an abusive client).
+    histograms.resize(1);
+    std::mutex histogram_mutex;
+    std::atomic<std::uint64_t> outstanding{0};
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(1.0 / s.send_rate));
+    auto slot = Clock::now();
+    for (std::uint64_t i = 0; !stop.load() && (!s.max_requests || i < s.max_requests); ++i) {
+      std::this_thread::sleep_until(slot);
+      slot += interval;
+      const std::string key = key_for(s, i);
+      const auto begin = Clock::now();
+      outstanding.fetch_add(1);
+      store->check(policy, key, s.cost, [&, begin](const pacer::CheckResult& r) {
+        count(r);
+        std::lock_guard lock(histogram_mutex);
+        histograms[0].add(Clock::now() - begin);
+        outstanding.fetch_sub(1);
+      });
+    }
+    while (outstanding.load() > 0) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   } else {
     // `concurrency` chains of asynchronous checks: each completion starts the next one.
     histograms.resize(1);
@@ -204,8 +228,15 @@ int run(const Settings& s) {
                 static_cast<unsigned long long>(st.script_reloads),
                 done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
   }
-  if (s.print_admitted) std::printf("admitted=%llu\n",
-                                    static_cast<unsigned long long>(totals.allowed.load()));
+  if (s.print_admitted) {
+    // What GCRA allows over the run on one key: burst + 1 at once, then one per T.
+    const pacer::Rate& rate = policy.rates()[0];
+    const double expected =
+        std::floor(elapsed / (static_cast<double>(rate.emission_interval().count()) / 1e9)) +
+        static_cast<double>(rate.burst() + 1);
+    std::printf("admitted=%llu expected_one_key<=%.0f\n",
+                static_cast<unsigned long long>(totals.allowed.load()), expected);
+  }
 
   if (s.redis_benchmark && redis) {
     // The same script and arguments on one connection with 16 pipelined: the ceiling Redis
@@ -260,6 +291,8 @@ int main(int argc, char** argv) {
   cli.add_flag("--print-admitted", s.print_admitted, "print admitted=N (for tests)");
   cli.add_flag("!--no-deny-cache", s.deny_cache, "turn the deny cache off");
   cli.add_flag("--redis-benchmark", s.redis_benchmark, "also print redis-benchmark's ceiling");
+  cli.add_option("--send-rate", s.send_rate, "paced checks per second from one thread (redis)")
+      ->check(CLI::Range(0.0, 1e6));
   CLI11_PARSE(cli, argc, argv);
   try {
     return run(s);

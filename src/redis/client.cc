@@ -151,7 +151,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   }
 
   void set_error(std::string text) {
-    spdlog::warn("redis: {}", text);
+    spdlog::warn("redis {}", text);
     std::lock_guard lock(shared->mutex);
     shared->last_error = std::move(text);
   }

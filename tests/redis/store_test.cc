@@ -1,0 +1,390 @@
+// RedisStore against real servers (standalone, TLS, cluster), and one conformance suite that
+// runs against both stores: the same requests must get the same answers.
+#include "pacer/redis/redis_store.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <future>
+#include <random>
+#include <thread>
+
+#include "pacer/limiter.h"
+#include "pacer/memory_store.h"
+#include "redis_server.h"
+
+namespace pacer::redis {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using testing::RedisCluster;
+using testing::RedisServer;
+using testing::TestCertificates;
+
+#define SKIP_WITHOUT_REDIS() \
+  if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed"
+
+std::string unique_key(std::string_view name) {
+  static std::atomic<int> counter{0};
+  return "t:{" + std::string(name) + ":" + std::to_string(::getpid()) + ":" +
+         std::to_string(counter++) + "}";
+}
+
+CheckResult check(Store& store, const Policy& policy, std::string_view key, std::int64_t cost) {
+  std::promise<CheckResult> promise;
+  store.check(policy, key, cost, [&](const CheckResult& r) {
+    CheckResult copy = r;
+    copy.key = {};
+    promise.set_value(copy);
+  });
+  return promise.get_future().get();
+}
+
+void reset(Store& store, const Policy& policy, std::string_view key) {
+  std::promise<std::error_code> promise;
+  store.reset(policy, key, [&](std::error_code ec) { promise.set_value(ec); });
+  ASSERT_FALSE(promise.get_future().get());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Conformance: the same scenarios on the in-process store and on Redis. Rates are slow enough
+// that the milliseconds a test takes cannot change an answer.
+
+class Conformance : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "memory") {
+      store_ = std::make_unique<MemoryStore>();
+      return;
+    }
+    SKIP_WITHOUT_REDIS();
+    if (GetParam() == "redis") {
+      server_ = std::make_unique<RedisServer>();
+      store_ = std::make_unique<RedisStore>(RedisStoreOptions{.url = server_->url(),
+                                                              .command_timeout = seconds(2)});
+    } else {
+      cluster_ = std::make_unique<RedisCluster>(3);
+      store_ = std::make_unique<RedisStore>(RedisStoreOptions{.url = cluster_->url(1),
+                                                              .command_timeout = seconds(2)});
+    }
+    ASSERT_TRUE(static_cast<RedisStore&>(*store_).wait_connected(seconds(10)));
+  }
+  Store& store() { return *store_; }
+
+  std::unique_ptr<RedisServer> server_;
+  std::unique_ptr<RedisCluster> cluster_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_P(Conformance, BurstThenDenyWithExactNumbers) {
+  const Policy policy("p", {Rate(10, seconds(60), 5)});
+  const std::string key = unique_key("burst");
+  for (int i = 0; i < 6; ++i) {
+    const CheckResult r = check(store(), policy, key, 1);
+    ASSERT_FALSE(r.error) << r.error.message();
+    EXPECT_TRUE(r.decision.allowed()) << i;
+    EXPECT_EQ(r.decision.remaining, 5 - i);
+    EXPECT_EQ(r.decision.limit, 10);
+    EXPECT_NEAR(std::chrono::duration<double>(r.decision.reset_after).count(), 6.0 * (i + 1), 0.5);
+  }
+  const CheckResult denied = check(store(), policy, key, 1);
+  EXPECT_EQ(denied.decision.outcome, Outcome::kDenied);
+  EXPECT_EQ(denied.decision.remaining, 0);
+  EXPECT_NEAR(std::chrono::duration<double>(denied.decision.retry_after).count(), 6.0, 0.5);
+  EXPECT_LE(denied.decision.retry_after, seconds(6));
+}
+
+TEST_P(Conformance, CostPeekAndExceedsCapacity) {
+  const Policy policy("p", {Rate(10, seconds(60), 5)});
+  const std::string key = unique_key("cost");
+  EXPECT_EQ(check(store(), policy, key, 3).decision.remaining, 3);
+  EXPECT_EQ(check(store(), policy, key, 0).decision.remaining, 3);  // peek
+  EXPECT_EQ(check(store(), policy, key, 0).decision.remaining, 3);
+  EXPECT_EQ(check(store(), policy, key, 4).decision.outcome, Outcome::kDenied);
+  const CheckResult huge = check(store(), policy, key, 7);
+  EXPECT_EQ(huge.decision.outcome, Outcome::kExceedsCapacity);
+  EXPECT_EQ(huge.decision.retry_after.count(), 0);
+  EXPECT_EQ(check(store(), policy, key, 3).decision.remaining, 0);
+}
+
+TEST_P(Conformance, MultiRateDenialChangesNoRate) {
+  const Policy policy("multi", {Rate(100, seconds(1), 99), Rate(3, seconds(60), 0)});
+  const std::string key = unique_key("multi");
+  const CheckResult first = check(store(), policy, key, 1);
+  EXPECT_EQ(first.decision.remaining, 0);  // the per-minute rate: 1 of 1 used
+  EXPECT_EQ(first.decision.rate_index, 1);
+  EXPECT_EQ(first.decision.limit, 3);
+  const CheckResult denied = check(store(), policy, key, 1);
+  EXPECT_EQ(denied.decision.outcome, Outcome::kDenied);
+  EXPECT_EQ(denied.decision.rate_index, 1);
+  // The per-second rate was not charged for the denied request: a peek shows it untouched.
+  const Policy per_second("multi", {Rate(100, seconds(1), 99), Rate(3, seconds(60), 0)});
+  EXPECT_EQ(check(store(), per_second, key, 0).decision.remaining, 0);
+  for (int i = 0; i < 5; ++i) EXPECT_FALSE(check(store(), policy, key, 1).decision.allowed());
+}
+
+TEST_P(Conformance, ResetForgetsAndKeysAreIndependent) {
+  const Policy policy("p", {Rate(1, seconds(60))});
+  const std::string a = unique_key("a"), b = unique_key("b");
+  EXPECT_TRUE(check(store(), policy, a, 1).decision.allowed());
+  EXPECT_FALSE(check(store(), policy, a, 1).decision.allowed());
+  EXPECT_TRUE(check(store(), policy, b, 1).decision.allowed());
+  reset(store(), policy, a);
+  EXPECT_TRUE(check(store(), policy, a, 1).decision.allowed());
+}
+
+INSTANTIATE_TEST_SUITE_P(Stores, Conformance, ::testing::Values("memory", "redis", "cluster"),
+                         [](const auto& info) { return info.param; });
+
+// ---------------------------------------------------------------------------------------------
+// Redis only.
+
+TEST(RedisStore, ConcurrentCallersOnOneKeyAdmitExactly) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  RedisStore store({.url = server.url(), .command_timeout = seconds(2), .io_threads = 2,
+                    .deny_cache_entries = 0});
+  ASSERT_TRUE(store.wait_connected(seconds(5)));
+  Limiter limiter(store);
+  const Policy policy("p", {Rate(1, std::chrono::hours(1), 999)});
+  const std::string key = unique_key("hot");
+  std::atomic<int> admitted{0}, errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 600; ++i) {
+        const Decision d = limiter.check(policy, key);
+        admitted += d.allowed() && !d.degraded;
+        errors += d.degraded;
+      }
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(admitted.load(), 1000);
+}
+
+TEST(RedisStore, TwoProcessesShareOneKeyExactly) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  const std::string key_prefix = "two-processes-" + std::to_string(::getpid());
+  auto run = [&] {
+    return std::async(std::launch::async, [&] {
+      return testing::detail::run(std::string(PACER_BENCH_PATH) + " --store redis --url " +
+                                  server.url() + " --keys 1 --rate 1/1h --burst 499" +
+                                  " --concurrency 32 --requests 1500 --seconds 60" +
+                                  " --no-deny-cache --print-admitted --key-prefix " + key_prefix);
+    });
+  };
+  auto first = run(), second = run();
+  auto admitted = [](const std::string& out) {
+    const auto at = out.find("admitted=");
+    return at == std::string::npos ? -1 : std::stoi(out.substr(at + 9));
+  };
+  const std::string a = first.get(), b = second.get();
+  EXPECT_EQ(admitted(a) + admitted(b), 500) << a << "\n" << b;
+  EXPECT_GT(admitted(a), 0);
+  EXPECT_GT(admitted(b), 0);
+}
+
+TEST(RedisStore, ScriptFlushMidRunIsInvisible) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  RedisStore store({.url = server.url(), .command_timeout = seconds(2)});
+  ASSERT_TRUE(store.wait_connected(seconds(5)));
+  const Policy policy("p", {Rate(1, std::chrono::hours(1), 99)});
+  const std::string key = unique_key("flush");
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 10; ++i) {
+      const CheckResult r = check(store, policy, key, 1);
+      ASSERT_FALSE(r.error) << r.error.message();
+      EXPECT_TRUE(r.decision.allowed());
+    }
+    EXPECT_EQ(server.cli({"SCRIPT", "FLUSH"}), "OK");
+  }
+  EXPECT_EQ(check(store, policy, key, 0).decision.remaining, 100 - 30);
+  EXPECT_GE(store.stats().script_reloads, 2u);
+}
+
+// Redis dies mid-run: every fail mode answers as documented, nobody waits longer than the
+// timeout, and decisions come from Redis again within a second of its return.
+TEST(RedisStore, KilledRedisFailModesAndRecovery) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  const Policy policy("p", {Rate(1, std::chrono::hours(1), 9)});
+  for (FailMode mode : {FailMode::kOpen, FailMode::kClosed, FailMode::kLocal}) {
+    SCOPED_TRACE(std::string(to_string(mode)));
+    RedisStore store({.url = server.url(), .command_timeout = milliseconds(100),
+                      .deny_cache_entries = 0});
+    ASSERT_TRUE(store.wait_connected(seconds(5)));
+    Limiter limiter(store, {.fail_mode = mode});
+    const std::string key = unique_key("killed");
+    EXPECT_FALSE(limiter.check(policy, key).degraded);
+
+    server.kill();
+    int allowed = 0;
+    for (int i = 0; i < 30; ++i) {
+      const auto begin = std::chrono::steady_clock::now();
+      const Decision d = limiter.check(policy, key);
+      EXPECT_LT(std::chrono::steady_clock::now() - begin, milliseconds(150));
+      EXPECT_TRUE(d.degraded);
+      allowed += d.allowed();
+      if (mode == FailMode::kClosed) {
+        EXPECT_EQ(d.outcome, Outcome::kUnavailable);
+      }
+    }
+    const int expected = mode == FailMode::kOpen ? 30 : mode == FailMode::kClosed ? 0 : 10;
+    EXPECT_EQ(allowed, expected);  // local: the same policy, in process
+    EXPECT_GT(limiter.metrics().snapshot().errors, 0u);
+
+    server.restart();
+    const auto back = std::chrono::steady_clock::now();
+    bool recovered = false;
+    while (std::chrono::steady_clock::now() - back < seconds(3)) {
+      if (!limiter.check(policy, unique_key("after")).degraded) {
+        recovered = true;
+        break;
+      }
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    EXPECT_TRUE(recovered);
+    EXPECT_LT(std::chrono::steady_clock::now() - back, seconds(1));
+  }
+}
+
+TEST(RedisStore, PauseLongerThanTimeoutCountsTimeoutsAndNothingHangs) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  RedisStore store({.url = server.url(), .command_timeout = milliseconds(50),
+                    .deny_cache_entries = 0});
+  ASSERT_TRUE(store.wait_connected(seconds(5)));
+  Limiter limiter(store, {.fail_mode = FailMode::kOpen});
+  const Policy policy("p", {Rate(1000, seconds(1), 1000)});
+  server.pause(milliseconds(400));
+  const auto begin = std::chrono::steady_clock::now();
+  int degraded = 0;
+  for (int i = 0; i < 10; ++i) {
+    const auto one = std::chrono::steady_clock::now();
+    degraded += limiter.check(policy, unique_key("paused")).degraded;
+    EXPECT_LT(std::chrono::steady_clock::now() - one, milliseconds(120));
+  }
+  EXPECT_GE(degraded, 5);
+  EXPECT_LT(std::chrono::steady_clock::now() - begin, milliseconds(1000));
+  EXPECT_GT(store.stats().errors, 0u);
+  std::this_thread::sleep_for(milliseconds(1000));
+  bool healthy = false;
+  for (int i = 0; i < 100 && !healthy; ++i) {
+    healthy = !limiter.check(policy, unique_key("resumed")).degraded;
+    if (!healthy) std::this_thread::sleep_for(milliseconds(20));
+  }
+  EXPECT_TRUE(healthy);
+}
+
+TEST(RedisStore, DenyCacheSparesRedisAndStaysExact) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  RedisStore store({.url = server.url(), .command_timeout = seconds(2)});
+  ASSERT_TRUE(store.wait_connected(seconds(5)));
+  const Policy policy("p", {Rate(10, seconds(1), 0)});  // one per 100 ms
+  const std::string key = unique_key("abuser");
+  int admitted = 0;
+  const auto begin = std::chrono::steady_clock::now();
+  auto slot = begin;
+  for (int i = 0; i < 1000; ++i) {  // 1000/s for 1 s: 100 times the rate
+    std::this_thread::sleep_until(slot);
+    slot += milliseconds(1);
+    admitted += check(store, policy, key, 1).decision.allowed();
+  }
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - begin).count();
+  EXPECT_LE(admitted, static_cast<int>(elapsed * 10) + 1);
+  EXPECT_GE(admitted, static_cast<int>(elapsed * 10) - 1);
+  EXPECT_LE(store.stats().round_trips, 50u);  // <= 5 % of the checks reached Redis
+  EXPECT_GT(store.stats().deny_cache_hits, 900u);
+}
+
+TEST(RedisStore, ClusterReshardingDuringTrafficIsInvisible) {
+  SKIP_WITHOUT_REDIS();
+  RedisCluster cluster(3);
+  RedisStore store({.url = cluster.url(1), .command_timeout = seconds(2), .io_threads = 1,
+                    .deny_cache_entries = 0});
+  ASSERT_TRUE(store.wait_connected(seconds(10)));
+  const Policy policy("p", {Rate(1, std::chrono::hours(1), 999)});
+  // Keys whose hash tag lands in slot 0's neighbourhood are not needed: move the slot of one
+  // busy key while traffic on it and on others continues.
+  const std::string hot = "mig:{hot-key}";
+  std::atomic<bool> stop{false};
+  std::atomic<int> admitted{0}, errors{0}, done{0};
+  std::thread traffic([&] {
+    while (!stop.load()) {
+      const CheckResult r = check(store, policy, hot, 1);
+      if (r.error) ++errors;
+      else admitted += r.decision.allowed();
+      ++done;
+    }
+  });
+  std::this_thread::sleep_for(milliseconds(100));
+  const int slot = std::stoi(cluster.node(0).cli({"CLUSTER", "KEYSLOT", hot}));
+  const std::size_t owner = cluster.owner_of(slot);
+  cluster.migrate_slot(slot, (owner + 1) % cluster.size(),
+                       [] { std::this_thread::sleep_for(milliseconds(50)); });
+  std::this_thread::sleep_for(milliseconds(100));
+  stop = true;
+  traffic.join();
+  EXPECT_EQ(errors.load(), 0);
+  EXPECT_EQ(admitted.load(), std::min(done.load(), 1000));
+  EXPECT_EQ(check(store, policy, hot, 0).decision.remaining,
+            std::max(0, 1000 - done.load()));
+}
+
+TEST(RedisStore, WrongPasswordIsAClearError) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server({"--requirepass", "right"}, {.password = "right"});
+  RedisStore wrong({.url = "redis://:nope@127.0.0.1:" + std::to_string(server.port()),
+                    .connect_timeout = milliseconds(500)});
+  EXPECT_FALSE(wrong.wait_connected(milliseconds(800)));
+  const std::string error = wrong.last_error();
+  EXPECT_TRUE(error.find("WRONGPASS") != std::string::npos ||
+              error.find("invalid") != std::string::npos)
+      << error;
+  EXPECT_EQ(error.find("nope"), std::string::npos);  // never the password itself
+  EXPECT_TRUE(check(wrong, Policy("p", {Rate(1, seconds(1))}), "k", 1).error);
+
+  RedisStore right({.url = "redis://:right@127.0.0.1:" + std::to_string(server.port())});
+  ASSERT_TRUE(right.wait_connected(seconds(5)));
+  EXPECT_TRUE(check(right, Policy("p", {Rate(1, seconds(1))}), unique_key("auth"), 1)
+                  .decision.allowed());
+}
+
+TEST(RedisStore, TlsWorksAndVerificationFailureIsAClearError) {
+  SKIP_WITHOUT_REDIS();
+  TestCertificates certs;
+  RedisServer server({}, {.tls = &certs});
+  RedisStore good({.url = server.url(), .tls = {.ca_file = certs.ca_file}});
+  ASSERT_TRUE(good.wait_connected(seconds(5))) << good.last_error();
+  EXPECT_TRUE(check(good, Policy("p", {Rate(1, seconds(1))}), unique_key("tls"), 1)
+                  .decision.allowed());
+
+  RedisStore untrusted({.url = server.url(), .tls = {.ca_file = certs.other_ca_file},
+                        .connect_timeout = milliseconds(500)});
+  EXPECT_FALSE(untrusted.wait_connected(milliseconds(800)));
+  EXPECT_NE(untrusted.last_error().find("verif"), std::string::npos) << untrusted.last_error();
+}
+
+TEST(RedisStore, BadUrlsAndRatesAreClearStartupErrors) {
+  for (const char* url : {"http://127.0.0.1:6379", "redis://127.0.0.1:99999",
+                          "redis://user:hunter2@", "redis+cluster://"}) {
+    try {
+      RedisStore store({.url = url});
+      ADD_FAILURE() << url;
+    } catch (const std::invalid_argument& e) {
+      EXPECT_EQ(std::string(e.what()).find("hunter2"), std::string::npos) << e.what();
+    }
+  }
+  EXPECT_THROW(RedisStore::validate(Policy("fast", {Rate(2'000'000, seconds(1))})),
+               std::invalid_argument);
+  EXPECT_NO_THROW(RedisStore::validate(Policy("ok", {Rate(100'000, seconds(1))})));
+}
+
+}  // namespace
+}  // namespace pacer::redis
