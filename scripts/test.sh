@@ -23,7 +23,8 @@ ctest --preset dev
 
 step "build: asan preset (unit tests)"
 cmake --preset asan >/dev/null
-cmake --build --preset asan --target pacer_core_test pacer_limiter_test pacer_http_test
+cmake --build --preset asan --target pacer_core_test pacer_limiter_test pacer_http_test \
+  pacer_redis_unit_test
 
 step "tests: unit under ASan + UBSan"
 ctest --preset asan

@@ -106,20 +106,25 @@ void validate(const DemoConfig& config) {
   }
 }
 
-DemoApp::DemoApp(DemoConfig config) : config_(std::move(config)) {
+DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
+    : config_(std::move(config)) {
   validate(config_);
   if (config_.redis_url.empty()) {
     store_ = std::make_unique<MemoryStore>();
   } else {
-    auto redis = std::make_unique<redis::RedisStore>(redis::RedisStoreOptions{
-        .url = config_.redis_url,
-        .command_timeout = config_.redis_timeout});
-    // Serve even if Redis is not there yet: the fail mode answers until it is.
-    if (!redis->wait_connected(std::chrono::seconds(2)))
-      spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
-                   redis::parse_redis_url(config_.redis_url).to_string(), redis->last_error(),
-                   to_string(config_.fail_mode));
-    store_ = std::move(redis);
+    const redis::RedisStoreOptions options{.url = config_.redis_url,
+                                           .command_timeout = config_.redis_timeout};
+    if (io.empty()) {
+      auto redis = std::make_unique<redis::RedisStore>(options);
+      // Serve even if Redis is not there yet: the fail mode answers until it is.
+      if (!redis->wait_connected(std::chrono::seconds(2)))
+        spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
+                     redis::parse_redis_url(config_.redis_url).to_string(), redis->last_error(),
+                     to_string(config_.fail_mode));
+      store_ = std::move(redis);
+    } else {
+      store_ = std::make_unique<redis::RedisStore>(options, std::move(io));
+    }
   }
   limiter_ = std::make_unique<Limiter>(*store_, LimiterOptions{.fail_mode = config_.fail_mode});
   http_ = std::make_unique<http::HttpLimiter>(

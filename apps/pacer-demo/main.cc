@@ -8,6 +8,8 @@
 #include <cstdlib>
 #include <exception>
 
+#include <boost/asio/io_context.hpp>
+
 #include "demo_app.h"
 
 int main(int argc, char** argv) {
@@ -48,18 +50,24 @@ int main(int argc, char** argv) {
   try {
     config.fail_mode = pacer::parse_fail_mode(fail_mode);
     config.redis_timeout = std::chrono::milliseconds(redis_timeout_ms);
-    pacer::demo::DemoApp app(config);
+    pacer::demo::validate(config);
+    std::unique_ptr<pacer::demo::DemoApp> app;
     pacer::beast::Server server(
         {.host = config.host, .port = config.port, .threads = config.threads,
          .handle_signals = true},
         [&app](pacer::beast::Request&& req, const pacer::beast::Connection& conn,
-               pacer::beast::Send send) { app.handle(std::move(req), conn, std::move(send)); });
+               pacer::beast::Send send) { app->handle(std::move(req), conn, std::move(send)); });
+    // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
+    std::vector<boost::asio::io_context*> workers;
+    for (unsigned i = 0; i < server.threads(); ++i) workers.push_back(&server.io_context(i));
+    app = std::make_unique<pacer::demo::DemoApp>(config, std::move(workers));
     spdlog::info("pacer-demo '{}' listening on http://{}:{} ({} threads, {})", config.service_name,
                  config.host, server.port(), server.threads(),
                  config.redis_url.empty()
                      ? std::string("in-process store")
                      : "Redis " + pacer::redis::parse_redis_url(config.redis_url).to_string());
     server.run();
+    app.reset();  // after the workers stopped, before their io_contexts go
     spdlog::info("pacer-demo stopped");
   } catch (const std::exception& e) {
     spdlog::error("pacer-demo: {}", e.what());

@@ -123,17 +123,21 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       request_refresh();
     }
     update_connected();
-    std::vector<std::function<void()>> callbacks;
-    {
-      std::lock_guard lock(callbacks_mutex);
-      callbacks = connect_callbacks;
+    // By index and by copy: a callback may register another one (and grow the vector).
+    for (std::size_t i = 0; i < connect_callbacks.size() && !stopped; ++i) {
+      const std::function<void()> callback = connect_callbacks[i];
+      callback();
     }
-    for (auto& callback : callbacks) callback();
   }
 
   void on_down(Connection&) override {
     update_connected();
     if (options.url.cluster) request_refresh();  // a failover may have moved its slots
+  }
+
+  bool any_connection_up() const {
+    return std::any_of(nodes.begin(), nodes.end(),
+                       [](const Node& node) { return node.connection && node.connection->up(); });
   }
 
   void update_connected() {
@@ -221,7 +225,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   }
 
   void dispatch(ClusterRequest* request, std::int32_t node, bool asking) {
-    const std::shared_ptr<Connection>& connection = nodes[static_cast<std::size_t>(node)].connection;
+    const std::shared_ptr<Connection>& connection =
+        nodes[static_cast<std::size_t>(node)].connection;
     if (!connection) return finish_later(request, Errc::kStoreUnavailable);
     ReplyHandler handler = [this, request, node](std::error_code ec, Reply&& reply) {
       on_cluster_reply(request, node, ec, std::move(reply));
@@ -275,8 +280,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       std::size_t remaining;
       std::error_code error;
     };
-    auto* gather = new Gather{std::move(handler), std::vector<Reply>(targets.size()),
-                              targets.size(), {}};
+    auto* gather =
+        new Gather{std::move(handler), std::vector<Reply>(targets.size()), targets.size(), {}};
     for (std::size_t i = 0; i < targets.size(); ++i) {
       ReplyHandler part = [gather, i](std::error_code ec, Reply&& reply) {
         if (ec) {
@@ -404,10 +409,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   std::shared_ptr<ClientShared> shared;
   std::shared_ptr<asio::ssl::context> tls;
 
-  std::mutex callbacks_mutex;
-  std::vector<std::function<void()>> connect_callbacks;
-
   // Everything below is touched on the io thread only.
+  std::vector<std::function<void()>> connect_callbacks;
   bool stopped = false;
   std::vector<Node> nodes;
   std::unordered_map<std::string, std::int32_t> node_index;
@@ -511,8 +514,20 @@ std::uint64_t Client::writes() const {
 }
 
 void Client::on_connect(std::function<void()> callback) {
-  std::lock_guard lock(impl_->callbacks_mutex);
-  impl_->connect_callbacks.push_back(std::move(callback));
+  // Registered on the io thread, behind the start posted by the constructor: a callback
+  // registered right after construction cannot miss the first connection, even when another
+  // thread already runs `io`. One registered later still hears of a connection already up.
+  auto add = [weak = std::weak_ptr<Impl>(impl_), callback = std::move(callback)]() mutable {
+    auto self = weak.lock();
+    if (!self || self->stopped) return;
+    self->connect_callbacks.push_back(callback);
+    if (self->any_connection_up()) asio::post(self->io, std::move(callback));
+  };
+  if (impl_->on_io_thread()) {
+    add();
+  } else {
+    asio::post(impl_->io, std::move(add));
+  }
 }
 
 void Client::stop() {

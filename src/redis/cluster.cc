@@ -78,8 +78,7 @@ SlotMapResult parse_cluster_slots(const Reply& reply, std::string_view default_h
     const Reply& host = entry.elements[2].elements[0];
     const std::int64_t port = entry.elements[2].elements[1].integer;
     if (first < 0 || last < first || last >= static_cast<std::int64_t>(kSlotCount) || port <= 0 ||
-        port > 65535 ||
-        (host.type != Reply::Type::kString && host.type != Reply::Type::kNil)) {
+        port > 65535 || (host.type != Reply::Type::kString && host.type != Reply::Type::kNil)) {
       result.error = "CLUSTER SLOTS entry out of range";
       result.ranges.clear();
       return result;

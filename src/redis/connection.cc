@@ -120,34 +120,33 @@ void Connection::start_attempt() {
                            });
     return;
   }
-  resolver_.async_resolve(
-      config_.host, std::to_string(config_.port),
-      [self = shared_from_this(), epoch = epoch_](const error_code& error,
-                                                  const tcp::resolver::results_type& results) {
-        if (epoch != self->epoch_) return;
-        if (error) {
-          self->fail("cannot resolve '" + self->config_.host + "': " + describe(error),
-                     Errc::kStoreUnavailable);
-          return;
-        }
-        self->connect(results);
-      });
+  resolver_.async_resolve(config_.host, std::to_string(config_.port),
+                          [self = shared_from_this(), epoch = epoch_](
+                              const error_code& error, const tcp::resolver::results_type& results) {
+                            if (epoch != self->epoch_) return;
+                            if (error) {
+                              self->fail(
+                                  "cannot resolve '" + self->config_.host + "': " + describe(error),
+                                  Errc::kStoreUnavailable);
+                              return;
+                            }
+                            self->connect(results);
+                          });
 }
 
 void Connection::connect(const tcp::resolver::results_type& endpoints) {
   ++stream_ops_;
-  asio::async_connect(socket(), endpoints,
-                      [self = shared_from_this(), epoch = epoch_](const error_code& error,
-                                                                  const tcp::endpoint&) {
-                        self->op_done();
-                        if (epoch != self->epoch_) return;
-                        if (error) {
-                          self->fail("connect failed: " + describe(error),
-                                     Errc::kStoreUnavailable);
-                          return;
-                        }
-                        self->start_tls();
-                      });
+  asio::async_connect(
+      socket(), endpoints,
+      [self = shared_from_this(), epoch = epoch_](const error_code& error, const tcp::endpoint&) {
+        self->op_done();
+        if (epoch != self->epoch_) return;
+        if (error) {
+          self->fail("connect failed: " + describe(error), Errc::kStoreUnavailable);
+          return;
+        }
+        self->start_tls();
+      });
 }
 
 void Connection::start_tls() {
@@ -176,22 +175,21 @@ void Connection::start_tls() {
     }
   }
   ++stream_ops_;
-  tls_->async_handshake(
-      asio::ssl::stream_base::client,
-      [self = shared_from_this(), epoch = epoch_](const error_code& error) {
-        self->op_done();
-        if (epoch != self->epoch_) return;
-        if (error) {
-          std::string text = "TLS handshake failed: " + describe(error);
-          const long result = SSL_get_verify_result(self->tls_->native_handle());
-          if (result != X509_V_OK)
-            text += std::string(" (certificate verification: ") +
-                    X509_verify_cert_error_string(result) + ")";
-          self->fail(text, Errc::kStoreUnavailable);
-          return;
-        }
-        self->on_transport_ready();
-      });
+  tls_->async_handshake(asio::ssl::stream_base::client,
+                        [self = shared_from_this(), epoch = epoch_](const error_code& error) {
+                          self->op_done();
+                          if (epoch != self->epoch_) return;
+                          if (error) {
+                            std::string text = "TLS handshake failed: " + describe(error);
+                            const long result = SSL_get_verify_result(self->tls_->native_handle());
+                            if (result != X509_V_OK)
+                              text += std::string(" (certificate verification: ") +
+                                      X509_verify_cert_error_string(result) + ")";
+                            self->fail(text, Errc::kStoreUnavailable);
+                            return;
+                          }
+                          self->on_transport_ready();
+                        });
 }
 
 void Connection::on_transport_ready() {
@@ -284,8 +282,7 @@ void Connection::report(const std::string& text) {
   const auto now = Clock::now();
   if (now - last_warning_ >= kWarningInterval) {
     if (suppressed_warnings_ > 0) {
-      spdlog::warn("redis {} ({} more failures in the last second)", message,
-                   suppressed_warnings_);
+      spdlog::warn("redis {} ({} more failures in the last second)", message, suppressed_warnings_);
     } else {
       spdlog::warn("redis {}", message);
     }
@@ -298,8 +295,7 @@ void Connection::report(const std::string& text) {
   shared_->last_error = std::move(message);
 }
 
-std::error_code Connection::send(std::span<const std::string_view> args,
-                                 ReplyHandler&& handler) {
+std::error_code Connection::send(std::span<const std::string_view> args, ReplyHandler&& handler) {
   if (state_ != State::kUp) return Errc::kStoreUnavailable;
   if (auto ec = mux_.add(args, std::move(handler), Clock::now() + config_.command_timeout))
     return ec;
@@ -332,8 +328,7 @@ std::error_code Connection::send_asking(std::string_view command, ReplyHandler&&
 
 void Connection::do_read() {
   ++stream_ops_;
-  auto handler = [self = shared_from_this(), epoch = epoch_](const error_code& ec,
-                                                             std::size_t n) {
+  auto handler = [self = shared_from_this(), epoch = epoch_](const error_code& ec, std::size_t n) {
     self->on_read(epoch, ec, n);
   };
   const auto buffer = asio::buffer(read_buffer_.get(), kReadBufferSize);
@@ -405,10 +400,8 @@ void Connection::arm_timer() {
   timer_armed_ = true;
   timer_expiry_ = *next;
   deadline_timer_.expires_at(*next);  // a pending wait is cancelled and sees a stale generation
-  deadline_timer_.async_wait(
-      [self = shared_from_this(), generation = ++timer_generation_](const error_code& ec) {
-        self->on_timer(generation, ec);
-      });
+  deadline_timer_.async_wait([self = shared_from_this(), generation = ++timer_generation_](
+                                 const error_code& ec) { self->on_timer(generation, ec); });
 }
 
 void Connection::on_timer(std::uint64_t generation, const error_code&) {
@@ -443,8 +436,7 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& ca_file,
   } else {
     context->set_default_verify_paths(ec);
     if (ec)
-      throw std::invalid_argument("cannot load the system's TLS CA certificates: " +
-                                  ec.message());
+      throw std::invalid_argument("cannot load the system's TLS CA certificates: " + ec.message());
   }
   if (cert_file.empty() != key_file.empty())
     throw std::invalid_argument("a TLS client certificate needs both cert_file and key_file");

@@ -71,9 +71,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   using Executor = boost::asio::io_context::executor_type;
   using Socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, Executor>;
   using TlsStream = boost::asio::ssl::stream<Socket>;
-  using Timer = boost::asio::basic_waitable_timer<std::chrono::steady_clock,
-                                                  boost::asio::wait_traits<std::chrono::steady_clock>,
-                                                  Executor>;
+  using Timer = boost::asio::basic_waitable_timer<
+      std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, Executor>;
   using Resolver = boost::asio::ip::basic_resolver<boost::asio::ip::tcp, Executor>;
   using Clock = std::chrono::steady_clock;
 

@@ -14,6 +14,7 @@
 #include <map>
 #include <thread>
 
+#include "cluster.h"  // hash_slot, to pick keys on a given node
 #include "pacer/error.h"
 #include "redis_server.h"
 
@@ -135,6 +136,12 @@ TEST_F(ClientTest, RoundTrip) {
   ASSERT_EQ(all.size(), 1u);
   EXPECT_EQ(all[0].str, "PONG");
   EXPECT_EQ(client.last_error(), "");
+
+  // A connect callback registered while connected hears of that connection once.
+  int connects = 0;
+  client.on_connect([&] { ++connects; });
+  run_for(20ms);
+  EXPECT_EQ(connects, 1);
 }
 
 TEST_F(ClientTest, PipelinesTenThousandConcurrentRequestsInFewWrites) {
@@ -587,6 +594,38 @@ TEST_F(ClientTest, ClusterSlotMigrationUnderTraffic) {
   EXPECT_NE(source_errors.find("errorstat_ASK:"), std::string::npos) << source_errors;
   EXPECT_NE(source_errors.find("errorstat_MOVED:"), std::string::npos) << source_errors;
   EXPECT_TRUE(client.connected());
+}
+
+TEST_F(ClientTest, ClusterNodeDownAndBack) {
+  RedisCluster cluster(3);
+  ClientOptions opts = options(cluster.url(1));
+  opts.command_timeout = 200ms;
+  Client client(io_, opts);
+  ASSERT_TRUE(connect(client));
+  // A key served by node 2 and one served by node 0.
+  auto key_on = [&](std::size_t node) {
+    for (int i = 0;; ++i) {
+      std::string key = "key:" + std::to_string(i);
+      if (cluster.owner_of(internal::hash_slot(key)) == node) return key;
+    }
+  };
+  const std::string down_key = key_on(2);
+  const std::string up_key = key_on(0);
+
+  cluster.node(2).kill();
+  ASSERT_TRUE(run_until([&] { return !client.connected(); }));
+  const auto before = Clock::now();
+  Result down = call(client, {"SET", down_key, "x"}, down_key);
+  EXPECT_EQ(down.error, Errc::kStoreUnavailable);
+  EXPECT_LT(down.at - before, 50ms) << "fails fast, no timeout";
+  EXPECT_EQ(call(client, {"SET", up_key, "x"}, up_key).reply.str, "OK");
+
+  cluster.node(2).restart();  // same nodes.conf: same id and slots
+  cluster.wait_ok();
+  ASSERT_TRUE(connect(client, 5s));
+  Result back = call(client, {"SET", down_key, "y"}, down_key);
+  EXPECT_FALSE(back.error) << back.error.message();
+  EXPECT_EQ(back.reply.str, "OK");
 }
 
 TEST_F(ClientTest, ClusterModeAgainstAStandaloneServerSaysSo) {

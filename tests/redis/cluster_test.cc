@@ -99,14 +99,14 @@ TEST(ClusterTest, RejectsBadClusterSlotsReplies) {
   EXPECT_FALSE(parse_cluster_slots(
                    array({array({integer(5), integer(4), array({string("a"), integer(1)})})}), "h")
                    .error.empty());
-  EXPECT_FALSE(parse_cluster_slots(
-                   array({array({integer(0), integer(16384), array({string("a"), integer(1)})})}),
-                   "h")
-                   .error.empty());
-  EXPECT_FALSE(parse_cluster_slots(
-                   array({array({integer(0), integer(1), array({string("a"), integer(70000)})})}),
-                   "h")
-                   .error.empty());
+  EXPECT_FALSE(
+      parse_cluster_slots(
+          array({array({integer(0), integer(16384), array({string("a"), integer(1)})})}), "h")
+          .error.empty());
+  EXPECT_FALSE(
+      parse_cluster_slots(
+          array({array({integer(0), integer(1), array({string("a"), integer(70000)})})}), "h")
+          .error.empty());
 }
 
 TEST(ClusterTest, ParsesRedirects) {

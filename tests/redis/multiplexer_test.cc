@@ -29,12 +29,13 @@ class MultiplexerTest : public ::testing::Test {
     const std::size_t index = calls_.size();
     calls_.push_back(0);
     outcomes_.emplace_back();
-    const auto ec = mux.add(args,
-                            [this, index](std::error_code error, Reply&& reply) {
-                              ++calls_[index];
-                              outcomes_[index] = {error, std::move(reply)};
-                            },
-                            deadline);
+    const auto ec = mux.add(
+        args,
+        [this, index](std::error_code error, Reply&& reply) {
+          ++calls_[index];
+          outcomes_[index] = {error, std::move(reply)};
+        },
+        deadline);
     EXPECT_FALSE(ec) << ec.message();
     return index;
   }
@@ -270,8 +271,8 @@ TEST_F(MultiplexerTest, FailAllFailsEachRequestOnceAndResets) {
   add(mux, {"A"}, now_ + 10ms);
   add(mux, {"B"}, now_ + 50ms);
   add(mux, {"C"}, now_ + 50ms);
-  mux.begin_write();  // a write in flight when the connection dies
-  mux.expire(now_ + 20ms);  // A timed out
+  mux.begin_write();                            // a write in flight when the connection dies
+  mux.expire(now_ + 20ms);                      // A timed out
   ASSERT_FALSE(mux.feed(":1\r\n$10\r\npart"));  // A's late reply, then half of B's
   mux.fail_all(Errc::kStoreUnavailable);
   EXPECT_EQ(calls_, (std::vector<int>{1, 1, 1}));
@@ -322,8 +323,8 @@ TEST_F(MultiplexerTest, HandlersMayAddRequestsWhileBeingCalled) {
       first,
       [&](std::error_code, Reply&&) {
         const std::string_view second[] = {"SECOND"};
-        ASSERT_FALSE(mux.add(second, [&](std::error_code, Reply&&) { ++second_calls; },
-                             now_ + 1s));
+        ASSERT_FALSE(mux.add(
+            second, [&](std::error_code, Reply&&) { ++second_calls; }, now_ + 1s));
       },
       now_ + 1s));
   write_all(mux);
@@ -338,12 +339,13 @@ TEST_F(MultiplexerTest, AHandlerEndingTheConnectionStopsDelivery) {
   std::vector<std::error_code> seen;
   for (int i = 0; i < 3; ++i) {
     const std::string_view args[] = {"X"};
-    ASSERT_FALSE(mux.add(args,
-                         [&, i](std::error_code ec, Reply&&) {
-                           seen.push_back(ec);
-                           if (i == 0) mux.fail_all(Errc::kStoreUnavailable);
-                         },
-                         now_ + 1s));
+    ASSERT_FALSE(mux.add(
+        args,
+        [&, i](std::error_code ec, Reply&&) {
+          seen.push_back(ec);
+          if (i == 0) mux.fail_all(Errc::kStoreUnavailable);
+        },
+        now_ + 1s));
   }
   ASSERT_FALSE(mux.feed(":1\r\n:2\r\n:3\r\n"));
   ASSERT_EQ(seen.size(), 3u);

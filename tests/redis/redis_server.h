@@ -28,8 +28,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <memory>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -62,7 +62,8 @@ inline std::string run(const std::string& command, int* status = nullptr) {
   if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
   std::array<char, 4096> buffer;
   std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0) output.append(buffer.data(), n);
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
   const int rc = ::pclose(pipe);
   if (status != nullptr) *status = rc;
   return output;
@@ -89,7 +90,8 @@ inline bool has_program(const char* name) {
 
 // A port nobody listens on now (and port + 10000, the cluster bus port, when asked).
 inline std::uint16_t free_port(bool with_cluster_bus = false) {
-  static thread_local std::mt19937 random(std::random_device{}() ^ static_cast<unsigned>(::getpid()));
+  static thread_local std::mt19937 random(std::random_device{}() ^
+                                          static_cast<unsigned>(::getpid()));
   std::uniform_int_distribution<int> pick(20000, with_cluster_bus ? 55000 : 60000);
   for (int attempt = 0; attempt < 1000; ++attempt) {
     const auto port = static_cast<std::uint16_t>(pick(random));
@@ -154,10 +156,10 @@ class TestCertificates {
 };
 
 struct ServerOptions {
-  std::string password;                    // for cli() and the PING wait (requirepass)
-  const TestCertificates* tls = nullptr;   // TLS only: --port 0 --tls-port P
-  bool cluster = false;                    // --cluster-enabled yes, own nodes.conf
-  std::uint16_t port = 0;                  // 0: a free one
+  std::string password;                   // for cli() and the PING wait (requirepass)
+  const TestCertificates* tls = nullptr;  // TLS only: --port 0 --tls-port P
+  bool cluster = false;                   // --cluster-enabled yes, own nodes.conf
+  std::uint16_t port = 0;                 // 0: a free one
 };
 
 class RedisServer {
@@ -221,8 +223,7 @@ class RedisServer {
   // redis-cli against this server; returns its output (trailing newline removed).
   std::string cli(const std::vector<std::string>& args) const {
     std::string command = "redis-cli -h 127.0.0.1 -p " + std::to_string(port_);
-    if (options_.tls)
-      command += " --tls --cacert " + detail::shell_quote(options_.tls->ca_file);
+    if (options_.tls) command += " --tls --cacert " + detail::shell_quote(options_.tls->ca_file);
     if (!options_.password.empty())
       command += " --no-auth-warning -a " + detail::shell_quote(options_.password);
     for (const auto& arg : args) command += " " + detail::shell_quote(arg);
@@ -242,17 +243,17 @@ class RedisServer {
   void start() {
     std::vector<std::string> argv = {"redis-server"};
     if (options_.tls) {
-      argv.insert(argv.end(), {"--port", "0", "--tls-port", std::to_string(port_),
-                               "--tls-cert-file", options_.tls->cert_file, "--tls-key-file",
-                               options_.tls->key_file, "--tls-ca-cert-file", options_.tls->ca_file,
-                               "--tls-auth-clients", "no"});
+      argv.insert(argv.end(),
+                  {"--port", "0", "--tls-port", std::to_string(port_), "--tls-cert-file",
+                   options_.tls->cert_file, "--tls-key-file", options_.tls->key_file,
+                   "--tls-ca-cert-file", options_.tls->ca_file, "--tls-auth-clients", "no"});
       if (options_.cluster) argv.insert(argv.end(), {"--tls-cluster", "yes"});
     } else {
       argv.insert(argv.end(), {"--port", std::to_string(port_)});
     }
-    argv.insert(argv.end(), {"--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-                             "--daemonize", "no", "--dir", dir_.path().string(), "--logfile",
-                             (dir_.path() / "redis.log").string()});
+    argv.insert(argv.end(),
+                {"--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--daemonize", "no",
+                 "--dir", dir_.path().string(), "--logfile", (dir_.path() / "redis.log").string()});
     if (options_.cluster)
       argv.insert(argv.end(),
                   {"--cluster-enabled", "yes", "--cluster-config-file",
@@ -265,8 +266,7 @@ class RedisServer {
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO,
-                                     (dir_.path() / "stderr.log").c_str(),
+    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, (dir_.path() / "stderr.log").c_str(),
                                      O_WRONLY | O_CREAT | O_TRUNC, 0644);
     pid_t pid = -1;
     const int rc = ::posix_spawnp(&pid, "redis-server", &actions, nullptr, raw.data(), environ);
@@ -325,12 +325,18 @@ class RedisCluster {
     int status = 0;
     const std::string output = detail::run(command, &status);
     if (status != 0) throw std::runtime_error("redis-cli --cluster create failed: " + output);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    wait_ok();
+  }
+
+  // Waits until every running node reports cluster_state:ok (e.g. after a restart).
+  void wait_ok(std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
     for (;;) {
       bool ok = true;
       for (const auto& node : nodes_)
-        ok = ok && node->cli({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos;
-      if (ok) break;
+        ok = ok && (!node->running() ||
+                    node->cli({"CLUSTER", "INFO"}).find("cluster_state:ok") != std::string::npos);
+      if (ok) return;
       if (std::chrono::steady_clock::now() > deadline)
         throw std::runtime_error("cluster did not reach cluster_state:ok");
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -393,9 +399,8 @@ class RedisCluster {
       const std::string keys = node(from).cli({"CLUSTER", "GETKEYSINSLOT", s, "1"});
       if (keys.empty()) break;
       // One key at a time: traffic sees the slot half here, half there.
-      const std::string result = node(from).cli({"MIGRATE", "127.0.0.1",
-                                                 std::to_string(node(to).port()), "", "0",
-                                                 "5000", "KEYS", keys});
+      const std::string result = node(from).cli(
+          {"MIGRATE", "127.0.0.1", std::to_string(node(to).port()), "", "0", "5000", "KEYS", keys});
       if (result != "OK" && result != "NOKEY")
         throw std::runtime_error("MIGRATE failed: " + result);
       between_steps();

@@ -88,9 +88,7 @@ TEST(RedisUrlTest, Cluster) {
   EXPECT_EQ(tls.to_string(), "rediss+cluster://node:7000");
 }
 
-TEST(RedisUrlTest, SchemeIsCaseInsensitive) {
-  EXPECT_TRUE(parse_redis_url("REDISS://h").tls);
-}
+TEST(RedisUrlTest, SchemeIsCaseInsensitive) { EXPECT_TRUE(parse_redis_url("REDISS://h").tls); }
 
 TEST(RedisUrlTest, ErrorsSayWhatIsWrong) {
   EXPECT_NE(error_of("localhost:6379").find("expected redis://"), std::string::npos);
@@ -119,10 +117,10 @@ TEST(RedisUrlTest, ErrorsNameTheUrlWithThePasswordMasked) {
   EXPECT_EQ(error.find("secret"), std::string::npos) << error;
   EXPECT_NE(error.find("redis://u:***@h:0"), std::string::npos) << error;
   // However broken the URL, the password does not leak.
-  for (const char* url : {"redis://u:sec/ret@h:0", "redis://u:sec?ret@h:1", "rediss://:secret@",
-                          "redis://u:secret@h:1/x", "ftp://u:secret@h", "u:secret@h",
-                          "redis://secret@h", "redis://u:se@cret@h:99999",
-                          "redis+cluster://u:secret@a:1/5", "redis://u:se%zzcret@h"}) {
+  for (const char* url :
+       {"redis://u:sec/ret@h:0", "redis://u:sec?ret@h:1", "rediss://:secret@",
+        "redis://u:secret@h:1/x", "ftp://u:secret@h", "u:secret@h", "redis://secret@h",
+        "redis://u:se@cret@h:99999", "redis+cluster://u:secret@a:1/5", "redis://u:se%zzcret@h"}) {
     const std::string text = error_of(url);
     EXPECT_EQ(text.find("secret"), std::string::npos) << text;
     EXPECT_EQ(text.find("cret"), std::string::npos) << text;

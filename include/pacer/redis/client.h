@@ -50,17 +50,18 @@ struct TlsOptions {
 
 struct ClientOptions {
   RedisUrl url;
-  TlsOptions tls;  // used when url.tls
+  TlsOptions tls;                                   // used when url.tls
   std::chrono::milliseconds connect_timeout{1000};  // resolve + connect + TLS + AUTH/SELECT
   std::chrono::milliseconds command_timeout{100};   // per command (per hop), queueing to reply
   std::size_t max_in_flight = 16384;  // queued + written per node; beyond it requests fail fast
-  std::chrono::milliseconds reconnect_min{20};   // backoff after a failure, doubling up to...
+  std::chrono::milliseconds reconnect_min{20};    // backoff after a failure, doubling up to...
   std::chrono::milliseconds reconnect_max{1000};  // ...this, with jitter
   std::chrono::seconds cluster_refresh_interval{30};
   int max_redirects = 5;  // MOVED/ASK hops per command before the redirect reaches the caller
 };
 
-using AllRepliesHandler = pacer::detail::UniqueFunction<void(std::error_code, std::vector<Reply>&&)>;
+using AllRepliesHandler =
+    pacer::detail::UniqueFunction<void(std::error_code, std::vector<Reply>&&)>;
 
 class Client {
  public:
@@ -109,7 +110,9 @@ class Client {
   std::uint64_t writes() const;
 
   // Called on `io` each time a connection to a node is (re)established, after AUTH and SELECT,
-  // e.g. to reload scripts. Register before running `io`; earlier connections are not replayed.
+  // e.g. to reload scripts. Thread-safe; registered on `io`, so a callback registered right
+  // after construction sees the first connection. If a connection is already up when it is
+  // registered, the callback is also called once soon after.
   void on_connect(std::function<void()> callback);
 
   // Closes the connections and fails pending requests; later requests fail with

@@ -21,7 +21,8 @@ namespace pacer::redis {
 struct RedisUrl {
   bool tls = false;
   bool cluster = false;
-  std::vector<std::pair<std::string, std::uint16_t>> hosts;  // at least one; IPv6 without brackets
+  // At least one (cluster: the seed nodes); IPv6 addresses without brackets.
+  std::vector<std::pair<std::string, std::uint16_t>> hosts;
   std::string username;  // empty: the default user
   std::string password;  // empty: no AUTH
   int db = 0;            // SELECT after connecting (standalone only)
