@@ -8,7 +8,7 @@ seconds=${FUZZ_SECONDS:-20}
 out=build/fuzz
 mkdir -p "$out"
 flags=(-std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Iinclude)
-clang++-14 "${flags[@]}" tests/fuzz/ip_fuzz.cc src/http/ip.cc src/http/request_view.cc src/core/printable.cc \
+clang++-14 "${flags[@]}" tests/fuzz/ip_fuzz.cc src/http/ip.cc src/http/request_view.cc src/core/text.cc \
   -o "$out/ip_fuzz"
 for target in ip_fuzz; do
   corpus="$out/$target-corpus"

@@ -1,6 +1,6 @@
 #include "pacer/rate.h"
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <array>
 #include <charconv>
@@ -40,13 +40,9 @@ bool all_digits(std::string_view s) {
   return true;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
+
+using detail::trim;
 
 Nanos parse_duration(std::string_view text) {
   constexpr std::string_view kWhat = "invalid duration";

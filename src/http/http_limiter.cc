@@ -1,6 +1,6 @@
 #include "pacer/http/http_limiter.h"
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <array>
 #include <memory>

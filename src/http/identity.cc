@@ -1,6 +1,6 @@
 #include "pacer/http/identity.h"
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <openssl/evp.h>
 
@@ -25,26 +25,16 @@ std::string tagged(std::string_view tag, std::string_view value) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-  return s;
-}
-
 }  // namespace
+
+using detail::trim;
 
 std::string hash_identity(std::string_view value) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   if (EVP_Digest(value.data(), value.size(), digest, &length, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("SHA-256 is unavailable in this OpenSSL build");
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out = "h:";
-  for (unsigned int i = 0; i < 16; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
+  return "h:" + detail::to_hex(digest, 16);
 }
 
 std::string sanitize_identity(std::string_view value) {

@@ -1,6 +1,6 @@
 #include "pacer/http/ip.h"
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <arpa/inet.h>
 
@@ -23,13 +23,6 @@ using Bytes = std::array<std::uint8_t, 16>;
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-bool is_ows(char c) { return c == ' ' || c == '\t'; }
-
-std::string_view trim_ows(std::string_view s) {
-  while (!s.empty() && is_ows(s.front())) s.remove_prefix(1);
-  while (!s.empty() && is_ows(s.back())) s.remove_suffix(1);
-  return s;
-}
 
 bool ends_with_ci(std::string_view s, std::string_view suffix) {
   return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
@@ -138,7 +131,7 @@ void split_list(std::string_view value, HopRing& hops) {
     std::size_t comma = value.find(',', pos);
     if (comma == std::string_view::npos) comma = value.size();
     // RFC 9110 list syntax: empty elements ("a,,b", a blank header line) are not hops.
-    const std::string_view hop = trim_ows(value.substr(pos, comma - pos));
+    const std::string_view hop = detail::trim(value.substr(pos, comma - pos));
     if (!hop.empty()) hops.push(hop);
     pos = comma + 1;
   }
@@ -197,7 +190,7 @@ std::string_view forwarded_for(std::string_view element) {
   std::size_t pos = 0;
   while (pos <= element.size()) {
     const std::size_t semi = find_unquoted(element, pos, ';', unbalanced);
-    const std::string_view pair = trim_ows(element.substr(pos, semi - pos));
+    const std::string_view pair = detail::trim(element.substr(pos, semi - pos));
     pos = semi + 1;
     if (pair.empty()) continue;
     const std::size_t eq = pair.find('=');
@@ -226,7 +219,7 @@ void split_forwarded(std::string_view value, HopRing& hops) {
   while (pos <= value.size()) {
     bool unbalanced = false;
     const std::size_t comma = find_unquoted(value, pos, ',', unbalanced);
-    const std::string_view element = trim_ows(value.substr(pos, comma - pos));
+    const std::string_view element = detail::trim(value.substr(pos, comma - pos));
     pos = comma + 1;
     if (element.empty()) continue;
     // "unknown" and "_hidden" identifiers come back as themselves and fail to parse in the
@@ -349,7 +342,7 @@ Cidr::Cidr(const IpAddress& address, int prefix_bits)
     : network_(address.masked(prefix_bits)), prefix_bits_(prefix_bits) {}
 
 Cidr Cidr::parse(std::string_view text) {
-  const std::string_view s = trim_ows(text);
+  const std::string_view s = detail::trim(text);
   const std::size_t slash = s.find('/');
   const std::string_view address = s.substr(0, slash);
   if (address.empty() || address.size() > kMaxV6Text) fail_cidr(text, "not an IP address");
@@ -469,7 +462,7 @@ std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOpt
         }
         client = walk_hops(hops, options.trusted_proxies);
       } else {
-        client = IpAddress::parse(trim_ows(value));
+        client = IpAddress::parse(detail::trim(value));
       }
       break;  // the first present header decides, even when it yields nothing usable
     }

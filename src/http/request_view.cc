@@ -1,17 +1,10 @@
 #include "pacer/http/request_view.h"
 
+#include "pacer/detail/text.h"
+
 namespace pacer::http {
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+bool iequals(std::string_view a, std::string_view b) { return detail::iequals(a, b); }
 
 std::optional<std::string_view> SimpleRequest::header(std::string_view name) const {
   for (const auto& [key, value] : headers_)

@@ -1,6 +1,6 @@
 #include "pacer/limiter.h"
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <spdlog/spdlog.h>
 

@@ -34,8 +34,7 @@ struct ClusterRequest {
 struct Node {
   std::string host;
   std::uint16_t port = 0;
-  std::shared_ptr<Connection> connection;  // null when retired
-  bool seed = false;                       // from the URL: used to find the cluster again
+  std::shared_ptr<Connection> connection;  // null when retired (serves no slots)
 };
 
 constexpr std::int32_t kNoNode = -1;
@@ -60,10 +59,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   void start() {
     if (stopped) return;
-    for (const auto& [host, port] : options.url.hosts) {
-      const std::int32_t index = find_or_add_node(host, port);
-      nodes[static_cast<std::size_t>(index)].seed = true;
-    }
+    // The seeds; CLUSTER SLOTS from the first one up names the masters.
+    for (const auto& [host, port] : options.url.hosts) find_or_add_node(host, port);
   }
 
   void shutdown() {
@@ -104,7 +101,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       index = it->second;
     } else {
       index = static_cast<std::int32_t>(nodes.size());
-      nodes.push_back({host, port, nullptr, false});
+      nodes.push_back({host, port, nullptr});
       node_index.emplace(name, index);
     }
     Node& node = nodes[static_cast<std::size_t>(index)];
@@ -341,13 +338,15 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   void on_cluster_slots(std::int32_t asked, std::error_code ec, Reply&& reply) {
     refresh_in_flight = false;
     if (stopped) return;
-    const Node& node = nodes[static_cast<std::size_t>(asked)];
-    const std::string who = internal::endpoint_name(node.host, node.port);
+    // Copies: apply_slot_map() may add nodes.
+    const std::string host = nodes[static_cast<std::size_t>(asked)].host;
+    const std::string who =
+        internal::endpoint_name(host, nodes[static_cast<std::size_t>(asked)].port);
     if (ec) {
       set_error(who + ": CLUSTER SLOTS failed: " + ec.message());
       schedule_refresh(options.reconnect_max);
     } else {
-      internal::SlotMapResult result = internal::parse_cluster_slots(reply, node.host);
+      internal::SlotMapResult result = internal::parse_cluster_slots(reply, host);
       if (!result.error.empty()) {
         set_error(who + ": CLUSTER SLOTS failed: " + result.error);
         schedule_refresh(std::max(options.reconnect_max, std::chrono::milliseconds(1000)));
@@ -447,7 +446,7 @@ Client::Client(asio::io_context& io, ClientOptions options) {
   // Standalone: the connection object exists from the start, so execute() never finds none.
   if (!impl_->options.url.cluster) {
     const auto& [host, port] = impl_->options.url.hosts.front();
-    impl_->nodes.push_back({host, port, nullptr, true});
+    impl_->nodes.push_back({host, port, nullptr});
     impl_->node_index.emplace(internal::endpoint_name(host, port), 0);
     impl_->nodes[0].connection =
         std::make_shared<Connection>(io, impl_->config_for(host, port), impl_->shared, impl_.get());

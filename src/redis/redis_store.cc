@@ -13,7 +13,7 @@
 
 #include "../store/circuit_breaker.h"
 #include "../store/deny_cache.h"
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 #include "pacer/redis/url.h"
 #include "script.h"
 

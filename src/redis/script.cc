@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "pacer/detail/text.h"
+
 namespace pacer::redis {
 namespace {
 
@@ -83,13 +85,7 @@ std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha1(), nullptr);
-  static constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned int i = 0; i < length; ++i) {
-    out += kHex[digest[i] >> 4];
-    out += kHex[digest[i] & 0xf];
-  }
-  return out;
+  return detail::to_hex(digest, length);
 }
 
 }  // namespace

@@ -4,7 +4,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 namespace pacer::redis {
 namespace {

@@ -3,7 +3,7 @@
 // Expected values are derived by hand from DESIGN.md section 2 and 3 (T = period / permits,
 // rounded up; tau = (burst + 1) * T), never copied from the implementation's output.
 #include "pacer/rate.h"
-#include "pacer/detail/printable.h"
+#include "pacer/detail/text.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
