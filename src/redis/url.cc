@@ -11,15 +11,7 @@ namespace {
 
 constexpr std::uint16_t kDefaultPort = 6379;
 
-bool iequals(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    char x = a[i], y = b[i];
-    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-    if (x != y) return false;
-  }
-  return true;
-}
+using detail::iequals;
 
 [[noreturn]] void fail(std::string_view url, const std::string& what) {
   throw std::invalid_argument("invalid Redis URL '" + detail::printable(mask_redis_url(url)) +

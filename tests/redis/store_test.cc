@@ -182,9 +182,11 @@ TEST(RedisStore, TwoProcessesShareOneKeyExactly) {
     return at == std::string::npos ? -1 : std::stoi(out.substr(at + 9));
   };
   const std::string a = first.get(), b = second.get();
+  // How the 500 split depends on scheduling (one process may even start after the other has
+  // taken them all); the total may not.
   EXPECT_EQ(admitted(a) + admitted(b), 500) << a << "\n" << b;
-  EXPECT_GT(admitted(a), 0);
-  EXPECT_GT(admitted(b), 0);
+  EXPECT_GE(admitted(a), 0) << a;
+  EXPECT_GE(admitted(b), 0) << b;
 }
 
 TEST(RedisStore, ScriptFlushMidRunIsInvisible) {
