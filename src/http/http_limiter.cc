@@ -113,22 +113,38 @@ std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& r
   return key;
 }
 
-void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
-  auto pending = std::make_unique<Pending>();
-  pending->self = this;
-  pending->done = std::move(done);
+void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
+  if (owned) delete pending;
+}
+
+void HttpLimiter::prepare(Pending& pending, const RequestView& request,
+                          VerdictHandler done) const {
+  pending.self = this;
+  pending.done = std::move(done);
   auto add = [&](const LimitRule& rule) {
-    Pending::Step& step = pending->steps[pending->count++];
+    Pending::Step& step = pending.steps[pending.count++];
     step.rule = &rule;
     step.key = storage_key(rule, request);
     step.cost = rule.cost ? rule.cost(request) : 1;
   };
   if (middleware_ && !excluded(request)) add(middleware_->rule);
   if (const LimitRule* rule = route_rule(request)) add(*rule);
+}
+
+void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
+  if (limiter_.store().completes_inline()) {
+    // Every step finishes before this call returns: the state can live on the stack.
+    Pending pending;
+    prepare(pending, request, std::move(done));
+    run(PendingPtr(&pending, {.owned = false}), 0);
+    return;
+  }
+  PendingPtr pending(new Pending, {.owned = true});
+  prepare(*pending, request, std::move(done));
   run(std::move(pending), 0);
 }
 
-void HttpLimiter::run(std::unique_ptr<Pending> pending, std::size_t index) {
+void HttpLimiter::run(PendingPtr pending, std::size_t index) {
   const HttpLimiter& self = *pending->self;
   if (index == pending->count) {
     // Every limit passed: report the one closest to denying (the route's on a tie).

@@ -99,9 +99,16 @@ class HttpLimiter {
     LimitRule rule;
   };
   struct Pending;
+  // Owns a heap Pending; borrows one on the stack when the store answers inline.
+  struct PendingDeleter {
+    bool owned = true;
+    void operator()(Pending* pending) const;
+  };
+  using PendingPtr = std::unique_ptr<Pending, PendingDeleter>;
   bool excluded(const RequestView& request) const;
   const LimitRule* route_rule(const RequestView& request) const;
-  static void run(std::unique_ptr<Pending> pending, std::size_t step);
+  void prepare(Pending& pending, const RequestView& request, VerdictHandler done) const;
+  static void run(PendingPtr pending, std::size_t step);
 
   Limiter& limiter_;
   HttpLimiterOptions options_;
