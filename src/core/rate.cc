@@ -97,19 +97,21 @@ Rate::Rate(std::int64_t permits, Nanos period, std::int64_t burst)
   if (burst < 0) fail("invalid rate burst", std::to_string(burst), "must be 0 or more");
   if (period.count() <= 0)
     fail("invalid rate period", std::to_string(period.count()) + "ns", "must be greater than zero");
-  if (period.count() < permits)
+  if (period.count() < permits) {
     fail("invalid rate", std::to_string(permits) + "/" + format_duration(period),
          "more than one permit per nanosecond");
-  // Rounded up: when the period does not divide evenly the limiter errs on the strict side by
-  // less than 1 ns per permit rather than ever exceeding the configured rate.
+  }
   if (period.count() > kMaxDurationNs)
     fail("invalid rate period", format_duration(period), "longer than 100 years");
+  // Rounded up: when the period does not divide evenly the limiter errs on the strict side by
+  // less than 1 ns per permit rather than ever exceeding the configured rate.
   emission_interval_ = Nanos{(period.count() + permits - 1) / permits};
   const i128 tolerance = (i128{burst} + 1) * emission_interval_.count();
-  if (tolerance > kMaxToleranceNs)
+  if (tolerance > kMaxToleranceNs) {
     fail("invalid rate burst", std::to_string(burst),
          "burst+1 emission intervals exceed 73 years for " + std::to_string(permits) + "/" +
              format_duration(period));
+  }
   tolerance_ = Nanos{static_cast<std::int64_t>(tolerance)};
 }
 

@@ -20,7 +20,7 @@ class UniqueFunction<R(Args...)> {
   static constexpr std::size_t kInlineSize = 64;
 
   UniqueFunction() = default;
-  UniqueFunction(std::nullptr_t) {}
+  UniqueFunction(std::nullptr_t) {}  // NOLINT(google-explicit-constructor): like std::function
 
   template <class F, class = std::enable_if_t<!std::is_same_v<std::decay_t<F>, UniqueFunction> &&
                                               std::is_invocable_r_v<R, std::decay_t<F>&, Args...>>>
