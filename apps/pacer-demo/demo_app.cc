@@ -1,6 +1,7 @@
 #include "demo_app.h"
 
 #include <nlohmann/json.hpp>
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
@@ -232,10 +233,25 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
         (accept && accept->find("text/plain") != std::string_view::npos)) {
       beast::Response res{bhttp::status::ok, version};
       res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      res.body() = m.prometheus("pacer") +
-                   "# HELP pacer_store_connected Whether the store is reachable.\n"
-                   "# TYPE pacer_store_connected gauge\npacer_store_connected " +
-                   (connected ? "1" : "0") + "\n";
+      std::string& text = res.body();
+      text = m.prometheus("pacer");
+      text += "# HELP pacer_store_connected Whether the store is reachable.\n"
+              "# TYPE pacer_store_connected gauge\npacer_store_connected ";
+      text += connected ? "1\n" : "0\n";
+      if (const auto* redis = dynamic_cast<const redis::RedisStore*>(store_.get())) {
+        const redis::RedisStoreStats st = redis->stats();
+        auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+          fmt::format_to(std::back_inserter(text),
+                         "# HELP pacer_redis_{0}_total {1}\n# TYPE pacer_redis_{0}_total "
+                         "counter\npacer_redis_{0}_total {2}\n",
+                         name, help, value);
+        };
+        counter("round_trips", "Scripts and commands sent to Redis.", st.round_trips);
+        counter("deny_cache_hits", "Denials answered without a round trip.", st.deny_cache_hits);
+        counter("script_reloads", "NOSCRIPT answered by EVAL.", st.script_reloads);
+        counter("fast_failures", "Checks refused while the circuit was open.", st.fast_failures);
+        counter("errors", "Failed round trips.", st.errors);
+      }
       return res;
     }
     return json_response(bhttp::status::ok,

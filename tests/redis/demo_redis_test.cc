@@ -43,6 +43,9 @@ TEST(DemoOnRedis, LimitsHealthAndMetricsFollowRedis) {
   }
   EXPECT_EQ(c.get("/limited").result_int(), 429);
   EXPECT_EQ(json::parse(c.get("/health").body())["redis"], "connected");
+  const std::string prometheus = c.get("/metrics/prometheus").body();
+  EXPECT_NE(prometheus.find("pacer_redis_round_trips_total 7\n"), std::string::npos) << prometheus;
+  EXPECT_NE(prometheus.find("pacer_store_connected 1\n"), std::string::npos);
 
   redis.kill();
   // A route Redis has not denied: the store fails, fail mode "open" lets it through.
