@@ -149,15 +149,16 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
   if (index == pending->count) {
     // Every limit passed: report the one closest to denying (the route's on a tie).
     Verdict verdict;
-    verdict.headers.reserve(kHeaderReserve);
     const Pending::Step* reporter = nullptr;
     for (std::size_t i = 0; i < pending->count; ++i) {
       const Pending::Step& s = pending->steps[i];
       if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining) reporter = &s;
     }
-    if (reporter != nullptr)
+    if (reporter != nullptr) {
+      verdict.headers.reserve(kHeaderReserve);
       append_headers(reporter->rule->policy, reporter->decision, self.options_.headers,
                      verdict.headers);
+    }
     pending->done(std::move(verdict));
     return;
   }
