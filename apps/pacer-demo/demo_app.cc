@@ -181,8 +181,10 @@ void DemoApp::handle(beast::Request&& request, const beast::Connection& connecti
     } else {
       res = route(exchange->request, exchange->view);
     }
+    // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
     for (auto& [name, value] : v.headers)
-      res.insert(boost::beast::string_view(name.data(), name.size()), value);
+      res.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
+                 value);
     exchange->send(std::move(res));
   });
 }
