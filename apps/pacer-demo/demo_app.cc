@@ -1,11 +1,13 @@
 #include "demo_app.h"
 
-#include <nlohmann/json.hpp>
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
 #include <charconv>
 #include <stdexcept>
+
+#include "pacer/detail/text.h"
 
 namespace pacer::demo {
 namespace {
@@ -19,7 +21,7 @@ std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
       value > max)
-    throw std::invalid_argument(std::string("invalid ") + name + " '" + std::string(text) +
+    throw std::invalid_argument(std::string("invalid ") + name + " '" + detail::printable(text) +
                                 "': expected a whole number from " + std::to_string(min) +
                                 " to " + std::to_string(max));
   return value;
@@ -30,7 +32,7 @@ bool parse_bool(const char* name, std::string_view text) {
     return true;
   if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE")
     return false;
-  throw std::invalid_argument(std::string("invalid ") + name + " '" + std::string(text) +
+  throw std::invalid_argument(std::string("invalid ") + name + " '" + detail::printable(text) +
                               "': expected true or false");
 }
 
@@ -96,7 +98,7 @@ void validate(const DemoConfig& config) {
   http::TrustedProxies::parse(config.trusted_proxies);
   if (config.service_name.empty() || config.service_name != http::sanitize_identity(config.service_name) ||
       config.service_name.size() > 64)
-    throw std::invalid_argument("invalid SERVICE_NAME '" + config.service_name +
+    throw std::invalid_argument("invalid SERVICE_NAME '" + detail::printable(config.service_name) +
                                 "': must be 1 to 64 printable characters without braces");
   if (!config.redis_url.empty()) {
     try {
