@@ -44,7 +44,12 @@ TEST(DemoOnRedis, LimitsHealthAndMetricsFollowRedis) {
   EXPECT_EQ(c.get("/limited").result_int(), 429);
   EXPECT_EQ(json::parse(c.get("/health").body())["redis"], "connected");
   const std::string prometheus = c.get("/metrics/prometheus").body();
-  EXPECT_NE(prometheus.find("pacer_redis_round_trips_total 7\n"), std::string::npos) << prometheus;
+  // 6 admitted + 1 denied; one more if a script reload raced the first check.
+  const auto at = prometheus.find("pacer_redis_round_trips_total ");
+  ASSERT_NE(at, std::string::npos) << prometheus;
+  const int round_trips = std::stoi(prometheus.substr(at + 30));
+  EXPECT_GE(round_trips, 7);
+  EXPECT_LE(round_trips, 8);
   EXPECT_NE(prometheus.find("pacer_store_connected 1\n"), std::string::npos);
 
   redis.kill();
