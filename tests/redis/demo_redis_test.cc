@@ -45,9 +45,10 @@ TEST(DemoOnRedis, LimitsHealthAndMetricsFollowRedis) {
   EXPECT_EQ(json::parse(c.get("/health").body())["redis"], "connected");
   const std::string prometheus = c.get("/metrics/prometheus").body();
   // 6 admitted + 1 denied; one more if a script reload raced the first check.
-  const auto at = prometheus.find("pacer_redis_round_trips_total ");
+  const std::string sample = "\npacer_redis_round_trips_total ";
+  const auto at = prometheus.find(sample);
   ASSERT_NE(at, std::string::npos) << prometheus;
-  const int round_trips = std::stoi(prometheus.substr(at + 30));
+  const int round_trips = std::stoi(prometheus.substr(at + sample.size()));
   EXPECT_GE(round_trips, 7);
   EXPECT_LE(round_trips, 8);
   EXPECT_NE(prometheus.find("pacer_store_connected 1\n"), std::string::npos);
