@@ -67,6 +67,8 @@ class MemoryStore final : public Store {
  private:
   struct Shard;
   std::int64_t now() const;
+  std::uint64_t hash_of(std::string_view key) const;
+  Shard& shard_of(std::uint64_t hash) const;
 
   MemoryStoreOptions options_;
   std::uint64_t hash_key_[2];

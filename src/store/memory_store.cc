@@ -157,14 +157,22 @@ std::int64_t MemoryStore::now() const {
       .count();
 }
 
+std::uint64_t MemoryStore::hash_of(std::string_view key) const {
+  const std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
+  return hash == 0 ? 1 : hash;  // 0 marks an empty slot
+}
+
+// Low bits of the hash pick the slot, high bits the shard.
+MemoryStore::Shard& MemoryStore::shard_of(std::uint64_t hash) const {
+  return shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+}
+
 CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, std::int64_t cost) {
   if (cost < 0) return {make_error_code(Errc::kInvalidCost), {}, key};
   const auto rates = policy.rates();
   const std::size_t n = rates.size();
-  std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
-  if (hash == 0) hash = 1;
-  // Low bits pick the slot, high bits the shard.
-  Shard& shard = shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+  const std::uint64_t hash = hash_of(key);
+  Shard& shard = shard_of(hash);
   const std::int64_t t_now = now();
 
   std::array<std::int64_t, Policy::kMaxRates> tats;
@@ -208,9 +216,8 @@ void MemoryStore::check(const Policy& policy, std::string_view key, std::int64_t
 }
 
 void MemoryStore::reset_now(const Policy& policy, std::string_view key) {
-  std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
-  if (hash == 0) hash = 1;
-  Shard& shard = shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+  const std::uint64_t hash = hash_of(key);
+  Shard& shard = shard_of(hash);
   std::lock_guard guard(shard.lock);
   Table& table = shard.table_for(policy.rates().size());
   for (std::size_t i = hash & table.mask();; i = (i + 1) & table.mask()) {
