@@ -58,42 +58,55 @@ struct LimiterOptions {
   MemoryStoreOptions local_store;
 };
 
+// A Limiter is a handle: copies share one state (options, metrics, the local fallback store),
+// and an asynchronous check keeps that state and its policy alive until its handler has run,
+// so a Limiter may be destroyed with checks in flight (see the rules in pacer/store.h).
 class Limiter {
  public:
   using DecisionHandler = detail::UniqueFunction<void(const Decision&)>;
 
-  // `store` must outlive the Limiter.
+  // `store` must outlive the Limiter, its copies and every check in flight.
   explicit Limiter(Store& store, LimiterOptions options = {});
   ~Limiter();
+  Limiter(const Limiter&) = default;
+  Limiter& operator=(const Limiter&) = default;
 
-  // Async: `done` runs exactly once, inline for the in-process store.
-  void check(const Policy& policy, std::string_view key, std::int64_t cost, DecisionHandler done);
-  // Blocking convenience for synchronous frameworks.
-  Decision check(const Policy& policy, std::string_view key, std::int64_t cost = 1);
+  // Async: `done` runs exactly once, inline for the in-process store, else on the store's I/O
+  // thread. `done` must not throw; if it does on an I/O thread, the exception is logged and
+  // counted as a hook error and goes no further. Throws std::invalid_argument for a negative
+  // cost, an empty key, or a rate finer than the store's resolution (naming the rate).
+  void check(const Policy& policy, std::string_view key, std::int64_t cost,
+             DecisionHandler done) const;
+  // Blocking convenience for synchronous frameworks. Throws std::logic_error when called on a
+  // thread that runs the store's I/O (it would wait for itself): use the async form there.
+  Decision check(const Policy& policy, std::string_view key, std::int64_t cost = 1) const;
 
   // Reports the state without consuming anything (cost 0).
-  Decision peek(const Policy& policy, std::string_view key) { return check(policy, key, 0); }
+  Decision peek(const Policy& policy, std::string_view key) const {
+    return check(policy, key, 0);
+  }
 
   // Forgets the key's state; returns the store's error, if any.
-  void reset(const Policy& policy, std::string_view key, ResetHandler done);
-  std::error_code reset(const Policy& policy, std::string_view key);
+  void reset(const Policy& policy, std::string_view key, ResetHandler done) const;
+  std::error_code reset(const Policy& policy, std::string_view key) const;
 
-  const Metrics& metrics() const { return metrics_; }
-  Store& store() const { return store_; }
-  FailMode fail_mode() const { return options_.fail_mode; }
+  // Throws std::invalid_argument naming the first rate of `policy` that the store cannot
+  // represent (finer than Store::resolution()). check() does the same on every call.
+  void validate(const Policy& policy) const;
+
+  const Metrics& metrics() const;
+  Store& store() const { return *store_; }
+  FailMode fail_mode() const;
+
 
  private:
-  void complete(const Policy& policy, std::string_view key, std::int64_t cost,
-                const CheckResult& result, std::chrono::steady_clock::time_point started,
-                DecisionHandler& done);
-  Decision fallback(const Policy& policy, std::string_view key, std::int64_t cost);
-  template <class Event, class Hook>
-  void call_hook(const Hook& hook, const Event& event) noexcept;
+  struct State;  // what a completion touches; defined in limiter.cc
+  void require_blocking_allowed(const char* call) const;
 
-  Store& store_;
-  LimiterOptions options_;
-  Metrics metrics_;
-  std::unique_ptr<MemoryStore> local_;  // FailMode::kLocal only
+  Store* store_;
+  bool inline_store_;
+  Nanos resolution_;
+  std::shared_ptr<State> state_;
 };
 
 }  // namespace pacer

@@ -1,6 +1,7 @@
 // pacer/memory_store.h — the in-process store: the embedded default, no server needed.
 //
-// State is sharded by a keyed 64-bit hash (SipHash-1-3 with a per-process random key) into
+// State is sharded by a keyed 64-bit hash (SipHash-1-3 with a per-process random key, mixed
+// with the policy's name digest, so each policy has its own key space) into
 // open-addressing tables of fixed-size slots: the key's fingerprint plus one TAT per rate,
 // 16 bytes per slot for a one-rate policy. Keys are never stored in clear.
 //
@@ -67,7 +68,7 @@ class MemoryStore final : public Store {
  private:
   struct Shard;
   std::int64_t now() const;
-  std::uint64_t hash_of(std::string_view key) const;
+  std::uint64_t hash_of(const Policy& policy, std::string_view key) const;
   Shard& shard_of(std::uint64_t hash) const;
 
   MemoryStoreOptions options_;

@@ -21,7 +21,7 @@ struct MetricsSnapshot {
   std::uint64_t denied = 0;       // denied, exceeds capacity and fail-closed included
   std::uint64_t errors = 0;       // store failures (each answered by the fail mode)
   std::uint64_t degraded = 0;     // decisions answered by the fail mode
-  std::uint64_t hook_errors = 0;  // hooks that threw
+  std::uint64_t hook_errors = 0;  // hooks (and async completion handlers) that threw
   // Check latency. Decisions of stores that complete inline (the in-process store) are not
   // timed: they count in the lowest bucket with 0 added to the sum.
   std::array<std::uint64_t, kBucketBounds.size() + 1> latency_buckets{};  // not cumulative

@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -67,14 +68,28 @@ class Policy {
   // anything but [A-Za-z0-9_.-], or when there are 0 or more than kMaxRates rates.
   Policy(std::string name, std::vector<Rate> rates);
 
-  const std::string& name() const { return name_; }
-  std::span<const Rate> rates() const { return rates_; }
+  const std::string& name() const { return data_->name; }
+  std::span<const Rate> rates() const { return data_->rates; }
+  // The shortest emission interval of its rates: what a store's clock must resolve.
+  Nanos finest_interval() const { return data_->finest_interval; }
+  // A 64-bit digest of the name. Stores keep one state per (policy name, key), so two
+  // policies that meet on one key never share or clobber each other's state.
+  std::uint64_t name_digest() const { return data_->name_digest; }
 
-  friend bool operator==(const Policy&, const Policy&) = default;
+  friend bool operator==(const Policy& a, const Policy& b) {
+    return a.data_ == b.data_ || (a.name() == b.name() && a.data_->rates == b.data_->rates);
+  }
 
  private:
-  std::string name_;
-  std::vector<Rate> rates_;
+  // Immutable and shared: copying a Policy (as an asynchronous check does, so the policy
+  // outlives the call that started it) costs one reference count, not an allocation.
+  struct Data {
+    std::string name;
+    std::vector<Rate> rates;
+    Nanos finest_interval;
+    std::uint64_t name_digest;
+  };
+  std::shared_ptr<const Data> data_;
 };
 
 }  // namespace pacer

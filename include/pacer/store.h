@@ -3,6 +3,29 @@
 // The interface is asynchronous: `check` calls `done` exactly once, inline (MemoryStore) or
 // later from the store's I/O thread (RedisStore). Failures arrive as an error_code in the
 // result, never as exceptions. A store never sees HTTP.
+//
+// The rules every store keeps, and every caller relies on:
+//
+// 1. Exactly once. Every `check` and `reset` calls its handler exactly once: with the answer,
+//    with an error (timeout, disconnected, overloaded, ...), or at the latest inside
+//    `shutdown()` with Errc::kStoreUnavailable. No handler is ever dropped uncalled, so a
+//    caller blocked on an answer always wakes.
+// 2. Handlers must not throw. A handler that throws anyway is caught where the store called it,
+//    logged (at a bounded rate) and counted; the connection and every other request go on.
+//    (A store that answers inline lets the exception reach the caller of `check`, which is the
+//    code that supplied the handler.)
+// 3. Lifetimes. `policy` and `key` need only live until `check` returns. The store must outlive
+//    every call on it, and whatever a pending handler points at must outlive that handler:
+//    call `shutdown()` (which runs every pending handler) before destroying objects that
+//    pending handlers refer to. Limiter and HttpLimiter need nothing of the kind: their own
+//    completions own what they touch, so they may be destroyed with calls in flight.
+// 4. Threads. A store with its own I/O threads answers on them; a blocking wait for an answer
+//    must never run on such a thread (it would wait for itself): `on_io_thread()` tells, and
+//    the Limiter's blocking calls refuse to run there (std::logic_error). Calls from other
+//    threads are handed over through a bounded queue; when it is full the call is answered
+//    at once with Errc::kOverloaded.
+// 5. Keys are per policy. A store keeps one state per (policy name, key): two policies that
+//    meet on one key never share or clobber each other's state.
 #pragma once
 
 #include <cstdint>
@@ -43,6 +66,19 @@ class Store {
   // True when `check` always calls `done` before returning (the in-process store); the
   // Limiter then does not time each call.
   virtual bool completes_inline() const { return false; }
+
+  // The finest emission interval the store's clock can represent: 1 ns in process, 1 us in
+  // Redis (TIME). A policy with a finer rate is refused when it is first checked.
+  virtual Nanos resolution() const { return Nanos{1}; }
+
+  // True when the calling thread runs this store's I/O (rule 4).
+  virtual bool on_io_thread() const { return false; }
+
+  // Ends the store's work: every pending handler runs now, exactly once (Errc::kStoreUnavailable
+  // for those without an answer), and later calls are answered inline with that error.
+  // Idempotent; the destructor calls it. Call it from a thread that does not run the store's
+  // I/O, or from one of them, or after they stopped.
+  virtual void shutdown() {}
 };
 
 }  // namespace pacer

@@ -2,6 +2,7 @@
 
 #include "pacer/detail/text.h"
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <stdexcept>
@@ -139,17 +140,23 @@ std::string Rate::to_string() const {
          " (burst=" + std::to_string(burst_) + ")";
 }
 
-Policy::Policy(std::string name, std::vector<Rate> rates)
-    : name_(std::move(name)), rates_(std::move(rates)) {
-  if (name_.empty() || name_.size() > 64)
-    fail("invalid policy name", name_, "must be 1 to 64 characters");
-  for (char c : name_) {
+Policy::Policy(std::string name, std::vector<Rate> rates) {
+  if (name.empty() || name.size() > 64)
+    fail("invalid policy name", name, "must be 1 to 64 characters");
+  for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
-    if (!ok) fail("invalid policy name", name_, "only letters, digits, '_', '-' and '.' are allowed");
+    if (!ok) fail("invalid policy name", name, "only letters, digits, '_', '-' and '.' are allowed");
   }
-  if (rates_.empty() || rates_.size() > kMaxRates)
-    fail("invalid policy", name_, "needs 1 to 8 rates, got " + std::to_string(rates_.size()));
+  if (rates.empty() || rates.size() > kMaxRates)
+    fail("invalid policy", name, "needs 1 to 8 rates, got " + std::to_string(rates.size()));
+  Nanos finest = rates.front().emission_interval();
+  for (const Rate& rate : rates) finest = std::min(finest, rate.emission_interval());
+  // FNV-1a: the digest only separates policy names, it need not resist chosen input (the
+  // stores mix it into their own keyed hash).
+  std::uint64_t digest = 0xcbf29ce484222325ULL;
+  for (char c : name) digest = (digest ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
+  data_ = std::make_shared<const Data>(Data{std::move(name), std::move(rates), finest, digest});
 }
 
 }  // namespace pacer

@@ -6,6 +6,7 @@
 
 #include "pacer/detail/rendezvous.h"
 
+#include <memory>
 #include <stdexcept>
 #include <string>
 
@@ -38,7 +39,7 @@ class PacerCategory final : public std::error_category {
   }
 };
 
-void validate(std::string_view key, std::int64_t cost) {
+void validate_arguments(std::string_view key, std::int64_t cost) {
   if (cost < 0)
     throw std::invalid_argument("invalid cost " + std::to_string(cost) + ": must be 0 or more");
   if (key.empty()) throw std::invalid_argument("invalid key '': must not be empty");
@@ -71,30 +72,52 @@ std::string_view to_string(FailMode mode) {
   return "unknown";
 }
 
+struct Limiter::State {
+  explicit State(LimiterOptions o)
+      : options(std::move(o)),
+        local(options.fail_mode == FailMode::kLocal
+                  ? std::make_unique<MemoryStore>(options.local_store)
+                  : nullptr) {}
+
+  void complete(const Policy& policy, std::string_view key, std::int64_t cost,
+                const CheckResult& result, std::chrono::steady_clock::time_point started,
+                DecisionHandler& done);
+  Decision fallback(const Policy& policy, std::string_view key, std::int64_t cost);
+  template <class Event, class Hook>
+  void call_hook(const Hook& hook, const Event& event) noexcept;
+
+  const LimiterOptions options;
+  Metrics metrics;
+  const std::unique_ptr<MemoryStore> local;  // FailMode::kLocal only
+};
+
 Limiter::Limiter(Store& store, LimiterOptions options)
-    : store_(store), options_(std::move(options)) {
-  if (options_.fail_mode == FailMode::kLocal)
-    local_ = std::make_unique<MemoryStore>(options_.local_store);
-}
+    : store_(&store),
+      inline_store_(store.completes_inline()),
+      resolution_(store.resolution()),
+      state_(std::make_shared<State>(std::move(options))) {}
 
 Limiter::~Limiter() = default;
 
+const Metrics& Limiter::metrics() const { return state_->metrics; }
+FailMode Limiter::fail_mode() const { return state_->options.fail_mode; }
+
 template <class Event, class Hook>
-void Limiter::call_hook(const Hook& hook, const Event& event) noexcept {
+void Limiter::State::call_hook(const Hook& hook, const Event& event) noexcept {
   try {
     hook(event);
   } catch (const std::exception& e) {
-    metrics_.count_hook_error();
+    metrics.count_hook_error();
     spdlog::warn("pacer: hook for policy '{}' threw: {}", event.policy.name(), e.what());
   } catch (...) {
-    metrics_.count_hook_error();
+    metrics.count_hook_error();
     spdlog::warn("pacer: hook for policy '{}' threw a non-exception", event.policy.name());
   }
 }
 
-Decision Limiter::fallback(const Policy& policy, std::string_view key, std::int64_t cost) {
+Decision Limiter::State::fallback(const Policy& policy, std::string_view key, std::int64_t cost) {
   Decision d;
-  switch (options_.fail_mode) {
+  switch (options.fail_mode) {
     case FailMode::kOpen:
       d.outcome = Outcome::kAllowed;
       d.limit = policy.rates()[0].permits();
@@ -105,57 +128,100 @@ Decision Limiter::fallback(const Policy& policy, std::string_view key, std::int6
       d.limit = policy.rates()[0].permits();
       break;
     case FailMode::kLocal:
-      d = local_->check_now(policy, key, cost).decision;
+      d = local->check_now(policy, key, cost).decision;
       break;
   }
   d.degraded = true;
   return d;
 }
 
-void Limiter::complete(const Policy& policy, std::string_view key, std::int64_t cost,
-                       const CheckResult& result, std::chrono::steady_clock::time_point started,
-                       DecisionHandler& done) {
+void Limiter::State::complete(const Policy& policy, std::string_view key, std::int64_t cost,
+                              const CheckResult& result,
+                              std::chrono::steady_clock::time_point started,
+                              DecisionHandler& done) {
   Decision decision = result.decision;
   if (result.error) {
-    metrics_.count_error();
-    if (options_.on_error) call_hook(options_.on_error, ErrorEvent{policy, key, result.error});
+    metrics.count_error();
+    if (options.on_error) call_hook(options.on_error, ErrorEvent{policy, key, result.error});
     decision = fallback(policy, key, cost);
   }
   const auto latency = started == std::chrono::steady_clock::time_point{}
                            ? std::chrono::nanoseconds{0}
                            : std::chrono::steady_clock::now() - started;
-  metrics_.count_decision(decision.allowed(), decision.degraded, latency);
-  if (options_.on_decision)
-    call_hook(options_.on_decision, DecisionEvent{policy, key, cost, decision});
+  metrics.count_decision(decision.allowed(), decision.degraded, latency);
+  if (options.on_decision)
+    call_hook(options.on_decision, DecisionEvent{policy, key, cost, decision});
   done(decision);
 }
 
-void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
-                    DecisionHandler done) {
-  validate(key, cost);
-  // Inline stores answer in well under a microsecond (docs/PERFORMANCE.md); two clock reads
-  // would cost half as much as the decision, so they land in the lowest bucket untimed.
-  const auto started = store_.completes_inline() ? std::chrono::steady_clock::time_point{}
-                                                 : std::chrono::steady_clock::now();
-  store_.check(policy, key, cost,
-               [this, &policy, cost, started, done = std::move(done)](const CheckResult& r) mutable {
-                 complete(policy, r.key, cost, r, started, done);
-               });
+void Limiter::validate(const Policy& policy) const {
+  if (policy.finest_interval() >= resolution_) return;
+  for (const Rate& rate : policy.rates()) {
+    if (rate.emission_interval() < resolution_)
+      throw std::invalid_argument(
+          "invalid rate '" + rate.to_string() + "' in policy '" + policy.name() +
+          "': one permit every " + std::to_string(rate.emission_interval().count()) +
+          " ns is finer than the store's resolution of " + std::to_string(resolution_.count()) +
+          " ns");
+  }
 }
 
-Decision Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost) {
+void Limiter::require_blocking_allowed(const char* call) const {
+  if (!inline_store_ && store_->on_io_thread())
+    throw std::logic_error(std::string("pacer: blocking Limiter::") + call +
+                           " called on a thread that runs the store's I/O; it would wait for "
+                           "itself. Use the asynchronous form on that thread");
+}
+
+void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                    DecisionHandler done) const {
+  validate_arguments(key, cost);
+  validate(policy);
+  State* state = state_.get();
+  if (inline_store_) {
+    // Answered before store_->check returns: nothing needs to outlive this frame. Inline
+    // stores answer in well under a microsecond (docs/PERFORMANCE.md); two clock reads would
+    // cost half as much as the decision, so they land in the lowest bucket untimed.
+    store_->check(policy, key, cost, [state, &policy, cost, &done](const CheckResult& r) {
+      state->complete(policy, r.key, cost, r, {}, done);
+    });
+    return;
+  }
+  // The answer comes later, perhaps after this Limiter (and the caller's policy) are gone:
+  // the completion holds the shared state and its own reference to the policy.
+  const auto started = std::chrono::steady_clock::now();
+  store_->check(policy, key, cost,
+                [state = state_, policy, cost, started,
+                 done = std::move(done)](const CheckResult& r) mutable {
+                  try {
+                    state->complete(policy, r.key, cost, r, started, done);
+                  } catch (const std::exception& e) {
+                    state->metrics.count_hook_error();
+                    spdlog::error("pacer: completion handler for policy '{}' threw: {}",
+                                  policy.name(), e.what());
+                  } catch (...) {
+                    state->metrics.count_hook_error();
+                    spdlog::error("pacer: completion handler for policy '{}' threw",
+                                  policy.name());
+                  }
+                });
+}
+
+Decision Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost) const {
+  require_blocking_allowed("check");
   detail::Rendezvous<Decision> rendezvous;
   check(policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });
   return rendezvous.wait();
 }
 
-void Limiter::reset(const Policy& policy, std::string_view key, ResetHandler done) {
-  validate(key, 0);
-  if (local_) local_->reset_now(policy, key);
-  store_.reset(policy, key, std::move(done));
+void Limiter::reset(const Policy& policy, std::string_view key, ResetHandler done) const {
+  validate_arguments(key, 0);
+  if (state_->local) state_->local->reset_now(policy, key);
+  store_->reset(policy, key, std::move(done));
 }
 
-std::error_code Limiter::reset(const Policy& policy, std::string_view key) {
+std::error_code Limiter::reset(const Policy& policy, std::string_view key) const {
+  require_blocking_allowed("reset");
   detail::Rendezvous<std::error_code> rendezvous;
   reset(policy, key, [&](std::error_code ec) { rendezvous.deliver(ec); });
   return rendezvous.wait();

@@ -64,7 +64,7 @@ std::string MetricsSnapshot::prometheus(std::string_view prefix) const {
   counter("requests_denied_total", "Decisions that denied the request (429 or 503).", denied);
   counter("store_errors_total", "Store failures answered by the fail mode.", errors);
   counter("degraded_decisions_total", "Decisions made by the fail mode.", degraded);
-  counter("hook_errors_total", "Hooks that threw.", hook_errors);
+  counter("hook_errors_total", "Hooks and asynchronous completion handlers that threw.", hook_errors);
   fmt::format_to(std::back_inserter(out),
                  "# HELP {0}_check_duration_seconds Time from check to decision.\n"
                  "# TYPE {0}_check_duration_seconds histogram\n",

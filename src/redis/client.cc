@@ -1,6 +1,7 @@
 #include "pacer/redis/client.h"
 
 #include <algorithm>
+#include <mutex>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
@@ -39,6 +40,14 @@ struct Node {
 
 constexpr std::int32_t kNoNode = -1;
 
+// A command from another thread, waiting for the io thread.
+struct Handoff {
+  std::string command;
+  std::uint16_t slot = 0;
+  ReplyHandler handler;   // one node
+  AllRepliesHandler all;  // or every master (execute_on_all)
+};
+
 }  // namespace
 
 struct Client::Impl final : internal::ConnectionListener, std::enable_shared_from_this<Impl> {
@@ -63,15 +72,33 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     for (const auto& [host, port] : options.url.hosts) find_or_add_node(host, port);
   }
 
+  // On the io thread, or with no thread running it. Every request not yet answered is failed
+  // here, exactly once: in the connections, deferred, or still in the inbox.
   void shutdown() {
-    if (stopped) return;
-    stopped = true;
-    shared->connected.store(false);
-    refresh_timer.cancel();
-    // Stopping fails the requests in flight; their handlers (ours for cluster requests, then the
-    // caller's) run now, while everything is still alive.
-    for (Node& node : nodes) {
-      if (node.connection) std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
+    std::vector<Handoff> unsent;
+    {
+      std::lock_guard lock(inbox_mutex);
+      inbox_closed = true;
+      unsent.swap(inbox);
+    }
+    if (!stopped) {
+      stopped = true;
+      shared->connected.store(false);
+      refresh_timer.cancel();
+      // Stopping fails the requests in flight; their handlers (ours for cluster requests, then
+      // the caller's) run now, while everything is still alive.
+      for (Node& node : nodes) {
+        if (node.connection)
+          std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
+      }
+    }
+    drain_deferred();
+    for (Handoff& item : unsent) {
+      if (item.all) {
+        call(item.all, make_error_code(Errc::kStoreUnavailable), std::vector<Reply>{});
+      } else {
+        call(item.handler, make_error_code(Errc::kStoreUnavailable), Reply{});
+      }
     }
   }
 
@@ -159,9 +186,74 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   // ---- requests ------------------------------------------------------------------------------
 
+  // Calls a handler of ours; what it throws is reported and goes no further.
+  template <class Handler, class... Args>
+  void call(Handler& handler, Args&&... args) noexcept {
+    try {
+      handler(std::forward<Args>(args)...);
+    } catch (const std::exception& e) {
+      shared->handler_threw(options.url.to_string(), e.what());
+    } catch (...) {
+      shared->handler_threw(options.url.to_string(), "an exception of unknown type");
+    }
+  }
+
   void fail_later(ReplyHandler&& handler, std::error_code ec) {
+    if (stopped) {
+      // After shutdown nothing runs the io_context for us any more: answer now.
+      call(handler, ec, Reply{});
+      return;
+    }
     // Never call the handler inside execute(): callers may hold locks or be mid-update.
-    asio::post(io, [handler = std::move(handler), ec]() mutable { handler(ec, Reply{}); });
+    deferred.emplace_back(std::move(handler), ec);
+    if (deferred_posted) return;
+    deferred_posted = true;
+    asio::post(io, [weak = weak_from_this()] {
+      if (auto self = weak.lock()) self->drain_deferred();
+    });
+  }
+
+  void drain_deferred() {
+    deferred_posted = false;
+    auto batch = std::move(deferred);
+    deferred.clear();
+    for (auto& [handler, ec] : batch) call(handler, ec, Reply{});
+  }
+
+  // ---- hand-over from other threads ----------------------------------------------------------
+
+  // Any thread. Returns the error to answer at once (kOverloaded, kStoreUnavailable), or none.
+  std::error_code hand_over(Handoff&& item) {
+    bool post = false;
+    {
+      std::lock_guard lock(inbox_mutex);
+      if (inbox_closed) return Errc::kStoreUnavailable;
+      if (inbox.size() >= options.max_in_flight) return Errc::kOverloaded;
+      inbox.push_back(std::move(item));
+      post = !std::exchange(inbox_posted, true);
+    }
+    if (post) {
+      asio::post(io, [weak = weak_from_this()] {
+        if (auto self = weak.lock()) self->drain_inbox();
+      });
+    }
+    return {};
+  }
+
+  void drain_inbox() {
+    std::vector<Handoff> batch;
+    {
+      std::lock_guard lock(inbox_mutex);
+      batch.swap(inbox);
+      inbox_posted = false;
+    }
+    for (Handoff& item : batch) {
+      if (item.all) {
+        execute_on_all_here(std::move(item.command), std::move(item.all));
+      } else {
+        execute_encoded_here(std::move(item.command), item.slot, std::move(item.handler));
+      }
+    }
   }
 
   void execute_here(std::span<const std::string_view> args, std::string_view slot_key,
@@ -266,9 +358,12 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       }
     }
     if (targets.empty()) {
-      asio::post(io, [handler = std::move(handler)]() mutable {
-        handler(Errc::kStoreUnavailable, std::vector<Reply>{});
-      });
+      // Through the deferred queue (inline once stopped), never inside the call.
+      fail_later(
+          [handler = std::move(handler)](std::error_code ec, Reply&&) mutable {
+            handler(ec, std::vector<Reply>{});
+          },
+          Errc::kStoreUnavailable);
       return;
     }
     struct Gather {
@@ -288,7 +383,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
         }
         if (--gather->remaining == 0) {
           std::unique_ptr<Gather> done(gather);
-          done->handler(done->error, std::move(done->replies));
+          done->handler(done->error, std::move(done->replies));  // the caller's guard catches
         }
       };
       const auto& connection = nodes[static_cast<std::size_t>(targets[i])].connection;
@@ -423,6 +518,18 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   std::chrono::steady_clock::time_point refresh_due{};
   std::uint64_t refresh_generation = 0;
   ClusterRequest* free_requests = nullptr;
+
+  // Failures answered later on the io thread (never inside execute()); drained by one posted
+  // task, or by shutdown().
+  std::vector<std::pair<ReplyHandler, std::error_code>> deferred;
+  bool deferred_posted = false;
+
+  // Commands handed over by other threads: bounded (max_in_flight), drained by one posted task
+  // per batch, failed by shutdown() if never drained.
+  std::mutex inbox_mutex;
+  std::vector<Handoff> inbox;      // guarded by inbox_mutex
+  bool inbox_posted = false;       // guarded by inbox_mutex
+  bool inbox_closed = false;       // guarded by inbox_mutex
 };
 
 Client::Client(asio::io_context& io, ClientOptions options) {
@@ -471,17 +578,12 @@ void Client::execute(std::span<const std::string_view> args, std::string_view sl
     impl.execute_here(args, slot_key, std::move(handler));
     return;
   }
-  std::string command;
-  internal::append_command(command, args);
-  const std::uint16_t slot = impl.options.url.cluster ? internal::hash_slot(slot_key) : 0;
-  asio::post(impl.io, [weak = std::weak_ptr<Impl>(impl_), command = std::move(command), slot,
-                       handler = std::move(handler)]() mutable {
-    if (auto self = weak.lock()) {
-      self->execute_encoded_here(std::move(command), slot, std::move(handler));
-    } else {
-      handler(Errc::kStoreUnavailable, Reply{});
-    }
-  });
+  Handoff item;
+  internal::append_command(item.command, args);
+  item.slot = impl.options.url.cluster ? internal::hash_slot(slot_key) : 0;
+  item.handler = std::move(handler);
+  if (const std::error_code ec = impl.hand_over(std::move(item)))
+    impl.call(item.handler, ec, Reply{});  // full or stopped: answered at once, here
 }
 
 void Client::execute_on_all(std::span<const std::string_view> args, AllRepliesHandler handler) {
@@ -491,14 +593,11 @@ void Client::execute_on_all(std::span<const std::string_view> args, AllRepliesHa
     impl_->execute_on_all_here(std::move(command), std::move(handler));
     return;
   }
-  asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_), command = std::move(command),
-                         handler = std::move(handler)]() mutable {
-    if (auto self = weak.lock()) {
-      self->execute_on_all_here(std::move(command), std::move(handler));
-    } else {
-      handler(Errc::kStoreUnavailable, std::vector<Reply>{});
-    }
-  });
+  Handoff item;
+  item.command = std::move(command);
+  item.all = std::move(handler);
+  if (const std::error_code ec = impl_->hand_over(std::move(item)))
+    impl_->call(item.all, ec, std::vector<Reply>{});
 }
 
 bool Client::connected() const { return impl_->shared->connected.load(std::memory_order_relaxed); }
@@ -512,6 +611,10 @@ std::uint64_t Client::writes() const {
   return impl_->shared->writes.load(std::memory_order_relaxed);
 }
 
+std::uint64_t Client::handler_errors() const {
+  return impl_->shared->handler_errors.load(std::memory_order_relaxed);
+}
+
 void Client::on_connect(std::function<void()> callback) {
   // Registered on the io thread, behind the start posted by the constructor: a callback
   // registered right after construction cannot miss the first connection, even when another
@@ -520,7 +623,13 @@ void Client::on_connect(std::function<void()> callback) {
     auto self = weak.lock();
     if (!self || self->stopped) return;
     self->connect_callbacks.push_back(callback);
-    if (self->any_connection_up()) asio::post(self->io, std::move(callback));
+    if (self->any_connection_up()) {
+      // Checked again when it runs: a callback never runs after stop().
+      asio::post(self->io, [weak, callback = std::move(callback)] {
+        auto again = weak.lock();
+        if (again && !again->stopped) callback();
+      });
+    }
   };
   if (impl_->on_io_thread()) {
     add();
@@ -533,6 +642,11 @@ void Client::stop() {
   if (impl_->on_io_thread() || impl_->io.stopped()) {
     impl_->shutdown();
     return;
+  }
+  {
+    // Whatever is still waiting for the io thread is refused from now on.
+    std::lock_guard lock(impl_->inbox_mutex);
+    impl_->inbox_closed = true;
   }
   asio::post(impl_->io, [weak = std::weak_ptr<Impl>(impl_)] {
     if (auto self = weak.lock()) self->shutdown();

@@ -34,6 +34,25 @@ std::string milliseconds_text(std::chrono::milliseconds ms) {
 
 }  // namespace
 
+void ClientShared::handler_threw(std::string_view where, std::string_view what) noexcept {
+  handler_errors.fetch_add(1, std::memory_order_relaxed);
+  try {
+    std::lock_guard lock(mutex);
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_handler_log < kWarningInterval) {
+      ++unlogged_handler_errors;
+      return;
+    }
+    spdlog::error("redis {}: a completion handler threw ({}); handlers must not throw ({} more "
+                  "since the last report)",
+                  where, what, unlogged_handler_errors);
+    last_handler_log = now;
+    unlogged_handler_errors = 0;
+  } catch (...) {
+    // Logging failed (out of memory): the count above is all there is.
+  }
+}
+
 Connection::Connection(asio::io_context& io, ConnectionConfig config,
                        std::shared_ptr<ClientShared> shared, ConnectionListener* listener)
     : io_(io),
@@ -41,7 +60,12 @@ Connection::Connection(asio::io_context& io, ConnectionConfig config,
       name_(endpoint_name(config_.host, config_.port)),
       shared_(std::move(shared)),
       listener_(listener),
-      mux_({.max_in_flight = config_.max_in_flight, .stall_after = config_.command_timeout}),
+      mux_({.max_in_flight = config_.max_in_flight,
+            .stall_after = config_.command_timeout,
+            .on_handler_error =
+                [shared = shared_, name = name_](std::string_view what) {
+                  shared->handler_threw(name, what);
+                }}),
       resolver_(io.get_executor()),
       read_buffer_(std::make_unique<char[]>(kReadBufferSize)),
       connect_timer_(io.get_executor()),
@@ -329,7 +353,7 @@ std::error_code Connection::send_asking(std::string_view command, ReplyHandler&&
 void Connection::do_read() {
   ++stream_ops_;
   auto handler = [self = shared_from_this(), epoch = epoch_](const error_code& ec, std::size_t n) {
-    self->on_read(epoch, ec, n);
+    self->guarded([&] { self->on_read(epoch, ec, n); });
   };
   const auto buffer = asio::buffer(read_buffer_.get(), kReadBufferSize);
   if (tls_) {
@@ -350,9 +374,15 @@ void Connection::on_read(std::uint64_t epoch, const error_code& ec, std::size_t 
     return;
   }
   // Requests that handlers add while replies are delivered go out in one write afterwards.
-  batching_ = true;
-  const std::error_code error = mux_.feed(std::string_view(read_buffer_.get(), n));
-  batching_ = false;
+  std::error_code error;
+  {
+    struct EndBatch {
+      bool& batching;
+      ~EndBatch() { batching = false; }
+    } end_batch{batching_};
+    batching_ = true;
+    error = mux_.feed(std::string_view(read_buffer_.get(), n));
+  }
   if (epoch != epoch_) return;  // a handler stopped the connection
   if (error) {
     fail("protocol error: " + std::string(mux_.error_text()), Errc::kProtocol);
@@ -372,7 +402,7 @@ void Connection::flush() {
                         std::memory_order_relaxed);
   ++stream_ops_;
   auto handler = [self = shared_from_this(), epoch = epoch_](const error_code& ec, std::size_t) {
-    self->on_write(epoch, ec);
+    self->guarded([&] { self->on_write(epoch, ec); });
   };
   if (tls_) {
     asio::async_write(*tls_, asio::buffer(bytes.data(), bytes.size()), std::move(handler));
@@ -401,7 +431,9 @@ void Connection::arm_timer() {
   timer_expiry_ = *next;
   deadline_timer_.expires_at(*next);  // a pending wait is cancelled and sees a stale generation
   deadline_timer_.async_wait([self = shared_from_this(), generation = ++timer_generation_](
-                                 const error_code& ec) { self->on_timer(generation, ec); });
+                                 const error_code& ec) {
+    self->guarded([&] { self->on_timer(generation, ec); });
+  });
 }
 
 void Connection::on_timer(std::uint64_t generation, const error_code&) {

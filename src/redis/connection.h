@@ -26,6 +26,7 @@
 #include <system_error>
 
 #include "multiplexer.h"
+#include "pacer/error.h"
 #include "pacer/redis/reply.h"
 
 namespace pacer::redis::internal {
@@ -33,9 +34,16 @@ namespace pacer::redis::internal {
 // What a client's connections share with its thread-safe accessors.
 struct ClientShared {
   std::atomic<std::uint64_t> writes{0};
+  std::atomic<std::uint64_t> handler_errors{0};  // completion handlers that threw
   std::atomic<bool> connected{false};
   mutable std::mutex mutex;
   std::string last_error;  // guarded by mutex
+  std::chrono::steady_clock::time_point last_handler_log{};  // guarded by mutex
+  std::uint64_t unlogged_handler_errors = 0;                 // guarded by mutex
+
+  // Counts a handler that threw and logs it, at most once a second (a handler that throws on
+  // every request must not flood the log).
+  void handler_threw(std::string_view where, std::string_view what) noexcept;
 };
 
 struct ConnectionConfig {
@@ -119,6 +127,25 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_timer(std::uint64_t generation, const boost::system::error_code& ec);
   void op_done();
   Socket& socket();
+  // Runs an I/O completion. Nothing may escape into io_context::run(): the read loop or the
+  // timer would silently stop while the connection still looked up. An exception (out of
+  // memory, a bug) fails the connection instead, which reconnects.
+  template <class F>
+  void guarded(F&& f) noexcept {
+    try {
+      f();
+    } catch (const std::exception& e) {
+      try {
+        fail(std::string("internal error: ") + e.what(), make_error_code(Errc::kStoreUnavailable));
+      } catch (...) {
+      }
+    } catch (...) {
+      try {
+        fail("internal error", make_error_code(Errc::kStoreUnavailable));
+      } catch (...) {
+      }
+    }
+  }
 
   boost::asio::io_context& io_;
   const ConnectionConfig config_;

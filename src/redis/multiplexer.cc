@@ -15,6 +15,19 @@ constexpr std::size_t kMaxKeptBuffer = 4 << 20;
 
 Multiplexer::~Multiplexer() { fail_all(Errc::kStoreUnavailable); }
 
+void Multiplexer::call(ReplyHandler& handler, std::error_code ec, Reply&& reply) noexcept {
+  // Everything after this call (the next replies, the write of what handlers queued, the read
+  // loop) must happen whatever the handler does: an exception escaping into the connection's
+  // read handler would leave the connection half-way through a batch, never writing again.
+  try {
+    handler(ec, std::move(reply));
+  } catch (const std::exception& e) {
+    if (options_.on_handler_error) options_.on_handler_error(e.what());
+  } catch (...) {
+    if (options_.on_handler_error) options_.on_handler_error("an exception of unknown type");
+  }
+}
+
 std::error_code Multiplexer::admit(ReplyHandler&& handler, Clock::time_point deadline) {
   if (queue_.size() >= options_.max_in_flight) return Errc::kOverloaded;
   queue_.emplace_back(std::move(handler), deadline);
@@ -78,7 +91,7 @@ std::error_code Multiplexer::feed(std::string_view data) {
       continue;
     }
     if (handler) {
-      handler(std::error_code(), std::move(reply_));
+      call(handler, std::error_code(), std::move(reply_));
       if (epoch != epoch_) return {};
     }
   }
@@ -97,7 +110,7 @@ bool Multiplexer::expire(Clock::time_point now) {
     ReplyHandler handler = std::move(queue_[expired_].handler);
     ++expired_;
     if (handler) {
-      handler(Errc::kTimeout, Reply{});
+      call(handler, Errc::kTimeout, Reply{});
       if (epoch != epoch_) return false;
     }
   }
@@ -116,7 +129,7 @@ void Multiplexer::fail_all(std::error_code ec) {
   for (std::size_t n = queue_.size(); n > 0; --n) {
     ReplyHandler handler = std::move(queue_.front().handler);
     queue_.pop_front();
-    if (handler) handler(ec, Reply{});
+    if (handler) call(handler, ec, Reply{});
   }
 }
 

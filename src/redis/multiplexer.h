@@ -12,11 +12,14 @@
 // - fail_all() ends a connection: every request fails exactly once, buffers and parser reset.
 //
 // Handlers may add requests, or call fail_all(), while the multiplexer is calling them.
+// Handlers must not throw; one that does is caught here and reported to
+// Options::on_handler_error, and the stream goes on as if it had returned.
 #pragma once
 
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,6 +39,8 @@ class Multiplexer {
   struct Options {
     std::size_t max_in_flight = 16384;
     Clock::duration stall_after = std::chrono::milliseconds(100);
+    // Told what a throwing handler threw (logging, counting). Must not throw itself.
+    std::function<void(std::string_view what)> on_handler_error;
   };
 
   explicit Multiplexer(Options options) : options_(options) {}
@@ -85,6 +90,8 @@ class Multiplexer {
   };
 
   std::error_code admit(ReplyHandler&& handler, Clock::time_point deadline);
+  // Calls `handler`; an exception it throws stops here.
+  void call(ReplyHandler& handler, std::error_code ec, Reply&& reply) noexcept;
 
   Options options_;
   RingQueue<Request> queue_;

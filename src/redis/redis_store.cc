@@ -6,7 +6,10 @@
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <charconv>
+#include <condition_variable>
+#include <mutex>
 #include <optional>
 #include <stdexcept>
 #include <thread>
@@ -29,6 +32,40 @@ std::int64_t monotonic_now() {
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
 }
+
+// The Redis key of (policy, key): each policy has its own key space (store.h rule 5). A key
+// laid out as DESIGN §4 says (the HTTP layer's `prefix:{policy:scope:identity}`) is scoped
+// already: its hash tag starts with "<policy>:". Any other key becomes "{<policy>:<key>}".
+// Policy names have no ':' or braces, so keys of two policies never meet (their hash tags
+// start with different names), and the cluster slot still follows the key.
+class RedisKey {
+ public:
+  RedisKey(const Policy& policy, std::string_view key) {
+    const std::string& name = policy.name();
+    const auto open = key.find('{');
+    const auto close = open == std::string_view::npos ? open : key.find('}', open + 1);
+    if (close != std::string_view::npos && close > open + name.size() + 1 &&
+        key.substr(open + 1, name.size()) == name && key[open + 1 + name.size()] == ':') {
+      view_ = key;
+      caller_ = key;
+      return;
+    }
+    owned_.reserve(name.size() + key.size() + 3);
+    owned_.append("{").append(name).append(":").append(key).append("}");
+    view_ = owned_;
+    caller_ = std::string_view(owned_).substr(name.size() + 2, key.size());
+  }
+  RedisKey(const RedisKey&) = delete;
+  RedisKey& operator=(const RedisKey&) = delete;
+
+  std::string_view redis() const { return view_; }
+  std::string_view caller() const { return caller_; }  // the key as the caller gave it
+
+ private:
+  std::string owned_;
+  std::string_view view_;
+  std::string_view caller_;
+};
 
 bool rates_fit_microseconds(const Policy& policy) {
   for (const Rate& rate : policy.rates())
@@ -105,6 +142,8 @@ struct RedisStore::Impl {
   struct Lane {
     asio::io_context* io;
     std::unique_ptr<Client> client;
+    // Set by the first task the lane posts: until then no thread has run its io_context.
+    std::shared_ptr<std::atomic<bool>> ran;
   };
 
   RedisStoreOptions options;
@@ -117,6 +156,8 @@ struct RedisStore::Impl {
   std::unique_ptr<detail::DenyCache> deny_cache;
   std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0},
       fast_failures{0}, errors{0};
+  std::mutex shutdown_mutex;
+  bool shut_down = false;  // guarded by shutdown_mutex
 
   explicit Impl(RedisStoreOptions o)
       : options(std::move(o)),
@@ -137,20 +178,72 @@ struct RedisStore::Impl {
       auto client = std::make_unique<Client>(*io, std::move(client_options));
       Client* raw = client.get();
       // Loading the script on every (re)connected node saves the first NOSCRIPT round trip.
+      // `raw` is safe: callbacks never run after stop(), and shutdown() stops every client
+      // before it is destroyed.
       raw->on_connect([raw] {
         const std::array<std::string_view, 3> load{"SCRIPT", "LOAD", gcra_script()};
         raw->execute_on_all(load, [](std::error_code, std::vector<Reply>&&) {});
       });
-      lanes.push_back({io, std::move(client)});
+      auto ran = std::make_shared<std::atomic<bool>>(false);
+      asio::post(*io, [ran] { ran->store(true, std::memory_order_release); });
+      lanes.push_back({io, std::move(client), std::move(ran)});
     }
   }
 
   ~Impl() {
-    for (Lane& lane : lanes) lane.client->stop();
+    shutdown();
     guards.clear();
     for (auto& io : owned) io->stop();
     for (std::thread& t : threads) t.join();
     lanes.clear();
+  }
+
+  // Stops every client on its own io thread (or here, when nothing runs that io_context), so
+  // each pending handler runs exactly once before this returns.
+  void shutdown() {
+    std::lock_guard lock(shutdown_mutex);
+    if (shut_down) return;
+    for (Lane& lane : lanes) run_on(lane, [&lane] { lane.client->stop(); });
+    shut_down = true;
+  }
+
+  // Runs `fn` where it may touch the lane's client: inline on its io thread, when its
+  // io_context is stopped or has never run; otherwise posted there while this thread waits.
+  template <class F>
+  static void run_on(Lane& lane, F fn) {
+    asio::io_context& io = *lane.io;
+    if (io.get_executor().running_in_this_thread() || io.stopped() ||
+        !lane.ran->load(std::memory_order_acquire)) {
+      fn();
+      return;
+    }
+    struct Done {
+      std::mutex mutex;
+      std::condition_variable cv;
+      bool claimed = false;
+      bool finished = false;
+    };
+    auto done = std::make_shared<Done>();
+    asio::post(io, [done, &fn] {
+      {
+        std::lock_guard lock(done->mutex);
+        if (std::exchange(done->claimed, true)) return;
+      }
+      fn();
+      std::lock_guard lock(done->mutex);
+      done->finished = true;
+      done->cv.notify_all();
+    });
+    std::unique_lock lock(done->mutex);
+    while (!done->cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done->finished; })) {
+      // Stopped while we waited (its owner shut down first): nobody will run the task.
+      if (io.stopped() && !done->claimed) {
+        done->claimed = true;
+        lock.unlock();
+        fn();
+        return;
+      }
+    }
   }
 
   // The lane whose io_context runs on this thread keeps the check on it; else round robin.
@@ -203,11 +296,22 @@ namespace {
 
 // Everything a check needs once the call that started it has returned.
 struct Pending {
-  Pending(std::string_view k, const Policy& policy, std::int64_t c, CheckHandler d)
-      : key(k), cost(c), rates(policy.rates().size()), args(key, policy, c), done(std::move(d)) {
+  Pending(const RedisKey& k, const Policy& policy, std::int64_t c, CheckHandler d)
+      : key(k.redis()),
+        caller_offset(static_cast<std::size_t>(k.caller().data() - k.redis().data())),
+        caller_size(k.caller().size()),
+        cost(c),
+        rates(policy.rates().size()),
+        args(key, policy, c),
+        done(std::move(d)) {
     for (std::size_t i = 0; i < rates; ++i) permits[i] = policy.rates()[i].permits();
   }
-  std::string key;
+  std::string_view caller_key() const {
+    return std::string_view(key).substr(caller_offset, caller_size);
+  }
+  std::string key;  // in Redis
+  std::size_t caller_offset;
+  std::size_t caller_size;
   std::int64_t cost;
   std::size_t rates;
   std::array<std::int64_t, Policy::kMaxRates> permits{};
@@ -235,7 +339,7 @@ struct RedisStore::Finish {
       client->execute(args, key, Finish{impl, client, std::move(pending), true});
       return;
     }
-    CheckResult result{ec, {}, p.key};
+    CheckResult result{ec, {}, p.caller_key()};
     if (!ec) {
       if (auto decision = parse_decision(reply, {p.permits.data(), p.rates})) {
         result.decision = *decision;
@@ -246,7 +350,10 @@ struct RedisStore::Finish {
         result.error = make_error_code(Errc::kProtocol);
       }
     }
-    if (result.error) {
+    if (result.error == Errc::kOverloaded) {
+      // Our own queue is full: says nothing about Redis, so the breaker does not hear of it.
+      impl->errors.fetch_add(1, std::memory_order_relaxed);
+    } else if (result.error) {
       impl->fail();
     } else {
       impl->breaker.record_success();
@@ -263,9 +370,10 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
   if (cost < 0) return done({make_error_code(Errc::kInvalidCost), {}, key});
   if (!rates_fit_microseconds(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
 
+  const RedisKey redis_key(policy, key);
   const std::int64_t now = monotonic_now();
   if (impl.deny_cache) {
-    if (auto denied = impl.deny_cache->lookup(key, cost, now)) {
+    if (auto denied = impl.deny_cache->lookup(redis_key.redis(), cost, now)) {
       impl.deny_cache_hits.fetch_add(1, std::memory_order_relaxed);
       return done({{}, *denied, key});
     }
@@ -275,7 +383,7 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
     return done({make_error_code(Errc::kCircuitOpen), {}, key});
   }
 
-  auto pending = std::make_unique<Pending>(key, policy, cost, std::move(done));
+  auto pending = std::make_unique<Pending>(redis_key, policy, cost, std::move(done));
   Client* client = impl.lane().client.get();
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
   const auto args = pending->args.evalsha();
@@ -283,16 +391,25 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
   client->execute(args, routed_key, Finish{&impl, client, std::move(pending), false});
 }
 
-void RedisStore::reset(const Policy&, std::string_view key, ResetHandler done) {
+void RedisStore::reset(const Policy& policy, std::string_view key, ResetHandler done) {
   Impl& impl = *impl_;
-  if (impl.deny_cache) impl.deny_cache->forget(key);
+  const RedisKey redis_key(policy, key);
+  if (impl.deny_cache) impl.deny_cache->forget(redis_key.redis());
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
-  const std::array<std::string_view, 2> del{"DEL", key};
-  impl.lane().client->execute(del, key,
+  const std::array<std::string_view, 2> del{"DEL", redis_key.redis()};
+  impl.lane().client->execute(del, redis_key.redis(),
                               [done = std::move(done)](std::error_code ec, Reply&& reply) mutable {
                                 if (!ec && reply.is_error()) ec = make_error_code(Errc::kProtocol);
                                 done(ec);
                               });
+}
+
+void RedisStore::shutdown() { impl_->shutdown(); }
+
+bool RedisStore::on_io_thread() const {
+  for (const Impl::Lane& lane : impl_->lanes)
+    if (lane.io->get_executor().running_in_this_thread()) return true;
+  return false;
 }
 
 bool RedisStore::connected() const {
@@ -316,8 +433,10 @@ std::string RedisStore::last_error() const {
 
 RedisStoreStats RedisStore::stats() const {
   const Impl& i = *impl_;
-  return {i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(),
-          i.fast_failures.load(), i.errors.load()};
+  RedisStoreStats stats{i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(),
+                        i.fast_failures.load(), i.errors.load()};
+  for (const Impl::Lane& lane : i.lanes) stats.handler_errors += lane.client->handler_errors();
+  return stats;
 }
 
 }  // namespace pacer::redis

@@ -157,8 +157,10 @@ std::int64_t MemoryStore::now() const {
       .count();
 }
 
-std::uint64_t MemoryStore::hash_of(std::string_view key) const {
-  const std::uint64_t hash = detail::siphash<1, 3>(hash_key_[0], hash_key_[1], key);
+std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
+  // A different SipHash key per policy: (policy, key) pairs collide only by chance (2^-64).
+  const std::uint64_t hash =
+      detail::siphash<1, 3>(hash_key_[0] ^ policy.name_digest(), hash_key_[1], key);
   return hash == 0 ? 1 : hash;  // 0 marks an empty slot
 }
 
@@ -171,7 +173,7 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
   if (cost < 0) return {make_error_code(Errc::kInvalidCost), {}, key};
   const auto rates = policy.rates();
   const std::size_t n = rates.size();
-  const std::uint64_t hash = hash_of(key);
+  const std::uint64_t hash = hash_of(policy, key);
   Shard& shard = shard_of(hash);
   const std::int64_t t_now = now();
 
@@ -216,7 +218,7 @@ void MemoryStore::check(const Policy& policy, std::string_view key, std::int64_t
 }
 
 void MemoryStore::reset_now(const Policy& policy, std::string_view key) {
-  const std::uint64_t hash = hash_of(key);
+  const std::uint64_t hash = hash_of(policy, key);
   Shard& shard = shard_of(hash);
   std::lock_guard guard(shard.lock);
   Table& table = shard.table_for(policy.rates().size());

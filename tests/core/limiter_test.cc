@@ -2,8 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <stdexcept>
 #include <thread>
+
+#include "../support/held_store.h"
 
 namespace pacer {
 namespace {
@@ -153,6 +156,108 @@ TEST(Limiter, ParsesFailModes) {
   } catch (const std::invalid_argument& e) {
     EXPECT_NE(std::string(e.what()).find("sideways"), std::string::npos);
   }
+}
+
+// ---- issue 6: lifetimes, threads and resolution ----------------------------------------------
+
+using testing::HeldStore;
+
+// Item 2: the completion used to capture the Limiter's `this` and the caller's policy by
+// reference; a Limiter (or a temporary policy) gone before the answer meant a use after free
+// (ASan: heap-use-after-free in Metrics::count_decision).
+TEST(Limiter, CheckInFlightOutlivesTheLimiterAndThePolicy) {
+  HeldStore store;
+  int called = 0;
+  Decision seen;
+  {
+    auto limiter = std::make_unique<Limiter>(store, LimiterOptions{.fail_mode = FailMode::kClosed});
+    auto policy = std::make_unique<Policy>("gone", std::vector<Rate>{Rate(1, seconds(60))});
+    limiter->check(*policy, "k", 1, [&](const Decision& d) {
+      ++called;
+      seen = d;
+    });
+    limiter->check(*policy, "k", 1, [&](const Decision&) { ++called; });
+    policy.reset();
+    limiter.reset();
+  }
+  EXPECT_EQ(store.held(), 2u);
+  EXPECT_EQ(store.answer_all(), 2u);
+  EXPECT_EQ(called, 2);
+  EXPECT_TRUE(seen.allowed());
+  // Store failures after the Limiter is gone still reach the fail mode.
+  {
+    Limiter limiter(store, {.fail_mode = FailMode::kClosed});
+    limiter.check(Policy("p", {Rate(1, seconds(60))}), "k2", 1, [&](const Decision& d) {
+      ++called;
+      seen = d;
+    });
+  }
+  store.answer_all(make_error_code(Errc::kStoreUnavailable));
+  EXPECT_EQ(called, 3);
+  EXPECT_EQ(seen.outcome, Outcome::kUnavailable);
+}
+
+TEST(Limiter, CopiesShareOneState) {
+  MemoryStore store;
+  Limiter a(store);
+  const Limiter b = a;
+  const Policy policy("p", {Rate(1, seconds(60))});
+  EXPECT_TRUE(a.check(policy, "k").allowed());
+  EXPECT_FALSE(b.check(policy, "k").allowed());
+  EXPECT_EQ(a.metrics().snapshot().denied, 1u);
+}
+
+// A completion handler that throws on an I/O thread must not escape into the store (which, for
+// Redis, would stop the connection's read loop): it is counted and logged.
+TEST(Limiter, ThrowingAsyncHandlerIsCountedAndStopsHere) {
+  HeldStore store;
+  Limiter limiter(store);
+  const Policy policy("p", {Rate(10, seconds(60))});
+  limiter.check(policy, "k", 1, [](const Decision&) { throw std::runtime_error("handler bug"); });
+  EXPECT_NO_THROW(store.answer_all());
+  EXPECT_EQ(limiter.metrics().snapshot().hook_errors, 1u);
+  bool called = false;
+  limiter.check(policy, "k", 1, [&](const Decision&) { called = true; });
+  store.answer_all();
+  EXPECT_TRUE(called);
+}
+
+// Item 7: a blocking call on the thread that runs the store's I/O used to wait for itself
+// forever; now it fails loudly.
+TEST(Limiter, BlockingCallsOnTheStoresIoThreadFailLoudly) {
+  HeldStore store;
+  store.io_thread_ = true;
+  Limiter limiter(store);
+  const Policy policy("p", {Rate(10, seconds(60))});
+  EXPECT_THROW(limiter.check(policy, "k"), std::logic_error);
+  EXPECT_THROW(limiter.peek(policy, "k"), std::logic_error);
+  EXPECT_THROW(limiter.reset(policy, "k"), std::logic_error);
+  EXPECT_EQ(store.held(), 0u);  // refused before anything was started
+  // The asynchronous form is what belongs there.
+  bool called = false;
+  limiter.check(policy, "k", 1, [&](const Decision&) { called = true; });
+  store.answer_all();
+  EXPECT_TRUE(called);
+}
+
+// Item 5: a rate finer than the store's clock used to fail every check at run time, so fail
+// open admitted everything. It is refused when first used, naming it.
+TEST(Limiter, RateFinerThanTheStoreResolutionIsRefusedNamingIt) {
+  HeldStore store;
+  store.resolution_ = std::chrono::microseconds(1);
+  Limiter limiter(store, {.fail_mode = FailMode::kOpen});
+  const Policy fine("fine", {Rate(10, seconds(1)), Rate(2'000'000, seconds(1))});
+  try {
+    limiter.check(fine, "k", 1, [](const Decision&) {});
+    FAIL() << "expected std::invalid_argument";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("2000000/1s"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'fine'"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(limiter.validate(fine), std::invalid_argument);
+  EXPECT_EQ(store.held(), 0u);
+  EXPECT_EQ(limiter.metrics().snapshot().allowed, 0u);
+  EXPECT_NO_THROW(limiter.validate(Policy("ok", {Rate(1'000'000, seconds(1))})));
 }
 
 TEST(Metrics, PrometheusTextHasCountersAndCumulativeHistogram) {

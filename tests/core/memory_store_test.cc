@@ -88,6 +88,23 @@ TEST(MemoryStore, PoliciesWithDifferentRateCountsDoNotCollide) {
   EXPECT_FALSE(store.check_now(two, "two:k", 1).decision.allowed());
 }
 
+// Item 4 of issue 6: the store used to key on the key alone, so two policies with the same
+// number of rates shared one state for a key (one policy's traffic denied the other's).
+TEST(MemoryStore, PoliciesHaveTheirOwnKeySpace) {
+  MemoryStore store;
+  const Policy login("login", {Rate(1, std::chrono::seconds(60))});
+  const Policy search("search", {Rate(1, std::chrono::seconds(60))});
+  EXPECT_TRUE(store.check_now(login, "user:1", 1).decision.allowed());
+  EXPECT_FALSE(store.check_now(login, "user:1", 1).decision.allowed());
+  EXPECT_TRUE(store.check_now(search, "user:1", 1).decision.allowed());
+  store.reset_now(search, "user:1");
+  EXPECT_FALSE(store.check_now(login, "user:1", 1).decision.allowed());  // untouched
+  EXPECT_TRUE(store.check_now(search, "user:1", 1).decision.allowed());
+  // The same name is the same policy (a reload that kept the name keeps the counts).
+  const Policy login_again("login", {Rate(1, std::chrono::seconds(60))});
+  EXPECT_FALSE(store.check_now(login_again, "user:1", 1).decision.allowed());
+}
+
 TEST(MemoryStore, ExpiredEntriesAreDroppedWhenTablesRebuild) {
   FakeClock clock;
   MemoryStore store({.max_keys = 1 << 20, .shards = 4, .clock = clock.fn()});

@@ -4,6 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
+#include <memory>
+#include <thread>
+
+#include "../support/held_store.h"
+
 namespace pacer::http {
 namespace {
 
@@ -236,6 +242,101 @@ TEST(HttpLimiter, BadConfigurationNamesTheValue) {
   }
   EXPECT_EQ(parse_scope("method_route"), Scope::kMethodRoute);
   EXPECT_THROW(parse_scope("galaxy"), std::invalid_argument);
+}
+
+// ---- issue 6: lifetimes and rule changes during traffic ---------------------------------------
+
+using pacer::testing::HeldStore;
+
+// Item 2: a verdict pending when the HttpLimiter (and the Limiter it was given) go away used
+// to run into freed memory; the pending request owns what it needs.
+TEST(HttpLimiter, VerdictInFlightOutlivesTheHttpLimiterAndTheLimiter) {
+  HeldStore store;
+  int verdicts = 0;
+  Verdict last;
+  {
+    auto limiter = std::make_unique<Limiter>(store);
+    auto http = std::make_unique<HttpLimiter>(*limiter);
+    http->set_middleware({.rule = rule("global", Rate(100, seconds(60), 10))});
+    http->add_route("GET", "/", rule("root", Rate(1, seconds(60))));
+    for (int i = 0; i < 2; ++i)
+      http->check(get("/"), [&](Verdict&& v) {
+        ++verdicts;
+        last = std::move(v);
+      });
+    http.reset();
+    limiter.reset();
+  }
+  // Each answer lets the request go on to its next limit: the middleware, then the route.
+  while (store.answer_all() > 0) {
+  }
+  EXPECT_EQ(verdicts, 2);
+  EXPECT_EQ(last.status, 429);  // the second request found the route's one permit used
+  EXPECT_EQ(header(last, "RateLimit-Limit"), "1");
+}
+
+// Item 9: add_route / set_middleware during traffic used to reallocate the rule vector under
+// requests that held pointers into it.
+TEST(HttpLimiter, RuleChangesWhileARequestIsInFlightKeepItsRulesAlive) {
+  HeldStore store;
+  Limiter limiter(store);
+  HttpLimiter http(limiter);
+  http.add_route("GET", "/", rule("root", Rate(1, seconds(60))));
+  http.set_middleware({.rule = rule("global", Rate(100, seconds(60)))});
+  int verdicts = 0;
+  http.check(get("/"), [&](Verdict&& v) {
+    ++verdicts;
+    EXPECT_EQ(v.status, 0);
+    EXPECT_EQ(header(v, "RateLimit-Limit"), "1");  // the route's rule, read after the changes
+  });
+  for (int i = 0; i < 64; ++i)
+    http.add_route("GET", "/r" + std::to_string(i), rule("r" + std::to_string(i), Rate(1, seconds(1))));
+  http.set_middleware({.rule = rule("global2", Rate(100, seconds(60)))});
+  while (store.answer_all() > 0) {
+  }
+  EXPECT_EQ(verdicts, 1);
+  // New requests see the new rules.
+  const SimpleRequest r = get("/r63");
+  http.check(r, [&](Verdict&& v) { EXPECT_EQ(header(v, "RateLimit-Limit"), "1"); });
+  while (store.answer_all() > 0) {
+  }
+}
+
+TEST(HttpLimiter, ConcurrentChecksAndRuleChangesAreSafe) {
+  MemoryStore store;
+  Limiter limiter(store);
+  HttpLimiter http(limiter);
+  http.add_route("GET", "/", rule("root", Rate(1'000'000, seconds(1), 1000)));
+  std::atomic<bool> stop{false};
+  std::atomic<int> verdicts{0};
+  std::vector<std::thread> checkers;
+  for (int t = 0; t < 2; ++t) {
+    checkers.emplace_back([&] {
+      const SimpleRequest r = get("/");
+      while (!stop.load()) http.check(r, [&](Verdict&&) { verdicts.fetch_add(1); });
+    });
+  }
+  for (int i = 0; i < 200; ++i) {
+    http.add_route("", "/x" + std::to_string(i), rule("x" + std::to_string(i), Rate(1, seconds(1))));
+    if (i % 10 == 0)
+      http.set_middleware({.rule = rule("g" + std::to_string(i), Rate(1'000'000, seconds(1), 1000))});
+  }
+  stop = true;
+  for (auto& t : checkers) t.join();
+  EXPECT_GT(verdicts.load(), 0);
+}
+
+// Item 5: a policy the store cannot represent is refused when it is registered.
+TEST(HttpLimiter, RulesTheStoreCannotRepresentAreRefusedAtRegistration) {
+  HeldStore store;
+  store.resolution_ = std::chrono::microseconds(1);
+  Limiter limiter(store);
+  HttpLimiter http(limiter);
+  EXPECT_THROW(http.add_route("GET", "/", rule("fast", Rate(5'000'000, seconds(1)))),
+               std::invalid_argument);
+  EXPECT_THROW(http.set_middleware({.rule = rule("fast", Rate(5'000'000, seconds(1)))}),
+               std::invalid_argument);
+  EXPECT_NO_THROW(http.add_route("GET", "/", rule("ok", Rate(5, seconds(1)))));
 }
 
 }  // namespace

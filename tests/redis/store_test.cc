@@ -134,6 +134,31 @@ TEST_P(Conformance, ResetForgetsAndKeysAreIndependent) {
   EXPECT_TRUE(check(store(), policy, a, 1).decision.allowed());
 }
 
+// Issue 6, item 4: a store used to keep one state per key, whatever the policy: two policies
+// with the same key shared (memory) or clobbered (Redis: a rate count that differs reset the
+// value) each other's state.
+TEST_P(Conformance, PoliciesHaveTheirOwnKeySpace) {
+  const Policy login("login", {Rate(1, seconds(60))});
+  const Policy search("search", {Rate(1, seconds(60))});
+  const Policy multi("multi", {Rate(1, seconds(60)), Rate(10, seconds(3600))});
+  const std::string key = unique_key("shared");
+  EXPECT_TRUE(check(store(), login, key, 1).decision.allowed());
+  EXPECT_FALSE(check(store(), login, key, 1).decision.allowed());
+  EXPECT_TRUE(check(store(), search, key, 1).decision.allowed());
+  EXPECT_TRUE(check(store(), multi, key, 1).decision.allowed());
+  EXPECT_FALSE(check(store(), login, key, 1).decision.allowed());  // neither reset it
+  EXPECT_FALSE(check(store(), multi, key, 1).decision.allowed());
+  reset(store(), search, key);
+  EXPECT_FALSE(check(store(), login, key, 1).decision.allowed());
+  EXPECT_TRUE(check(store(), search, key, 1).decision.allowed());
+  // A plain key and the HTTP layer's layout (hash tag starting with the policy) both work.
+  const std::string http_key = "svc:{login:/:ip:192.0.2." + std::to_string(::getpid() % 200) + "}";
+  reset(store(), login, http_key);
+  EXPECT_TRUE(check(store(), login, http_key, 1).decision.allowed());
+  EXPECT_FALSE(check(store(), login, http_key, 1).decision.allowed());
+  EXPECT_TRUE(check(store(), search, http_key, 1).decision.allowed());
+}
+
 INSTANTIATE_TEST_SUITE_P(Stores, Conformance, ::testing::Values("memory", "redis", "cluster"),
                          [](const auto& info) { return info.param; });
 
@@ -314,7 +339,9 @@ TEST(RedisStore, ClusterReshardingDuringTrafficIsInvisible) {
   const Policy policy("p", {Rate(1, std::chrono::hours(1), 999)});
   // Keys whose hash tag lands in slot 0's neighbourhood are not needed: move the slot of one
   // busy key while traffic on it and on others continues.
-  const std::string hot = "mig:{hot-key}";
+  // In the layout the HTTP layer uses (hash tag starting with the policy): stored as it is, so
+  // KEYSLOT of this string is the slot that holds it.
+  const std::string hot = "mig:{p:hot-key}";
   std::atomic<bool> stop{false};
   std::atomic<int> admitted{0}, errors{0}, done{0};
   std::thread traffic([&] {

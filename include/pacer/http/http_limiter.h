@@ -13,9 +13,12 @@
 // the whole tag hashed to a Redis Cluster slot so identities spread over the cluster.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -73,31 +76,35 @@ class HttpLimiter {
  public:
   using VerdictHandler = detail::UniqueFunction<void(Verdict&&)>;
 
-  // `limiter` must outlive this object. Throws std::invalid_argument for a bad key prefix.
-  HttpLimiter(Limiter& limiter, HttpLimiterOptions options = {});
+  // Shares `limiter`'s state (a Limiter is a handle). Throws std::invalid_argument for a bad
+  // key prefix.
+  HttpLimiter(const Limiter& limiter, HttpLimiterOptions options = {});
+  ~HttpLimiter();
 
+  // Rules may change while requests are checked: each change publishes a new rule table;
+  // a request uses the table it started with until its verdict. Tables are small (a pointer
+  // per route) and the replaced ones are kept until the HttpLimiter goes.
+  // Throws std::invalid_argument when the limiter's store cannot represent a rate.
   void set_middleware(MiddlewareOptions options);
   // A limit for requests whose RequestView::route() equals `route`; `method` "" matches any.
-  // Throws std::invalid_argument when the same method and route already have a limit.
+  // Throws std::invalid_argument when the same method and route already have a limit, or when
+  // the limiter's store cannot represent a rate.
   void add_route(std::string method, std::string route, LimitRule rule);
 
   // Applies the middleware (unless excluded) and then the route's limit, if any. `done` runs
   // exactly once, inline for the in-process store. `request` need only live until this call
-  // returns.
+  // returns. The HttpLimiter may be destroyed while verdicts are pending.
   void check(const RequestView& request, VerdictHandler done) const;
 
   // The storage key of `rule` for `request` (exposed for tests, peek and reset).
   std::string storage_key(const LimitRule& rule, const RequestView& request) const;
 
   const HttpLimiterOptions& options() const { return options_; }
-  Limiter& limiter() const { return limiter_; }
+  Limiter& limiter() { return limiter_; }
+  const Limiter& limiter() const { return limiter_; }
 
  private:
-  struct Route {
-    std::string method;
-    std::string route;
-    LimitRule rule;
-  };
+  struct Rules;
   struct Pending;
   // Owns a heap Pending; borrows one on the stack when the store answers inline.
   struct PendingDeleter {
@@ -105,15 +112,15 @@ class HttpLimiter {
     void operator()(Pending* pending) const;
   };
   using PendingPtr = std::unique_ptr<Pending, PendingDeleter>;
-  bool excluded(const RequestView& request) const;
-  const LimitRule* route_rule(const RequestView& request) const;
   void prepare(Pending& pending, const RequestView& request, VerdictHandler done) const;
+  void publish(std::shared_ptr<Rules> rules);
   static void run(PendingPtr pending, std::size_t step);
 
-  Limiter& limiter_;
+  Limiter limiter_;
   HttpLimiterOptions options_;
-  std::optional<MiddlewareOptions> middleware_;
-  std::vector<Route> routes_;
+  std::mutex mutex_;                           // serialises changes
+  std::vector<std::shared_ptr<Rules>> tables_;  // every table published; the last is current
+  std::atomic<const Rules*> current_;
 };
 
 }  // namespace pacer::http

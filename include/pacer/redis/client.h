@@ -15,7 +15,12 @@
 //
 // The io_context must be run by one thread (the usual one-io_context-per-thread layout); the
 // client has no locks on that path. `execute` may also be called from other threads: the
-// command is encoded at once and handed to the io thread.
+// command is encoded at once and handed to the io thread through a queue bounded by
+// `max_in_flight` (full: the handler gets kOverloaded at once, inside the call).
+//
+// Handlers must not throw. One that does is caught where the client called it, logged at most
+// once a second and counted (handler_errors()); the connection and other requests go on.
+// Every handler runs exactly once: at the latest inside stop() or the destructor.
 #pragma once
 
 #include <chrono>
@@ -70,15 +75,16 @@ class Client {
   // TLS files, ...).
   Client(boost::asio::io_context& io, ClientOptions options);
   // Fails pending requests (their handlers run inside the destructor). Destroy the client on
-  // the io thread or after `io` has stopped.
+  // the io thread or after `io` has stopped (not while another thread runs it).
   ~Client();
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
   // Sends one command. `args` are encoded before this returns. `slot_key` is the key whose hash
   // slot routes the command in cluster mode (ignored standalone). `handler` runs exactly once,
-  // on `io` and never inside this call: with kStoreUnavailable (not connected, stopped),
-  // kOverloaded (max_in_flight reached), kTimeout or kProtocol, or with the reply. Redis error
+  // on `io` and never inside this call (except when the hand-over queue is full and after
+  // stop(): then inside it): with kStoreUnavailable (not connected, stopped), kOverloaded
+  // (max_in_flight reached), kTimeout or kProtocol, or with the reply. Redis error
   // replies arrive as Reply::Type::kError without an error code; MOVED and ASK are followed
   // inside the client unless max_redirects is exceeded.
   void execute(std::span<const std::string_view> args, std::string_view slot_key,
@@ -108,6 +114,8 @@ class Client {
 
   // Thread-safe. Number of write operations so far (one per pipelined batch), for tests/metrics.
   std::uint64_t writes() const;
+  // Thread-safe. Completion handlers that threw (and were caught).
+  std::uint64_t handler_errors() const;
 
   // Called on `io` each time a connection to a node is (re)established, after AUTH and SELECT,
   // e.g. to reload scripts. Thread-safe; registered on `io`, so a callback registered right
@@ -116,7 +124,8 @@ class Client {
   void on_connect(std::function<void()> callback);
 
   // Closes the connections and fails pending requests; later requests fail with
-  // kStoreUnavailable. Idempotent; from another thread it takes effect on `io`.
+  // kStoreUnavailable. Idempotent. On the io thread, or when `io` is stopped, it completes
+  // before returning; from another thread while `io` runs it takes effect there.
   void stop();
 
  private:

@@ -10,7 +10,13 @@
 //   pacer::Limiter limiter(store, {.fail_mode = pacer::FailMode::kLocal});
 //
 // Completion handlers run on the store's I/O threads, or, with the second constructor, on the
-// caller's own io_contexts (a check made on one of their threads never leaves it).
+// caller's own io_contexts (a check made on one of their threads never leaves it). The rules
+// of pacer/store.h hold: every handler runs exactly once (at the latest in shutdown()), a
+// handler that throws is caught and counted, calls from other threads wait in a bounded queue.
+//
+// Keys: each policy has its own key space. A key in DESIGN §4's layout, whose hash tag starts
+// with the policy's name (`prefix:{policy:scope:identity}`, as the HTTP layer builds them), is
+// used as it is; any other key is stored as `{<policy>:<key>}`.
 #pragma once
 
 #include <chrono>
@@ -50,6 +56,7 @@ struct RedisStoreStats {
   std::uint64_t script_reloads = 0;    // NOSCRIPT answered by EVAL
   std::uint64_t fast_failures = 0;     // refused while the circuit was open
   std::uint64_t errors = 0;            // failed round trips (timeouts, disconnects, ...)
+  std::uint64_t handler_errors = 0;    // completion handlers that threw (caught, logged)
 };
 
 class RedisStore final : public Store {
@@ -58,8 +65,11 @@ class RedisStore final : public Store {
   // on `options.io_threads` threads of its own.
   explicit RedisStore(RedisStoreOptions options);
   // Runs one client on each of `contexts`, which the caller runs and keeps alive until this
-  // store is destroyed (after they stop, or from outside them).
+  // store is destroyed. Shut down or destroy the store from a thread that does not run them
+  // (it hands the work to them and waits), from one of them, or after they stopped or before
+  // they first ran; not while one of them is being started.
   RedisStore(RedisStoreOptions options, std::vector<boost::asio::io_context*> contexts);
+  // shutdown(), then stops the store's own threads.
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
   RedisStore& operator=(const RedisStore&) = delete;
@@ -68,6 +78,9 @@ class RedisStore final : public Store {
              CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
   bool connected() const override;
+  Nanos resolution() const override { return std::chrono::microseconds(1); }
+  bool on_io_thread() const override;
+  void shutdown() override;
 
   // Blocks until every client is connected or `timeout` passes; returns connected().
   bool wait_connected(std::chrono::milliseconds timeout) const;
