@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The whole test run, as CI does it, on a fresh Debian 12 machine:
 #   1. install missing packages   2. build (warnings are errors)   3. every CTest test
-#   4. unit tests again under ASan + UBSan   5. a short fuzz run of the untrusted-input parsers
+#   4. unit tests and the Redis safety tests again under ASan + UBSan
+#   5. the limiter, HTTP layer and Redis store tests under TSan
+#   6. a short fuzz run of every parser of untrusted input
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L install
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +23,26 @@ cmake --build --preset dev
 step "tests: all labels"
 ctest --preset dev
 
-step "build: asan preset (unit tests)"
+step "build: asan preset (unit tests, Redis safety tests)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan --target pacer_core_test pacer_limiter_test pacer_http_test \
-  pacer_redis_unit_test
+  pacer_redis_unit_test pacer_redis_safety_test
 
 step "tests: unit under ASan + UBSan"
 ctest --preset asan
+
+# Shutdown with Redis requests pending (Redis paused), handlers that throw, destruction while
+# caller-owned io_contexts run: the lifetime rules of include/pacer/store.h, checked by ASan.
+step "tests: Redis safety under ASan + UBSan"
+ctest --preset asan-redis
+
+step "build: tsan preset (limiter, HTTP layer, Redis store)"
+cmake --preset tsan >/dev/null
+cmake --build --preset tsan --target pacer_limiter_test pacer_http_test pacer_redis_unit_test \
+  pacer_redis_store_test pacer_redis_safety_test
+
+step "tests: limiter, HTTP layer and Redis store under TSan"
+ctest --preset tsan
 
 if command -v clang++-14 >/dev/null; then
   step "fuzz"
