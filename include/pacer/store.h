@@ -76,8 +76,9 @@ class Store {
 
   // Ends the store's work: every pending handler runs now, exactly once (Errc::kStoreUnavailable
   // for those without an answer), and later calls are answered inline with that error.
-  // Idempotent; the destructor calls it. Call it from a thread that does not run the store's
-  // I/O, or from one of them, or after they stopped.
+  // Idempotent (a second call, also from a handler running inside the first, returns at
+  // once); the destructor calls it. Call it from a thread that does not run the store's I/O,
+  // or from one of them, or after they stopped.
   virtual void shutdown() {}
 };
 

@@ -91,8 +91,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
         if (node.connection)
           std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
       }
+      // Once stopped, fail_later() answers at once: nothing is deferred after this.
+      drain_deferred();
     }
-    drain_deferred();
     for (Handoff& item : unsent) {
       if (item.all) {
         call(item.all, make_error_code(Errc::kStoreUnavailable), std::vector<Reply>{});

@@ -156,8 +156,7 @@ struct RedisStore::Impl {
   std::unique_ptr<detail::DenyCache> deny_cache;
   std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0},
       fast_failures{0}, errors{0};
-  std::mutex shutdown_mutex;
-  bool shut_down = false;  // guarded by shutdown_mutex
+  std::atomic<bool> shut_down{false};
 
   explicit Impl(RedisStoreOptions o)
       : options(std::move(o)),
@@ -200,11 +199,11 @@ struct RedisStore::Impl {
 
   // Stops every client on its own io thread (or here, when nothing runs that io_context), so
   // each pending handler runs exactly once before this returns.
+  // No lock is held while the clients stop: their handlers may call into the store (a check
+  // is then answered at once), even shutdown() again (which returns at once).
   void shutdown() {
-    std::lock_guard lock(shutdown_mutex);
-    if (shut_down) return;
+    if (shut_down.exchange(true)) return;
     for (Lane& lane : lanes) run_on(lane, [&lane] { lane.client->stop(); });
-    shut_down = true;
   }
 
   // Runs `fn` where it may touch the lane's client: inline on its io thread, when its
