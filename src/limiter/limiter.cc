@@ -6,6 +6,8 @@
 
 #include "pacer/detail/rendezvous.h"
 
+#include <atomic>
+#include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -86,8 +88,28 @@ struct Limiter::State {
   template <class Event, class Hook>
   void call_hook(const Hook& hook, const Event& event) noexcept;
 
+  // Counts a completion handler that threw on an I/O thread; logs at most once a second (one
+  // that throws on every request must not flood the log).
+  void handler_threw(const Policy& policy, const char* what) noexcept {
+    metrics.count_hook_error();
+    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                 std::chrono::steady_clock::now().time_since_epoch())
+                                 .count();
+    std::int64_t last = last_handler_log_ns.load(std::memory_order_relaxed);
+    if (now - last < 1'000'000'000 ||
+        !last_handler_log_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))
+      return;
+    try {
+      spdlog::error("pacer: a completion handler for policy '{}' threw ({}); handlers must not "
+                    "throw",
+                    policy.name(), what);
+    } catch (...) {
+    }
+  }
+
   const LimiterOptions options;
   Metrics metrics;
+  std::atomic<std::int64_t> last_handler_log_ns{std::numeric_limits<std::int64_t>::min() / 2};
   const std::unique_ptr<MemoryStore> local;  // FailMode::kLocal only
 };
 
@@ -196,13 +218,9 @@ void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cos
                   try {
                     state->complete(policy, r.key, cost, r, started, done);
                   } catch (const std::exception& e) {
-                    state->metrics.count_hook_error();
-                    spdlog::error("pacer: completion handler for policy '{}' threw: {}",
-                                  policy.name(), e.what());
+                    state->handler_threw(policy, e.what());
                   } catch (...) {
-                    state->metrics.count_hook_error();
-                    spdlog::error("pacer: completion handler for policy '{}' threw",
-                                  policy.name());
+                    state->handler_threw(policy, "an exception of unknown type");
                   }
                 });
 }
