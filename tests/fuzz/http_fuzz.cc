@@ -1,6 +1,7 @@
 // libFuzzer target for the HTTP layer's handling of whole requests: identity selection (client IP
 // behind trusted proxies, API keys, headers, user/org, compositions), exclusions, route
-// matching, scopes, storage keys, headers and 429 bodies, on a fresh in-process store per input.
+// matching, scopes, storage keys, headers and 429/503 bodies, on a fresh in-process store per
+// input whose calls fail when the input says so (every fail mode).
 // Each input is a few rate settings and then up to 8 requests, so limits are reached and
 // denials (429 flat and nested, "cost exceeds capacity") are exercised, not only passes.
 //
@@ -182,6 +183,30 @@ void check_verdict(const Verdict& verdict) {
   }
 }
 
+// An inline store that fails the calls whose bit is set in `failures` (call i: bit i % 64).
+class FlakyStore final : public pacer::Store {
+ public:
+  FlakyStore(MemoryStore& backing, std::uint64_t failures)
+      : backing_(backing), failures_(failures) {}
+  void check(const Policy& policy, std::string_view key, std::int64_t cost,
+             pacer::CheckHandler done) override {
+    if ((failures_ >> (calls_++ % 64)) & 1) {
+      done({make_error_code(pacer::Errc::kTimeout), {}, key});
+      return;
+    }
+    backing_.check(policy, key, cost, std::move(done));
+  }
+  void reset(const Policy& policy, std::string_view key, pacer::ResetHandler done) override {
+    backing_.reset(policy, key, std::move(done));
+  }
+  bool completes_inline() const override { return true; }
+
+ private:
+  MemoryStore& backing_;
+  std::uint64_t failures_;
+  unsigned calls_ = 0;
+};
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -191,9 +216,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   store_options.max_keys = 1024;
   store_options.shards = 1;
   store_options.clock = [&now] { return now; };
-  MemoryStore store(store_options);
+  MemoryStore memory(store_options);
+  // Some calls fail as a remote store's would, so 503s (closed) and the other fail modes are
+  // reached too.
+  FlakyStore store(memory, in.ConsumeIntegral<std::uint64_t>());
   pacer::LimiterOptions limiter_options;
-  limiter_options.fail_mode = pacer::FailMode::kClosed;
+  limiter_options.fail_mode = in.PickValueInArray(
+      {pacer::FailMode::kClosed, pacer::FailMode::kOpen, pacer::FailMode::kLocal});
   Limiter limiter(store, limiter_options);
 
   pacer::http::HttpLimiterOptions http_options;
