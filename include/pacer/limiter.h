@@ -82,9 +82,7 @@ class Limiter {
   Decision check(const Policy& policy, std::string_view key, std::int64_t cost = 1) const;
 
   // Reports the state without consuming anything (cost 0).
-  Decision peek(const Policy& policy, std::string_view key) const {
-    return check(policy, key, 0);
-  }
+  Decision peek(const Policy& policy, std::string_view key) const { return check(policy, key, 0); }
 
   // Forgets the key's state; returns the store's error, if any.
   void reset(const Policy& policy, std::string_view key, ResetHandler done) const;
@@ -97,7 +95,6 @@ class Limiter {
   const Metrics& metrics() const;
   Store& store() const { return *store_; }
   FailMode fail_mode() const;
-
 
  private:
   struct State;  // what a completion touches; defined in limiter.cc

@@ -42,7 +42,7 @@ namespace pacer {
 struct CheckResult {
   std::error_code error;  // set: `decision` is meaningless
   Decision decision;
-  std::string_view key;   // the key checked; valid while the handler runs
+  std::string_view key;  // the key checked; valid while the handler runs
 };
 
 using CheckHandler = detail::UniqueFunction<void(const CheckResult&)>;

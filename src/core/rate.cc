@@ -1,12 +1,12 @@
 #include "pacer/rate.h"
 
-#include "pacer/detail/text.h"
-
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <stdexcept>
 #include <string>
+
+#include "pacer/detail/text.h"
 
 namespace pacer {
 namespace {
@@ -31,8 +31,8 @@ constexpr std::array<Unit, 7> kUnits{{{"ns", 1},
                                       {"d", 86'400'000'000'000}}};
 
 [[noreturn]] void fail(std::string_view what, std::string_view value, std::string_view why) {
-  throw std::invalid_argument(std::string(what) + " '" + detail::printable(value) + "': " +
-                              std::string(why));
+  throw std::invalid_argument(std::string(what) + " '" + detail::printable(value) +
+                              "': " + std::string(why));
 }
 
 bool all_digits(std::string_view s) {
@@ -119,7 +119,8 @@ Rate::Rate(std::int64_t permits, Nanos period, std::int64_t burst)
 Rate Rate::parse(std::string_view text, std::int64_t burst) {
   const std::string_view s = trim(text);
   const auto slash = s.find('/');
-  if (slash == std::string_view::npos) fail("invalid rate", text, "expected <permits>/<period>, e.g. 100/1m");
+  if (slash == std::string_view::npos)
+    fail("invalid rate", text, "expected <permits>/<period>, e.g. 100/1m");
   const std::string_view count = trim(s.substr(0, slash));
   std::string_view period = trim(s.substr(slash + 1));
   std::int64_t permits = 0;
@@ -146,7 +147,8 @@ Policy::Policy(std::string name, std::vector<Rate> rates) {
   for (char c : name) {
     const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '-' || c == '.';
-    if (!ok) fail("invalid policy name", name, "only letters, digits, '_', '-' and '.' are allowed");
+    if (!ok)
+      fail("invalid policy name", name, "only letters, digits, '_', '-' and '.' are allowed");
   }
   if (rates.empty() || rates.size() > kMaxRates)
     fail("invalid policy", name, "needs 1 to 8 rates, got " + std::to_string(rates.size()));

@@ -1,10 +1,10 @@
 #include "pacer/http/http_limiter.h"
 
-#include "pacer/detail/text.h"
-
 #include <array>
 #include <memory>
 #include <stdexcept>
+
+#include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
@@ -111,9 +111,8 @@ void HttpLimiter::add_route(std::string method, std::string route, LimitRule rul
                                   detail::printable(route) + "'");
   }
   auto next = std::make_shared<Rules>(now);
-  next->routes.push_back(
-      std::make_shared<const Rules::Route>(Rules::Route{std::move(method), std::move(route),
-                                                        std::move(rule)}));
+  next->routes.push_back(std::make_shared<const Rules::Route>(
+      Rules::Route{std::move(method), std::move(route), std::move(rule)}));
   publish(std::move(next));
 }
 
@@ -130,8 +129,10 @@ const LimitRule* HttpLimiter::Rules::route_rule(const RequestView& request) cons
   const LimitRule* any_method = nullptr;
   for (const auto& r : routes) {
     if (r->route != route) continue;
-    if (r->method.empty()) any_method = &r->rule;
-    else if (iequals(r->method, request.method())) return &r->rule;
+    if (r->method.empty())
+      any_method = &r->rule;
+    else if (iequals(r->method, request.method()))
+      return &r->rule;
   }
   return any_method;
 }
@@ -163,8 +164,7 @@ void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
   if (owned) delete pending;
 }
 
-void HttpLimiter::prepare(Pending& pending, const RequestView& request,
-                          VerdictHandler done) const {
+void HttpLimiter::prepare(Pending& pending, const RequestView& request, VerdictHandler done) const {
   const Rules& rules = *pending.rules;
   pending.done = std::move(done);
   auto add = [&](const LimitRule& rule) {
@@ -202,7 +202,8 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
     const Pending::Step* reporter = nullptr;
     for (std::size_t i = 0; i < pending->count; ++i) {
       const Pending::Step& s = pending->steps[i];
-      if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining) reporter = &s;
+      if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining)
+        reporter = &s;
     }
     if (reporter != nullptr) {
       verdict.headers.reserve(kHeaderReserve);

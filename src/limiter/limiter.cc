@@ -1,16 +1,15 @@
 #include "pacer/limiter.h"
 
-#include "pacer/detail/text.h"
-
 #include <spdlog/spdlog.h>
-
-#include "pacer/detail/rendezvous.h"
 
 #include <atomic>
 #include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
+
+#include "pacer/detail/rendezvous.h"
+#include "pacer/detail/text.h"
 
 namespace pacer {
 namespace {
@@ -100,9 +99,10 @@ struct Limiter::State {
         !last_handler_log_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))
       return;
     try {
-      spdlog::error("pacer: a completion handler for policy '{}' threw ({}); handlers must not "
-                    "throw",
-                    policy.name(), what);
+      spdlog::error(
+          "pacer: a completion handler for policy '{}' threw ({}); handlers must not "
+          "throw",
+          policy.name(), what);
     } catch (...) {
     }
   }
@@ -180,11 +180,11 @@ void Limiter::validate(const Policy& policy) const {
   if (policy.finest_interval() >= resolution_) return;
   for (const Rate& rate : policy.rates()) {
     if (rate.emission_interval() < resolution_)
-      throw std::invalid_argument(
-          "invalid rate '" + rate.to_string() + "' in policy '" + policy.name() +
-          "': one permit every " + std::to_string(rate.emission_interval().count()) +
-          " ns is finer than the store's resolution of " + std::to_string(resolution_.count()) +
-          " ns");
+      throw std::invalid_argument("invalid rate '" + rate.to_string() + "' in policy '" +
+                                  policy.name() + "': one permit every " +
+                                  std::to_string(rate.emission_interval().count()) +
+                                  " ns is finer than the store's resolution of " +
+                                  std::to_string(resolution_.count()) + " ns");
   }
 }
 

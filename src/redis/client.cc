@@ -1,10 +1,10 @@
 #include "pacer/redis/client.h"
 
 #include <algorithm>
-#include <mutex>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <mutex>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
@@ -88,8 +88,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       // Stopping fails the requests in flight; their handlers (ours for cluster requests, then
       // the caller's) run now, while everything is still alive.
       for (Node& node : nodes) {
-        if (node.connection)
-          std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
+        if (node.connection) std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
       }
       // Once stopped, fail_later() answers at once: nothing is deferred after this.
       drain_deferred();
@@ -360,11 +359,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     }
     if (targets.empty()) {
       // Through the deferred queue (inline once stopped), never inside the call.
-      fail_later(
-          [handler = std::move(handler)](std::error_code ec, Reply&&) mutable {
-            handler(ec, std::vector<Reply>{});
-          },
-          Errc::kStoreUnavailable);
+      fail_later([handler = std::move(handler)](
+                     std::error_code ec, Reply&&) mutable { handler(ec, std::vector<Reply>{}); },
+                 Errc::kStoreUnavailable);
       return;
     }
     struct Gather {
@@ -528,9 +525,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   // Commands handed over by other threads: bounded (max_in_flight), drained by one posted task
   // per batch, failed by shutdown() if never drained.
   std::mutex inbox_mutex;
-  std::vector<Handoff> inbox;      // guarded by inbox_mutex
-  bool inbox_posted = false;       // guarded by inbox_mutex
-  bool inbox_closed = false;       // guarded by inbox_mutex
+  std::vector<Handoff> inbox;  // guarded by inbox_mutex
+  bool inbox_posted = false;   // guarded by inbox_mutex
+  bool inbox_closed = false;   // guarded by inbox_mutex
 };
 
 Client::Client(asio::io_context& io, ClientOptions options) {

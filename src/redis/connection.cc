@@ -43,9 +43,10 @@ void ClientShared::handler_threw(std::string_view where, std::string_view what) 
       ++unlogged_handler_errors;
       return;
     }
-    spdlog::error("redis {}: a completion handler threw ({}); handlers must not throw ({} more "
-                  "since the last report)",
-                  where, what, unlogged_handler_errors);
+    spdlog::error(
+        "redis {}: a completion handler threw ({}); handlers must not throw ({} more "
+        "since the last report)",
+        where, what, unlogged_handler_errors);
     last_handler_log = now;
     unlogged_handler_errors = 0;
   } catch (...) {
@@ -62,10 +63,8 @@ Connection::Connection(asio::io_context& io, ConnectionConfig config,
       listener_(listener),
       mux_({.max_in_flight = config_.max_in_flight,
             .stall_after = config_.command_timeout,
-            .on_handler_error =
-                [shared = shared_, name = name_](std::string_view what) {
-                  shared->handler_threw(name, what);
-                }}),
+            .on_handler_error = [shared = shared_, name = name_](
+                                    std::string_view what) { shared->handler_threw(name, what); }}),
       resolver_(io.get_executor()),
       read_buffer_(std::make_unique<char[]>(kReadBufferSize)),
       connect_timer_(io.get_executor()),
@@ -430,10 +429,10 @@ void Connection::arm_timer() {
   timer_armed_ = true;
   timer_expiry_ = *next;
   deadline_timer_.expires_at(*next);  // a pending wait is cancelled and sees a stale generation
-  deadline_timer_.async_wait([self = shared_from_this(), generation = ++timer_generation_](
-                                 const error_code& ec) {
-    self->guarded([&] { self->on_timer(generation, ec); });
-  });
+  deadline_timer_.async_wait(
+      [self = shared_from_this(), generation = ++timer_generation_](const error_code& ec) {
+        self->guarded([&] { self->on_timer(generation, ec); });
+      });
 }
 
 void Connection::on_timer(std::uint64_t generation, const error_code&) {

@@ -37,7 +37,7 @@ struct ClientShared {
   std::atomic<std::uint64_t> handler_errors{0};  // completion handlers that threw
   std::atomic<bool> connected{false};
   mutable std::mutex mutex;
-  std::string last_error;  // guarded by mutex
+  std::string last_error;                                    // guarded by mutex
   std::chrono::steady_clock::time_point last_handler_log{};  // guarded by mutex
   std::uint64_t unlogged_handler_errors = 0;                 // guarded by mutex
 

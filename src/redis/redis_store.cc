@@ -234,7 +234,8 @@ struct RedisStore::Impl {
       done->cv.notify_all();
     });
     std::unique_lock lock(done->mutex);
-    while (!done->cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done->finished; })) {
+    while (
+        !done->cv.wait_for(lock, std::chrono::milliseconds(20), [&] { return done->finished; })) {
       // Stopped while we waited (its owner shut down first): nobody will run the task.
       if (io.stopped() && !done->claimed) {
         done->claimed = true;

@@ -33,16 +33,17 @@ using testing::RedisServer;
 // not a terminated process).
 class IoThread {
  public:
-  IoThread() : guard_(asio::make_work_guard(io_)), thread_([this] {
-    for (;;) {
-      try {
-        io_.run();
-        return;
-      } catch (const std::exception& e) {
-        escaped_.fetch_add(1);
-      }
-    }
-  }) {}
+  IoThread()
+      : guard_(asio::make_work_guard(io_)), thread_([this] {
+          for (;;) {
+            try {
+              io_.run();
+              return;
+            } catch (const std::exception& e) {
+              escaped_.fetch_add(1);
+            }
+          }
+        }) {}
   ~IoThread() { stop(); }
   void stop() {
     guard_.reset();
@@ -200,16 +201,19 @@ TEST(Safety, HandedOverCallsAreBoundedAndAnsweredOnce) {
   SKIP_WITHOUT_REDIS();
   RedisServer server;
   asio::io_context io(1);  // not running: nothing leaves the queue
-  auto store = std::make_unique<RedisStore>(
-      RedisStoreOptions{.url = server.url(), .max_in_flight = 8},
-      std::vector<asio::io_context*>{&io});
+  auto store =
+      std::make_unique<RedisStore>(RedisStoreOptions{.url = server.url(), .max_in_flight = 8},
+                                   std::vector<asio::io_context*>{&io});
   std::atomic<int> overloaded{0}, unavailable{0}, other{0};
   constexpr int kChecks = 100;
   for (int i = 0; i < kChecks; ++i) {
     store->check(kPolicy, "k", 1, [&](const CheckResult& r) {
-      if (r.error == Errc::kOverloaded) overloaded.fetch_add(1);
-      else if (r.error == Errc::kStoreUnavailable) unavailable.fetch_add(1);
-      else other.fetch_add(1);
+      if (r.error == Errc::kOverloaded)
+        overloaded.fetch_add(1);
+      else if (r.error == Errc::kStoreUnavailable)
+        unavailable.fetch_add(1);
+      else
+        other.fetch_add(1);
     });
   }
   EXPECT_EQ(overloaded.load(), kChecks - 8);  // answered inside the call

@@ -118,7 +118,7 @@ class HttpLimiter {
 
   Limiter limiter_;
   HttpLimiterOptions options_;
-  std::mutex mutex_;                           // serialises changes
+  std::mutex mutex_;                            // serialises changes
   std::vector<std::shared_ptr<Rules>> tables_;  // every table published; the last is current
   std::atomic<const Rules*> current_;
 };
