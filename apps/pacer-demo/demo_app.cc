@@ -1,10 +1,15 @@
 #include "demo_app.h"
 
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
+#include <netdb.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
+#include <boost/asio/ip/address.hpp>
+#include <cctype>
 #include <charconv>
+#include <exception>
+#include <nlohmann/json.hpp>
 #include <stdexcept>
 
 #include "pacer/detail/text.h"
@@ -36,19 +41,195 @@ bool parse_bool(const char* name, std::string_view text) {
                               "': expected true or false");
 }
 
-Rate make_rate(const char* what, const RateSettings& s) {
-  try {
-    return Rate(s.permits, parse_duration(s.period), s.burst);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(std::string(what) + ": " + e.what());
+[[noreturn]] void invalid(const std::string& name, std::string_view value,
+                          const std::string& reason) {
+  throw std::invalid_argument("invalid " + name + " '" + detail::printable(value) + "': " + reason);
+}
+
+// Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
+bool valid_utf8(std::string_view text) {
+  for (std::size_t i = 0; i < text.size();) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    std::size_t length = 0;
+    char32_t point = 0;
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    if (c >= 0xc2 && c <= 0xdf) {
+      length = 2;
+      point = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+      length = 3;
+      point = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+      length = 4;
+      point = c & 0x07;
+    } else {
+      return false;
+    }
+    if (i + length > text.size()) return false;
+    for (std::size_t k = 1; k < length; ++k) {
+      const auto next = static_cast<unsigned char>(text[i + k]);
+      if ((next & 0xc0) != 0x80) return false;
+      point = (point << 6) | (next & 0x3f);
+    }
+    const char32_t smallest[] = {0, 0, 0x80, 0x800, 0x10000};
+    if (point < smallest[length] || point > 0x10ffff || (point >= 0xd800 && point <= 0xdfff))
+      return false;
+    i += length;
   }
+  return true;
+}
+
+// Settings end up in logs, keys and JSON bodies: valid UTF-8, no control characters (C0, DEL,
+// C1 as U+0080..U+009F).
+void check_text(const std::string& name, std::string_view value) {
+  bool ok = valid_utf8(value);
+  for (std::size_t i = 0; ok && i < value.size(); ++i) {
+    const auto c = static_cast<unsigned char>(value[i]);
+    ok = c >= 0x20 && c != 0x7f &&
+         !(c == 0xc2 && i + 1 < value.size() && static_cast<unsigned char>(value[i + 1]) < 0xa0);
+  }
+  if (!ok) invalid(name, value, "must be valid UTF-8 without control characters");
+}
+
+// An IP literal, or a host name that is well formed (RFC 1123) and resolves.
+void check_host(const std::string& host) {
+  const std::string name = "HOST";
+  check_text(name, host);
+  boost::system::error_code ec;
+  boost::asio::ip::make_address(host, ec);
+  if (!ec) return;
+  const std::string expected = "expected an IP address or a host name that resolves";
+  if (host.empty() || host.size() > 253 || host.find(':') != std::string::npos)
+    invalid(name, host, expected);
+  std::string_view rest = host;
+  if (rest.back() == '.') rest.remove_suffix(1);  // a fully qualified name
+  for (;;) {
+    const auto dot = rest.find('.');
+    const std::string_view label = rest.substr(0, dot);
+    const bool shape_ok =
+        !label.empty() && label.size() <= 63 && label.front() != '-' && label.back() != '-';
+    bool chars_ok = true;
+    for (char c : label)
+      chars_ok = chars_ok && (std::isalnum(static_cast<unsigned char>(c)) || c == '-');
+    if (!shape_ok || !chars_ok) invalid(name, host, expected + " (not a valid host name)");
+    if (dot == std::string_view::npos) break;
+    rest.remove_prefix(dot + 1);
+  }
+  // A name of digits and dots would be a mistyped IPv4 address (no top-level domain is numeric).
+  if (host.find_first_not_of("0123456789.") == std::string::npos)
+    invalid(name, host, "not a valid IPv4 address");
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE;
+  addrinfo* result = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &result);
+  if (result != nullptr) ::freeaddrinfo(result);
+  if (rc != 0) invalid(name, host, expected + " (" + ::gai_strerror(rc) + ")");
+}
+
+// `prefix` is RATE or MIDDLEWARE: each error names the one variable that is wrong.
+Rate make_rate(const std::string& prefix, const RateSettings& s) {
+  if (s.permits < 1) invalid(prefix + "_PERMITS", std::to_string(s.permits), "must be at least 1");
+  if (s.burst < 0) invalid(prefix + "_BURST", std::to_string(s.burst), "must be 0 or more");
+  check_text(prefix + "_PERIOD", s.period);
+  Nanos period{};
+  try {
+    period = parse_duration(s.period);
+  } catch (const std::invalid_argument& e) {
+    invalid(prefix + "_PERIOD", s.period, e.what());
+  }
+  if (period <= Nanos::zero()) invalid(prefix + "_PERIOD", s.period, "must be greater than zero");
+  try {
+    return Rate(s.permits, period, s.burst);
+  } catch (const std::invalid_argument& e) {
+    // Only the combination is wrong (an emission interval below 1 ns, an overflow).
+    throw std::invalid_argument("invalid " + prefix + "_PERMITS / " + prefix + "_PERIOD / " +
+                                prefix + "_BURST " + std::to_string(s.permits) + " / '" +
+                                detail::printable(s.period) + "' / " + std::to_string(s.burst) +
+                                ": " + e.what());
+  }
+}
+
+// Strings in a body may come from the request (a parse error quotes the bytes it read): replace
+// invalid UTF-8 rather than throw while answering.
+std::string to_text(const json& value) {
+  return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 beast::Response json_response(bhttp::status status, const json& body, unsigned version) {
   beast::Response res{status, version};
   res.set(bhttp::field::content_type, "application/json");
-  res.body() = body.dump();
+  res.body() = to_text(body);
   return res;
+}
+
+// Deeper bodies are refused before parsing: serialising a value is recursive, and echoing a
+// 1 MB body of "[[[..." crashed the process (stack overflow in dump()).
+constexpr int kMaxJsonDepth = 128;
+
+bool nested_deeper_than(std::string_view text, int limit) {
+  int depth = 0;
+  bool in_string = false;
+  bool escaped = false;
+  for (const char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > limit) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
+beast::Response json_invalid(const std::string& error, unsigned version) {
+  // FastAPI's shape for a body that is not JSON.
+  return json_response(bhttp::status::unprocessable_entity,
+                       {{"detail",
+                         {{{"type", "json_invalid"},
+                           {"loc", {"body"}},
+                           {"msg", "JSON decode error"},
+                           {"ctx", {{"error", error}}}}}}},
+                       version);
+}
+
+constexpr std::string_view kInternalError = R"({"detail":"Internal Server Error"})";
+
+// One allocation holds what the (possibly asynchronous) completion needs; the view refers to
+// the request inside it, so neither moves again.
+struct Exchange {
+  Exchange(beast::Request&& r, const beast::Connection& c, beast::Send s)
+      : request(std::move(r)), view(request, c), send(std::move(s)) {}
+  beast::Request request;
+  beast::BeastRequestView view;
+  beast::Send send;
+};
+
+void answer_internal_error(Exchange& exchange, const char* what) noexcept {
+  try {
+    spdlog::error("pacer-demo: answering {} {} failed: {}",
+                  detail::printable(exchange.view.method()),
+                  detail::printable(exchange.view.path()), what);
+    beast::Response res{bhttp::status::internal_server_error, exchange.request.version()};
+    res.set(bhttp::field::content_type, "application/json");
+    res.body() = kInternalError;
+    exchange.send(std::move(res));  // ignored if the failure was in the first send
+  } catch (...) {
+    // Out of memory: the Send, destroyed unanswered with the exchange, answers 500 itself.
+  }
 }
 
 json rate_json(const RateSettings& s) {
@@ -87,26 +268,40 @@ DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv
   if (auto v = get("PORT")) c.port = static_cast<std::uint16_t>(parse_int("PORT", *v, 0, 65535));
   if (auto v = get("TRUSTED_PROXIES")) c.trusted_proxies = *v;
   if (auto v = get("THREADS")) c.threads = static_cast<unsigned>(parse_int("THREADS", *v, 0, 256));
+  if (auto v = get("MAX_CONNECTIONS"))
+    c.max_connections = static_cast<std::size_t>(parse_int("MAX_CONNECTIONS", *v, 0, 10'000'000));
   if (auto v = get("REDIS_TIMEOUT_MS"))
     c.redis_timeout = std::chrono::milliseconds(parse_int("REDIS_TIMEOUT_MS", *v, 1, 60'000));
   return c;
 }
 
 void validate(const DemoConfig& config) {
-  make_rate("RATE_*", config.rate);
-  if (config.use_middleware) make_rate("MIDDLEWARE_*", config.middleware);
-  http::TrustedProxies::parse(config.trusted_proxies);
-  if (config.service_name.empty() || config.service_name != http::sanitize_identity(config.service_name) ||
-      config.service_name.size() > 64)
-    throw std::invalid_argument("invalid SERVICE_NAME '" + detail::printable(config.service_name) +
-                                "': must be 1 to 64 printable characters without braces");
+  // The service name is the key prefix and appears in every body: short, printable, no braces
+  // (they would change the Redis Cluster hash tag).
+  const std::string& service = config.service_name;
+  if (service.empty() || service.size() > 64 || service.find_first_of("{}") != std::string::npos)
+    invalid("SERVICE_NAME", service, "must be 1 to 64 printable characters without braces");
+  check_text("SERVICE_NAME", service);
+  make_rate("RATE", config.rate);
+  if (config.use_middleware) make_rate("MIDDLEWARE", config.middleware);
+  check_text("TRUSTED_PROXIES", config.trusted_proxies);
+  try {
+    http::TrustedProxies::parse(config.trusted_proxies);
+  } catch (const std::invalid_argument& e) {
+    invalid("TRUSTED_PROXIES", config.trusted_proxies, e.what());
+  }
   if (!config.redis_url.empty()) {
+    check_text("REDIS_URL", config.redis_url);
     try {
       redis::parse_redis_url(config.redis_url);
     } catch (const std::invalid_argument& e) {
       throw std::invalid_argument(std::string("REDIS_URL: ") + e.what());
     }
   }
+  if (config.threads > 256)
+    invalid("THREADS (--threads)", std::to_string(config.threads),
+            "expected a whole number from 0 (one per core) to 256");
+  check_host(config.host);
 }
 
 DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
@@ -144,14 +339,14 @@ DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
                       .scope = http::Scope::kRoute,
                       .body = http::BodyStyle::kNested});
   };
-  route("GET", "/limited", Policy("limited", {make_rate("RATE_*", config_.rate)}), by_ip);
+  route("GET", "/limited", Policy("limited", {make_rate("RATE", config_.rate)}), by_ip);
   route("GET", "/custom", Policy("custom", {Rate(5, std::chrono::seconds(10), 2)}), by_ip);
   route("POST", "/post", Policy("post", {Rate(3, std::chrono::minutes(1), 0)}), by_ip);
   route("GET", "/api-key", Policy("api_key", {Rate(20, std::chrono::minutes(1), 5)}),
         http::Identity::first_of({http::Identity::api_key(), by_ip}));
   if (config_.use_middleware) {
     http_->set_middleware(
-        {.rule = {.policy = Policy("global", {make_rate("MIDDLEWARE_*", config_.middleware)}),
+        {.rule = {.policy = Policy("global", {make_rate("MIDDLEWARE", config_.middleware)}),
                   .identity = by_ip,
                   .scope = http::Scope::kApp,
                   .body = http::BodyStyle::kFlat},
@@ -159,35 +354,38 @@ DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
   }
 }
 
-DemoApp::~DemoApp() = default;
+DemoApp::~DemoApp() {
+  // Pending checks are answered now, while the routes, limiter and sends they use still exist
+  // (pacer/store.h: shut the store down before what its handlers refer to).
+  store_->shutdown();
+}
 
 void DemoApp::handle(beast::Request&& request, const beast::Connection& connection,
                      beast::Send send) {
-  // One allocation holds what the (possibly asynchronous) completion needs; the view refers to
-  // the request inside it, so neither moves again.
-  struct Exchange {
-    Exchange(beast::Request&& r, const beast::Connection& c, beast::Send s)
-        : request(std::move(r)), view(request, c), send(std::move(s)) {}
-    beast::Request request;
-    beast::BeastRequestView view;
-    beast::Send send;
-  };
   auto exchange = std::make_unique<Exchange>(std::move(request), connection, std::move(send));
   const http::RequestView& view = exchange->view;
-  http_->check(view, [this, exchange = std::move(exchange)](http::Verdict&& v) {
-    beast::Response res;
-    if (v.status != 0) {
-      res = beast::Response{static_cast<bhttp::status>(v.status), exchange->request.version()};
-      res.set(bhttp::field::content_type, "application/json");
-      res.body() = std::move(v.body);
-    } else {
-      res = route(exchange->request, exchange->view);
+  // The completion may run inside a Redis connection's read handler: nothing may escape it.
+  // Whatever throws while answering is this request's 500, and only this request's.
+  http_->check(view, [this, exchange = std::move(exchange)](http::Verdict&& v) noexcept {
+    try {
+      beast::Response res;
+      if (v.status != 0) {
+        res = beast::Response{static_cast<bhttp::status>(v.status), exchange->request.version()};
+        res.set(bhttp::field::content_type, "application/json");
+        res.body() = std::move(v.body);
+      } else {
+        res = route(exchange->request, exchange->view);
+      }
+      // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
+      for (auto& [name, value] : v.headers)
+        res.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
+                   value);
+      exchange->send(std::move(res));
+    } catch (const std::exception& e) {
+      answer_internal_error(*exchange, e.what());
+    } catch (...) {
+      answer_internal_error(*exchange, "unknown exception");
     }
-    // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
-    for (auto& [name, value] : v.headers)
-      res.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
-                 value);
-    exchange->send(std::move(res));
   });
 }
 
@@ -285,17 +483,15 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   }
   if (path == "/post") {
     if (method != "POST") return not_allowed();
+    if (nested_deeper_than(req.body(), kMaxJsonDepth))
+      return json_invalid("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
+                          version);
     json body;
     try {
       body = json::parse(req.body());
-    } catch (const json::parse_error& e) {
-      return json_response(bhttp::status::unprocessable_entity,
-                           {{"detail",
-                             {{{"type", "json_invalid"},
-                               {"loc", {"body"}},
-                               {"msg", "JSON decode error"},
-                               {"ctx", {{"error", e.what()}}}}}}},
-                           version);
+    } catch (const json::exception& e) {
+      // parse_error, and out_of_range for numbers beyond a double ("1e99999").
+      return json_invalid(e.what(), version);
     }
     return json_response(bhttp::status::ok, {{"received", body}}, version);
   }

@@ -37,16 +37,19 @@ struct DemoConfig {
   std::uint16_t port = 8000;
   std::string trusted_proxies = "loopback";
   unsigned threads = 0;
+  std::size_t max_connections = 0;  // 0 = derived from the descriptor limit (see beast/server.h)
 };
 
 // Reads SERVICE_NAME, REDIS_URL, RATE_PERMITS, RATE_PERIOD, RATE_BURST, FAIL_MODE,
 // USE_MIDDLEWARE, MIDDLEWARE_PERMITS, MIDDLEWARE_PERIOD, MIDDLEWARE_BURST, HOST, PORT,
-// TRUSTED_PROXIES, THREADS and REDIS_TIMEOUT_MS through `getenv`. Throws std::invalid_argument naming the
-// variable and its bad value.
+// TRUSTED_PROXIES, THREADS, MAX_CONNECTIONS and REDIS_TIMEOUT_MS through `getenv`. Throws
+// std::invalid_argument naming the variable and its bad value.
 DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv);
 
-// Checks everything that can be checked before serving (rates, durations, proxies, the
-// service name as a key prefix). Throws std::invalid_argument naming the bad value.
+// Checks everything that can be checked before serving: rates, durations, proxies, the Redis URL,
+// the service name as a key prefix, threads, and HOST (an IP address or a name that resolves);
+// every string must be valid UTF-8 without control characters. Throws std::invalid_argument
+// naming the variable (or flag) and its bad value.
 void validate(const DemoConfig& config);
 
 class DemoApp {

@@ -2,15 +2,15 @@
 //
 //   pacer-demo                          # 127.0.0.1:8000, settings from the environment
 //   RATE_PERMITS=100 pacer-demo --port 9000 --use-middleware true
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
+#include <CLI/CLI.hpp>
+#include <boost/asio/io_context.hpp>
 #include <cstdlib>
 #include <exception>
 
-#include <boost/asio/io_context.hpp>
-
 #include "demo_app.h"
+#include "pacer/detail/text.h"
 
 int main(int argc, char** argv) {
   using pacer::demo::DemoConfig;
@@ -41,7 +41,11 @@ int main(int argc, char** argv) {
   cli.add_option("--port", config.port, "PORT to listen on (0 = any free port)");
   cli.add_option("--trusted-proxies", config.trusted_proxies,
                  "TRUSTED_PROXIES: CIDRs whose forwarding headers are believed");
-  cli.add_option("--threads", config.threads, "THREADS serving requests (0 = one per core)");
+  cli.add_option("--threads", config.threads, "THREADS serving requests (0 = one per core)")
+      ->check(CLI::Range(0, 256));
+  cli.add_option("--max-connections", config.max_connections,
+                 "MAX_CONNECTIONS open at once (0 = from the descriptor limit)")
+      ->check(CLI::Range(0, 10'000'000));
   int redis_timeout_ms = static_cast<int>(config.redis_timeout.count());
   cli.add_option("--redis-timeout-ms", redis_timeout_ms, "REDIS_TIMEOUT_MS per decision")
       ->check(CLI::Range(1, 60'000));
@@ -52,11 +56,26 @@ int main(int argc, char** argv) {
     config.redis_timeout = std::chrono::milliseconds(redis_timeout_ms);
     pacer::demo::validate(config);
     std::unique_ptr<pacer::demo::DemoApp> app;
-    pacer::beast::Server server(
-        {.host = config.host, .port = config.port, .threads = config.threads,
-         .handle_signals = true},
-        [&app](pacer::beast::Request&& req, const pacer::beast::Connection& conn,
-               pacer::beast::Send send) { app->handle(std::move(req), conn, std::move(send)); });
+    auto server_or_error = [&] {
+      try {
+        return std::make_unique<pacer::beast::Server>(
+            pacer::beast::ServerOptions{.host = config.host,
+                                        .port = config.port,
+                                        .threads = config.threads,
+                                        .handle_signals = true,
+                                        .max_connections = config.max_connections},
+            [&app](pacer::beast::Request&& req, const pacer::beast::Connection& conn,
+                   pacer::beast::Send send) {
+              app->handle(std::move(req), conn, std::move(send));
+            });
+      } catch (const std::exception& e) {
+        // Name the settings the operator can change, not only the socket call that failed.
+        throw std::runtime_error("cannot listen on HOST '" + pacer::detail::printable(config.host) +
+                                 "' PORT " + std::to_string(config.port) + ": " + e.what());
+      }
+    };
+    std::unique_ptr<pacer::beast::Server> server_owner = server_or_error();
+    pacer::beast::Server& server = *server_owner;
     // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
     std::vector<boost::asio::io_context*> workers;
     for (unsigned i = 0; i < server.threads(); ++i) workers.push_back(&server.io_context(i));

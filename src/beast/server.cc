@@ -1,8 +1,10 @@
 #include "pacer/beast/server.h"
 
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <atomic>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -17,15 +19,18 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/write.hpp>
+#include <cerrno>
 #include <charconv>
 #include <condition_variable>
 #include <csignal>
+#include <cstring>
 #include <exception>
 #include <limits>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
 
+#include "pacer/detail/text.h"
 #include "spdlog/spdlog.h"
 
 namespace pacer::beast {
@@ -46,6 +51,8 @@ using Parser = http::request_parser<http::string_body>;
 using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
 
 constexpr std::string_view kBadRequest = R"({"detail":"Bad request"})";
+constexpr std::string_view kCodingNotImplemented =
+    R"({"detail":"Transfer coding not implemented"})";
 constexpr std::string_view kHeaderTooLarge = R"({"detail":"Request header fields too large"})";
 constexpr std::string_view kBodyTooLarge = R"({"detail":"Request body too large"})";
 constexpr std::string_view kInternalError = R"({"detail":"Internal Server Error"})";
@@ -70,6 +77,102 @@ bool is_http_error(const error_code& ec) {
   return ec.category() == category;
 }
 
+// Descriptors left for everything but client connections (listeners, io_context internals,
+// Redis connections, log files) when the connection cap is derived from RLIMIT_NOFILE.
+constexpr std::size_t kReservedDescriptors = 64;
+// Never ask for more than this (Linux's default fs.nr_open), even when the hard limit is
+// "unlimited": setrlimit would fail above nr_open.
+constexpr rlim_t kMaxDescriptors = rlim_t{1} << 20;
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (when asked) and returns the soft limit in
+// force, and a note for the log saying what happened.
+std::size_t descriptor_limit(bool raise, std::string& note) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) {
+    note = "unknown (getrlimit failed), assuming 1024";
+    return 1024;
+  }
+  const rlim_t hard = std::min(limit.rlim_max, kMaxDescriptors);
+  note = "hard limit " + (limit.rlim_max == RLIM_INFINITY ? std::string("unlimited")
+                                                          : std::to_string(limit.rlim_max));
+  if (raise && limit.rlim_cur < hard) {
+    const rlim_t before = limit.rlim_cur;
+    limit.rlim_cur = hard;
+    if (::setrlimit(RLIMIT_NOFILE, &limit) == 0) {
+      note += ", raised from " + std::to_string(before);
+    } else {
+      limit.rlim_cur = before;
+      note += std::string(", could not raise: ") + std::strerror(errno);
+    }
+  }
+  return static_cast<std::size_t>(std::min(limit.rlim_cur, kMaxDescriptors));
+}
+
+// What a Transfer-Encoding header means for a request (RFC 9112 §6.1, §6.3).
+enum class Framing { kOk, kBad, kNotImplemented };
+
+// Only "chunked", exactly once and last, is a framing this server understands; anything else
+// could make a proxy in front of it and this server disagree on where the body ends (request
+// smuggling). Several Transfer-Encoding lines are one comma-separated list.
+Framing check_transfer_encoding(const Parser& parser) {
+  const auto& header = parser.get();
+  const auto [first, last] = header.equal_range(http::field::transfer_encoding);
+  if (first == last) return Framing::kOk;
+  // HTTP/1.0 has no transfer codings, and a length next to a coding is ambiguous by design.
+  if (header.version() < 11) return Framing::kBad;
+  if (header.find(http::field::content_length) != header.end()) return Framing::kBad;
+  std::size_t codings = 0;
+  bool chunked_last = false;
+  bool other = false;
+  for (auto it = first; it != last; ++it) {
+    std::string_view list = to_std(it->value());
+    while (!list.empty()) {
+      const auto comma = list.find(',');
+      const std::string_view element = pacer::detail::trim(list.substr(0, comma));
+      list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
+      if (element.empty()) continue;  // empty list elements are allowed and mean nothing
+      // Chunked was applied already: nothing may follow it, not even chunked again.
+      if (chunked_last) return Framing::kBad;
+      ++codings;
+      // "chunked" takes no parameters; other codings may ("gzip;q=1"), they are not read.
+      if (pacer::http::iequals(element, "chunked")) {
+        chunked_last = true;
+      } else {
+        other = true;
+      }
+    }
+  }
+  if (codings == 0 || !chunked_last) return Framing::kBad;
+  if (other) return Framing::kNotImplemented;  // framing is clear, but the body is encoded
+  // Beast must read the body as chunked too, or the check above protects nothing.
+  return parser.chunked() ? Framing::kOk : Framing::kBad;
+}
+
+// At most one line a second for a kind of event; the next line says how many were left out.
+class LogThrottle {
+ public:
+  // True when a line may be written now; `skipped` then holds how many were not since the last.
+  bool allow(std::uint64_t& skipped) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_) {
+      ++suppressed_;
+      return false;
+    }
+    next_ = now + std::chrono::seconds(1);
+    skipped = std::exchange(suppressed_, 0);
+    return true;
+  }
+
+ private:
+  std::chrono::steady_clock::time_point next_{};
+  std::uint64_t suppressed_ = 0;
+};
+
+std::string skipped_note(std::uint64_t skipped) {
+  return skipped == 0 ? std::string()
+                      : " (" + std::to_string(skipped) + " more since the last such line)";
+}
+
 class Session;
 struct Worker;
 
@@ -83,6 +186,7 @@ struct Server::Impl {
   ServerOptions options;
   Handler handler;
   std::uint16_t port = 0;
+  std::size_t max_connections = 0;  // all workers together
   // Declared before `signals`, which lives on worker 0's io_context and must go first.
   std::vector<std::unique_ptr<Worker>> workers;
   std::optional<asio::signal_set> signals;
@@ -104,10 +208,14 @@ struct Worker {
 
   void listen(const tcp::endpoint& endpoint, bool reuse_port);
   void accept();
+  void admit(Socket&& socket);
+  void on_accept_error(const error_code& ec);
+  Session* find_victim(const char*& what) const;
   void run();
   void begin_shutdown();
   void link(Session* session);
   void unlink(Session* session);
+  void requeue(Session* session);
 
   Server::Impl& server;
   const unsigned index;
@@ -117,8 +225,21 @@ struct Worker {
   Acceptor acceptor{ioc.get_executor()};
   asio::steady_timer accept_retry{ioc};
   asio::steady_timer grace{ioc};
-  Session* sessions = nullptr;  // intrusive list of live sessions, for shutdown
+  // Intrusive list of live sessions (for shutdown and shedding), ordered by when each last
+  // started to wait for a request: the head has waited longest.
+  Session* sessions = nullptr;
+  Session* tail = nullptr;
+  std::size_t open = 0;             // sessions in the list, each holding a socket
+  std::size_t max_connections = 1;  // this worker's share of the cap
   bool stopping = false;
+  LogThrottle cap_log;
+  LogThrottle accept_log;
+  // Read by Server::stats() from any thread.
+  std::atomic<std::uint64_t> open_count{0};
+  std::atomic<std::uint64_t> shed{0};
+  std::atomic<std::uint64_t> refused{0};
+  std::atomic<std::uint64_t> accept_failures{0};
+  std::atomic<std::uint64_t> escaped_exceptions{0};
 };
 
 // One connection. Owned by the pending operation's handler (or by the Send awaiting a response),
@@ -174,6 +295,16 @@ class Session : public std::enable_shared_from_this<Session> {
     if (state_ == State::kReadingHeader && buffer_.size() == 0) finish();
   }
 
+  // For shedding at the connection cap (Worker::find_victim).
+  bool reading_header() const { return state_ == State::kReadingHeader; }
+  // Served before and now waiting for the next request, with no byte of it received.
+  bool idle_keep_alive() const {
+    return state_ == State::kReadingHeader && buffer_.size() == 0 && generation_ > 0;
+  }
+  // Answered and closed for sending; only reading what the client still sends.
+  bool draining() const { return state_ == State::kClosing; }
+  const std::string& peer() const { return connection_.peer_address; }
+
   void finish() {
     if (state_ == State::kDone) return;
     state_ = State::kDone;
@@ -198,6 +329,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void read_request() {
     state_ = State::kReadingHeader;
+    worker_.requeue(this);
     parser_.emplace();
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(options().header_limit, std::numeric_limits<std::uint32_t>::max())));
@@ -211,6 +343,16 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(error_code ec) {
     if (state_ == State::kDone) return;
     if (ec) return on_read_error(ec);
+    // Before the body is read or anything dispatched: a body framed in a way we might not share
+    // with a proxy must not be read as the next request.
+    switch (check_transfer_encoding(*parser_)) {
+      case Framing::kOk:
+        break;
+      case Framing::kBad:
+        return answer_error(http::status::bad_request, kBadRequest);
+      case Framing::kNotImplemented:
+        return answer_error(http::status::not_implemented, kCodingNotImplemented);
+    }
     if (parser_->is_done()) return dispatch();
     state_ = State::kReadingBody;
     const auto& fields = parser_->get();
@@ -337,10 +479,9 @@ class Session : public std::enable_shared_from_this<Session> {
     state_ = State::kWriting;
     stream_.expires_after(options().idle_timeout);
     serialize_response();
-    asio::async_write(stream_, asio::buffer(out_),
-                      [self = shared_from_this()](error_code ec, std::size_t) {
-                        self->on_write(ec);
-                      });
+    asio::async_write(
+        stream_, asio::buffer(out_),
+        [self = shared_from_this()](error_code ec, std::size_t) { self->on_write(ec); });
   }
 
   // One contiguous buffer per response: Beast's serializer hands the kernel a buffer per
@@ -496,22 +637,93 @@ void Worker::listen(const tcp::endpoint& endpoint, bool reuse_port) {
 void Worker::accept() {
   acceptor.async_accept([this](error_code ec, Socket socket) {
     if (stopping || ec == asio::error::operation_aborted) return;
-    if (ec) {
-      if (ec == asio::error::connection_aborted) return accept();  // the client gave up
-      // Out of descriptors or memory: accepting again at once would spin.
-      spdlog::warn("pacer::beast: accept failed: {}; retrying in 100 ms", ec.message());
-      accept_retry.expires_after(std::chrono::milliseconds(100));
-      accept_retry.async_wait([this](error_code wait_ec) {
-        if (!wait_ec && !stopping) accept();
-      });
+    if (ec) return on_accept_error(ec);
+    admit(std::move(socket));
+    accept();
+  });
+}
+
+// The connection that can best be closed to make room, or null. In this order: one that was
+// answered and only drains, the oldest idle keep-alive one, the one that has been reading its
+// header the longest (slowloris). Never one whose request is being handled or answered.
+Session* Worker::find_victim(const char*& what) const {
+  Session* idle = nullptr;
+  Session* slow = nullptr;
+  for (Session* session = sessions; session != nullptr; session = session->next) {
+    if (session->draining()) {
+      what = "an answered connection still draining";
+      return session;
+    }
+    if (idle == nullptr && session->idle_keep_alive()) idle = session;
+    if (slow == nullptr && session->reading_header()) slow = session;
+  }
+  if (idle != nullptr) {
+    what = "the oldest idle keep-alive connection";
+    return idle;
+  }
+  what = "the connection reading its request header the longest";
+  return slow;
+}
+
+void Worker::admit(Socket&& socket) {
+  if (open >= max_connections) {
+    const char* what = "";
+    Session* victim = find_victim(what);
+    std::uint64_t skipped = 0;
+    if (victim == nullptr) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+      error_code ignored;
+      const auto peer = socket.remote_endpoint(ignored);
+      socket.close(ignored);
+      if (cap_log.allow(skipped)) {
+        spdlog::warn(
+            "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
+            "refused a new one from {}{}",
+            index, max_connections, peer.address().to_string(), skipped_note(skipped));
+      }
       return;
     }
-    error_code ignored;
-    socket.set_option(tcp::no_delay(true), ignored);
-    auto session = std::make_shared<Session>(*this, std::move(socket));
-    link(session.get());
-    session->start();
-    accept();
+    shed.fetch_add(1, std::memory_order_relaxed);
+    if (cap_log.allow(skipped)) {
+      spdlog::warn(
+          "pacer::beast: worker {}: connection cap of {} reached: closed {} (from {}) "
+          "to make room{}",
+          index, max_connections, what, victim->peer(), skipped_note(skipped));
+    }
+    victim->finish();
+  }
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto session = std::make_shared<Session>(*this, std::move(socket));
+  link(session.get());
+  session->start();
+}
+
+void Worker::on_accept_error(const error_code& ec) {
+  if (ec == asio::error::connection_aborted) return accept();  // the client gave up
+  accept_failures.fetch_add(1, std::memory_order_relaxed);
+  // Out of descriptors (EMFILE, ENFILE) or memory: make room the way the cap does, then accept
+  // again at once. Other errors, or nothing to close: wait a little instead of spinning.
+  const bool out_of_resources = ec.category() == boost::system::system_category() &&
+                                (ec.value() == EMFILE || ec.value() == ENFILE ||
+                                 ec.value() == ENOBUFS || ec.value() == ENOMEM);
+  const char* what = "";
+  Session* victim = out_of_resources ? find_victim(what) : nullptr;
+  std::uint64_t skipped = 0;
+  if (accept_log.allow(skipped)) {
+    spdlog::warn("pacer::beast: worker {}: accept failed: {} ({} connections open); {}{}", index,
+                 ec.message(), open,
+                 victim != nullptr ? std::string("closing ") + what : "retrying in 100 ms",
+                 skipped_note(skipped));
+  }
+  if (victim != nullptr) {
+    shed.fetch_add(1, std::memory_order_relaxed);
+    victim->finish();
+    return accept();
+  }
+  accept_retry.expires_after(std::chrono::milliseconds(100));
+  accept_retry.async_wait([this](error_code wait_ec) {
+    if (!wait_ec && !stopping) accept();
   });
 }
 
@@ -521,7 +733,18 @@ void Worker::run() {
       ioc.run();
       return;
     } catch (const std::exception& e) {
-      spdlog::error("pacer::beast: worker {}: {}", index, e.what());
+      // Whatever threw was a completion of something running on this io_context (ours, or a
+      // client the application runs here) and has lost its continuation. Handlers must not
+      // throw (pacer/store.h); say so loudly and keep serving the other connections.
+      escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("pacer::beast: worker {}: an exception escaped a completion handler ({}); "
+                    "that operation is lost, the worker goes on",
+                    index, e.what());
+    } catch (...) {
+      escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error("pacer::beast: worker {}: an exception of unknown type escaped a completion "
+                    "handler; that operation is lost, the worker goes on",
+                    index);
     }
   }
 }
@@ -558,16 +781,36 @@ void Worker::begin_shutdown() {
 }
 
 void Worker::link(Session* session) {
-  session->next = sessions;
-  if (sessions != nullptr) sessions->prev = session;
-  sessions = session;
+  session->prev = tail;
+  session->next = nullptr;
+  if (tail != nullptr) tail->next = session;
+  tail = session;
+  if (sessions == nullptr) sessions = session;
+  ++open;
+  open_count.store(open, std::memory_order_relaxed);
+}
+
+// To the tail: the session starts to wait for a request now.
+void Worker::requeue(Session* session) {
+  if (tail == session) return;
+  if (session->prev != nullptr) session->prev->next = session->next;
+  if (session->next != nullptr) session->next->prev = session->prev;
+  if (sessions == session) sessions = session->next;
+  session->prev = tail;
+  session->next = nullptr;
+  if (tail != nullptr) tail->next = session;
+  tail = session;
+  if (sessions == nullptr) sessions = session;
 }
 
 void Worker::unlink(Session* session) {
   if (session->prev != nullptr) session->prev->next = session->next;
   if (session->next != nullptr) session->next->prev = session->prev;
   if (sessions == session) sessions = session->next;
+  if (tail == session) tail = session->prev;
   session->prev = session->next = nullptr;
+  --open;
+  open_count.store(open, std::memory_order_relaxed);
   if (stopping && sessions == nullptr) {
     grace.cancel();
     ioc.stop();
@@ -590,6 +833,24 @@ Server::Impl::Impl(ServerOptions options_in, Handler handler_in)
     if (i == 0) endpoint.port(workers.back()->acceptor.local_endpoint().port());
   }
   port = endpoint.port();
+
+  std::string note;
+  const std::size_t descriptors = descriptor_limit(options.raise_fd_limit, note);
+  const std::size_t wanted = options.max_connections != 0
+                                 ? options.max_connections
+                                 : descriptors - std::min(kReservedDescriptors, descriptors / 2);
+  const std::size_t per_worker = std::max<std::size_t>(1, wanted / count);
+  for (auto& worker : workers) worker->max_connections = per_worker;
+  max_connections = per_worker * count;
+  spdlog::info("pacer::beast: descriptor limit {} ({}); up to {} connections ({} per worker{})",
+               descriptors, note, max_connections, per_worker,
+               options.max_connections != 0 ? "" : ", derived from the descriptor limit");
+  if (max_connections > descriptors) {
+    spdlog::warn(
+        "pacer::beast: the connection cap {} is above the descriptor limit {}: accept "
+        "will fail before the cap is reached, and connections are shed then",
+        max_connections, descriptors);
+  }
 }
 
 void Server::Impl::stop() {
@@ -657,6 +918,20 @@ void Server::stop() { impl_->stop(); }
 std::uint16_t Server::port() const { return impl_->port; }
 
 unsigned Server::threads() const { return static_cast<unsigned>(impl_->workers.size()); }
+
+std::size_t Server::max_connections() const { return impl_->max_connections; }
+
+ServerStats Server::stats() const {
+  ServerStats stats;
+  for (const auto& worker : impl_->workers) {
+    stats.open_connections += worker->open_count.load(std::memory_order_relaxed);
+    stats.shed += worker->shed.load(std::memory_order_relaxed);
+    stats.refused += worker->refused.load(std::memory_order_relaxed);
+    stats.accept_failures += worker->accept_failures.load(std::memory_order_relaxed);
+    stats.escaped_exceptions += worker->escaped_exceptions.load(std::memory_order_relaxed);
+  }
+  return stats;
+}
 
 boost::asio::io_context& Server::io_context(unsigned worker) {
   return impl_->workers.at(worker)->ioc;

@@ -5,15 +5,20 @@
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
+#include <spdlog/sinks/ringbuffer_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <csignal>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -35,6 +40,7 @@ using pacer::beast::Response;
 using pacer::beast::Send;
 using pacer::beast::Server;
 using pacer::beast::ServerOptions;
+using pacer::beast::ServerStats;
 
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -661,6 +667,304 @@ TEST(BeastServer, StopBeforeStartAndDestroyWithoutStart) {
     server.wait();   // returns at once
   }
   { Server server(test_options(), echo); }  // destructor alone is fine
+}
+
+// --- Request smuggling (RFC 9112 §6.1) ------------------------------------------------------
+
+// Records every target the handler sees, to prove a smuggled request never reached it.
+struct Recorder {
+  std::mutex mutex;
+  std::vector<std::string> targets;
+
+  Handler handler() {
+    return [this](Request&& request, const Connection& connection, Send send) {
+      {
+        std::lock_guard lock(mutex);
+        targets.emplace_back(request.target());
+      }
+      echo(std::move(request), connection, std::move(send));
+    };
+  }
+  bool saw(const std::string& target) {
+    std::lock_guard lock(mutex);
+    return std::find(targets.begin(), targets.end(), target) != targets.end();
+  }
+};
+
+TEST(BeastServer, RejectsTransferCodingsThatAreNotChunkedLastWith400AndClose) {
+  Recorder recorder;
+  auto server = start_server(recorder.handler());
+  // Each would otherwise frame the body differently than a proxy in front of us might.
+  const std::vector<std::string> cases{
+      "Transfer-Encoding: identity\r\n",
+      "Transfer-Encoding: gzip\r\n",
+      "Transfer-Encoding: deflate\r\n",
+      "Transfer-Encoding: compress\r\n",
+      "Transfer-Encoding: x-custom\r\n",
+      "Transfer-Encoding: chunked, identity\r\n",
+      "Transfer-Encoding: identity, chunked, identity\r\n",
+      "Transfer-Encoding: chunked, chunked\r\n",
+      "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",   // two lines, one list
+      "Transfer-Encoding: chunked\r\nTransfer-Encoding: identity\r\n",  // last line wins
+      "Transfer-Encoding: \r\n",
+      "Transfer-Encoding: ,\r\n",
+      "Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+      "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+      "Transfer-Encoding: identity\r\nContent-Length: 5\r\n",
+  };
+  int n = 0;
+  for (const auto& framing : cases) {
+    SCOPED_TRACE(framing);
+    const std::string smuggled = "/smuggled-" + std::to_string(n++);
+    Client client(server->port());
+    ASSERT_TRUE(client.connected());
+    // A body that is itself a request: read as "no body" it would run as a second request.
+    const std::string body = "GET " + smuggled + " HTTP/1.1\r\nHost: test\r\n\r\n";
+    ASSERT_TRUE(
+        client.send_all("POST /front HTTP/1.1\r\nHost: test\r\n" + framing + "\r\n" + body));
+    auto response = client.read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 400);
+    EXPECT_EQ(response->body, R"({"detail":"Bad request"})");
+    EXPECT_EQ(lower(response->header("Connection").value_or("")), "close");
+    EXPECT_TRUE(client.closed_by_server());  // nothing more: the smuggled request is unanswered
+    EXPECT_FALSE(recorder.saw(smuggled));
+    EXPECT_FALSE(recorder.saw("/front"));
+  }
+}
+
+TEST(BeastServer, RejectsTransferEncodingOnHttp10) {
+  Recorder recorder;
+  auto server = start_server(recorder.handler());
+  Client client(server->port());
+  ASSERT_TRUE(client.send_all(
+      "POST /old HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"));
+  auto response = client.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 400);
+  EXPECT_TRUE(client.closed_by_server());
+  EXPECT_FALSE(recorder.saw("/old"));
+}
+
+TEST(BeastServer, UnsupportedCodingBeforeChunkedIs501AndClose) {
+  Recorder recorder;
+  auto server = start_server(recorder.handler());
+  Client client(server->port());
+  ASSERT_TRUE(
+      client.send_all("POST /zip HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                      "5\r\nhello\r\n0\r\n\r\n"));
+  auto response = client.read_response();
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 501);
+  EXPECT_TRUE(client.closed_by_server());
+  EXPECT_FALSE(recorder.saw("/zip"));
+}
+
+TEST(BeastServer, ChunkedRequestsStillWork) {
+  auto server = start_server(echo);
+  Client client(server->port());
+  for (const char* coding : {"chunked", "Chunked", "chunked ", ", chunked"}) {
+    SCOPED_TRACE(coding);
+    auto response = client.request(std::string("POST /c HTTP/1.1\r\nHost: test\r\n") +
+                                   "Transfer-Encoding: " + coding +
+                                   "\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n");
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->body, "POST /c|hello world");
+  }
+  // The connection stays usable after chunked bodies.
+  auto response = client.request(get("/after"));
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->body, "GET /after|");
+}
+
+// --- Connection cap, shedding, descriptor limit -----------------------------------------------
+
+bool wait_until(const std::function<bool()>& done, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(2ms);
+  }
+  return true;
+}
+
+// Captures the log lines of the server (spdlog's default logger) for the test's lifetime.
+class LogCapture {
+ public:
+  LogCapture() : sink_(std::make_shared<spdlog::sinks::ringbuffer_sink_mt>(1000)) {
+    spdlog::default_logger()->sinks().push_back(sink_);
+  }
+  ~LogCapture() {
+    auto& sinks = spdlog::default_logger()->sinks();
+    sinks.erase(std::remove(sinks.begin(), sinks.end(), sink_), sinks.end());
+  }
+  std::vector<std::string> lines_with(const std::string& text) {
+    std::vector<std::string> found;
+    for (const auto& line : sink_->last_formatted())
+      if (line.find(text) != std::string::npos) found.push_back(line);
+    return found;
+  }
+
+ private:
+  std::shared_ptr<spdlog::sinks::ringbuffer_sink_mt> sink_;
+};
+
+TEST(BeastServer, AtTheCapShedsIdleThenSlowestHeadersThenRefuses) {
+  LogCapture log;
+  std::mutex mutex;
+  std::vector<Send> parked;
+  auto options = test_options();
+  options.max_connections = 3;
+  auto server = start_server(
+      [&](Request&& request, const Connection& connection, Send send) {
+        if (request.target() == "/park") {
+          std::lock_guard lock(mutex);
+          parked.push_back(std::move(send));
+          return;
+        }
+        echo(std::move(request), connection, std::move(send));
+      },
+      options);
+  EXPECT_EQ(server->max_connections(), 3U);
+  auto open = [&] { return server->stats().open_connections; };
+
+  Client idle(server->port());  // served once, now an idle keep-alive connection
+  ASSERT_TRUE(idle.request(get("/")));
+  Client slow_old(server->port());  // reading its header since long ago
+  ASSERT_TRUE(slow_old.send_all("GET / HTTP/1.1\r\nHost: te"));
+  ASSERT_TRUE(wait_until([&] { return open() == 2; }));
+  std::this_thread::sleep_for(20ms);
+  Client slow_new(server->port());
+  ASSERT_TRUE(slow_new.send_all("GET / HTTP/1.1\r\n"));
+  ASSERT_TRUE(wait_until([&] { return open() == 3; }));
+
+  // Full: the idle connection goes first, although the slow ones are older.
+  Client busy1(server->port());
+  ASSERT_TRUE(busy1.send_all(get("/park")));
+  EXPECT_TRUE(idle.closed_by_server());
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return parked.size() == 1;
+  }));
+  // Then the connection that has been reading its header the longest.
+  Client busy2(server->port());
+  ASSERT_TRUE(busy2.send_all(get("/park")));
+  EXPECT_TRUE(slow_old.closed_by_server());
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return parked.size() == 2;
+  }));
+  Client busy3(server->port());
+  ASSERT_TRUE(busy3.send_all(get("/park")));
+  EXPECT_TRUE(slow_new.closed_by_server());
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return parked.size() == 3;
+  }));
+
+  // Every connection is busy: the new one is refused (closed without an answer).
+  Client refused(server->port());
+  ASSERT_TRUE(refused.connected());
+  refused.send_all(get("/never"));
+  EXPECT_TRUE(refused.closed_by_server());
+
+  ServerStats stats = server->stats();
+  EXPECT_EQ(stats.open_connections, 3U);
+  EXPECT_EQ(stats.shed, 3U);
+  EXPECT_EQ(stats.refused, 1U);
+  EXPECT_FALSE(log.lines_with("connection cap").empty());
+
+  // The busy ones are answered as usual.
+  {
+    std::lock_guard lock(mutex);
+    for (auto& send : parked) {
+      Response response{http::status::ok, 11};
+      response.body() = "done";
+      send(std::move(response));
+    }
+    parked.clear();
+  }
+  for (Client* client : {&busy1, &busy2, &busy3}) {
+    auto response = client->read_response();
+    ASSERT_TRUE(response);
+    EXPECT_EQ(response->body, "done");
+  }
+}
+
+TEST(BeastServer, RefusalsAreLoggedAtABoundedRate) {
+  LogCapture log;
+  std::mutex mutex;
+  std::vector<Send> parked;
+  auto options = test_options();
+  options.max_connections = 1;
+  auto server = start_server(
+      [&](Request&&, const Connection&, Send send) {
+        std::lock_guard lock(mutex);
+        parked.push_back(std::move(send));
+      },
+      options);
+  Client busy(server->port());
+  ASSERT_TRUE(busy.send_all(get("/park")));
+  ASSERT_TRUE(wait_until([&] {
+    std::lock_guard lock(mutex);
+    return parked.size() == 1;
+  }));
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 50; ++i) {
+    Client refused(server->port());
+    EXPECT_TRUE(refused.closed_by_server()) << i;
+  }
+  const bool within_a_second = std::chrono::steady_clock::now() - start < 900ms;
+  EXPECT_EQ(server->stats().refused, 50U);
+  if (within_a_second) {
+    EXPECT_EQ(log.lines_with("connection cap").size(), 1U);
+  }
+  std::this_thread::sleep_for(1100ms);
+  Client one_more(server->port());
+  EXPECT_TRUE(one_more.closed_by_server());
+  ASSERT_TRUE(wait_until([&] { return log.lines_with("connection cap").size() >= 2; }));
+  const auto lines = log.lines_with("connection cap");
+  // The next line tells how many were not logged.
+  if (within_a_second) {
+    EXPECT_NE(lines.back().find("49 more"), std::string::npos) << lines.back();
+  }
+  EXPECT_LE(lines.size(), 3U);
+  std::lock_guard lock(mutex);
+  parked.clear();
+}
+
+TEST(BeastServer, RaisesTheDescriptorSoftLimitAndDerivesTheCapFromIt) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  if (saved.rlim_max < 1024) GTEST_SKIP() << "hard descriptor limit below 1024";
+  rlimit lowered = saved;
+  lowered.rlim_cur = 512;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  {
+    auto options = test_options();
+    options.threads = 2;
+    Server server(options, echo);
+    rlimit now{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &now), 0);
+    EXPECT_EQ(now.rlim_cur, std::min<rlim_t>(saved.rlim_max, rlim_t{1} << 20));
+    // Derived: the new soft limit less a reserve, split evenly over the two workers.
+    EXPECT_GT(server.max_connections(), 512U);
+    EXPECT_LT(server.max_connections(), now.rlim_cur);
+    EXPECT_EQ(server.max_connections() % 2, 0U);
+  }
+  {
+    ::setrlimit(RLIMIT_NOFILE, &lowered);
+    auto options = test_options();
+    options.raise_fd_limit = false;
+    Server server(options, echo);
+    rlimit now{};
+    ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &now), 0);
+    EXPECT_EQ(now.rlim_cur, 512U);
+    EXPECT_GT(server.max_connections(), 256U);
+    EXPECT_LT(server.max_connections(), 512U);
+  }
+  ::setrlimit(RLIMIT_NOFILE, &saved);
 }
 
 }  // namespace

@@ -17,6 +17,19 @@
 //       });
 //   server.run();  // until SIGINT/SIGTERM or server.stop()
 //
+// Connection cap: at most ServerOptions::max_connections connections are open (split evenly over
+// the workers; by default the soft RLIMIT_NOFILE less 64, and the soft limit is first raised to
+// the hard one). At the cap a worker still accepts, and closes to make room, in this order: a
+// connection that was answered and is only draining, the oldest idle keep-alive connection, the
+// one reading its request header the longest (slowloris); when all are busy with a request, the
+// new one is closed at once. accept() failing for lack of descriptors sheds the same way. Log
+// lines about either are at most one a second per worker; stats() counts them.
+//
+// Framing (RFC 9112 §6.1): Transfer-Encoding must be exactly "chunked", once and last; any other
+// final coding, chunked twice, Transfer-Encoding with Content-Length or on HTTP/1.0 is answered
+// 400 and the connection closed before the body is read (a body read as "none" would otherwise
+// run as a second, smuggled request); another coding before chunked is 501 and close.
+//
 // Lifetime rules: the handler is called concurrently from all worker threads. `request` dies when
 // the handler returns (move it into whatever answers later); `connection` is valid until `send`
 // is called. Every Send must be called or destroyed before the Server is destroyed (one dropped
@@ -74,6 +87,24 @@ struct ServerOptions {
   std::chrono::seconds shutdown_grace{5};  // how long in-flight requests may finish on stop()
   bool handle_signals = false;             // stop() on SIGINT/SIGTERM
   std::string server_header = "pacer";     // value of the Server header on every response
+  // Open connections allowed, all workers together (split evenly; at least one per worker).
+  // 0 = derived from the descriptor limit: the soft RLIMIT_NOFILE less 64 descriptors kept for
+  // everything else (listeners, Redis connections, files). See "Connection cap" above.
+  std::size_t max_connections = 0;
+  // Raise the soft RLIMIT_NOFILE to the hard limit when the Server is constructed (process-wide;
+  // never lowers it).
+  bool raise_fd_limit = true;
+};
+
+// Counters since the server was constructed, all workers together.
+struct ServerStats {
+  std::uint64_t open_connections = 0;
+  std::uint64_t shed = 0;             // closed to make room for a new one (see Connection cap)
+  std::uint64_t refused = 0;          // closed right after accept: at the cap, nothing to shed
+  std::uint64_t accept_failures = 0;  // accept() errors, such as out of descriptors (EMFILE)
+  // Exceptions that escaped a completion handler into a worker's io_context::run() (a bug in
+  // that handler: it is logged, and the worker goes on).
+  std::uint64_t escaped_exceptions = 0;
 };
 
 // A RequestView over a Beast request (for the pacer HTTP layer). Holds references; the request and
@@ -129,6 +160,10 @@ class Server {
 
   std::uint16_t port() const;  // the bound port (useful with port 0)
   unsigned threads() const;    // number of worker threads
+  // The connection cap in force: ServerOptions::max_connections, or the derived one, rounded
+  // down to a multiple of threads().
+  std::size_t max_connections() const;
+  ServerStats stats() const;  // thread-safe
 
   // The io_context of worker `worker` (0 .. threads() - 1), e.g. to run per-thread clients on the
   // same thread as the connections they serve (see Connection::worker).
