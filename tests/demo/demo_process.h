@@ -10,6 +10,8 @@
 // comes from its "listening on http://host:port" line, so it may listen on port 0.
 #pragma once
 
+#include "../support/shell.h"
+
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -29,18 +31,6 @@
 extern char** environ;
 
 namespace pacer::testing {
-
-inline std::string shell_quote(const std::string& arg) {
-  std::string out = "'";
-  for (const char c : arg) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
 
 struct DemoProcessOptions {
   std::string shell_prefix;  // run by sh before exec, e.g. "ulimit -n 256"

@@ -12,6 +12,8 @@
 //   if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
 #pragma once
 
+#include "../support/shell.h"
+
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -43,17 +45,7 @@ namespace pacer::redis::testing {
 
 namespace detail {
 
-inline std::string shell_quote(const std::string& arg) {
-  std::string out = "'";
-  for (const char c : arg) {
-    if (c == '\'') {
-      out += "'\\''";
-    } else {
-      out += c;
-    }
-  }
-  return out + "'";
-}
+using ::pacer::testing::shell_quote;
 
 // Runs a command line; returns its output (stdout and stderr).
 inline std::string run(const std::string& command, int* status = nullptr) {
