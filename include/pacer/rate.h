@@ -69,12 +69,12 @@ class Policy {
   Policy(std::string name, std::vector<Rate> rates);
 
   const std::string& name() const { return data_->name; }
-  std::span<const Rate> rates() const { return data_->rates; }
+  std::span<const Rate> rates() const { return rates_; }
   // The shortest emission interval of its rates: what a store's clock must resolve.
-  Nanos finest_interval() const { return data_->finest_interval; }
+  Nanos finest_interval() const { return finest_interval_; }
   // A 64-bit digest of the name. Stores keep one state per (policy name, key), so two
   // policies that meet on one key never share or clobber each other's state.
-  std::uint64_t name_digest() const { return data_->name_digest; }
+  std::uint64_t name_digest() const { return name_digest_; }
 
   friend bool operator==(const Policy& a, const Policy& b) {
     return a.data_ == b.data_ || (a.name() == b.name() && a.data_->rates == b.data_->rates);
@@ -86,10 +86,12 @@ class Policy {
   struct Data {
     std::string name;
     std::vector<Rate> rates;
-    Nanos finest_interval;
-    std::uint64_t name_digest;
   };
   std::shared_ptr<const Data> data_;
+  // Read on every decision: kept beside the pointer, not behind it.
+  std::span<const Rate> rates_;  // data_->rates
+  Nanos finest_interval_;
+  std::uint64_t name_digest_;
 };
 
 }  // namespace pacer

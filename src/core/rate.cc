@@ -158,7 +158,10 @@ Policy::Policy(std::string name, std::vector<Rate> rates) {
   // stores mix it into their own keyed hash).
   std::uint64_t digest = 0xcbf29ce484222325ULL;
   for (char c : name) digest = (digest ^ static_cast<unsigned char>(c)) * 0x100000001b3ULL;
-  data_ = std::make_shared<const Data>(Data{std::move(name), std::move(rates), finest, digest});
+  data_ = std::make_shared<const Data>(Data{std::move(name), std::move(rates)});
+  rates_ = data_->rates;
+  finest_interval_ = finest;
+  name_digest_ = digest;
 }
 
 }  // namespace pacer
