@@ -139,7 +139,7 @@ void Connection::start_attempt() {
                                           Errc::kStoreUnavailable);
                                return;
                              }
-                             self->start_tls();
+                             self->guarded([&] { self->start_tls(); });
                            });
     return;
   }
@@ -153,7 +153,7 @@ void Connection::start_attempt() {
                                   Errc::kStoreUnavailable);
                               return;
                             }
-                            self->connect(results);
+                            self->guarded([&] { self->connect(results); });
                           });
 }
 
@@ -168,7 +168,7 @@ void Connection::connect(const tcp::resolver::results_type& endpoints) {
           self->fail("connect failed: " + describe(error), Errc::kStoreUnavailable);
           return;
         }
-        self->start_tls();
+        self->guarded([&] { self->start_tls(); });
       });
 }
 
@@ -211,7 +211,7 @@ void Connection::start_tls() {
                             self->fail(text, Errc::kStoreUnavailable);
                             return;
                           }
-                          self->on_transport_ready();
+                          self->guarded([&] { self->on_transport_ready(); });
                         });
 }
 
@@ -296,7 +296,7 @@ void Connection::schedule_retry() {
   retry_timer_.expires_after(milliseconds(jitter(random_)));
   retry_timer_.async_wait([self = shared_from_this(), epoch = epoch_](const error_code& ec) {
     if (ec || epoch != self->epoch_ || self->state_ != State::kWaiting) return;
-    self->start_attempt();
+    self->guarded([&] { self->start_attempt(); });
   });
 }
 

@@ -269,7 +269,23 @@ RedisStore::RedisStore(RedisStoreOptions options)
     contexts.push_back(impl_->owned.back().get());
   }
   impl_->start(contexts);
-  for (auto& io : impl_->owned) impl_->threads.emplace_back([ctx = io.get()] { ctx->run(); });
+  for (auto& io : impl_->owned) {
+    impl_->threads.emplace_back([ctx = io.get()] {
+      // Handlers are guarded where they are called; should anything still escape, the thread
+      // logs it and goes on rather than ending the process.
+      for (;;) {
+        try {
+          ctx->run();
+          return;
+        } catch (const std::exception& e) {
+          spdlog::error("pacer: an exception escaped into a Redis I/O thread ({}); it goes on",
+                        e.what());
+        } catch (...) {
+          spdlog::error("pacer: an exception escaped into a Redis I/O thread; it goes on");
+        }
+      }
+    });
+  }
 }
 
 RedisStore::RedisStore(RedisStoreOptions options, std::vector<asio::io_context*> contexts)
