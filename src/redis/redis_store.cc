@@ -144,6 +144,8 @@ struct RedisStore::Impl {
     std::unique_ptr<Client> client;
     // Set by the first task the lane posts: until then no thread has run its io_context.
     std::shared_ptr<std::atomic<bool>> ran;
+    // The store's own thread runs it from construction on (it may not have got to `ran` yet).
+    bool own_thread = false;
   };
 
   RedisStoreOptions options;
@@ -212,7 +214,7 @@ struct RedisStore::Impl {
   static void run_on(Lane& lane, F fn) {
     asio::io_context& io = *lane.io;
     if (io.get_executor().running_in_this_thread() || io.stopped() ||
-        !lane.ran->load(std::memory_order_acquire)) {
+        (!lane.own_thread && !lane.ran->load(std::memory_order_acquire))) {
       fn();
       return;
     }
@@ -269,8 +271,8 @@ RedisStore::RedisStore(RedisStoreOptions options)
     contexts.push_back(impl_->owned.back().get());
   }
   impl_->start(contexts);
-  for (auto& io : impl_->owned) {
-    impl_->threads.emplace_back([ctx = io.get()] {
+  for (std::size_t i = 0; i < impl_->owned.size(); ++i) {
+    impl_->threads.emplace_back([ctx = impl_->owned[i].get()] {
       // Handlers are guarded where they are called; should anything still escape, the thread
       // logs it and goes on rather than ending the process.
       for (;;) {
@@ -285,6 +287,7 @@ RedisStore::RedisStore(RedisStoreOptions options)
         }
       }
     });
+    impl_->lanes[i].own_thread = true;
   }
 }
 

@@ -194,6 +194,22 @@ TEST(Safety, DestroyWhileCallerContextsRunAnswersEachOnce) {
   EXPECT_EQ(a.escaped() + b.escaped(), 0);
 }
 
+// A store destroyed right after it was made, with calls handed over before its own thread has
+// run a single task: the thread is known to run the context, so the stop goes through it.
+TEST(Safety, DestroyRightAfterConstructionAnswersEachOnce) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> answered{0};
+    {
+      RedisStore store({.url = server.url(), .command_timeout = seconds(2)});
+      for (int i = 0; i < 50; ++i)
+        store.check(kPolicy, "k", 1, [&](const CheckResult&) { answered.fetch_add(1); });
+    }
+    EXPECT_EQ(answered.load(), 50) << "round " << round;
+  }
+}
+
 // Items 6 and 8: calls from other threads wait for the io thread in a bounded queue (full:
 // kOverloaded at once, it used to grow without bound); what is still queued when the store
 // goes is answered, not destroyed uncalled with the io_context.
