@@ -454,6 +454,26 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
         counter("fast_failures", "Checks refused while the circuit was open.", st.fast_failures);
         counter("errors", "Failed round trips.", st.errors);
       }
+      if (server_ != nullptr) {
+        const beast::ServerStats st = server_->stats();
+        fmt::format_to(std::back_inserter(text),
+                       "# HELP pacer_http_connections_open Connections open now.\n"
+                       "# TYPE pacer_http_connections_open gauge\npacer_http_connections_open {}\n",
+                       st.open_connections);
+        auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+          fmt::format_to(std::back_inserter(text),
+                         "# HELP pacer_http_{0}_total {1}\n# TYPE pacer_http_{0}_total "
+                         "counter\npacer_http_{0}_total {2}\n",
+                         name, help, value);
+        };
+        counter("connections_shed", "Connections closed at the cap to make room for a new one.",
+                st.shed);
+        counter("connections_refused", "New connections refused at the cap.", st.refused);
+        counter("accept_failures", "accept() errors, such as out of descriptors.",
+                st.accept_failures);
+        counter("escaped_exceptions", "Exceptions that escaped a completion handler.",
+                st.escaped_exceptions);
+      }
       return res;
     }
     return json_response(bhttp::status::ok,

@@ -66,6 +66,11 @@ class DemoApp {
   const DemoConfig& config() const { return config_; }
   Limiter& limiter() { return *limiter_; }
 
+  // The server whose connection counters /metrics/prometheus reports (open, shed, refused,
+  // accept failures, escaped exceptions). Set it before the server starts; it must outlive
+  // the DemoApp's handling of requests.
+  void set_server(const beast::Server* server) { server_ = server; }
+
  private:
   beast::Response route(const beast::Request& request, const http::RequestView& view) const;
 
@@ -73,6 +78,7 @@ class DemoApp {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Limiter> limiter_;
   std::unique_ptr<http::HttpLimiter> http_;
+  const beast::Server* server_ = nullptr;
 };
 
 }  // namespace pacer::demo

@@ -25,6 +25,7 @@ class Demo {
         [this](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
           app_.handle(std::move(req), conn, std::move(send));
         });
+    app_.set_server(server_.get());
     server_->start();
   }
   ~Demo() { server_->stop(); }
@@ -119,6 +120,10 @@ TEST(Demo, MetricsCountDecisionsInJsonAndPrometheus) {
   EXPECT_EQ(header(r, "Content-Type").rfind("text/plain", 0), 0u);
   r = c.get("/metrics/prometheus");
   EXPECT_NE(r.body().find("pacer_check_duration_seconds_count 8\n"), std::string::npos);
+  // The server's connection counters (this client's keep-alive connection is open).
+  EXPECT_NE(r.body().find("pacer_http_connections_open 1\n"), std::string::npos) << r.body();
+  EXPECT_NE(r.body().find("pacer_http_connections_shed_total 0\n"), std::string::npos);
+  EXPECT_NE(r.body().find("pacer_http_escaped_exceptions_total 0\n"), std::string::npos);
 }
 
 TEST(Demo, CustomRouteIsFivePerTenSecondsBurstTwo) {
