@@ -27,8 +27,8 @@ std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
       value > max)
     throw std::invalid_argument(std::string("invalid ") + name + " '" + detail::printable(text) +
-                                "': expected a whole number from " + std::to_string(min) +
-                                " to " + std::to_string(max));
+                                "': expected a whole number from " + std::to_string(min) + " to " +
+                                std::to_string(max));
   return value;
 }
 
@@ -402,10 +402,10 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   };
   if (path == "/") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok,
-                         {{"message", "Hello from " + config_.service_name},
-                          {"service", config_.service_name}},
-                         version);
+    return json_response(
+        bhttp::status::ok,
+        {{"message", "Hello from " + config_.service_name}, {"service", config_.service_name}},
+        version);
   }
   if (path == "/health") {
     if (!get) return not_allowed();
@@ -437,22 +437,28 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
       res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
       std::string& text = res.body();
       text = m.prometheus("pacer");
-      text += "# HELP pacer_store_connected Whether the store is reachable.\n"
-              "# TYPE pacer_store_connected gauge\npacer_store_connected ";
+      text +=
+          "# HELP pacer_store_connected Whether the store is reachable.\n"
+          "# TYPE pacer_store_connected gauge\npacer_store_connected ";
       text += connected ? "1\n" : "0\n";
+      // One Prometheus counter, pacer_<name>_total.
+      auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
+        fmt::format_to(std::back_inserter(text),
+                       "# HELP pacer_{0}_total {1}\n# TYPE pacer_{0}_total counter\n"
+                       "pacer_{0}_total {2}\n",
+                       name, help, value);
+      };
       if (const auto* redis = dynamic_cast<const redis::RedisStore*>(store_.get())) {
         const redis::RedisStoreStats st = redis->stats();
-        auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
-          fmt::format_to(std::back_inserter(text),
-                         "# HELP pacer_redis_{0}_total {1}\n# TYPE pacer_redis_{0}_total "
-                         "counter\npacer_redis_{0}_total {2}\n",
-                         name, help, value);
-        };
-        counter("round_trips", "Scripts and commands sent to Redis.", st.round_trips);
-        counter("deny_cache_hits", "Denials answered without a round trip.", st.deny_cache_hits);
-        counter("script_reloads", "NOSCRIPT answered by EVAL.", st.script_reloads);
-        counter("fast_failures", "Checks refused while the circuit was open.", st.fast_failures);
-        counter("errors", "Failed round trips.", st.errors);
+        counter("redis_round_trips", "Scripts and commands sent to Redis.", st.round_trips);
+        counter("redis_deny_cache_hits", "Denials answered without a round trip.",
+                st.deny_cache_hits);
+        counter("redis_script_reloads", "NOSCRIPT answered by EVAL.", st.script_reloads);
+        counter("redis_fast_failures", "Checks refused while the circuit was open.",
+                st.fast_failures);
+        counter("redis_errors", "Failed round trips.", st.errors);
+        counter("redis_handler_errors", "Completion handlers that threw (caught).",
+                st.handler_errors);
       }
       if (server_ != nullptr) {
         const beast::ServerStats st = server_->stats();
@@ -460,18 +466,12 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
                        "# HELP pacer_http_connections_open Connections open now.\n"
                        "# TYPE pacer_http_connections_open gauge\npacer_http_connections_open {}\n",
                        st.open_connections);
-        auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
-          fmt::format_to(std::back_inserter(text),
-                         "# HELP pacer_http_{0}_total {1}\n# TYPE pacer_http_{0}_total "
-                         "counter\npacer_http_{0}_total {2}\n",
-                         name, help, value);
-        };
-        counter("connections_shed", "Connections closed at the cap to make room for a new one.",
-                st.shed);
-        counter("connections_refused", "New connections refused at the cap.", st.refused);
-        counter("accept_failures", "accept() errors, such as out of descriptors.",
+        counter("http_connections_shed",
+                "Connections closed at the cap to make room for a new one.", st.shed);
+        counter("http_connections_refused", "New connections refused at the cap.", st.refused);
+        counter("http_accept_failures", "accept() errors, such as out of descriptors.",
                 st.accept_failures);
-        counter("escaped_exceptions", "Exceptions that escaped a completion handler.",
+        counter("http_escaped_exceptions", "Exceptions that escaped a completion handler.",
                 st.escaped_exceptions);
       }
       return res;
@@ -487,15 +487,13 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   }
   if (path == "/limited") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok,
-                         {{"message", "This endpoint is rate limited"},
-                          {"service", config_.service_name}},
-                         version);
+    return json_response(
+        bhttp::status::ok,
+        {{"message", "This endpoint is rate limited"}, {"service", config_.service_name}}, version);
   }
   if (path == "/custom") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok, {{"message", "Custom rate limit: 5 per 10s"}},
-                         version);
+    return json_response(bhttp::status::ok, {{"message", "Custom rate limit: 5 per 10s"}}, version);
   }
   if (path == "/api-key") {
     if (!get) return not_allowed();
