@@ -37,10 +37,10 @@ struct MemoryStoreOptions {
 };
 
 struct MemoryStoreStats {
-  std::size_t keys = 0;            // slots in use (live or expired but not yet reused)
-  std::size_t capacity = 0;        // slots allocated
-  std::size_t bytes = 0;           // bytes allocated for slots
-  std::uint64_t evictions = 0;     // live entries evicted because a shard was full
+  std::size_t keys = 0;         // slots in use (live or expired but not yet reused)
+  std::size_t capacity = 0;     // slots allocated
+  std::size_t bytes = 0;        // bytes allocated for slots
+  std::uint64_t evictions = 0;  // live entries evicted because a shard was full
 };
 
 class MemoryStore final : public Store {

@@ -14,8 +14,8 @@ namespace pacer {
 struct MetricsSnapshot {
   // Upper bounds of the latency buckets, in nanoseconds; the last bucket is +Inf.
   static constexpr std::array<std::int64_t, 13> kBucketBounds{
-      1'000, 2'000, 5'000, 10'000, 25'000, 50'000, 100'000, 250'000, 500'000,
-      1'000'000, 2'500'000, 5'000'000, 10'000'000};
+      1'000,   2'000,   5'000,     10'000,    25'000,    50'000,    100'000,
+      250'000, 500'000, 1'000'000, 2'500'000, 5'000'000, 10'000'000};
 
   std::uint64_t allowed = 0;
   std::uint64_t denied = 0;       // denied, exceeds capacity and fail-closed included

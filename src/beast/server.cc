@@ -30,6 +30,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "../core/handler_guard.h"
 #include "pacer/detail/text.h"
 #include "spdlog/spdlog.h"
 
@@ -149,24 +150,7 @@ Framing check_transfer_encoding(const Parser& parser) {
 }
 
 // At most one line a second for a kind of event; the next line says how many were left out.
-class LogThrottle {
- public:
-  // True when a line may be written now; `skipped` then holds how many were not since the last.
-  bool allow(std::uint64_t& skipped) {
-    const auto now = std::chrono::steady_clock::now();
-    if (now < next_) {
-      ++suppressed_;
-      return false;
-    }
-    next_ = now + std::chrono::seconds(1);
-    skipped = std::exchange(suppressed_, 0);
-    return true;
-  }
-
- private:
-  std::chrono::steady_clock::time_point next_{};
-  std::uint64_t suppressed_ = 0;
-};
+using internal::LogThrottle;
 
 std::string skipped_note(std::uint64_t skipped) {
   return skipped == 0 ? std::string()
@@ -216,6 +200,9 @@ struct Worker {
   void link(Session* session);
   void unlink(Session* session);
   void requeue(Session* session);
+  // The list of sessions, oldest first (by when they last started waiting for a request).
+  void append(Session* session);
+  void detach(Session* session);
 
   Server::Impl& server;
   const unsigned index;
@@ -737,14 +724,16 @@ void Worker::run() {
       // client the application runs here) and has lost its continuation. Handlers must not
       // throw (pacer/store.h); say so loudly and keep serving the other connections.
       escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("pacer::beast: worker {}: an exception escaped a completion handler ({}); "
-                    "that operation is lost, the worker goes on",
-                    index, e.what());
+      spdlog::error(
+          "pacer::beast: worker {}: an exception escaped a completion handler ({}); "
+          "that operation is lost, the worker goes on",
+          index, e.what());
     } catch (...) {
       escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error("pacer::beast: worker {}: an exception of unknown type escaped a completion "
-                    "handler; that operation is lost, the worker goes on",
-                    index);
+      spdlog::error(
+          "pacer::beast: worker {}: an exception of unknown type escaped a completion "
+          "handler; that operation is lost, the worker goes on",
+          index);
     }
   }
 }
@@ -780,12 +769,24 @@ void Worker::begin_shutdown() {
   });
 }
 
-void Worker::link(Session* session) {
+void Worker::append(Session* session) {
   session->prev = tail;
   session->next = nullptr;
   if (tail != nullptr) tail->next = session;
   tail = session;
   if (sessions == nullptr) sessions = session;
+}
+
+void Worker::detach(Session* session) {
+  if (session->prev != nullptr) session->prev->next = session->next;
+  if (session->next != nullptr) session->next->prev = session->prev;
+  if (sessions == session) sessions = session->next;
+  if (tail == session) tail = session->prev;
+  session->prev = session->next = nullptr;
+}
+
+void Worker::link(Session* session) {
+  append(session);
   ++open;
   open_count.store(open, std::memory_order_relaxed);
 }
@@ -793,22 +794,12 @@ void Worker::link(Session* session) {
 // To the tail: the session starts to wait for a request now.
 void Worker::requeue(Session* session) {
   if (tail == session) return;
-  if (session->prev != nullptr) session->prev->next = session->next;
-  if (session->next != nullptr) session->next->prev = session->prev;
-  if (sessions == session) sessions = session->next;
-  session->prev = tail;
-  session->next = nullptr;
-  if (tail != nullptr) tail->next = session;
-  tail = session;
-  if (sessions == nullptr) sessions = session;
+  detach(session);
+  append(session);
 }
 
 void Worker::unlink(Session* session) {
-  if (session->prev != nullptr) session->prev->next = session->next;
-  if (session->next != nullptr) session->next->prev = session->prev;
-  if (sessions == session) sessions = session->next;
-  if (tail == session) tail = session->prev;
-  session->prev = session->next = nullptr;
+  detach(session);
   --open;
   open_count.store(open, std::memory_order_relaxed);
   if (stopping && sessions == nullptr) {

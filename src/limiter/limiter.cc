@@ -2,12 +2,12 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
-#include <limits>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
 
+#include "../core/handler_guard.h"
 #include "pacer/detail/rendezvous.h"
 #include "pacer/detail/text.h"
 
@@ -89,27 +89,24 @@ struct Limiter::State {
 
   // Counts a completion handler that threw on an I/O thread; logs at most once a second (one
   // that throws on every request must not flood the log).
-  void handler_threw(const Policy& policy, const char* what) noexcept {
+  void handler_threw(const Policy& policy, std::string_view what) noexcept {
     metrics.count_hook_error();
-    const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                 std::chrono::steady_clock::now().time_since_epoch())
-                                 .count();
-    std::int64_t last = last_handler_log_ns.load(std::memory_order_relaxed);
-    if (now - last < 1'000'000'000 ||
-        !last_handler_log_ns.compare_exchange_strong(last, now, std::memory_order_relaxed))
-      return;
     try {
+      std::lock_guard lock(handler_log_mutex);
+      std::uint64_t skipped = 0;
+      if (!handler_log.allow(skipped)) return;
       spdlog::error(
           "pacer: a completion handler for policy '{}' threw ({}); handlers must not "
-          "throw",
-          policy.name(), what);
+          "throw ({} more since the last report)",
+          policy.name(), what, skipped);
     } catch (...) {
     }
   }
 
   const LimiterOptions options;
   Metrics metrics;
-  std::atomic<std::int64_t> last_handler_log_ns{std::numeric_limits<std::int64_t>::min() / 2};
+  std::mutex handler_log_mutex;  // error path only
+  internal::LogThrottle handler_log;
   const std::unique_ptr<MemoryStore> local;  // FailMode::kLocal only
 };
 
@@ -215,13 +212,9 @@ void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cos
   store_->check(policy, key, cost,
                 [state = state_, policy, cost, started,
                  done = std::move(done)](const CheckResult& r) mutable {
-                  try {
-                    state->complete(policy, r.key, cost, r, started, done);
-                  } catch (const std::exception& e) {
-                    state->handler_threw(policy, e.what());
-                  } catch (...) {
-                    state->handler_threw(policy, "an exception of unknown type");
-                  }
+                  auto decide = [&] { state->complete(policy, r.key, cost, r, started, done); };
+                  internal::call_guarded(
+                      decide, [&](std::string_view what) { state->handler_threw(policy, what); });
                 });
 }
 

@@ -15,7 +15,8 @@ std::size_t this_thread_stripe() noexcept {
 
 Metrics::Stripe& Metrics::stripe() noexcept { return stripes_[this_thread_stripe() % kStripes]; }
 
-void Metrics::count_decision(bool allowed, bool degraded, std::chrono::nanoseconds latency) noexcept {
+void Metrics::count_decision(bool allowed, bool degraded,
+                             std::chrono::nanoseconds latency) noexcept {
   Stripe& s = stripe();
   (allowed ? s.allowed : s.denied).fetch_add(1, std::memory_order_relaxed);
   if (degraded) s.degraded.fetch_add(1, std::memory_order_relaxed);
@@ -28,9 +29,7 @@ void Metrics::count_decision(bool allowed, bool degraded, std::chrono::nanosecon
   if (ns != 0) s.latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
 }
 
-void Metrics::count_error() noexcept {
-  stripe().errors.fetch_add(1, std::memory_order_relaxed);
-}
+void Metrics::count_error() noexcept { stripe().errors.fetch_add(1, std::memory_order_relaxed); }
 
 void Metrics::count_hook_error() noexcept {
   stripe().hook_errors.fetch_add(1, std::memory_order_relaxed);
@@ -57,14 +56,16 @@ MetricsSnapshot Metrics::snapshot() const {
 std::string MetricsSnapshot::prometheus(std::string_view prefix) const {
   std::string out;
   auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
-    fmt::format_to(std::back_inserter(out), "# HELP {0}_{1} {2}\n# TYPE {0}_{1} counter\n{0}_{1} {3}\n",
-                   prefix, name, help, value);
+    fmt::format_to(std::back_inserter(out),
+                   "# HELP {0}_{1} {2}\n# TYPE {0}_{1} counter\n{0}_{1} {3}\n", prefix, name, help,
+                   value);
   };
   counter("requests_allowed_total", "Decisions that admitted the request.", allowed);
   counter("requests_denied_total", "Decisions that denied the request (429 or 503).", denied);
   counter("store_errors_total", "Store failures answered by the fail mode.", errors);
   counter("degraded_decisions_total", "Decisions made by the fail mode.", degraded);
-  counter("hook_errors_total", "Hooks and asynchronous completion handlers that threw.", hook_errors);
+  counter("hook_errors_total", "Hooks and asynchronous completion handlers that threw.",
+          hook_errors);
   fmt::format_to(std::back_inserter(out),
                  "# HELP {0}_check_duration_seconds Time from check to decision.\n"
                  "# TYPE {0}_check_duration_seconds histogram\n",

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "../core/handler_guard.h"
 #include "cluster.h"
 #include "connection.h"
 #include "pacer/error.h"
@@ -189,13 +190,10 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   // Calls a handler of ours; what it throws is reported and goes no further.
   template <class Handler, class... Args>
   void call(Handler& handler, Args&&... args) noexcept {
-    try {
-      handler(std::forward<Args>(args)...);
-    } catch (const std::exception& e) {
-      shared->handler_threw(options.url.to_string(), e.what());
-    } catch (...) {
-      shared->handler_threw(options.url.to_string(), "an exception of unknown type");
-    }
+    pacer::internal::call_guarded(
+        handler,
+        [this](std::string_view what) { shared->handler_threw(options.url.to_string(), what); },
+        std::forward<Args>(args)...);
   }
 
   void fail_later(ReplyHandler&& handler, std::error_code ec) {

@@ -38,17 +38,12 @@ void ClientShared::handler_threw(std::string_view where, std::string_view what) 
   handler_errors.fetch_add(1, std::memory_order_relaxed);
   try {
     std::lock_guard lock(mutex);
-    const auto now = std::chrono::steady_clock::now();
-    if (now - last_handler_log < kWarningInterval) {
-      ++unlogged_handler_errors;
-      return;
-    }
+    std::uint64_t skipped = 0;
+    if (!handler_log.allow(skipped)) return;
     spdlog::error(
         "redis {}: a completion handler threw ({}); handlers must not throw ({} more "
         "since the last report)",
-        where, what, unlogged_handler_errors);
-    last_handler_log = now;
-    unlogged_handler_errors = 0;
+        where, what, skipped);
   } catch (...) {
     // Logging failed (out of memory): the count above is all there is.
   }

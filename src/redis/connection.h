@@ -25,6 +25,7 @@
 #include <string_view>
 #include <system_error>
 
+#include "../core/handler_guard.h"
 #include "multiplexer.h"
 #include "pacer/error.h"
 #include "pacer/redis/reply.h"
@@ -37,9 +38,8 @@ struct ClientShared {
   std::atomic<std::uint64_t> handler_errors{0};  // completion handlers that threw
   std::atomic<bool> connected{false};
   mutable std::mutex mutex;
-  std::string last_error;                                    // guarded by mutex
-  std::chrono::steady_clock::time_point last_handler_log{};  // guarded by mutex
-  std::uint64_t unlogged_handler_errors = 0;                 // guarded by mutex
+  std::string last_error;                    // guarded by mutex
+  pacer::internal::LogThrottle handler_log;  // guarded by mutex
 
   // Counts a handler that threw and logs it, at most once a second (a handler that throws on
   // every request must not flood the log).

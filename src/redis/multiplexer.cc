@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "../core/handler_guard.h"
 #include "pacer/error.h"
 #include "resp.h"
 
@@ -19,13 +20,12 @@ void Multiplexer::call(ReplyHandler& handler, std::error_code ec, Reply&& reply)
   // Everything after this call (the next replies, the write of what handlers queued, the read
   // loop) must happen whatever the handler does: an exception escaping into the connection's
   // read handler would leave the connection half-way through a batch, never writing again.
-  try {
-    handler(ec, std::move(reply));
-  } catch (const std::exception& e) {
-    if (options_.on_handler_error) options_.on_handler_error(e.what());
-  } catch (...) {
-    if (options_.on_handler_error) options_.on_handler_error("an exception of unknown type");
-  }
+  pacer::internal::call_guarded(
+      handler,
+      [this](std::string_view what) {
+        if (options_.on_handler_error) options_.on_handler_error(what);
+      },
+      ec, std::move(reply));
 }
 
 std::error_code Multiplexer::admit(ReplyHandler&& handler, Clock::time_point deadline) {

@@ -40,31 +40,35 @@ std::int64_t monotonic_now() {
 // start with different names), and the cluster slot still follows the key.
 class RedisKey {
  public:
-  RedisKey(const Policy& policy, std::string_view key) {
+  RedisKey(const Policy& policy, std::string_view key) : caller_size_(key.size()) {
     const std::string& name = policy.name();
     const auto open = key.find('{');
     const auto close = open == std::string_view::npos ? open : key.find('}', open + 1);
     if (close != std::string_view::npos && close > open + name.size() + 1 &&
         key.substr(open + 1, name.size()) == name && key[open + 1 + name.size()] == ':') {
       view_ = key;
-      caller_ = key;
       return;
     }
     owned_.reserve(name.size() + key.size() + 3);
     owned_.append("{").append(name).append(":").append(key).append("}");
     view_ = owned_;
-    caller_ = std::string_view(owned_).substr(name.size() + 2, key.size());
+    caller_offset_ = name.size() + 2;
   }
   RedisKey(const RedisKey&) = delete;
   RedisKey& operator=(const RedisKey&) = delete;
 
   std::string_view redis() const { return view_; }
-  std::string_view caller() const { return caller_; }  // the key as the caller gave it
+  // Where the key as the caller gave it stands in redis().
+  std::size_t caller_offset() const { return caller_offset_; }
+  std::size_t caller_size() const { return caller_size_; }
+  // The Redis key as a string of its own, without a second copy when it was built here.
+  std::string release() && { return owned_.empty() ? std::string(view_) : std::move(owned_); }
 
  private:
   std::string owned_;
   std::string_view view_;
-  std::string_view caller_;
+  std::size_t caller_offset_ = 0;
+  std::size_t caller_size_;
 };
 
 bool rates_fit_microseconds(const Policy& policy) {
@@ -315,10 +319,10 @@ namespace {
 
 // Everything a check needs once the call that started it has returned.
 struct Pending {
-  Pending(const RedisKey& k, const Policy& policy, std::int64_t c, CheckHandler d)
-      : key(k.redis()),
-        caller_offset(static_cast<std::size_t>(k.caller().data() - k.redis().data())),
-        caller_size(k.caller().size()),
+  Pending(RedisKey&& k, const Policy& policy, std::int64_t c, CheckHandler d)
+      : caller_offset(k.caller_offset()),
+        caller_size(k.caller_size()),
+        key(std::move(k).release()),
         cost(c),
         rates(policy.rates().size()),
         args(key, policy, c),
@@ -328,9 +332,9 @@ struct Pending {
   std::string_view caller_key() const {
     return std::string_view(key).substr(caller_offset, caller_size);
   }
-  std::string key;  // in Redis
   std::size_t caller_offset;
   std::size_t caller_size;
+  std::string key;  // in Redis
   std::int64_t cost;
   std::size_t rates;
   std::array<std::int64_t, Policy::kMaxRates> permits{};
@@ -389,7 +393,7 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
   if (cost < 0) return done({make_error_code(Errc::kInvalidCost), {}, key});
   if (!rates_fit_microseconds(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
 
-  const RedisKey redis_key(policy, key);
+  RedisKey redis_key(policy, key);
   const std::int64_t now = monotonic_now();
   if (impl.deny_cache) {
     if (auto denied = impl.deny_cache->lookup(redis_key.redis(), cost, now)) {
@@ -402,7 +406,7 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
     return done({make_error_code(Errc::kCircuitOpen), {}, key});
   }
 
-  auto pending = std::make_unique<Pending>(redis_key, policy, cost, std::move(done));
+  auto pending = std::make_unique<Pending>(std::move(redis_key), policy, cost, std::move(done));
   Client* client = impl.lane().client.get();
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
   const auto args = pending->args.evalsha();

@@ -35,9 +35,7 @@ struct Table {
   std::int64_t* slot(std::size_t i) const { return words.get() + i * stride; }
   std::size_t mask() const { return capacity - 1; }
   static std::uint64_t hash_of(const std::int64_t* s) { return static_cast<std::uint64_t>(s[0]); }
-  std::int64_t expiry(const std::int64_t* s) const {
-    return gcra_expiry({s + 1, stride - 1});
-  }
+  std::int64_t expiry(const std::int64_t* s) const { return gcra_expiry({s + 1, stride - 1}); }
 
   void allocate(std::size_t slots) {
     words = std::make_unique<std::int64_t[]>(slots * stride);  // zeroed: all empty

@@ -106,9 +106,8 @@ TEST(Limiter, ThrowingHooksAreCountedAndNeverBreakTheRequest) {
 TEST(Limiter, HooksSeeEveryDecision) {
   MemoryStore store;
   int denied = 0;
-  Limiter limiter(store, {.on_decision = [&](const DecisionEvent& e) {
-                    denied += !e.decision.allowed();
-                  }});
+  Limiter limiter(
+      store, {.on_decision = [&](const DecisionEvent& e) { denied += !e.decision.allowed(); }});
   for (int i = 0; i < 4; ++i) limiter.check(kPolicy, "k");
   EXPECT_EQ(denied, 1);
 }

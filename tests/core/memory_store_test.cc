@@ -22,9 +22,7 @@ struct FakeClock {
   }
 };
 
-Policy one_per_second(std::int64_t burst = 0) {
-  return Policy("p", {Rate(1, seconds(1), burst)});
-}
+Policy one_per_second(std::int64_t burst = 0) { return Policy("p", {Rate(1, seconds(1), burst)}); }
 
 TEST(MemoryStore, BurstThenDeniedThenRecoversWithTime) {
   FakeClock clock;

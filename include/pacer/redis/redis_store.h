@@ -51,12 +51,12 @@ struct RedisStoreOptions {
 };
 
 struct RedisStoreStats {
-  std::uint64_t round_trips = 0;       // EVALSHA/EVAL/DEL sent
-  std::uint64_t deny_cache_hits = 0;   // decisions answered locally
-  std::uint64_t script_reloads = 0;    // NOSCRIPT answered by EVAL
-  std::uint64_t fast_failures = 0;     // refused while the circuit was open
-  std::uint64_t errors = 0;            // failed round trips (timeouts, disconnects, ...)
-  std::uint64_t handler_errors = 0;    // completion handlers that threw (caught, logged)
+  std::uint64_t round_trips = 0;      // EVALSHA/EVAL/DEL sent
+  std::uint64_t deny_cache_hits = 0;  // decisions answered locally
+  std::uint64_t script_reloads = 0;   // NOSCRIPT answered by EVAL
+  std::uint64_t fast_failures = 0;    // refused while the circuit was open
+  std::uint64_t errors = 0;           // failed round trips (timeouts, disconnects, ...)
+  std::uint64_t handler_errors = 0;   // completion handlers that threw (caught, logged)
 };
 
 class RedisStore final : public Store {
