@@ -137,6 +137,17 @@ const LimitRule* HttpLimiter::Rules::route_rule(const RequestView& request) cons
   return any_method;
 }
 
+std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
+                        std::string_view identity) {
+  const std::string scope_part = scope_text(scope);
+  const std::string identity_part = sanitize_identity(identity);
+  std::string key;
+  key.reserve(prefix.size() + policy.size() + scope_part.size() + identity_part.size() + 6);
+  key.append(prefix).append(":{").append(policy).append(":");
+  key.append(scope_part).append(":").append(identity_part).append("}");
+  return key;
+}
+
 std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
   std::string scope;
   switch (rule.scope) {
@@ -144,20 +155,15 @@ std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& r
       scope = "app";
       break;
     case Scope::kRoute:
-      scope = scope_text(request.route());
+      scope = request.route();
       break;
     case Scope::kMethodRoute:
-      scope = scope_text(std::string(request.method()) + " " + std::string(request.route()));
+      scope = std::string(request.method()) + " " + std::string(request.route());
       break;
   }
   // An identity that does not apply (no fallback configured) shares one anonymous bucket.
-  const std::string identity = rule.identity(request).value_or("anonymous");
-  std::string key;
-  key.reserve(options_.key_prefix.size() + rule.policy.name().size() + scope.size() +
-              identity.size() + 6);
-  key.append(options_.key_prefix).append(":{").append(rule.policy.name()).append(":");
-  key.append(scope).append(":").append(identity).append("}");
-  return key;
+  return http::storage_key(options_.key_prefix, rule.policy.name(), scope,
+                           rule.identity(request).value_or("anonymous"));
 }
 
 void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {

@@ -40,6 +40,12 @@ enum class Scope {
 // "route", "method_route" or "app"; throws std::invalid_argument naming anything else.
 Scope parse_scope(std::string_view text);
 
+// The storage key `<prefix>:{<policy>:<scope>:<identity>}` (DESIGN §4). Braces in `scope`
+// become angle brackets ("/items/{id}" -> "/items/<id>"); a scope or identity that is not safe
+// in a key is hashed (sanitize_identity). Every adapter builds its keys here.
+std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
+                        std::string_view identity);
+
 struct LimitRule {
   Policy policy;
   Identity identity = Identity::client_ip();

@@ -1,0 +1,23 @@
+"""The asyncio side of the bridge (see python/src/module.cc): one Bridge per event loop, whose
+eventfd the loop watches; a readable fd means a batch of decisions is ready, and drain()
+resolves all their futures in one go."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+from . import _pacer
+
+_bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _pacer.Bridge]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def bridge_for(loop: asyncio.AbstractEventLoop) -> _pacer.Bridge:
+    bridge = _bridges.get(loop)
+    if bridge is None:
+        bridge = _pacer.Bridge()
+        loop.add_reader(bridge.fd, bridge.drain)
+        _bridges[loop] = bridge
+    return bridge

@@ -1,0 +1,129 @@
+"""The FastAPI dependency `limit()` and the decorator `rate_limit()`."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+from typing import Any, Callable, Optional, Union
+
+from fastapi import HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+
+from .limiter import (UNAVAILABLE_RETRY_AFTER_S, Limiter, RateLimitResult, _as_policy,
+                      rate_limited_detail)
+from .policies import Policy, Rate
+
+logger = logging.getLogger("pacer")
+
+_limiter: Optional[Limiter] = None
+_UNAVAILABLE = "Service temporarily unavailable"
+
+
+def set_limiter(limiter: Limiter) -> None:
+    global _limiter
+    _limiter = limiter
+
+
+def get_limiter() -> Limiter:
+    if _limiter is None:
+        raise RuntimeError(
+            "Limiter not configured. Call set_limiter() or use limit() with explicit limiter.")
+    return _limiter
+
+
+def _unavailable() -> HTTPException:
+    return HTTPException(status_code=503, detail=_UNAVAILABLE,
+                         headers={"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)})
+
+
+def _headers(limiter: Limiter, result: RateLimitResult, policy: Optional[Policy]) -> dict:
+    policy = policy or limiter.default_policy
+    if not limiter.expose_headers or policy is None:
+        return {}
+    return dict(limiter._header_pairs(result, policy))
+
+
+def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] = None):
+    """A dependency: `dependencies=[Depends(limit(Rate(10, "1m")))]`."""
+    policy = _as_policy(policy, "dependency")
+
+    async def dependency(request: Request, response: Response) -> None:
+        lim = limiter or get_limiter()
+        try:
+            result = await lim.check_policy(request, policy)
+        except Exception:
+            logger.exception("pacer: rate limit check failed")
+            if lim.fail_mode == "closed":
+                raise _unavailable() from None
+            return
+        if result.outcome == "unavailable":
+            raise _unavailable()
+        if result.allowed:
+            lim.add_headers(response, result, policy)
+            return
+        raise HTTPException(status_code=429, detail=rate_limited_detail(result),
+                            headers=_headers(lim, result, policy))
+
+    return dependency
+
+
+def _request_parameter(signature: inspect.Signature) -> Optional[str]:
+    for name, parameter in signature.parameters.items():
+        if parameter.annotation is Request or name == "request":
+            return name
+    return None
+
+
+class RateLimitDecorator:
+    """`@rate_limit(policy)` under `@app.get(...)`. The endpoint need not take a `request`."""
+
+    _EXTRA = "pacer_request"
+
+    def __init__(self, policy: Union[Policy, Rate, None] = None,
+                 limiter: Optional[Limiter] = None) -> None:
+        self.policy = _as_policy(policy, "decorator")
+        self.limiter = limiter
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        signature = inspect.signature(func)
+        own = _request_parameter(signature)
+        name = own or self._EXTRA
+        decorator = self
+
+        @functools.wraps(func)
+        async def wrapper(*args: Any, **kwargs: Any) -> Any:
+            request = kwargs[name] if own else kwargs.pop(name)
+            lim = decorator.limiter or get_limiter()
+            try:
+                result = await lim.check_policy(request, decorator.policy)
+            except Exception:
+                logger.exception("pacer: rate limit check failed")
+                if lim.fail_mode == "closed":
+                    raise _unavailable() from None
+                result = None
+            if result is not None and result.outcome == "unavailable":
+                raise _unavailable()
+            if result is not None and not result.allowed:
+                return JSONResponse(status_code=429, content=rate_limited_detail(result),
+                                    headers=_headers(lim, result, decorator.policy))
+            value = func(*args, **kwargs)
+            if inspect.isawaitable(value):
+                value = await value
+            if result is not None and isinstance(value, Response):
+                lim.add_headers(value, result, decorator.policy)
+            return value
+
+        if not own:
+            extra = inspect.Parameter(self._EXTRA, inspect.Parameter.KEYWORD_ONLY,
+                                      annotation=Request)
+            params = list(signature.parameters.values())
+            at = next((i for i, p in enumerate(params) if p.kind is p.VAR_KEYWORD), len(params))
+            params.insert(at, extra)
+            wrapper.__signature__ = signature.replace(parameters=params)
+        return wrapper
+
+
+def rate_limit(policy: Union[Policy, Rate, None] = None,
+               limiter: Optional[Limiter] = None) -> RateLimitDecorator:
+    return RateLimitDecorator(policy, limiter)

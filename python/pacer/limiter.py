@@ -1,0 +1,336 @@
+"""Limiter: FastAPI Pacer's API over Pacer's C++ engine.
+
+Every decision is made by the C++ library (`pacer._pacer.Engine`: a Limiter on the in-process
+store or on Redis, with the fail mode, GCRA, keys, headers and bodies); this class keeps the
+seed's constructor, attributes, hooks and results. An in-process decision is answered inline;
+a Redis decision completes on Pacer's I/O thread and reaches the event loop through a Bridge,
+in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import json
+import logging
+import time
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Optional, Tuple, Union
+
+from . import _pacer
+from ._bridge import bridge_for
+from .policies import Policy, Rate
+from .selectors import _CLIENT_IP, get_selector
+from .storage_simple import SimpleRedisStorage
+
+logger = logging.getLogger("pacer")
+
+OnDecisionHook = Callable[[Any, Policy, "RateLimitResult", float], None]
+OnErrorHook = Callable[[Any, Policy, Exception, float], None]
+
+# Retry-After of a 503 (fail mode "closed"), as in FastAPI Pacer.
+UNAVAILABLE_RETRY_AFTER_S = 5
+
+
+class StoreError(RuntimeError):
+    """The store could not decide (Redis unreachable, timeout, ...); the fail mode answered.
+    Passed to `on_error` hooks."""
+
+
+@dataclass
+class RateLimitResult:
+    allowed: bool
+    retry_after_ms: int
+    reset_ms: int
+    remaining: int
+    matched_rate_index: int = 0
+    # Pacer: "allowed", "denied", "exceeds_capacity" or "unavailable" (fail mode "closed"),
+    # and whether the fail mode answered because the store failed.
+    outcome: Optional[str] = None
+    degraded: bool = False
+    _verdict: Any = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            self.outcome = "allowed" if self.allowed else "denied"
+
+    @property
+    def retry_after_seconds(self) -> int:
+        return max(1, -(-self.retry_after_ms // 1000))
+
+    @property
+    def reset_seconds(self) -> int:
+        return max(1, -(-self.reset_ms // 1000))
+
+    @property
+    def reset_timestamp(self) -> int:
+        return int(time.time()) + -(-self.reset_ms // 1000)
+
+
+@dataclass
+class LimiterMetrics:
+    requests_allowed: int = 0
+    requests_blocked: int = 0
+    redis_errors: int = 0
+
+    def to_dict(self) -> Dict[str, int]:
+        return {
+            "requests_allowed": self.requests_allowed,
+            "requests_blocked": self.requests_blocked,
+            "redis_errors": self.redis_errors,
+        }
+
+
+def _result_of(verdict: Any) -> RateLimitResult:
+    retry = verdict.retry_after_ms
+    if verdict.outcome == "unavailable":
+        retry = UNAVAILABLE_RETRY_AFTER_S * 1000
+    return RateLimitResult(
+        allowed=verdict.allowed,
+        retry_after_ms=retry,
+        reset_ms=verdict.reset_ms,
+        remaining=verdict.remaining,
+        matched_rate_index=verdict.rate_index,
+        outcome=verdict.outcome,
+        degraded=verdict.degraded,
+        _verdict=verdict,
+    )
+
+
+def _as_policy(policy: Union[Policy, Rate, None], name: str) -> Optional[Policy]:
+    if isinstance(policy, Rate):
+        return Policy(rates=[policy], key="ip", name=name)
+    return policy
+
+
+_engines: "weakref.WeakSet[Any]" = weakref.WeakSet()
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    """Interpreter exit with checks in flight: answer them all, stop the I/O threads."""
+    for limiter in list(_engines):
+        limiter._close_engine()
+    _pacer._release_orphans()
+
+
+class Limiter:
+    def __init__(
+        self,
+        redis_url: Optional[str] = "redis://localhost:6379",
+        default_policy: Union[Policy, Rate, None] = None,
+        fail_mode: str = "open",
+        app_name: str = "fastapi",
+        route_scope: str = "route",
+        expose_headers: bool = True,
+        connect_timeout_ms: int = 1000,
+        command_timeout_ms: int = 100,
+        legacy_timestamp_header: bool = False,
+        expose_policy_header: bool = False,
+        on_decision: Optional[OnDecisionHook] = None,
+        on_error: Optional[OnErrorHook] = None,
+        *,
+        extractor: Optional[Callable[[Any], str]] = None,
+        trust_proxies: Optional[list] = None,
+        cluster_mode: bool = False,
+    ) -> None:
+        if fail_mode not in ("open", "closed", "local"):
+            raise ValueError("fail_mode must be 'open' or 'closed' (Pacer also accepts 'local')")
+        if route_scope not in ("route", "method", "app"):
+            raise ValueError("route_scope must be 'route', 'method', or 'app'")
+        if cluster_mode and redis_url and redis_url.startswith(("redis://", "rediss://")):
+            redis_url = redis_url.replace("redis", "redis+cluster", 1).replace(
+                "redis+clusters://", "rediss+cluster://", 1)
+        if extractor is None and trust_proxies is not None:
+            from .extractors import extract_ip
+
+            extractor = extract_ip(trusted_proxies=trust_proxies)
+        self.default_policy = _as_policy(default_policy, "default")
+        self.fail_mode = fail_mode
+        self.app_name = app_name
+        self.route_scope = route_scope
+        self.expose_headers = expose_headers
+        self.legacy_timestamp_header = legacy_timestamp_header
+        self.expose_policy_header = expose_policy_header
+        self.on_decision = on_decision
+        self.on_error = on_error
+        self.extractor = extractor
+        self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
+                                          fail_mode=fail_mode, app_name=app_name)
+        self._lock: Optional[asyncio.Lock] = None
+        self._started = False
+        _engines.add(self)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def _engine(self) -> Any:
+        return self.storage._engine_or_start()
+
+    def _close_engine(self) -> None:
+        self.storage._close()
+
+    async def startup(self) -> None:
+        """Connects (waits up to connect_timeout_ms for Redis). Fail mode "closed" raises
+        ConnectionError when Redis cannot be reached; the others log and go on."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            try:
+                await self.storage.connect()
+                self._started = True
+            except Exception as error:
+                logger.error("pacer: cannot connect to the store: %s", error)
+                if self.fail_mode == "closed":
+                    raise
+
+    async def shutdown(self) -> None:
+        """Answers every check in flight and closes the store; a later check starts it again."""
+        await self.storage.disconnect()
+        self._started = False
+
+    # -- decisions ---------------------------------------------------------------------------
+
+    def _principal(self, policy: Policy, request: Any) -> str:
+        if self.extractor is not None:
+            return self.extractor(request)
+        return get_selector(policy.key)(request)
+
+    def _scope_value(self, method: str, path: str) -> str:
+        if self.route_scope == "route":
+            return path
+        if self.route_scope == "method":
+            return f"{method}:{path}"
+        return "global"
+
+    async def _decide(self, policy: Policy, scope: str, principal: str) -> Tuple[Any, float]:
+        engine = self._engine()
+        started = time.perf_counter()
+        if engine.completes_inline:
+            verdict = engine.check(policy._native, scope, principal, 1, None, None)
+        else:
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            verdict = engine.check(policy._native, scope, principal, 1, bridge_for(loop), future)
+            if verdict is None:
+                verdict = await future
+        return verdict, (time.perf_counter() - started) * 1000.0
+
+    def _report(self, request: Any, policy: Policy, verdict: Any, duration_ms: float,
+                result: Optional[RateLimitResult] = None) -> RateLimitResult:
+        """Calls the hook that applies; a hook that raises is logged and ignored."""
+        result = result or _result_of(verdict)
+        hook = self.on_error if verdict.degraded else self.on_decision
+        if hook is not None:
+            try:
+                if verdict.degraded:
+                    hook(request, policy, StoreError(verdict.error), duration_ms)
+                else:
+                    hook(request, policy, result, duration_ms)
+            except Exception:
+                logger.exception("pacer: %s hook raised", "on_error" if verdict.degraded else "on_decision")
+        return result
+
+    async def check_policy(self, request: Any, policy: Optional[Policy] = None,
+                           scope_override: Optional[str] = None) -> RateLimitResult:
+        policy = policy or self.default_policy
+        if policy is None:
+            raise ValueError("No policy provided and no default policy configured")
+        principal = self._principal(policy, request)
+        if scope_override:
+            scope = scope_override
+        else:
+            url = getattr(request, "url", None)
+            path = getattr(url, "path", None)
+            scope = self._scope_value(str(getattr(request, "method", "GET")),
+                                      path if isinstance(path, str) else "/")
+        verdict, duration_ms = await self._decide(policy, scope, str(principal))
+        return self._report(request, policy, verdict, duration_ms)
+
+    async def check_rate_limit(self, request: Any, policy: Union[Rate, Policy, None] = None,
+                               scope_override: Optional[str] = None) -> RateLimitResult:
+        return await self.check_policy(request, _as_policy(policy, "legacy"), scope_override)
+
+    def check_blocking(self, principal: str, policy: Optional[Policy] = None,
+                       scope: str = "global", cost: int = 1) -> RateLimitResult:
+        """For synchronous code: decides `cost` for `principal` and waits, without the GIL.
+        Thread-safe. Calls no hooks."""
+        policy = policy or self.default_policy
+        if policy is None:
+            raise ValueError("No policy provided and no default policy configured")
+        return _result_of(self._engine().check_blocking(policy._native, scope, str(principal), cost))
+
+    def reset(self, principal: str, policy: Optional[Policy] = None, scope: str = "global") -> None:
+        """Forgets `principal`'s state under `policy` (blocking)."""
+        policy = policy or self.default_policy
+        if policy is None:
+            raise ValueError("No policy provided and no default policy configured")
+        error = self._engine().reset(policy._native, scope, str(principal))
+        if error:
+            raise StoreError(error)
+
+    # -- headers, health, metrics ------------------------------------------------------------
+
+    def _header_pairs(self, result: RateLimitResult, policy: Policy):
+        return policy._native.headers(
+            result.allowed, result.retry_after_ms, result.reset_ms, result.remaining,
+            result.matched_rate_index, True, self.legacy_timestamp_header,
+            self.expose_policy_header)
+
+    def add_headers(self, response: Any, result: RateLimitResult,
+                    policy: Optional[Policy] = None) -> None:
+        if not self.expose_headers:
+            return
+        policy = policy or self.default_policy
+        if policy is None or result.outcome == "unavailable":
+            return
+        for name, value in self._header_pairs(result, policy):
+            response.headers[name] = value
+
+    async def is_healthy(self) -> bool:
+        return self.storage.redis is not None and self.storage._connected()
+
+    @property
+    def metrics(self) -> LimiterMetrics:
+        counts = self.storage._metrics()
+        return LimiterMetrics(counts["allowed"], counts["denied"], counts["errors"])
+
+    def get_metrics(self) -> Dict[str, Any]:
+        return {"limiter": self.metrics.to_dict(), "connected": self.storage._connected()}
+
+    def prometheus(self, prefix: str = "pacer") -> str:
+        """Counters and the decision latency histogram in Prometheus text format."""
+        return self.storage._prometheus(prefix)
+
+    # -- the middleware's path: everything from the ASGI scope -------------------------------
+
+    async def _check_scope(self, scope: dict, policy: Policy) -> Tuple[Any, Optional[Any]]:
+        """Decides for an ASGI request; returns the verdict and the Request built for selectors
+        or hooks (None when neither needed one)."""
+        request = None
+        if self.extractor is None and policy.key == "ip":
+            principal = _CLIENT_IP.resolve_scope(scope.get("client"), scope["headers"], "unknown")
+        else:
+            from starlette.requests import Request
+
+            request = Request(scope)
+            principal = self._principal(policy, request)
+        path = scope.get("root_path", "") + scope["path"]
+        verdict, duration_ms = await self._decide(
+            policy, self._scope_value(scope["method"], path), str(principal))
+        hook = self.on_error if verdict.degraded else self.on_decision
+        if hook is not None:
+            if request is None:
+                from starlette.requests import Request
+
+                request = Request(scope)
+            self._report(request, policy, verdict, duration_ms)
+        return verdict, request
+
+
+def rate_limited_detail(result: RateLimitResult) -> Dict[str, Any]:
+    """The 429 body's object, as the engine renders it."""
+    verdict = result._verdict
+    if verdict is not None:
+        return json.loads(verdict.body())
+    return {"detail": "rate_limited", "retry_after_ms": result.retry_after_ms}

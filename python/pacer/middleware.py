@@ -1,0 +1,99 @@
+"""LimiterMiddleware: a pure ASGI middleware (no BaseHTTPMiddleware) limiting every request.
+
+The identity, the decision, the header values and the 429/503 bodies come from the C++ engine;
+this class only reads the ASGI scope and writes ASGI messages.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, List, Optional, Union
+
+from .limiter import UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy
+from .policies import Policy, Rate
+from . import _pacer
+
+logger = logging.getLogger("pacer")
+
+_JSON = (b"content-type", b"application/json")
+_RETRY_503 = (b"retry-after", str(UNAVAILABLE_RETRY_AFTER_S).encode())
+
+
+async def _answer(send: Any, status: int, body: bytes, headers: List[tuple]) -> None:
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-length", str(len(body)).encode()), _JSON, *headers],
+    })
+    await send({"type": "http.response.body", "body": body})
+
+
+async def answer_unavailable(send: Any) -> None:
+    """503 {"detail": "Service temporarily unavailable"} with Retry-After: 5."""
+    await _answer(send, 503, _pacer.UNAVAILABLE_BODY, [_RETRY_503])
+
+
+class LimiterMiddleware:
+    def __init__(self, app: Any, limiter: Limiter, policy: Union[Policy, Rate, None] = None,
+                 exclude_paths: Optional[List[str]] = None,
+                 exclude_methods: Optional[Iterable[str]] = None) -> None:
+        self.app = app
+        self.limiter = limiter
+        self.policy = _as_policy(policy, "middleware")
+        self.exclude_paths = list(exclude_paths or [])
+        self.exclude_methods = set(exclude_methods) if exclude_methods else {"OPTIONS", "HEAD"}
+        self._exact = {p for p in self.exclude_paths if not p.endswith("*")}
+        self._prefixes = tuple(p[:-1] for p in self.exclude_paths if p.endswith("*"))
+
+    def _excluded(self, method: str, path: str) -> bool:
+        return (method in self.exclude_methods or path in self._exact
+                or (bool(self._prefixes) and path.startswith(self._prefixes)))
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("root_path", "") + scope["path"]
+        if self._excluded(scope["method"], path):
+            await self.app(scope, receive, send)
+            return
+        limiter = self.limiter
+        policy = self.policy or limiter.default_policy
+        try:
+            if policy is None:
+                raise ValueError("No policy provided and no default policy configured")
+            verdict, _ = await limiter._check_scope(scope, policy)
+        except Exception:
+            # A selector or configuration error, not a store failure (those the engine answers
+            # with the fail mode): the request is not limited in "open" mode, refused in "closed".
+            logger.exception("pacer: rate limit check failed")
+            if limiter.fail_mode == "closed":
+                await answer_unavailable(send)
+            else:
+                await self.app(scope, receive, send)
+            return
+
+        outcome = verdict.outcome
+        if outcome == "unavailable":
+            await answer_unavailable(send)
+            return
+        expose = limiter.expose_headers
+        headers = verdict.asgi_headers(policy._native, expose, limiter.legacy_timestamp_header,
+                                       limiter.expose_policy_header) if expose else []
+        if outcome != "allowed":
+            await _answer(send, 429, verdict.body(False), headers)
+            return
+        if not headers:
+            await self.app(scope, receive, send)
+            return
+        names = {name for name, _ in headers}
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
+                message = {**message, "headers": kept + headers}
+            await send(message)
+
+        # Exceptions from the application propagate: it never runs twice, and its errors stay
+        # its own (FastAPI Pacer re-ran it, or turned them into 503s).
+        await self.app(scope, receive, send_with_headers)

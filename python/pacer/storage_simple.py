@@ -1,0 +1,127 @@
+"""SimpleRedisStorage: FastAPI Pacer's storage class, here the owner of Pacer's C++ engine.
+
+A Limiter keeps one in `limiter.storage`. The engine (store, Limiter, I/O threads) starts on
+first use, not at construction, so an app module can be imported before a server forks its
+workers; a process that finds itself forked starts its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from . import _pacer
+
+_MEMORY_URLS = (None, "", "memory", "memory://")
+# Engines of a parent process, kept (never destroyed) in a forked child: their threads do not
+# exist here, so their destructors must not run.
+_inherited: List[Any] = []
+
+
+class SimpleRedisStorage:
+    def __init__(self, redis_url: Optional[str] = "redis://localhost:6379",
+                 connect_timeout_ms: int = 1000, command_timeout_ms: int = 100,
+                 max_retries: int = 1, *, fail_mode: str = "open",
+                 app_name: str = "fastapi") -> None:
+        if redis_url not in _MEMORY_URLS:
+            _pacer.check_redis_url(redis_url)
+        for name, value in (("connect_timeout_ms", connect_timeout_ms),
+                            ("command_timeout_ms", command_timeout_ms)):
+            if not isinstance(value, int) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        self.redis_url = redis_url
+        self.connect_timeout_ms = connect_timeout_ms
+        self.command_timeout_ms = command_timeout_ms
+        self.max_retries = max_retries  # unused, as in FastAPI Pacer
+        self._fail_mode = fail_mode
+        self._app_name = app_name
+        self._engine: Any = None
+        self._pid = 0
+        self._lock = threading.Lock()
+        self._base = {"allowed": 0, "denied": 0, "errors": 0}
+
+    @property
+    def is_memory(self) -> bool:
+        return self.redis_url in _MEMORY_URLS
+
+    def _engine_or_start(self) -> Any:
+        engine = self._engine
+        if engine is not None and self._pid == os.getpid():
+            return engine
+        with self._lock:
+            if self._engine is not None and self._pid != os.getpid():
+                _inherited.append(self._engine)
+                self._engine = None
+            if self._engine is None:
+                self._engine = _pacer.Engine(
+                    None if self.is_memory else self.redis_url, self._fail_mode, self._app_name,
+                    self.connect_timeout_ms, self.command_timeout_ms)
+                self._pid = os.getpid()
+            return self._engine
+
+    def _close(self) -> None:
+        with self._lock:
+            engine, self._engine = self._engine, None
+            if engine is None or self._pid != os.getpid():
+                return
+            counts = engine.metrics()
+            for name in self._base:
+                self._base[name] += counts[name]
+            engine.shutdown()
+
+    def _connected(self) -> bool:
+        engine = self._engine
+        return engine is not None and engine.connected()
+
+    def _metrics(self) -> Dict[str, int]:
+        engine = self._engine
+        counts = dict(self._base)
+        if engine is not None:
+            live = engine.metrics()
+            for name in counts:
+                counts[name] += live[name]
+        return counts
+
+    def _prometheus(self, prefix: str) -> str:
+        return self._engine_or_start().prometheus(prefix)
+
+    @property
+    def redis(self) -> Any:
+        """The engine while it runs and is connected (the seed exposed its Redis client)."""
+        return self._engine if self._connected() else None
+
+    async def connect(self) -> None:
+        engine = self._engine_or_start()
+        if engine.completes_inline:
+            return
+        loop = asyncio.get_running_loop()
+        if not await loop.run_in_executor(None, engine.wait_connected, self.connect_timeout_ms):
+            raise ConnectionError(f"cannot reach Redis: {engine.last_error() or 'timed out'}")
+
+    async def disconnect(self) -> None:
+        self._close()
+
+    async def check_policy(self, keys: List[str], policy: Any,
+                           now_ms: Optional[int] = None) -> Tuple[bool, int, int, int, int]:
+        """Decides one request on the storage key `keys[0]` (see Policy.generate_keys):
+        (allowed, retry_after_ms, reset_ms, remaining, matched_rate_index). The store's clock
+        decides: `now_ms` is ignored. Raises RuntimeError when the store cannot answer."""
+        del now_ms
+        engine = self._engine
+        if engine is None:
+            raise RuntimeError("Storage not connected. Call connect() first.")
+        bridge = future = None
+        if not engine.completes_inline:
+            from ._bridge import bridge_for
+
+            loop = asyncio.get_running_loop()
+            bridge, future = bridge_for(loop), loop.create_future()
+        verdict = engine.submit(policy._native, keys[0], 1, bridge, future)
+        if verdict is None:
+            verdict = await future
+        if verdict.degraded:
+            raise RuntimeError(f"store error: {verdict.error}")
+        return (verdict.allowed, verdict.retry_after_ms, verdict.reset_ms, verdict.remaining,
+                verdict.rate_index)

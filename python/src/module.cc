@@ -1,0 +1,623 @@
+// pacer._pacer — the C++ engine behind the Python package `pacer`.
+//
+// Python holds glue only (ASGI middleware, FastAPI dependency, the seed's classes); everything
+// that decides something is here or below: durations, client addresses through trusted
+// proxies, key hashing, storage keys, GCRA in the store, fail modes, header values and bodies.
+//
+// The asyncio bridge. A Redis decision completes on one of the store's I/O threads, which
+// never touch a Python object: the completion is queued on its event loop's Bridge, and the
+// first one queued after a drain writes the Bridge's eventfd. The loop watches that descriptor
+// (loop.add_reader) and drain() resolves every queued future at once, holding the GIL: one
+// wake-up for many decisions. A Call owns one reference to its future; that reference is
+// released under the GIL by whoever ends up owning the Call (the caller when the store answered
+// inline, drain() otherwise). Calls whose bridge is gone (its loop was closed or collected)
+// are parked in a process-wide list and released at the next call from Python or at exit.
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+#include "pacer/decision.h"
+#include "pacer/http/http_limiter.h"
+#include "pacer/http/identity.h"
+#include "pacer/http/ip.h"
+#include "pacer/http/response.h"
+#include "pacer/limiter.h"
+#include "pacer/memory_store.h"
+#include "pacer/rate.h"
+#include "pacer/redis/redis_store.h"
+#include "pacer/redis/url.h"
+
+namespace py = pybind11;
+
+namespace pacer::python {
+namespace {
+
+std::int64_t ceil_ms(Nanos duration) {
+  constexpr std::int64_t kMilli = 1'000'000;
+  return duration.count() <= 0 ? 0 : (duration.count() + kMilli - 1) / kMilli;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Policies
+
+// A policy name as the C++ library accepts it ([A-Za-z0-9_.-], 1..64 bytes). Python policies
+// may be named anything; other names are replaced by a digest, so they still get a key space
+// of their own.
+std::string native_name(const std::string& name) {
+  const bool ok = !name.empty() && name.size() <= 64 &&
+                  name.find_first_not_of(
+                      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                      "0123456789_.-") == std::string::npos;
+  return ok ? name : "h-" + http::hash_identity(name).substr(2, 16);
+}
+
+struct NativePolicy {
+  Policy policy;
+  std::string description;  // the seed's describe(), the X-RateLimit-Policy value
+
+  static NativePolicy make(
+      const std::string& name,
+      const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>& rates,
+      std::string description) {
+    std::vector<Rate> native;
+    native.reserve(rates.size());
+    for (const auto& [permits, period_ns, burst] : rates)
+      native.emplace_back(permits, Nanos(period_ns), burst);
+    return NativePolicy{Policy(native_name(name), std::move(native)), std::move(description)};
+  }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Headers and bodies
+
+struct HeaderFlags {
+  bool expose = true;   // RateLimit-* and Retry-After at all
+  bool legacy = false;  // X-RateLimit-Reset
+  bool policy = false;  // X-RateLimit-Policy
+};
+
+http::HeaderList header_list(const NativePolicy& p, const Decision& d, HeaderFlags flags) {
+  http::HeaderList out;
+  if (!flags.expose || d.outcome == Outcome::kUnavailable) return out;
+  http::append_headers(p.policy, d, {.ratelimit = true, .x_ratelimit_reset = flags.legacy}, out);
+  if (flags.policy) out.emplace_back("X-RateLimit-Policy", p.description);
+  return out;
+}
+
+std::string lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
+// ASGI form: [(b"ratelimit-limit", b"10"), ...]
+py::list asgi_headers(const NativePolicy& p, const Decision& d, HeaderFlags flags) {
+  py::list out;
+  for (const auto& [name, value] : header_list(p, d, flags))
+    out.append(py::make_tuple(py::bytes(lower(name)), py::bytes(value)));
+  return out;
+}
+
+// Mapping form, the seed's spelling: [("RateLimit-Limit", "10"), ...]
+std::vector<std::pair<std::string, std::string>> named_headers(const NativePolicy& p,
+                                                               const Decision& d,
+                                                               HeaderFlags flags) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (auto& [name, value] : header_list(p, d, flags)) out.emplace_back(name, std::move(value));
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts
+
+struct Verdict {
+  Decision decision;
+  std::string error;  // the store's error when the fail mode answered
+
+  std::string_view outcome() const { return to_string(decision.outcome); }
+  py::bytes body(bool nested) const {
+    if (decision.outcome == Outcome::kUnavailable) return py::bytes(http::unavailable_body());
+    return py::bytes(http::too_many_requests_body(
+        decision, nested ? http::BodyStyle::kNested : http::BodyStyle::kFlat));
+  }
+};
+
+// A Decision rebuilt from the seed's RateLimitResult fields, for add_headers on results the
+// caller made itself.
+Decision decision_from_fields(const NativePolicy& p, bool allowed, std::int64_t retry_after_ms,
+                              std::int64_t reset_ms, std::int64_t remaining, std::size_t index) {
+  const auto rates = p.policy.rates();
+  if (index >= rates.size())
+    throw py::index_error("matched_rate_index " + std::to_string(index) + " is out of range for " +
+                          std::to_string(rates.size()) + " rate(s)");
+  Decision d;
+  d.outcome = allowed ? Outcome::kAllowed : Outcome::kDenied;
+  d.limit = rates[index].permits();
+  d.remaining = remaining < 0 ? 0 : remaining;
+  d.retry_after = std::chrono::milliseconds(retry_after_ms < 0 ? 0 : retry_after_ms);
+  d.reset_after = std::chrono::milliseconds(reset_ms < 0 ? 0 : reset_ms);
+  d.rate_index = static_cast<std::uint8_t>(index);
+  return d;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The asyncio bridge
+
+struct BridgeCore;
+
+struct Call {
+  // 0: the caller is still inside Limiter::check; 1: answered inline (the caller owns the Call);
+  // 2: the caller returned first (the completion owns the Call and queues it).
+  std::atomic<int> state{0};
+  Verdict verdict;
+  PyObject* future = nullptr;  // one strong reference, released under the GIL
+  std::shared_ptr<BridgeCore> bridge;
+};
+
+// Calls whose bridge went away; released under the GIL by release_orphans().
+std::mutex orphans_mutex;
+std::vector<Call*> orphans;
+std::atomic<bool> have_orphans{false};
+
+void release_orphans() {  // GIL held
+  if (!have_orphans.load(std::memory_order_acquire)) return;
+  std::vector<Call*> calls;
+  {
+    std::lock_guard lock(orphans_mutex);
+    calls.swap(orphans);
+    have_orphans.store(false, std::memory_order_release);
+  }
+  for (Call* call : calls) {
+    Py_XDECREF(call->future);
+    delete call;
+  }
+}
+
+struct BridgeCore {
+  int fd = -1;
+  std::mutex mutex;
+  std::vector<Call*> ready;
+
+  BridgeCore() : fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  }
+  // May run on any thread, without the GIL: what is still queued is parked for Python.
+  ~BridgeCore() {
+    if (!ready.empty()) {
+      std::lock_guard lock(orphans_mutex);
+      orphans.insert(orphans.end(), ready.begin(), ready.end());
+      have_orphans.store(true, std::memory_order_release);
+    }
+    ::close(fd);
+  }
+
+  // Any thread, no GIL.
+  void push(Call* call) {
+    bool wake;
+    {
+      std::lock_guard lock(mutex);
+      wake = ready.empty();
+      ready.push_back(call);
+    }
+    if (wake) {
+      const std::uint64_t one = 1;
+      // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+      [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
+    }
+  }
+};
+
+// Ownership of a completed Call moves here from a store thread. Never touches Python.
+void complete_call(Call* call, const Decision& decision, std::string error) noexcept {
+  call->verdict = Verdict{decision, std::move(error)};
+  int expected = 0;
+  if (call->state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
+  std::shared_ptr<BridgeCore> bridge = std::move(call->bridge);
+  bridge->push(call);
+}
+
+class Bridge {
+ public:
+  Bridge() : core_(std::make_shared<BridgeCore>()) {}
+  int fd() const { return core_->fd; }
+  const std::shared_ptr<BridgeCore>& core() const { return core_; }
+
+  // Called by the event loop when fd() is readable: resolves every queued future. Returns how
+  // many completions it delivered.
+  std::size_t drain() {
+    std::uint64_t counter;
+    [[maybe_unused]] const auto n = ::read(core_->fd, &counter, sizeof counter);
+    std::vector<Call*> calls;
+    {
+      std::lock_guard lock(core_->mutex);
+      calls.swap(core_->ready);
+    }
+    for (Call* call : calls) {
+      std::unique_ptr<Call> owned(call);
+      py::object future = py::reinterpret_steal<py::object>(call->future);
+      call->future = nullptr;
+      try {
+        // A cancelled task's future is done already: its answer goes nowhere.
+        if (!future.attr("done")().cast<bool>())
+          future.attr("set_result")(py::cast(std::move(call->verdict)));
+      } catch (py::error_already_set& e) {
+        e.discard_as_unraisable("pacer: delivering a decision to its future");
+      }
+    }
+    release_orphans();
+    return calls.size();
+  }
+
+ private:
+  std::shared_ptr<BridgeCore> core_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// The engine: a store, a Limiter on it, and the key prefix
+
+// The Limiter reports a store failure to on_error right before it answers with the fail mode,
+// on the same thread; the completion picks the message up from here.
+thread_local std::string last_store_error;
+
+struct EngineOptions {
+  std::optional<std::string> url;  // nullopt or "memory://": in-process
+  std::string fail_mode = "open";
+  std::string prefix = "fastapi";
+  std::int64_t connect_timeout_ms = 1000;
+  std::int64_t command_timeout_ms = 100;
+};
+
+bool is_memory_url(const std::optional<std::string>& url) {
+  return !url || *url == "memory" || *url == "memory://";
+}
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
+    if (prefix_.empty() || prefix_.size() > 64 || http::sanitize_identity(prefix_) != prefix_)
+      throw std::invalid_argument("invalid app_name '" + prefix_ +
+                                  "': 1..64 bytes without braces or control characters");
+    LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
+    limiter_options.on_error = [](const ErrorEvent& event) {
+      last_store_error = event.error.message();
+    };
+    if (is_memory_url(options.url)) {
+      store_ = std::make_unique<MemoryStore>();
+    } else {
+      redis::RedisStoreOptions redis_options{.url = *options.url};
+      redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
+      redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
+      store_ = std::make_unique<redis::RedisStore>(std::move(redis_options));
+    }
+    inline_ = store_->completes_inline();
+    limiter_ = std::make_unique<Limiter>(*store_, std::move(limiter_options));
+  }
+
+  ~Engine() { shutdown(); }
+
+  bool completes_inline() const { return inline_; }
+
+  // Async form. Returns the Verdict when the store answered inline; otherwise None, and
+  // `future` gets the Verdict through `bridge`.
+  py::object check(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                   std::int64_t cost, Bridge* bridge, py::object future) {
+    return submit(p, http::storage_key(prefix_, p.policy.name(), scope, identity), cost, bridge,
+                  std::move(future));
+  }
+
+  // The same for a storage key built by the caller.
+  py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
+                    Bridge* bridge, py::object future) {
+    release_orphans();
+    if (inline_ || !bridge) {
+      std::optional<Verdict> verdict;
+      limiter_->check(p.policy, key, cost, [&verdict](const Decision& d) {
+        verdict.emplace(Verdict{d, d.degraded ? std::move(last_store_error) : std::string()});
+      });
+      if (verdict) return py::cast(std::move(*verdict));
+      throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
+    }
+    auto* call = new Call;
+    call->future = future.release().ptr();
+    call->bridge = bridge->core();
+    try {
+      limiter_->check(p.policy, key, cost, [call](const Decision& d) {
+        complete_call(call, d, d.degraded ? std::move(last_store_error) : std::string());
+      });
+    } catch (...) {
+      // Refused before reaching the store (a rate the store cannot represent).
+      Py_XDECREF(call->future);
+      delete call;
+      throw;
+    }
+    int expected = 0;
+    if (call->state.compare_exchange_strong(expected, 2, std::memory_order_acq_rel))
+      return py::none();                // the completion owns the Call now
+    std::unique_ptr<Call> owned(call);  // answered before Limiter::check returned
+    Py_XDECREF(call->future);
+    return py::cast(std::move(call->verdict));
+  }
+
+  // Blocking form for synchronous code; releases the GIL while it waits.
+  Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                         std::int64_t cost) {
+    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+    if (inline_) return verdict_of(limiter_->check(p.policy, key, cost));
+    py::gil_scoped_release unlocked;
+    return verdict_of(limiter_->check(p.policy, key, cost));
+  }
+
+  std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity) {
+    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+    std::error_code error;
+    if (inline_) {
+      error = limiter_->reset(p.policy, key);
+    } else {
+      py::gil_scoped_release unlocked;
+      error = limiter_->reset(p.policy, key);
+    }
+    return error ? error.message() : std::string();
+  }
+
+  std::string key(const NativePolicy& p, std::string_view scope, std::string_view identity) const {
+    return http::storage_key(prefix_, p.policy.name(), scope, identity);
+  }
+
+  void validate(const NativePolicy& p) const { limiter_->validate(p.policy); }
+
+  bool connected() const { return store_ && store_->connected(); }
+
+  bool wait_connected(std::int64_t timeout_ms) const {
+    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
+    if (!redis) return true;
+    py::gil_scoped_release unlocked;
+    return redis->wait_connected(std::chrono::milliseconds(timeout_ms));
+  }
+
+  std::string last_error() const {
+    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
+    return redis ? redis->last_error() : std::string();
+  }
+
+  py::dict metrics() const {
+    const MetricsSnapshot m = limiter_->metrics().snapshot();
+    py::dict out;
+    out["allowed"] = m.allowed;
+    out["denied"] = m.denied;
+    out["errors"] = m.errors;
+    out["degraded"] = m.degraded;
+    out["hook_errors"] = m.hook_errors;
+    out["latency_count"] = m.latency_count;
+    out["latency_sum_ns"] = m.latency_sum_ns;
+    return out;
+  }
+
+  std::string prometheus(const std::string& prefix) const {
+    return limiter_->metrics().snapshot().prometheus(prefix);
+  }
+
+  // Answers everything in flight (store rule 3); idempotent. No Python object is touched by
+  // the store's threads, so waiting for them without the GIL cannot deadlock.
+  void shutdown() {
+    if (!store_ || shut_) return;
+    shut_ = true;
+    py::gil_scoped_release unlocked;
+    store_->shutdown();
+  }
+
+ private:
+  static Verdict verdict_of(const Decision& d) {
+    return Verdict{d, d.degraded ? std::move(last_store_error) : std::string()};
+  }
+
+  std::string prefix_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Limiter> limiter_;
+  bool inline_ = true;
+  bool shut_ = false;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Client addresses
+
+// A RequestView over header pairs handed over by Python (a selector reading a duck-typed
+// request) or over an ASGI scope's raw headers.
+class PairsView final : public http::RequestView {
+ public:
+  PairsView(std::string_view peer, const std::vector<std::pair<std::string, std::string>>& headers)
+      : peer_(peer), headers_(headers) {}
+  std::string_view method() const override { return "GET"; }
+  std::string_view path() const override { return "/"; }
+  std::string_view query() const override { return {}; }
+  std::string_view peer_address() const override { return peer_; }
+  std::optional<std::string_view> header(std::string_view name) const override {
+    for (const auto& [n, v] : headers_)
+      if (http::iequals(n, name)) return std::string_view(v);
+    return std::nullopt;
+  }
+  std::string header_list(std::string_view name) const override {
+    std::string out;
+    for (const auto& [n, v] : headers_)
+      if (http::iequals(n, name)) out.append(out.empty() ? "" : ", ").append(v);
+    return out;
+  }
+  std::optional<std::string_view> attribute(std::string_view) const override {
+    return std::nullopt;
+  }
+
+ private:
+  std::string_view peer_;
+  const std::vector<std::pair<std::string, std::string>>& headers_;
+};
+
+class ClientIp {
+ public:
+  ClientIp(const std::string& trusted, std::vector<std::string> headers, int ipv6_prefix) {
+    options_.trusted_proxies = http::TrustedProxies::parse(trusted);
+    options_.headers = std::move(headers);
+    if (ipv6_prefix < 0 || ipv6_prefix > 128)
+      throw std::invalid_argument("invalid ipv6_prefix " + std::to_string(ipv6_prefix) +
+                                  ": must be 0..128");
+    options_.ipv6_prefix = ipv6_prefix;
+  }
+
+  // The client address; a peer that is not an IP address is returned as it is, no peer at all
+  // gives `missing`.
+  std::string resolve(const std::optional<std::string>& peer,
+                      const std::vector<std::pair<std::string, std::string>>& headers,
+                      const std::string& missing) const {
+    if (!peer) return missing;
+    const auto ip = http::client_ip(PairsView(*peer, headers), options_);
+    return ip ? ip->to_string() : *peer;
+  }
+
+  // The same over an ASGI scope: scope["client"] (tuple or None) and scope["headers"].
+  std::string resolve_scope(const py::object& client, const py::list& raw_headers,
+                            const std::string& missing) const {
+    if (client.is_none()) return missing;
+    const std::string peer = py::cast<std::string>(client.attr("__getitem__")(0));
+    std::vector<std::pair<std::string, std::string>> wanted;
+    for (const py::handle item : raw_headers) {
+      const auto pair = item.cast<py::tuple>();
+      const std::string name = pair[0].cast<std::string>();
+      for (const auto& h : options_.headers)
+        if (http::iequals(name, h)) {
+          wanted.emplace_back(name, pair[1].cast<std::string>());
+          break;
+        }
+    }
+    return resolve(peer, wanted, missing);
+  }
+
+  std::string trusted() const { return options_.trusted_proxies.to_string(); }
+
+ private:
+  http::ClientIpOptions options_;
+};
+
+}  // namespace
+}  // namespace pacer::python
+
+PYBIND11_MODULE(_pacer, m) {
+  using namespace pacer::python;
+  namespace http = pacer::http;
+  m.doc() = "Pacer's C++ engine; use the `pacer` package, not this module.";
+
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const std::invalid_argument& e) {
+      PyErr_SetString(PyExc_ValueError, e.what());
+    }
+  });
+
+  m.def(
+      "parse_duration_ns",
+      [](std::string_view text) { return pacer::parse_duration(text).count(); },
+      "Nanoseconds of '500ms', '1s', '1.5m', ...; ValueError naming anything else.");
+  m.def(
+      "hash_identity", [](std::string_view value) { return http::hash_identity(value).substr(2); },
+      "The first 128 bits of SHA-256(value) in hex (32 characters).");
+  m.def("storage_key", &http::storage_key, py::arg("prefix"), py::arg("policy"), py::arg("scope"),
+        py::arg("identity"));
+  m.def(
+      "check_redis_url", [](std::string_view url) { pacer::redis::parse_redis_url(url); },
+      "ValueError naming a Redis URL the store would refuse (password masked).");
+  m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
+
+  py::class_<NativePolicy>(m, "Policy")
+      .def(py::init(&NativePolicy::make), py::arg("name"), py::arg("rates"), py::arg("description"))
+      .def_property_readonly("name", [](const NativePolicy& p) { return p.policy.name(); })
+      .def("emission_interval_ns",
+           [](const NativePolicy& p, std::size_t i) {
+             return p.policy.rates()[i].emission_interval().count();
+           })
+      .def(
+          "headers",
+          [](const NativePolicy& p, bool allowed, std::int64_t retry_after_ms,
+             std::int64_t reset_ms, std::int64_t remaining, std::size_t index, bool expose,
+             bool legacy, bool policy_header) {
+            return named_headers(
+                p, decision_from_fields(p, allowed, retry_after_ms, reset_ms, remaining, index),
+                {expose, legacy, policy_header});
+          },
+          "The seed's add_headers for a RateLimitResult's fields, as (name, value) pairs.");
+
+  py::class_<Verdict>(m, "Verdict")
+      .def_property_readonly("outcome", &Verdict::outcome)
+      .def_property_readonly("allowed", [](const Verdict& v) { return v.decision.allowed(); })
+      .def_property_readonly("limit", [](const Verdict& v) { return v.decision.limit; })
+      .def_property_readonly("remaining", [](const Verdict& v) { return v.decision.remaining; })
+      .def_property_readonly("retry_after_ms",
+                             [](const Verdict& v) { return ceil_ms(v.decision.retry_after); })
+      .def_property_readonly("reset_ms",
+                             [](const Verdict& v) { return ceil_ms(v.decision.reset_after); })
+      .def_property_readonly("rate_index", [](const Verdict& v) { return v.decision.rate_index; })
+      .def_property_readonly("degraded", [](const Verdict& v) { return v.decision.degraded; })
+      .def_property_readonly("error",
+                             [](const Verdict& v) -> std::optional<std::string> {
+                               if (!v.decision.degraded) return std::nullopt;
+                               return v.error.empty() ? "store unavailable" : v.error;
+                             })
+      .def("asgi_headers",
+           [](const Verdict& v, const NativePolicy& p, bool expose, bool legacy,
+              bool policy_header) {
+             return asgi_headers(p, v.decision, {expose, legacy, policy_header});
+           })
+      .def("body", &Verdict::body, py::arg("nested") = false);
+
+  py::class_<Bridge>(m, "Bridge")
+      .def(py::init<>())
+      .def_property_readonly("fd", &Bridge::fd)
+      .def("drain", &Bridge::drain);
+
+  py::class_<Engine>(m, "Engine")
+      .def(py::init([](std::optional<std::string> url, std::string fail_mode, std::string prefix,
+                       std::int64_t connect_timeout_ms, std::int64_t command_timeout_ms) {
+             return std::make_unique<Engine>(EngineOptions{std::move(url), std::move(fail_mode),
+                                                           std::move(prefix), connect_timeout_ms,
+                                                           command_timeout_ms});
+           }),
+           py::arg("url"), py::arg("fail_mode"), py::arg("prefix"), py::arg("connect_timeout_ms"),
+           py::arg("command_timeout_ms"))
+      .def_property_readonly("completes_inline", &Engine::completes_inline)
+      .def("check", &Engine::check, py::arg("policy"), py::arg("scope"), py::arg("identity"),
+           py::arg("cost"), py::arg("bridge"), py::arg("future"))
+      .def("submit", &Engine::submit, py::arg("policy"), py::arg("key"), py::arg("cost"),
+           py::arg("bridge"), py::arg("future"))
+      .def("check_blocking", &Engine::check_blocking)
+      .def("reset", &Engine::reset)
+      .def("key", &Engine::key)
+      .def("validate", &Engine::validate)
+      .def("connected", &Engine::connected)
+      .def("wait_connected", &Engine::wait_connected)
+      .def("last_error", &Engine::last_error)
+      .def("metrics", &Engine::metrics)
+      .def("prometheus", &Engine::prometheus, py::arg("prefix") = "pacer")
+      .def("shutdown", &Engine::shutdown);
+
+  py::class_<ClientIp>(m, "ClientIp")
+      .def(py::init<const std::string&, std::vector<std::string>, int>(), py::arg("trusted"),
+           py::arg("headers"), py::arg("ipv6_prefix") = 128)
+      .def("resolve", &ClientIp::resolve)
+      .def("resolve_scope", &ClientIp::resolve_scope)
+      .def_property_readonly("trusted", &ClientIp::trusted);
+
+  m.def("_release_orphans", &release_orphans);
+}
