@@ -164,9 +164,6 @@ class Limiter:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def _engine(self) -> Any:
-        return self.storage._engine_or_start()
-
     def _close_engine(self) -> None:
         self.storage._close()
 
@@ -204,7 +201,9 @@ class Limiter:
         return "global"
 
     async def _decide(self, policy: Policy, scope: str, principal: str) -> Tuple[Any, float]:
-        engine = self._engine()
+        engine = self.storage._engine
+        if engine is None or not self.storage._warm:
+            engine = await self.storage.ready_engine()
         started = time.perf_counter()
         if engine.completes_inline:
             verdict = engine.check(policy._native, scope, principal, 1, None, None)
@@ -258,14 +257,15 @@ class Limiter:
         policy = policy or self.default_policy
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
-        return _result_of(self._engine().check_blocking(policy._native, scope, str(principal), cost))
+        engine = self.storage.ready_engine_blocking()
+        return _result_of(engine.check_blocking(policy._native, scope, str(principal), cost))
 
     def reset(self, principal: str, policy: Optional[Policy] = None, scope: str = "global") -> None:
         """Forgets `principal`'s state under `policy` (blocking)."""
         policy = policy or self.default_policy
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
-        error = self._engine().reset(policy._native, scope, str(principal))
+        error = self.storage.ready_engine_blocking().reset(policy._native, scope, str(principal))
         if error:
             raise StoreError(error)
 

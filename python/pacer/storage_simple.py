@@ -38,6 +38,7 @@ class SimpleRedisStorage:
         self._fail_mode = fail_mode
         self._app_name = app_name
         self._engine: Any = None
+        self._warm = False  # the engine's first connection attempt is over
         self._pid = 0
         self._lock = threading.Lock()
         self._base = {"allowed": 0, "denied": 0, "errors": 0}
@@ -59,6 +60,7 @@ class SimpleRedisStorage:
                     None if self.is_memory else self.redis_url, self._fail_mode, self._app_name,
                     self.connect_timeout_ms, self.command_timeout_ms)
                 self._pid = os.getpid()
+                self._warm = self._engine.completes_inline
             return self._engine
 
     def _close(self) -> None:
@@ -97,8 +99,29 @@ class SimpleRedisStorage:
         if engine.completes_inline:
             return
         loop = asyncio.get_running_loop()
-        if not await loop.run_in_executor(None, engine.wait_connected, self.connect_timeout_ms):
+        connected = await loop.run_in_executor(None, engine.wait_connected, self.connect_timeout_ms)
+        self._warm = True
+        if not connected:
             raise ConnectionError(f"cannot reach Redis: {engine.last_error() or 'timed out'}")
+
+    async def ready_engine(self) -> Any:
+        """The engine, after its first connection attempt (up to connect_timeout_ms, waited in
+        a worker thread), so the first requests of a lazily started limiter are not answered by
+        the fail mode merely because the connection was still being made."""
+        engine = self._engine_or_start()
+        if not self._warm:
+            try:
+                await self.connect()
+            except ConnectionError:
+                pass  # the fail mode answers
+        return engine
+
+    def ready_engine_blocking(self) -> Any:
+        engine = self._engine_or_start()
+        if not self._warm:
+            engine.wait_connected(self.connect_timeout_ms)
+            self._warm = True
+        return engine
 
     async def disconnect(self) -> None:
         self._close()
@@ -110,7 +133,7 @@ class SimpleRedisStorage:
         decides: `now_ms` is ignored. Raises RuntimeError when the store cannot answer."""
         del now_ms
         engine = self._engine
-        if engine is None:
+        if engine is None or not self._warm:
             raise RuntimeError("Storage not connected. Call connect() first.")
         bridge = future = None
         if not engine.completes_inline:
