@@ -17,7 +17,8 @@
 namespace pacer::demo {
 namespace {
 
-using nlohmann::json;
+// Ordered: bodies keep FastAPI Pacer's key order, byte for byte.
+using json = nlohmann::ordered_json;
 namespace bhttp = boost::beast::http;
 
 std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min,
@@ -232,6 +233,11 @@ void answer_internal_error(Exchange& exchange, const char* what) noexcept {
   }
 }
 
+// "10 per 1m, burst=5", as the original demo describes its limit.
+std::string rate_text(const RateSettings& s) {
+  return fmt::format("{} per {}, burst={}", s.permits, s.period, s.burst);
+}
+
 json rate_json(const RateSettings& s) {
   return {{"permits", s.permits}, {"period", s.period}, {"burst", s.burst}};
 }
@@ -402,10 +408,11 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   };
   if (path == "/") {
     if (!get) return not_allowed();
-    return json_response(
-        bhttp::status::ok,
-        {{"message", "Hello from " + config_.service_name}, {"service", config_.service_name}},
-        version);
+    return json_response(bhttp::status::ok,
+                         {{"service", config_.service_name},
+                          {"message", "Request successful"},
+                          {"rate_limit", rate_text(config_.rate)}},
+                         version);
   }
   if (path == "/health") {
     if (!get) return not_allowed();
@@ -485,33 +492,55 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
                           {"service", config_.service_name}},
                          version);
   }
+  // The original demo's per-route bodies: service, endpoint, message, rate_limit.
+  auto endpoint = [&](std::string_view name, std::string rate) {
+    return json_response(bhttp::status::ok,
+                         {{"service", config_.service_name},
+                          {"endpoint", name},
+                          {"message", "Request successful"},
+                          {"rate_limit", std::move(rate)}},
+                         version);
+  };
   if (path == "/limited") {
     if (!get) return not_allowed();
-    return json_response(
-        bhttp::status::ok,
-        {{"message", "This endpoint is rate limited"}, {"service", config_.service_name}}, version);
+    return endpoint("limited", rate_text(config_.rate));
   }
   if (path == "/custom") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok, {{"message", "Custom rate limit: 5 per 10s"}}, version);
+    return endpoint("custom", "5 per 10s, burst=2");
   }
   if (path == "/api-key") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok, {{"message", "Rate limited by API key"}}, version);
+    return endpoint("api-key", "20 per 1m with API key, burst=5");
   }
   if (path == "/post") {
     if (method != "POST") return not_allowed();
     if (nested_deeper_than(req.body(), kMaxJsonDepth))
       return json_invalid("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
                           version);
-    json body;
-    try {
-      body = json::parse(req.body());
-    } catch (const json::exception& e) {
-      // parse_error, and out_of_range for numbers beyond a double ("1e99999").
-      return json_invalid(e.what(), version);
+    json body = json::object();  // no body: {}
+    if (!req.body().empty()) {
+      try {
+        body = json::parse(req.body());
+      } catch (const json::exception& e) {
+        // parse_error, and out_of_range for numbers beyond a double ("1e99999").
+        return json_invalid(e.what(), version);
+      }
     }
-    return json_response(bhttp::status::ok, {{"received", body}}, version);
+    if (!body.is_object())  // FastAPI's answer when a dict body gets something else
+      return json_response(bhttp::status::unprocessable_entity,
+                           {{"detail",
+                             {{{"loc", {"body"}},
+                               {"msg", "value is not a valid dict"},
+                               {"type", "type_error.dict"}}}}},
+                           version);
+    return json_response(bhttp::status::ok,
+                         {{"service", config_.service_name},
+                          {"endpoint", "post"},
+                          {"message", "Data received"},
+                          {"data", std::move(body)},
+                          {"rate_limit", "3 per 1m, no burst"}},
+                         version);
   }
   return json_response(bhttp::status::not_found, {{"detail", "Not Found"}}, version);
 }

@@ -100,10 +100,10 @@ TEST(Demo, RootHealthAndConfig) {
 TEST(Demo, ConfigShowsMiddlewareWhenEnabled) {
   Demo demo({.rate = {7, "10s", 1}, .fail_mode = FailMode::kClosed, .use_middleware = true});
   const json config = body(demo.client().get("/config"));
-  EXPECT_EQ(config["rate_config"], json::parse(
-      R"({"permits":7,"period":"10s","burst":1,"fail_mode":"closed"})"));
-  EXPECT_EQ(config["middleware"], json::parse(
-      R"({"enabled":true,"permits":100,"period":"1m","burst":20})"));
+  EXPECT_EQ(config["rate_config"],
+            json::parse(R"({"permits":7,"period":"10s","burst":1,"fail_mode":"closed"})"));
+  EXPECT_EQ(config["middleware"],
+            json::parse(R"({"enabled":true,"permits":100,"period":"1m","burst":20})"));
 }
 
 TEST(Demo, MetricsCountDecisionsInJsonAndPrometheus) {
@@ -146,7 +146,9 @@ TEST(Demo, PostEchoesJsonAndIsThreePerMinuteWithoutBurst) {
   HttpClient c = demo.client();
   Reply r = c.send(bhttp::verb::post, "/post", {}, R"({"order":[1,2,3],"note":"hi"})");
   EXPECT_EQ(r.result_int(), 200);
-  EXPECT_EQ(body(r), json::parse(R"({"received":{"order":[1,2,3],"note":"hi"}})"));
+  // FastAPI Pacer's demo body, byte for byte (key order included).
+  EXPECT_EQ(r.body(), R"({"service":"default","endpoint":"post","message":"Data received",)"
+                      R"("data":{"order":[1,2,3],"note":"hi"},"rate_limit":"3 per 1m, no burst"})");
   EXPECT_EQ(header(r, "RateLimit-Limit"), "3");
   EXPECT_EQ(header(r, "RateLimit-Remaining"), "0");
   r = c.send(bhttp::verb::post, "/post", {}, R"({"again":true})");
@@ -236,7 +238,41 @@ TEST(Demo, ValidBodiesWithAnyUnicodeAreEchoed) {
                            R"(","n":[[[[[[[[[[1]]]]]]]]]]})";
   const Reply r = c.send(bhttp::verb::post, "/post", {}, text);
   EXPECT_EQ(r.result_int(), 200);
-  EXPECT_EQ(body(r)["received"], json::parse(text));
+  EXPECT_EQ(body(r)["data"], json::parse(text));
+}
+
+// Every GET route's body as FastAPI Pacer's configurable demo app writes it (§12 of the seed
+// notes): same keys, same order, same values.
+TEST(Demo, BodiesMatchTheOriginalDemoByteForByte) {
+  Demo demo({});
+  HttpClient c = demo.client();
+  EXPECT_EQ(
+      c.get("/").body(),
+      R"({"service":"default","message":"Request successful","rate_limit":"10 per 1m, burst=5"})");
+  EXPECT_EQ(c.get("/limited").body(),
+            R"({"service":"default","endpoint":"limited","message":"Request successful",)"
+            R"("rate_limit":"10 per 1m, burst=5"})");
+  EXPECT_EQ(c.get("/custom").body(),
+            R"({"service":"default","endpoint":"custom","message":"Request successful",)"
+            R"("rate_limit":"5 per 10s, burst=2"})");
+  EXPECT_EQ(c.get("/api-key").body(),
+            R"({"service":"default","endpoint":"api-key","message":"Request successful",)"
+            R"("rate_limit":"20 per 1m with API key, burst=5"})");
+  EXPECT_EQ(c.get("/health").body(),
+            R"({"status":"healthy","service":"default","redis":"connected"})");
+  EXPECT_EQ(c.get("/config").body(),
+            R"({"service":"default","rate_config":{"permits":10,"period":"1m","burst":5,)"
+            R"("fail_mode":"open"},"middleware":{"enabled":false,"permits":null,"period":null,)"
+            R"("burst":null}})");
+  EXPECT_EQ(c.get("/metrics").body(),
+            R"({"limiter":{"requests_allowed":3,"requests_blocked":0,"redis_errors":0},)"
+            R"("connected":true,"service":"default"})");
+  Reply empty = c.send(bhttp::verb::post, "/post", {}, "");
+  EXPECT_EQ(body(empty)["data"], json::object());
+  Demo fresh({});  // POST /post admits one request at once
+  HttpClient f = fresh.client();
+  Reply list = f.send(bhttp::verb::post, "/post", {}, "[1,2]");
+  EXPECT_EQ(list.result_int(), 422);
 }
 
 TEST(Demo, ApiKeyRouteHasItsOwnKeySpaceAndFallsBackToIp) {
@@ -340,11 +376,17 @@ TEST(Demo, UnknownPathsAndMethods) {
 }
 
 TEST(DemoConfig, ReadsTheEnvironment) {
-  const std::map<std::string, std::string> env{
-      {"SERVICE_NAME", "orders"}, {"RATE_PERMITS", "50"},  {"RATE_PERIOD", "1.5s"},
-      {"RATE_BURST", "0"},        {"FAIL_MODE", "local"},  {"USE_MIDDLEWARE", "true"},
-      {"MIDDLEWARE_PERMITS", "9"}, {"MIDDLEWARE_PERIOD", "1h"}, {"MIDDLEWARE_BURST", "3"},
-      {"HOST", "::1"},            {"PORT", "9001"}};
+  const std::map<std::string, std::string> env{{"SERVICE_NAME", "orders"},
+                                               {"RATE_PERMITS", "50"},
+                                               {"RATE_PERIOD", "1.5s"},
+                                               {"RATE_BURST", "0"},
+                                               {"FAIL_MODE", "local"},
+                                               {"USE_MIDDLEWARE", "true"},
+                                               {"MIDDLEWARE_PERMITS", "9"},
+                                               {"MIDDLEWARE_PERIOD", "1h"},
+                                               {"MIDDLEWARE_BURST", "3"},
+                                               {"HOST", "::1"},
+                                               {"PORT", "9001"}};
   const DemoConfig c = config_from_env([&](const char* name) -> const char* {
     auto it = env.find(name);
     return it == env.end() ? nullptr : it->second.c_str();
