@@ -304,28 +304,52 @@ class Limiter:
 
     # -- the middleware's path: everything from the ASGI scope -------------------------------
 
-    async def _check_scope(self, scope: dict, policy: Policy) -> Tuple[Any, Optional[Any]]:
-        """Decides for an ASGI request; returns the verdict and the Request built for selectors
-        or hooks (None when neither needed one)."""
+    def _header_flags(self) -> int:
+        return ((1 if self.expose_headers else 0) | (2 if self.legacy_timestamp_header else 0)
+                | (4 if self.expose_policy_header else 0))
+
+    async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
+        """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.
+
+        With the "ip" selector the engine reads the client and headers from the scope itself
+        (one call into C++); other selectors get a Starlette Request."""
+        storage = self.storage
+        engine = storage._engine
+        if engine is None or not storage._warm:
+            engine = await storage.ready_engine()
+        hooks = self.on_decision is not None or self.on_error is not None
+        started = time.perf_counter() if hooks else 0.0
+        inline = engine.completes_inline
+        if inline:
+            bridge = future = None
+        else:
+            loop = asyncio.get_running_loop()
+            bridge, future = bridge_for(loop), loop.create_future()
         request = None
         if self.extractor is None and policy.key == "ip":
-            principal = _CLIENT_IP.resolve_scope(scope.get("client"), scope["headers"], "unknown")
+            verdict = engine.check_scope(policy._native, _CLIENT_IP, scope, path,
+                                         _SCOPE_KINDS[self.route_scope], self._header_flags(),
+                                         bridge, future)
         else:
             from starlette.requests import Request
 
             request = Request(scope)
-            principal = self._principal(policy, request)
-        path = scope.get("root_path", "") + scope["path"]
-        verdict, duration_ms = await self._decide(
-            policy, self._scope_value(scope["method"], path), str(principal))
-        hook = self.on_error if verdict.degraded else self.on_decision
-        if hook is not None:
+            principal = str(self._principal(policy, request))
+            value = self._scope_value(scope["method"], path)
+            verdict = engine.check(policy._native, value, principal, 1, bridge, future,
+                                   self._header_flags())
+        if verdict is None:
+            verdict = await future
+        if hooks:
             if request is None:
                 from starlette.requests import Request
 
                 request = Request(scope)
-            self._report(request, policy, verdict, duration_ms)
-        return verdict, request
+            self._report(request, policy, verdict, (time.perf_counter() - started) * 1000.0)
+        return verdict
+
+
+_SCOPE_KINDS = {"route": 0, "method": 1, "app": 2}
 
 
 def rate_limited_detail(result: RateLimitResult) -> Dict[str, Any]:

@@ -62,7 +62,7 @@ class LimiterMiddleware:
         try:
             if policy is None:
                 raise ValueError("No policy provided and no default policy configured")
-            verdict, _ = await limiter._check_scope(scope, policy)
+            verdict = await limiter._check_scope(scope, path, policy)
         except Exception:
             # A selector or configuration error, not a store failure (those the engine answers
             # with the fail mode): the request is not limited in "open" mode, refused in "closed".
@@ -74,24 +74,22 @@ class LimiterMiddleware:
             return
 
         outcome = verdict.outcome
-        if outcome == "unavailable":
-            await answer_unavailable(send)
-            return
-        expose = limiter.expose_headers
-        headers = verdict.asgi_headers(policy._native, expose, limiter.legacy_timestamp_header,
-                                       limiter.expose_policy_header) if expose else []
+        headers = verdict.headers
         if outcome != "allowed":
-            await _answer(send, 429, verdict.body(False), headers)
+            if outcome == "unavailable":
+                await answer_unavailable(send)
+            else:
+                await _answer(send, 429, verdict.body(False), headers)
             return
         if not headers:
             await self.app(scope, receive, send)
             return
-        names = {name for name, _ in headers}
 
         async def send_with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                kept = [(n, v) for n, v in message.get("headers", []) if n.lower() not in names]
-                message = {**message, "headers": kept + headers}
+                names = {name for name, _ in headers}
+                message["headers"] = [
+                    h for h in message.get("headers", ()) if h[0].lower() not in names] + headers
             await send(message)
 
         # Exceptions from the application propagate: it never runs twice, and its errors stay

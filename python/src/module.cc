@@ -129,6 +129,8 @@ std::vector<std::pair<std::string, std::string>> named_headers(const NativePolic
 struct Verdict {
   Decision decision;
   std::string error;  // the store's error when the fail mode answered
+  // ASGI headers, rendered under the GIL when the check asked for them (else None).
+  py::object headers;
 
   std::string_view outcome() const { return to_string(decision.outcome); }
   py::bytes body(bool nested) const {
@@ -168,6 +170,14 @@ struct Call {
   Verdict verdict;
   PyObject* future = nullptr;  // one strong reference, released under the GIL
   std::shared_ptr<BridgeCore> bridge;
+  // What to render the ASGI headers with, when asked (the policy is shared data: a copy keeps
+  // it alive however long the call takes).
+  std::optional<std::pair<NativePolicy, HeaderFlags>> render;
+
+  // Under the GIL, once the decision is known.
+  void finish() {
+    if (render) verdict.headers = asgi_headers(render->first, verdict.decision, render->second);
+  }
 };
 
 // Calls whose bridge went away; released under the GIL by release_orphans().
@@ -225,7 +235,8 @@ struct BridgeCore {
 
 // Ownership of a completed Call moves here from a store thread. Never touches Python.
 void complete_call(Call* call, const Decision& decision, std::string error) noexcept {
-  call->verdict = Verdict{decision, std::move(error)};
+  call->verdict.decision = decision;
+  call->verdict.error = std::move(error);
   int expected = 0;
   if (call->state.compare_exchange_strong(expected, 1, std::memory_order_acq_rel)) return;
   std::shared_ptr<BridgeCore> bridge = std::move(call->bridge);
@@ -254,8 +265,10 @@ class Bridge {
       call->future = nullptr;
       try {
         // A cancelled task's future is done already: its answer goes nowhere.
-        if (!future.attr("done")().cast<bool>())
+        if (!future.attr("done")().cast<bool>()) {
+          call->finish();
           future.attr("set_result")(py::cast(std::move(call->verdict)));
+        }
       } catch (py::error_already_set& e) {
         e.discard_as_unraisable("pacer: delivering a decision to its future");
       }
@@ -266,171 +279,6 @@ class Bridge {
 
  private:
   std::shared_ptr<BridgeCore> core_;
-};
-
-// ---------------------------------------------------------------------------------------------
-// The engine: a store, a Limiter on it, and the key prefix
-
-// The Limiter reports a store failure to on_error right before it answers with the fail mode,
-// on the same thread; the completion picks the message up from here.
-thread_local std::string last_store_error;
-
-struct EngineOptions {
-  std::optional<std::string> url;  // nullopt or "memory://": in-process
-  std::string fail_mode = "open";
-  std::string prefix = "fastapi";
-  std::int64_t connect_timeout_ms = 1000;
-  std::int64_t command_timeout_ms = 100;
-};
-
-bool is_memory_url(const std::optional<std::string>& url) {
-  return !url || *url == "memory" || *url == "memory://";
-}
-
-class Engine {
- public:
-  explicit Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
-    if (prefix_.empty() || prefix_.size() > 64 || http::sanitize_identity(prefix_) != prefix_)
-      throw std::invalid_argument("invalid app_name '" + prefix_ +
-                                  "': 1..64 bytes without braces or control characters");
-    LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
-    limiter_options.on_error = [](const ErrorEvent& event) {
-      last_store_error = event.error.message();
-    };
-    if (is_memory_url(options.url)) {
-      store_ = std::make_unique<MemoryStore>();
-    } else {
-      redis::RedisStoreOptions redis_options{.url = *options.url};
-      redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
-      redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
-      store_ = std::make_unique<redis::RedisStore>(std::move(redis_options));
-    }
-    inline_ = store_->completes_inline();
-    limiter_ = std::make_unique<Limiter>(*store_, std::move(limiter_options));
-  }
-
-  ~Engine() { shutdown(); }
-
-  bool completes_inline() const { return inline_; }
-
-  // Async form. Returns the Verdict when the store answered inline; otherwise None, and
-  // `future` gets the Verdict through `bridge`.
-  py::object check(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                   std::int64_t cost, Bridge* bridge, py::object future) {
-    return submit(p, http::storage_key(prefix_, p.policy.name(), scope, identity), cost, bridge,
-                  std::move(future));
-  }
-
-  // The same for a storage key built by the caller.
-  py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
-                    Bridge* bridge, py::object future) {
-    release_orphans();
-    if (inline_ || !bridge) {
-      std::optional<Verdict> verdict;
-      limiter_->check(p.policy, key, cost, [&verdict](const Decision& d) {
-        verdict.emplace(Verdict{d, d.degraded ? std::move(last_store_error) : std::string()});
-      });
-      if (verdict) return py::cast(std::move(*verdict));
-      throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
-    }
-    auto* call = new Call;
-    call->future = future.release().ptr();
-    call->bridge = bridge->core();
-    try {
-      limiter_->check(p.policy, key, cost, [call](const Decision& d) {
-        complete_call(call, d, d.degraded ? std::move(last_store_error) : std::string());
-      });
-    } catch (...) {
-      // Refused before reaching the store (a rate the store cannot represent).
-      Py_XDECREF(call->future);
-      delete call;
-      throw;
-    }
-    int expected = 0;
-    if (call->state.compare_exchange_strong(expected, 2, std::memory_order_acq_rel))
-      return py::none();                // the completion owns the Call now
-    std::unique_ptr<Call> owned(call);  // answered before Limiter::check returned
-    Py_XDECREF(call->future);
-    return py::cast(std::move(call->verdict));
-  }
-
-  // Blocking form for synchronous code; releases the GIL while it waits.
-  Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                         std::int64_t cost) {
-    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
-    if (inline_) return verdict_of(limiter_->check(p.policy, key, cost));
-    py::gil_scoped_release unlocked;
-    return verdict_of(limiter_->check(p.policy, key, cost));
-  }
-
-  std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity) {
-    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
-    std::error_code error;
-    if (inline_) {
-      error = limiter_->reset(p.policy, key);
-    } else {
-      py::gil_scoped_release unlocked;
-      error = limiter_->reset(p.policy, key);
-    }
-    return error ? error.message() : std::string();
-  }
-
-  std::string key(const NativePolicy& p, std::string_view scope, std::string_view identity) const {
-    return http::storage_key(prefix_, p.policy.name(), scope, identity);
-  }
-
-  void validate(const NativePolicy& p) const { limiter_->validate(p.policy); }
-
-  bool connected() const { return store_ && store_->connected(); }
-
-  bool wait_connected(std::int64_t timeout_ms) const {
-    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
-    if (!redis) return true;
-    py::gil_scoped_release unlocked;
-    return redis->wait_connected(std::chrono::milliseconds(timeout_ms));
-  }
-
-  std::string last_error() const {
-    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
-    return redis ? redis->last_error() : std::string();
-  }
-
-  py::dict metrics() const {
-    const MetricsSnapshot m = limiter_->metrics().snapshot();
-    py::dict out;
-    out["allowed"] = m.allowed;
-    out["denied"] = m.denied;
-    out["errors"] = m.errors;
-    out["degraded"] = m.degraded;
-    out["hook_errors"] = m.hook_errors;
-    out["latency_count"] = m.latency_count;
-    out["latency_sum_ns"] = m.latency_sum_ns;
-    return out;
-  }
-
-  std::string prometheus(const std::string& prefix) const {
-    return limiter_->metrics().snapshot().prometheus(prefix);
-  }
-
-  // Answers everything in flight (store rule 3); idempotent. No Python object is touched by
-  // the store's threads, so waiting for them without the GIL cannot deadlock.
-  void shutdown() {
-    if (!store_ || shut_) return;
-    shut_ = true;
-    py::gil_scoped_release unlocked;
-    store_->shutdown();
-  }
-
- private:
-  static Verdict verdict_of(const Decision& d) {
-    return Verdict{d, d.degraded ? std::move(last_store_error) : std::string()};
-  }
-
-  std::string prefix_;
-  std::unique_ptr<Store> store_;
-  std::unique_ptr<Limiter> limiter_;
-  bool inline_ = true;
-  bool shut_ = false;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -511,6 +359,203 @@ class ClientIp {
   http::ClientIpOptions options_;
 };
 
+// ---------------------------------------------------------------------------------------------
+// The engine: a store, a Limiter on it, and the key prefix
+
+// The Limiter reports a store failure to on_error right before it answers with the fail mode,
+// on the same thread; the completion picks the message up from here.
+thread_local std::string last_store_error;
+
+struct EngineOptions {
+  std::optional<std::string> url;  // nullopt or "memory://": in-process
+  std::string fail_mode = "open";
+  std::string prefix = "fastapi";
+  std::int64_t connect_timeout_ms = 1000;
+  std::int64_t command_timeout_ms = 100;
+};
+
+bool is_memory_url(const std::optional<std::string>& url) {
+  return !url || *url == "memory" || *url == "memory://";
+}
+
+class Engine {
+ public:
+  explicit Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
+    if (prefix_.empty() || prefix_.size() > 64 || http::sanitize_identity(prefix_) != prefix_)
+      throw std::invalid_argument("invalid app_name '" + prefix_ +
+                                  "': 1..64 bytes without braces or control characters");
+    LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
+    limiter_options.on_error = [](const ErrorEvent& event) {
+      last_store_error = event.error.message();
+    };
+    if (is_memory_url(options.url)) {
+      store_ = std::make_unique<MemoryStore>();
+    } else {
+      redis::RedisStoreOptions redis_options{.url = *options.url};
+      redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
+      redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
+      store_ = std::make_unique<redis::RedisStore>(std::move(redis_options));
+    }
+    inline_ = store_->completes_inline();
+    limiter_ = std::make_unique<Limiter>(*store_, std::move(limiter_options));
+  }
+
+  ~Engine() { shutdown(); }
+
+  bool completes_inline() const { return inline_; }
+
+  // Async form. Returns the Verdict when the store answered inline; otherwise None, and
+  // `future` gets the Verdict through `bridge`. `flags` as for check_scope; -1: no headers.
+  py::object check(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                   std::int64_t cost, Bridge* bridge, py::object future, int flags) {
+    return submit(p, http::storage_key(prefix_, p.policy.name(), scope, identity), cost, bridge,
+                  std::move(future), render_with(p, flags));
+  }
+
+  // The middleware's path in one call: the identity from the ASGI scope's client and headers
+  // (`ip`), the scope value (0: path, 1: "METHOD:path", 2: "global"), the decision, and the
+  // ASGI headers rendered with `flags` (bit 0: expose, 1: X-RateLimit-Reset, 2: -Policy).
+  py::object check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                         const std::string& path, int scope_kind, int flags, Bridge* bridge,
+                         py::object future) {
+    const py::object client = scope.contains("client") ? py::object(scope["client"]) : py::none();
+    const std::string identity =
+        ip.resolve_scope(client, scope["headers"].cast<py::list>(), "unknown");
+    std::string value;
+    if (scope_kind == 0) {
+      value = path;
+    } else if (scope_kind == 1) {
+      value = scope["method"].cast<std::string>() + ":" + path;
+    } else {
+      value = "global";
+    }
+    return submit(p, http::storage_key(prefix_, p.policy.name(), value, identity), 1, bridge,
+                  std::move(future), render_with(p, flags));
+  }
+
+  static std::optional<std::pair<NativePolicy, HeaderFlags>> render_with(const NativePolicy& p,
+                                                                         int flags) {
+    if (flags < 0) return std::nullopt;
+    return std::make_pair(p, HeaderFlags{(flags & 1) != 0, (flags & 2) != 0, (flags & 4) != 0});
+  }
+
+  // The same for a storage key built by the caller.
+  py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
+                    Bridge* bridge, py::object future,
+                    std::optional<std::pair<NativePolicy, HeaderFlags>> render) {
+    release_orphans();
+    if (inline_ || !bridge) {
+      std::optional<Verdict> verdict;
+      limiter_->check(p.policy, key, cost, [&verdict](const Decision& d) {
+        verdict.emplace(Verdict{d, d.degraded ? std::move(last_store_error) : std::string(), {}});
+      });
+      if (!verdict)
+        throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
+      if (render) verdict->headers = asgi_headers(render->first, verdict->decision, render->second);
+      return py::cast(std::move(*verdict));
+    }
+    auto* call = new Call;
+    call->future = future.release().ptr();
+    call->bridge = bridge->core();
+    call->render = std::move(render);
+    try {
+      limiter_->check(p.policy, key, cost, [call](const Decision& d) {
+        complete_call(call, d, d.degraded ? std::move(last_store_error) : std::string());
+      });
+    } catch (...) {
+      // Refused before reaching the store (a rate the store cannot represent).
+      Py_XDECREF(call->future);
+      delete call;
+      throw;
+    }
+    int expected = 0;
+    if (call->state.compare_exchange_strong(expected, 2, std::memory_order_acq_rel))
+      return py::none();                // the completion owns the Call now
+    std::unique_ptr<Call> owned(call);  // answered before Limiter::check returned
+    Py_XDECREF(call->future);
+    call->finish();
+    return py::cast(std::move(call->verdict));
+  }
+
+  // Blocking form for synchronous code; releases the GIL while it waits.
+  Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                         std::int64_t cost) {
+    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+    if (inline_) return verdict_of(limiter_->check(p.policy, key, cost));
+    py::gil_scoped_release unlocked;
+    return verdict_of(limiter_->check(p.policy, key, cost));
+  }
+
+  std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity) {
+    const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+    std::error_code error;
+    if (inline_) {
+      error = limiter_->reset(p.policy, key);
+    } else {
+      py::gil_scoped_release unlocked;
+      error = limiter_->reset(p.policy, key);
+    }
+    return error ? error.message() : std::string();
+  }
+
+  std::string key(const NativePolicy& p, std::string_view scope, std::string_view identity) const {
+    return http::storage_key(prefix_, p.policy.name(), scope, identity);
+  }
+
+  void validate(const NativePolicy& p) const { limiter_->validate(p.policy); }
+
+  bool connected() const { return store_ && store_->connected(); }
+
+  bool wait_connected(std::int64_t timeout_ms) const {
+    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
+    if (!redis) return true;
+    py::gil_scoped_release unlocked;
+    return redis->wait_connected(std::chrono::milliseconds(timeout_ms));
+  }
+
+  std::string last_error() const {
+    auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
+    return redis ? redis->last_error() : std::string();
+  }
+
+  py::dict metrics() const {
+    const MetricsSnapshot m = limiter_->metrics().snapshot();
+    py::dict out;
+    out["allowed"] = m.allowed;
+    out["denied"] = m.denied;
+    out["errors"] = m.errors;
+    out["degraded"] = m.degraded;
+    out["hook_errors"] = m.hook_errors;
+    out["latency_count"] = m.latency_count;
+    out["latency_sum_ns"] = m.latency_sum_ns;
+    return out;
+  }
+
+  std::string prometheus(const std::string& prefix) const {
+    return limiter_->metrics().snapshot().prometheus(prefix);
+  }
+
+  // Answers everything in flight (store rule 3); idempotent. No Python object is touched by
+  // the store's threads, so waiting for them without the GIL cannot deadlock.
+  void shutdown() {
+    if (!store_ || shut_) return;
+    shut_ = true;
+    py::gil_scoped_release unlocked;
+    store_->shutdown();
+  }
+
+ private:
+  static Verdict verdict_of(const Decision& d) {
+    return Verdict{d, d.degraded ? std::move(last_store_error) : std::string(), {}};
+  }
+
+  std::string prefix_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Limiter> limiter_;
+  bool inline_ = true;
+  bool shut_ = false;
+};
+
 }  // namespace
 }  // namespace pacer::python
 
@@ -569,6 +614,8 @@ PYBIND11_MODULE(_pacer, m) {
       .def_property_readonly("reset_ms",
                              [](const Verdict& v) { return ceil_ms(v.decision.reset_after); })
       .def_property_readonly("rate_index", [](const Verdict& v) { return v.decision.rate_index; })
+      .def_property_readonly("headers",
+                             [](const Verdict& v) { return v.headers ? v.headers : py::none(); })
       .def_property_readonly("degraded", [](const Verdict& v) { return v.decision.degraded; })
       .def_property_readonly("error",
                              [](const Verdict& v) -> std::optional<std::string> {
@@ -598,9 +645,15 @@ PYBIND11_MODULE(_pacer, m) {
            py::arg("command_timeout_ms"))
       .def_property_readonly("completes_inline", &Engine::completes_inline)
       .def("check", &Engine::check, py::arg("policy"), py::arg("scope"), py::arg("identity"),
-           py::arg("cost"), py::arg("bridge"), py::arg("future"))
-      .def("submit", &Engine::submit, py::arg("policy"), py::arg("key"), py::arg("cost"),
-           py::arg("bridge"), py::arg("future"))
+           py::arg("cost"), py::arg("bridge"), py::arg("future"), py::arg("flags") = -1)
+      .def(
+          "submit",
+          [](Engine& e, const NativePolicy& p, const std::string& key, std::int64_t cost,
+             Bridge* bridge, py::object future) {
+            return e.submit(p, key, cost, bridge, std::move(future), std::nullopt);
+          },
+          py::arg("policy"), py::arg("key"), py::arg("cost"), py::arg("bridge"), py::arg("future"))
+      .def("check_scope", &Engine::check_scope)
       .def("check_blocking", &Engine::check_blocking)
       .def("reset", &Engine::reset)
       .def("key", &Engine::key)
