@@ -26,7 +26,12 @@ class SimpleRedisStorage:
                  max_retries: int = 1, *, fail_mode: str = "open",
                  app_name: str = "fastapi") -> None:
         if redis_url not in _MEMORY_URLS:
+            if not isinstance(redis_url, str):
+                raise TypeError(f"redis_url must be a string or None, got {redis_url!r}")
             _pacer.check_redis_url(redis_url)
+        if not isinstance(app_name, str):
+            raise TypeError(f"app_name must be a string, got {app_name!r}")
+        _pacer.check_key_prefix(app_name)
         for name, value in (("connect_timeout_ms", connect_timeout_ms),
                             ("command_timeout_ms", command_timeout_ms)):
             if not isinstance(value, int) or value <= 0:

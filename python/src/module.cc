@@ -374,6 +374,13 @@ struct EngineOptions {
   std::int64_t command_timeout_ms = 100;
 };
 
+// app_name becomes the first part of every storage key.
+void check_key_prefix(const std::string& prefix) {
+  if (prefix.empty() || prefix.size() > 64 || http::sanitize_identity(prefix) != prefix)
+    throw std::invalid_argument("invalid app_name '" + prefix +
+                                "': 1..64 bytes without braces or control characters");
+}
+
 bool is_memory_url(const std::optional<std::string>& url) {
   return !url || *url == "memory" || *url == "memory://";
 }
@@ -381,9 +388,7 @@ bool is_memory_url(const std::optional<std::string>& url) {
 class Engine {
  public:
   explicit Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
-    if (prefix_.empty() || prefix_.size() > 64 || http::sanitize_identity(prefix_) != prefix_)
-      throw std::invalid_argument("invalid app_name '" + prefix_ +
-                                  "': 1..64 bytes without braces or control characters");
+    check_key_prefix(prefix_);
     LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
     limiter_options.on_error = [](const ErrorEvent& event) {
       last_store_error = event.error.message();
@@ -584,6 +589,7 @@ PYBIND11_MODULE(_pacer, m) {
   m.def(
       "check_redis_url", [](std::string_view url) { pacer::redis::parse_redis_url(url); },
       "ValueError naming a Redis URL the store would refuse (password masked).");
+  m.def("check_key_prefix", &check_key_prefix);
   m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
 
   py::class_<NativePolicy>(m, "Policy")

@@ -57,8 +57,10 @@ async def test_completions_reach_the_loop_in_batches(redis_server, app_name):
             *[limiter.check_policy(request(f"10.1.{i // 250}.{i % 250}"), policy)
               for i in range(1000)])
         assert all(r.allowed for r in results)
-        assert delivered[0] == 1000
-        assert wakeups[0] <= 250, f"{wakeups[0]} wake-ups for 1000 decisions"
+        # A decision the store answers before check() returns is handed back directly; every
+        # other one comes through the bridge, many per wake-up.
+        assert delivered[0] > 0
+        assert wakeups[0] * 4 <= delivered[0] + 4, f"{wakeups[0]} wake-ups, {delivered[0]} decisions"
     finally:
         loop.remove_reader(bridge.fd)
         loop.add_reader(bridge.fd, bridge.drain)

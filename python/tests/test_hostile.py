@@ -1,0 +1,99 @@
+"""Hostile Python arguments: every bad value gets a clear error naming it, and the next good
+call still works."""
+
+import asyncio
+
+import pytest
+
+from pacer import Limiter, Policy, Rate
+
+
+def good_check(limiter):
+    assert limiter.check_blocking("good", Policy([Rate(10, "1s", burst=5)], name="good")).allowed
+
+
+@pytest.mark.parametrize("args,error,text", [
+    ((0, "1s"), ValueError, "permits must be positive"),
+    ((-5, "1s"), ValueError, "permits must be positive"),
+    ((1, "1s", -1), ValueError, "burst must be non-negative"),
+    ((1, None), TypeError, "NoneType"),
+    ((1, b"1s"), TypeError, "bytes"),
+    ((1, "1" * 400 + "s"), ValueError, "Invalid duration format"),
+    ((1, "1s\x00"), ValueError, "Invalid duration format"),
+    ((1, "\u0661s"), ValueError, "Invalid duration format"),  # Arabic-Indic digit one
+    ((2**70, "1s"), TypeError, ""),
+    ((1.5, "1s"), TypeError, ""),
+])
+def test_bad_rates(args, error, text):
+    with pytest.raises(error, match=text):
+        Rate(*args)
+    assert Rate(1, "1s").permits == 1
+
+
+def test_odd_policy_names_get_their_own_key_space():
+    odd = [" spaced name ", "caf\u00e9", "{tag}", "x" * 500, "\x00", ""]
+    limiter = Limiter(redis_url=None)
+    for name in odd:
+        policy = Policy([Rate(1, "1h")], name=name)
+        assert limiter.check_blocking("who", policy).allowed
+        assert not limiter.check_blocking("who", policy).allowed
+    good_check(limiter)
+
+
+@pytest.mark.parametrize("kwargs,error,text", [
+    ({"redis_url": "http://localhost"}, ValueError, "http://localhost"),
+    ({"redis_url": "redis://user:hunter2@"}, ValueError, "redis"),
+    ({"redis_url": 42}, TypeError, "42"),
+    ({"app_name": "a{b}"}, ValueError, "a{b}"),
+    ({"app_name": ""}, ValueError, "app_name"),
+    ({"app_name": None}, TypeError, "None"),
+    ({"connect_timeout_ms": -1}, ValueError, "-1"),
+    ({"command_timeout_ms": "100"}, ValueError, "'100'"),
+    ({"fail_mode": "OPEN"}, ValueError, "fail_mode"),
+])
+def test_bad_limiter_arguments(kwargs, error, text):
+    with pytest.raises(error, match=text):
+        Limiter(**{"redis_url": None, **kwargs})
+    good_check(Limiter(redis_url=None))
+
+
+def test_password_is_not_echoed():
+    with pytest.raises(ValueError) as info:
+        Limiter(redis_url="redis://user:hunter2@:notaport")
+    assert "hunter2" not in str(info.value)
+
+
+def test_bad_principals_and_costs():
+    limiter = Limiter(redis_url=None)
+    policy = Policy([Rate(100, "1s", burst=100)], name="p")
+    for principal in ["", "x" * 1_000_000, "a}b{", "\x00\x01", "\udcff".encode("utf-8", "surrogatepass").decode("utf-8", "replace"), 12345]:
+        assert limiter.check_blocking(principal, policy).allowed
+    with pytest.raises(ValueError, match="-1"):
+        limiter.check_blocking("k", policy, cost=-1)
+    with pytest.raises(TypeError):
+        limiter.check_blocking("k", policy, cost="1")
+    too_much = limiter.check_blocking("k", policy, cost=10**6)
+    assert too_much.outcome == "exceeds_capacity" and not too_much.allowed
+    good_check(limiter)
+
+
+async def test_bad_key_type_fails_at_check_time_like_the_seed():
+    from unittest.mock import MagicMock
+
+    limiter = Limiter(redis_url=None)
+    policy = Policy([Rate(1, "1s")], key=42, name="bad")
+    request = MagicMock()
+    with pytest.raises(TypeError, match="Selector must be string or callable"):
+        await limiter.check_policy(request, policy)
+    assert (await limiter.check_policy(request, Policy([Rate(5, "1s")], name="ok"))).allowed
+
+
+async def test_selector_returning_odd_values():
+    from unittest.mock import MagicMock
+
+    limiter = Limiter(redis_url=None)
+    request = MagicMock()
+    request.url.path = "/"
+    for value in [None, 3.5, "", "\n" * 10, "é" * 300]:
+        policy = Policy([Rate(5, "1s")], key=lambda r, v=value: v, name="odd")
+        assert (await limiter.check_policy(request, policy)).allowed
