@@ -9,6 +9,10 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   redis-server redis-tools openssl wrk bc python3 clang-14 libclang-rt-14-dev
+  # the Python package (python/): extension build, FastAPI stack, tests, pip install test
+  pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
+  python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
+  python3-pytest-asyncio
 )
 
 missing=()

@@ -4,7 +4,7 @@
 #   4. unit tests and the Redis safety tests again under ASan + UBSan
 #   5. the limiter, HTTP layer and Redis store tests under TSan
 #   6. a short fuzz run of every parser of untrusted input
-# Slices: ctest --preset dev -L unit | -L http | -L integration | -L install
+# Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L install
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -19,7 +19,9 @@ cmake --build --preset dev
 
 # Redis integration tests start their own redis-server processes (standalone, TLS with
 # certificates made by openssl at test time, a 3-master cluster) on free loopback ports and
-# stop them; redis-server and redis-cli come from install-deps.
+# stop them; redis-server and redis-cli come from install-deps. The Python package's pytest
+# suite (label python) runs here too, against the extension the dev build made, on the
+# in-process store, a standalone Redis and a 3-master cluster of its own.
 step "tests: all labels"
 ctest --preset dev
 
