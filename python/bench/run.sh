@@ -28,7 +28,7 @@ run() {  # mode
   local port; port=$(free_port)
   PACER_BENCH_MODE=$1 PACER_BENCH_REDIS="redis://127.0.0.1:$redis_port" \
     taskset -c 0 $py -m uvicorn app:app --host 127.0.0.1 --port "$port" --workers 1 \
-    --log-level warning --no-access-log &
+    --log-level warning --no-access-log >>"$work/uvicorn.log" 2>&1 &
   local pid=$!
   for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/ping" >/dev/null 2>&1 && break; sleep 0.1; done
   # warm-up, then the measured run
@@ -47,7 +47,7 @@ run() {  # mode
 
 echo "uvicorn $($py -c 'import uvicorn; print(uvicorn.__version__)'), 1 worker on CPU 0; wrk -t1 -c$conns -d${duration}s on CPU 1"
 results=()
-for mode in none memory redis; do results+=("$(run $mode)"); done
+for mode in ${MODES:-none headers memory redis}; do results+=("$(run $mode)"); done
 printf '%-8s %12s %10s %10s %8s %s\n' mode req/s p50 p99 non-2xx ratio
 base=$(echo "${results[0]}" | awk '{print $2}')
 for line in "${results[@]}"; do

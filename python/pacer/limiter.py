@@ -158,6 +158,7 @@ class Limiter:
         self.extractor = extractor
         self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
                                           fail_mode=fail_mode, app_name=app_name)
+        self._metrics_base = (0, 0, 0)
         self._lock: Optional[asyncio.Lock] = None
         self._started = False
         _engines.add(self)
@@ -292,8 +293,19 @@ class Limiter:
 
     @property
     def metrics(self) -> LimiterMetrics:
+        """A snapshot of the engine's counters (assign a LimiterMetrics to rebase them, e.g.
+        `limiter.metrics = LimiterMetrics()` to start again from zero)."""
         counts = self.storage._metrics()
-        return LimiterMetrics(counts["allowed"], counts["denied"], counts["errors"])
+        base = self._metrics_base
+        return LimiterMetrics(counts["allowed"] - base[0], counts["denied"] - base[1],
+                              counts["errors"] - base[2])
+
+    @metrics.setter
+    def metrics(self, value: LimiterMetrics) -> None:
+        counts = self.storage._metrics()
+        self._metrics_base = (counts["allowed"] - value.requests_allowed,
+                              counts["denied"] - value.requests_blocked,
+                              counts["errors"] - value.redis_errors)
 
     def get_metrics(self) -> Dict[str, Any]:
         return {"limiter": self.metrics.to_dict(), "connected": self.storage._connected()}

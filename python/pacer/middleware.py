@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable, List, Optional, Union
 
-from .limiter import UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy
-from .policies import Policy, Rate
+from .limiter import _SCOPE_KINDS, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy
 from . import _pacer
+from .policies import Policy, Rate
+from .selectors import _CLIENT_IP
 
 logger = logging.getLogger("pacer")
 
@@ -62,7 +63,16 @@ class LimiterMiddleware:
         try:
             if policy is None:
                 raise ValueError("No policy provided and no default policy configured")
-            verdict = await limiter._check_scope(scope, path, policy)
+            engine = limiter.storage._engine
+            if (engine is not None and engine.completes_inline and policy.key == "ip"
+                    and limiter.extractor is None and limiter.on_decision is None
+                    and limiter.on_error is None):
+                # The in-process store's common case, without a coroutine in between.
+                verdict = engine.check_scope(policy._native, _CLIENT_IP, scope, path,
+                                             _SCOPE_KINDS[limiter.route_scope],
+                                             limiter._header_flags(), None, None)
+            else:
+                verdict = await limiter._check_scope(scope, path, policy)
         except Exception:
             # A selector or configuration error, not a store failure (those the engine answers
             # with the fail mode): the request is not limited in "open" mode, refused in "closed".

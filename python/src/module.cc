@@ -336,23 +336,42 @@ class ClientIp {
   }
 
   // The same over an ASGI scope: scope["client"] (tuple or None) and scope["headers"].
-  std::string resolve_scope(const py::object& client, const py::list& raw_headers,
+  // The same over an ASGI scope: scope["client"] ((host, port) or None) and scope["headers"]
+  // (an iterable of [name, value] byte strings). Only the configured headers are copied.
+  std::string resolve_scope(const py::object& client, const py::iterable& raw_headers,
                             const std::string& missing) const {
     if (client.is_none()) return missing;
-    const std::string peer = py::cast<std::string>(client.attr("__getitem__")(0));
+    const std::string peer = py::cast<std::string>(client[py::int_(0)]);
     std::vector<std::pair<std::string, std::string>> wanted;
     for (const py::handle item : raw_headers) {
-      const auto pair = item.cast<py::tuple>();
-      const std::string name = pair[0].cast<std::string>();
+      const auto pair = py::reinterpret_borrow<py::sequence>(item);
+      const py::object name_object = pair[0];
+      const std::string_view name = text_of(name_object);
+      // Proxy headers are rare: most requests compare a few names and copy nothing.
       for (const auto& h : options_.headers)
         if (http::iequals(name, h)) {
-          wanted.emplace_back(name, pair[1].cast<std::string>());
+          const py::object value = pair[1];
+          wanted.emplace_back(std::string(name), std::string(text_of(value)));
           break;
         }
     }
     return resolve(peer, wanted, missing);
   }
 
+ private:
+  // The bytes of a bytes object (ASGI's form) or the UTF-8 of a str; `object` must outlive
+  // the view.
+  static std::string_view text_of(const py::object& object) {
+    if (PyBytes_Check(object.ptr()))
+      return {PyBytes_AS_STRING(object.ptr()),
+              static_cast<std::size_t>(PyBytes_GET_SIZE(object.ptr()))};
+    Py_ssize_t size = 0;
+    const char* data = PyUnicode_AsUTF8AndSize(object.ptr(), &size);
+    if (data == nullptr) throw py::error_already_set();
+    return {data, static_cast<std::size_t>(size)};
+  }
+
+ public:
   std::string trusted() const { return options_.trusted_proxies.to_string(); }
 
  private:
@@ -425,7 +444,7 @@ class Engine {
                          py::object future) {
     const py::object client = scope.contains("client") ? py::object(scope["client"]) : py::none();
     const std::string identity =
-        ip.resolve_scope(client, scope["headers"].cast<py::list>(), "unknown");
+        ip.resolve_scope(client, scope["headers"].cast<py::iterable>(), "unknown");
     std::string value;
     if (scope_kind == 0) {
       value = path;

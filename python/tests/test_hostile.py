@@ -97,3 +97,39 @@ async def test_selector_returning_odd_values():
     for value in [None, 3.5, "", "\n" * 10, "é" * 300]:
         policy = Policy([Rate(5, "1s")], key=lambda r, v=value: v, name="odd")
         assert (await limiter.check_policy(request, policy)).allowed
+
+
+async def test_odd_asgi_scopes():
+    """Headers as lists or tuples, str instead of bytes, no client, a broken header item:
+    decided or answered by the fail mode, and the next request is unaffected."""
+    from pacer import LimiterMiddleware
+
+    sent = []
+
+    async def app(scope, receive, send):
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    async def send(message):
+        sent.append(message)
+
+    limiter = Limiter(redis_url=None)
+    middleware = LimiterMiddleware(app, limiter, Rate(100, "1s", burst=100))
+    base = {"type": "http", "method": "GET", "path": "/", "root_path": ""}
+    scopes = [
+        {**base, "headers": [[b"x-forwarded-for", b"1.2.3.4"]], "client": ["10.0.0.1", 1]},
+        {**base, "headers": ((b"x-real-ip", b"5.6.7.8"),), "client": ("127.0.0.1", 1)},
+        {**base, "headers": [("X-Forwarded-For", "9.9.9.9")], "client": ("10.0.0.2", 1)},
+        {**base, "headers": [], "client": None},
+        {**base, "headers": [(b"x-forwarded-for",)], "client": ("10.0.0.1", 1)},
+        {**base, "headers": [(b"\xff\xfe", b"\xff")], "client": ("10.0.0.1", 1)},
+        {**base, "headers": [], "client": (1234, 1)},
+    ]
+    for scope in scopes:
+        sent.clear()
+        await middleware(scope, None, send)
+        assert sent[0]["status"] == 200, scope
+    sent.clear()
+    await middleware({**base, "headers": [], "client": ("203.0.113.1", 1)}, None, send)
+    assert sent[0]["status"] == 200
+    assert (b"ratelimit-limit", b"100") in sent[0]["headers"]

@@ -77,6 +77,15 @@ async def test_middleware_headers_and_429(store_url, app_name):
         r = await c.options("/")
         assert "ratelimit-limit" not in r.headers
     assert limiter.metrics.requests_allowed == 6 and limiter.metrics.requests_blocked == 1
+    assert limiter.get_metrics()["limiter"] == {"requests_allowed": 6, "requests_blocked": 1,
+                                                "redis_errors": 0}
+    from pacer import LimiterMetrics
+
+    limiter.metrics = LimiterMetrics()
+    assert limiter.metrics.to_dict() == {"requests_allowed": 0, "requests_blocked": 0,
+                                         "redis_errors": 0}
+    text = limiter.prometheus()
+    assert "pacer_requests_allowed_total 6" in text and "pacer_check_duration_seconds" in text
     await limiter.shutdown()
 
 
