@@ -134,6 +134,11 @@ class Limiter:
         extractor: Optional[Callable[[Any], str]] = None,
         trust_proxies: Optional[list] = None,
         cluster_mode: bool = False,
+        tls_ca_file: str = "",
+        tls_cert_file: str = "",
+        tls_key_file: str = "",
+        tls_verify: bool = True,
+        tls_server_name: str = "",
     ) -> None:
         if fail_mode not in ("open", "closed", "local"):
             raise ValueError("fail_mode must be 'open' or 'closed' (Pacer also accepts 'local')")
@@ -156,8 +161,15 @@ class Limiter:
         self.on_decision = on_decision
         self.on_error = on_error
         self.extractor = extractor
+        tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
+               "tls_key_file": tls_key_file, "tls_verify": tls_verify,
+               "tls_server_name": tls_server_name}
+        for name, value in tls.items():
+            if not isinstance(value, bool if name == "tls_verify" else str):
+                raise TypeError(f"{name} must be a {'bool' if name == 'tls_verify' else 'str'}, "
+                                f"got {value!r}")
         self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
-                                          fail_mode=fail_mode, app_name=app_name)
+                                          fail_mode=fail_mode, app_name=app_name, tls=tls)
         self._metrics_base = (0, 0, 0)
         self._lock: Optional[asyncio.Lock] = None
         self._started = False

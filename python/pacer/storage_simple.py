@@ -24,7 +24,7 @@ class SimpleRedisStorage:
     def __init__(self, redis_url: Optional[str] = "redis://localhost:6379",
                  connect_timeout_ms: int = 1000, command_timeout_ms: int = 100,
                  max_retries: int = 1, *, fail_mode: str = "open",
-                 app_name: str = "fastapi") -> None:
+                 app_name: str = "fastapi", tls: Optional[Dict[str, Any]] = None) -> None:
         if redis_url not in _MEMORY_URLS:
             if not isinstance(redis_url, str):
                 raise TypeError(f"redis_url must be a string or None, got {redis_url!r}")
@@ -40,6 +40,7 @@ class SimpleRedisStorage:
         self.connect_timeout_ms = connect_timeout_ms
         self.command_timeout_ms = command_timeout_ms
         self.max_retries = max_retries  # unused, as in FastAPI Pacer
+        self._tls = dict(tls or {})
         self._fail_mode = fail_mode
         self._app_name = app_name
         self._engine: Any = None
@@ -63,7 +64,7 @@ class SimpleRedisStorage:
             if self._engine is None:
                 self._engine = _pacer.Engine(
                     None if self.is_memory else self.redis_url, self._fail_mode, self._app_name,
-                    self.connect_timeout_ms, self.command_timeout_ms)
+                    self.connect_timeout_ms, self.command_timeout_ms, **self._tls)
                 self._pid = os.getpid()
                 self._warm = self._engine.completes_inline
             return self._engine

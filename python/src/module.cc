@@ -391,6 +391,7 @@ struct EngineOptions {
   std::string prefix = "fastapi";
   std::int64_t connect_timeout_ms = 1000;
   std::int64_t command_timeout_ms = 100;
+  redis::TlsOptions tls;  // for rediss:// URLs
 };
 
 // app_name becomes the first part of every storage key.
@@ -418,6 +419,7 @@ class Engine {
       redis::RedisStoreOptions redis_options{.url = *options.url};
       redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
       redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
+      redis_options.tls = std::move(options.tls);
       store_ = std::make_unique<redis::RedisStore>(std::move(redis_options));
     }
     inline_ = store_->completes_inline();
@@ -661,13 +663,22 @@ PYBIND11_MODULE(_pacer, m) {
 
   py::class_<Engine>(m, "Engine")
       .def(py::init([](std::optional<std::string> url, std::string fail_mode, std::string prefix,
-                       std::int64_t connect_timeout_ms, std::int64_t command_timeout_ms) {
-             return std::make_unique<Engine>(EngineOptions{std::move(url), std::move(fail_mode),
-                                                           std::move(prefix), connect_timeout_ms,
-                                                           command_timeout_ms});
+                       std::int64_t connect_timeout_ms, std::int64_t command_timeout_ms,
+                       std::string tls_ca_file, std::string tls_cert_file, std::string tls_key_file,
+                       bool tls_verify, std::string tls_server_name) {
+             return std::make_unique<Engine>(
+                 EngineOptions{std::move(url),
+                               std::move(fail_mode),
+                               std::move(prefix),
+                               connect_timeout_ms,
+                               command_timeout_ms,
+                               {std::move(tls_ca_file), std::move(tls_cert_file),
+                                std::move(tls_key_file), tls_verify, std::move(tls_server_name)}});
            }),
            py::arg("url"), py::arg("fail_mode"), py::arg("prefix"), py::arg("connect_timeout_ms"),
-           py::arg("command_timeout_ms"))
+           py::arg("command_timeout_ms"), py::arg("tls_ca_file") = "",
+           py::arg("tls_cert_file") = "", py::arg("tls_key_file") = "",
+           py::arg("tls_verify") = true, py::arg("tls_server_name") = "")
       .def_property_readonly("completes_inline", &Engine::completes_inline)
       .def("check", &Engine::check, py::arg("policy"), py::arg("scope"), py::arg("identity"),
            py::arg("cost"), py::arg("bridge"), py::arg("future"), py::arg("flags") = -1)

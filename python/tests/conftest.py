@@ -38,19 +38,41 @@ def cli(port: int, *args: str) -> str:
                           capture_output=True, text=True, timeout=10).stdout.strip()
 
 
+def make_certificates(directory: str) -> dict:
+    """A throwaway CA and a server certificate for 127.0.0.1, made with the openssl CLI."""
+    ec = "-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes"
+    ca_ext = "-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign"
+    with open(os.path.join(directory, "server.ext"), "w") as ext:
+        ext.write("subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n")
+    script = (f"openssl req -x509 {ec} -keyout ca.key -out ca.crt -days 2 -subj '/CN=Pacer Test CA' "
+              f"{ca_ext} && openssl req -x509 {ec} -keyout other.key -out other.crt -days 2 "
+              f"-subj '/CN=Other CA' {ca_ext} && openssl req {ec} -keyout server.key "
+              f"-out server.csr -subj '/CN=pacer-test' && openssl x509 -req -in server.csr "
+              f"-CA ca.crt -CAkey ca.key -CAcreateserial -out server.crt -days 2 -extfile server.ext")
+    subprocess.run(["sh", "-c", script], cwd=directory, check=True, capture_output=True, timeout=60)
+    return {name: os.path.join(directory, f"{name}.{ext}") for name, ext in
+            (("ca", "crt"), ("other", "crt"), ("server", "crt"), ("key", "key"))}
+
+
 class RedisServer:
-    def __init__(self, cluster: bool = False) -> None:
+    def __init__(self, cluster: bool = False, tls: bool = False) -> None:
         self.port = free_port(with_bus=cluster)
         self.dir = tempfile.mkdtemp(prefix="pacer-py-redis-")
+        self.tls = make_certificates(self.dir) if tls else None
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir]
+        if tls:
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cert-file",
+                     self.tls["server"], "--tls-key-file", os.path.join(self.dir, "server.key"),
+                     "--tls-ca-cert-file", self.tls["ca"], "--tls-auth-clients", "no"]
         if cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file",
                      f"nodes-{self.port}.conf", "--cluster-node-timeout", "5000"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
+        tls_args = ("--tls", "--cacert", self.tls["ca"]) if tls else ()
         while time.time() < deadline:
-            if cli(self.port, "PING") == "PONG":
+            if cli(self.port, *tls_args, "PING") == "PONG":
                 return
             time.sleep(0.05)
         self.stop()
@@ -58,7 +80,7 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}"
+        return f"{'rediss' if self.tls else 'redis'}://127.0.0.1:{self.port}"
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -99,6 +121,15 @@ def redis_server():
     if not HAVE_REDIS:
         pytest.skip("redis-server not installed")
     server = RedisServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_tls():
+    if not HAVE_REDIS or shutil.which("openssl") is None:
+        pytest.skip("redis-server or openssl not installed")
+    server = RedisServer(tls=True)
     yield server
     server.stop()
 

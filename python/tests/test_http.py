@@ -334,3 +334,21 @@ async def test_hostile_requests_do_not_hurt_the_next_one(app_name):
                         {"X-Forwarded-For": ",,," * 500}):
             assert (await c.get("/", headers=headers)).status_code == 200
         assert (await c.get("/")).status_code == 200
+
+
+@pytest.mark.skipif(not HAVE_REDIS, reason="redis-server not installed")
+async def test_redis_over_tls(redis_tls, app_name):
+    limiter = Limiter(redis_url=redis_tls.url, app_name=app_name, fail_mode="closed",
+                      tls_ca_file=redis_tls.tls["ca"])
+    app = make_app(limiter, Rate(1, "1m"))
+    async with client(app) as c:
+        assert (await c.get("/")).status_code == 200
+        assert (await c.get("/")).status_code == 429
+    assert limiter.metrics.redis_errors == 0
+    await limiter.shutdown()
+    # A CA that did not sign the server's certificate: refused, named in the error.
+    wrong = Limiter(redis_url=redis_tls.url, app_name=app_name, fail_mode="closed",
+                    tls_ca_file=redis_tls.tls["other"], connect_timeout_ms=500)
+    with pytest.raises(ConnectionError, match="certificate|verify|handshake"):
+        await wrong.startup()
+    await wrong.shutdown()
