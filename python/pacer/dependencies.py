@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import functools
 import inspect
-import logging
 from typing import Any, Callable, Optional, Union
 
 from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from .limiter import (UNAVAILABLE_RETRY_AFTER_S, Limiter, RateLimitResult, _as_policy,
-                      rate_limited_detail)
+                      check_failure_log, rate_limited_detail)
 from .policies import Policy, Rate
 
-logger = logging.getLogger("pacer")
 
 _limiter: Optional[Limiter] = None
 _UNAVAILABLE = "Service temporarily unavailable"
@@ -53,7 +51,7 @@ def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] =
         try:
             result = await lim.check_policy(request, policy)
         except Exception:
-            logger.exception("pacer: rate limit check failed")
+            check_failure_log.exception("pacer: rate limit check failed")
             if lim.fail_mode == "closed":
                 raise _unavailable() from None
             return
@@ -98,7 +96,7 @@ class RateLimitDecorator:
             try:
                 result = await lim.check_policy(request, decorator.policy)
             except Exception:
-                logger.exception("pacer: rate limit check failed")
+                check_failure_log.exception("pacer: rate limit check failed")
                 if lim.fail_mode == "closed":
                     raise _unavailable() from None
                 result = None

@@ -33,6 +33,26 @@ OnErrorHook = Callable[[Any, Policy, Exception, float], None]
 UNAVAILABLE_RETRY_AFTER_S = 5
 
 
+class _LogThrottle:
+    """At most one log record a second per site, saying how many were left out: a selector or
+    hook that fails on every request must not flood the log."""
+
+    def __init__(self) -> None:
+        self._next = 0.0
+        self._suppressed = 0
+
+    def exception(self, message: str, *args: Any) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            self._suppressed += 1
+            return
+        self._next = now + 1.0
+        suppressed, self._suppressed = self._suppressed, 0
+        if suppressed:
+            message += f" ({suppressed} more since the last report)"
+        logger.exception(message, *args)
+
+
 class StoreError(RuntimeError):
     """The store could not decide (Redis unreachable, timeout, ...); the fail mode answered.
     Passed to `on_error` hooks."""
@@ -105,6 +125,8 @@ def _as_policy(policy: Union[Policy, Rate, None], name: str) -> Optional[Policy]
 
 
 _engines: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_hook_log = _LogThrottle()
+check_failure_log = _LogThrottle()
 
 
 @atexit.register
@@ -240,7 +262,8 @@ class Limiter:
                 else:
                     hook(request, policy, result, duration_ms)
             except Exception:
-                logger.exception("pacer: %s hook raised", "on_error" if verdict.degraded else "on_decision")
+                _hook_log.exception("pacer: %s hook raised",
+                                    "on_error" if verdict.degraded else "on_decision")
         return result
 
     async def check_policy(self, request: Any, policy: Optional[Policy] = None,

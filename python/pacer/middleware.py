@@ -6,15 +6,14 @@ this class only reads the ASGI scope and writes ASGI messages.
 
 from __future__ import annotations
 
-import logging
 from typing import Any, Iterable, List, Optional, Union
 
-from .limiter import _SCOPE_KINDS, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy
+from .limiter import (_SCOPE_KINDS, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
+                      check_failure_log)
 from . import _pacer
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP
 
-logger = logging.getLogger("pacer")
 
 _JSON = (b"content-type", b"application/json")
 _RETRY_503 = (b"retry-after", str(UNAVAILABLE_RETRY_AFTER_S).encode())
@@ -76,7 +75,7 @@ class LimiterMiddleware:
         except Exception:
             # A selector or configuration error, not a store failure (those the engine answers
             # with the fail mode): the request is not limited in "open" mode, refused in "closed".
-            logger.exception("pacer: rate limit check failed")
+            check_failure_log.exception("pacer: rate limit check failed")
             if limiter.fail_mode == "closed":
                 await answer_unavailable(send)
             else:
