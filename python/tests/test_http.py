@@ -1,6 +1,5 @@
 """Middleware, dependency and decorator through FastAPI and httpx, on every store."""
 
-import asyncio
 import json
 
 import httpx
