@@ -1,7 +1,6 @@
 """Hostile Python arguments: every bad value gets a clear error naming it, and the next good
 call still works."""
 
-import asyncio
 
 import pytest
 
