@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   redis-server redis-tools openssl wrk bc python3 clang-14 libclang-rt-14-dev
+  libtomlplusplus-dev nginx-light
 )
 
 missing=()
