@@ -248,11 +248,20 @@ void read_server(Section& s, Config& c) {
     if (const auto* str = n->as_string()) {
       list = str->get();
     } else if (const auto* arr = n->as_array()) {
-      for (const auto& item : *arr) {
-        if (const auto* e = item.as_string()) {
+      for (std::size_t i = 0; i < arr->size(); ++i) {
+        const toml::node& item = *arr->get(i);
+        const std::string key = fmt::format("{}[{}]", s.name("trusted_proxies"), i);
+        const auto* e = item.as_string();
+        if (e == nullptr) {
+          s.problems().add(item, key, "expected a CIDR string such as \"10.0.0.0/8\"");
+          ok = false;
+          continue;
+        }
+        try {
+          http::TrustedProxies::parse(e->get());
           list += (list.empty() ? "" : ", ") + e->get();
-        } else {
-          s.problems().add(item, s.name("trusted_proxies"), "expected CIDR strings");
+        } catch (const std::invalid_argument& error) {
+          s.problems().add(item, key, error.what());
           ok = false;
         }
       }
@@ -264,7 +273,7 @@ void read_server(Section& s, Config& c) {
     }
     if (ok) {
       try {
-        http::TrustedProxies::parse(list);
+        http::TrustedProxies::parse(list);  // (an array was checked item by item above)
         c.trusted_proxies = list;
       } catch (const std::invalid_argument& e) {
         s.problems().add(*n, s.name("trusted_proxies"), e.what());

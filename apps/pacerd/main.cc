@@ -146,7 +146,7 @@ int main(int argc, char** argv) {
         }
         if (std::chrono::steady_clock::now() >= next_poll) {
           next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-          if (service->file_changed()) service->reload("file_changed", /*force=*/false);
+          if (service->file_changed()) service->reload("file_changed");
         }
       }
     });

@@ -254,7 +254,7 @@ bool Service::file_changed() {
   return changed;
 }
 
-bool Service::reload(std::string_view why, bool force) {
+bool Service::reload(std::string_view why) {
   static std::mutex reloading;  // one reload at a time (SIGHUP and the file watch)
   std::lock_guard one(reloading);
   const auto current = runtime_.load();
@@ -270,8 +270,16 @@ bool Service::reload(std::string_view why, bool force) {
     buffer << in.rdbuf();
     std::string text = buffer.str();
     {
+      // The same text as last time gives the same answer: nothing to do (a SIGHUP and the
+      // file watch often see one change both).
       std::lock_guard lock(mutex_);
-      if (!force && text == config_text_ && last_reload_error_.empty()) return true;
+      if (text == last_attempted_text_) return last_reload_error_.empty();
+      last_attempted_text_ = text;
+      if (text == config_text_) {
+        last_reload_error_.clear();
+        spdlog::info("event=config_unchanged trigger={} version={}", why, current->version);
+        return true;
+      }
     }
     Config next = parse_config(text, path);
     const auto restart = current->config.restart_needed(next);

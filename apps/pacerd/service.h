@@ -42,8 +42,8 @@ class Service {
               Listener listener);
 
   // Reads the file again and swaps it in when valid; otherwise keeps the running one and
-  // records why (shown on /v1/config). `force`: reload even when the text did not change.
-  bool reload(std::string_view why, bool force = true);
+  // records why (shown on /v1/config). Text already tried (or running) is not tried again.
+  bool reload(std::string_view why);
   // True when the file's modification time, inode or size changed since the last call.
   bool file_changed();
 
@@ -76,7 +76,8 @@ class Service {
 
   mutable std::mutex mutex_;  // guards what follows
   std::map<std::string, std::shared_ptr<PolicyStats>, std::less<>> stats_;
-  std::string config_text_;  // of the running config
+  std::string config_text_;          // of the running config
+  std::string last_attempted_text_;  // of the last reload
   std::string last_reload_error_;
   std::chrono::system_clock::time_point last_reload_attempt_{};
   std::uint64_t reloads_ok_ = 0;

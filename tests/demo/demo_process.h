@@ -10,8 +10,6 @@
 // comes from its "listening on http://host:port" line, so it may listen on port 0.
 #pragma once
 
-#include "../support/shell.h"
-
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -27,6 +25,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../support/shell.h"
 
 extern char** environ;
 
@@ -120,6 +120,8 @@ class DemoProcess {
 
   std::uint16_t port() const { return port_; }
   int exit_code() const { return exit_code_; }
+  // Sends `signal` to the child (e.g. SIGHUP, SIGTERM); false when it is not running.
+  bool signal(int signal) { return pid_ > 0 && ::kill(pid_, signal) == 0; }
 
  private:
   pid_t pid_ = -1;
