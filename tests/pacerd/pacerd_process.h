@@ -7,10 +7,6 @@
 //   auto [status, body] = post(client, "/v1/check", R"({"policy":"api","key":"k"})");
 #pragma once
 
-#ifndef PACER_DEMO_PATH
-#define PACER_DEMO_PATH PACERD_PATH  // DemoProcess runs whatever binary this names
-#endif
-
 #include <gtest/gtest.h>
 
 #include <array>
@@ -90,7 +86,7 @@ class Pacerd {
     write_config(config);
     std::vector<std::string> args{"--config", config_path_};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    process_ = std::make_unique<DemoProcess>(args);
+    process_ = std::make_unique<DemoProcess>(args, DemoProcessOptions{.binary = PACERD_PATH});
   }
 
   bool start() { return process_->wait_listening(10s); }
