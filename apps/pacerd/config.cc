@@ -45,7 +45,7 @@ class Problems {
       return a.line != b.line ? a.line < b.line : a.column < b.column;
     });
     std::string out;
-    for (const auto& line : lines_) out += (out.empty() ? "" : "\n") + line.text;
+    for (const auto& line : lines_) out.append(out.empty() ? "" : "\n").append(line.text);
     return out;
   }
 
@@ -259,7 +259,7 @@ void read_server(Section& s, Config& c) {
         }
         try {
           http::TrustedProxies::parse(e->get());
-          list += (list.empty() ? "" : ", ") + e->get();
+          list.append(list.empty() ? "" : ", ").append(e->get());
         } catch (const std::invalid_argument& error) {
           s.problems().add(item, key, error.what());
           ok = false;
@@ -555,8 +555,9 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
 
 std::string Config::summary() const {
   std::string out = fmt::format("config {}: ok\n", detail::printable(file));
-  fmt::format_to(std::back_inserter(out), "  listen          {}{}\n", listen.to_string(),
-                 admin_listen ? " (admin " + admin_listen->to_string() + ")" : "");
+  fmt::format_to(
+      std::back_inserter(out), "  listen          {}{}\n", listen.to_string(),
+      admin_listen ? fmt::format(" (admin {})", admin_listen->to_string()) : std::string());
   fmt::format_to(std::back_inserter(out), "  store           {} (fail mode {}, timeout {}ms)\n",
                  display_store_url(store_url), to_string(fail_mode), timeout.count());
   fmt::format_to(std::back_inserter(out), "  key prefix      {}\n", key_prefix);
@@ -565,9 +566,10 @@ std::string Config::summary() const {
   fmt::format_to(std::back_inserter(out), "  policies        {}\n", policies.size());
   for (const auto& p : policies) {
     std::string rates;
-    for (const Rate& r : p.policy.rates()) rates += (rates.empty() ? "" : ", ") + r.to_string();
+    for (const Rate& r : p.policy.rates())
+      rates.append(rates.empty() ? "" : ", ").append(r.to_string());
     std::string who;
-    for (const auto& sel : p.identity) who += (who.empty() ? "" : " | ") + sel;
+    for (const auto& sel : p.identity) who.append(who.empty() ? "" : " | ").append(sel);
     fmt::format_to(std::back_inserter(out), "    {:<14} {}; identity {}{}\n", p.policy.name(),
                    rates, who, p.shadow ? "; shadow" : "");
   }

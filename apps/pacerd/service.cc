@@ -285,7 +285,7 @@ bool Service::reload(std::string_view why) {
     const auto restart = current->config.restart_needed(next);
     if (!restart.empty()) {
       std::string list;
-      for (const auto& r : restart) list += (list.empty() ? "" : ", ") + r;
+      for (const auto& r : restart) list.append(list.empty() ? "" : ", ").append(r);
       throw ConfigError(detail::printable(path) +
                         ": these settings only change on a restart: " + list);
     }
@@ -418,7 +418,8 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     policies[i] = runtime->find(api.items[i].policy);
     if (policies[i] == nullptr) {
       std::string names;
-      for (const auto& [name, p] : runtime->policies) names += (names.empty() ? "" : ", ") + name;
+      for (const auto& [name, p] : runtime->policies)
+        names.append(names.empty() ? "" : ", ").append(name);
       send(error_response(
           bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
           "unknown policy '" + detail::printable(api.items[i].policy) + "'; configured: " + names));

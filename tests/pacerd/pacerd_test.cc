@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdio>
+#include <random>
 #include <thread>
 
 #include "pacerd_process.h"
@@ -87,6 +89,14 @@ rates = [{ limit = "5/1m" }]
   std::tie(rc, out) = run_command(std::string(PACERD_PATH) + " --check-config /nonexistent.toml");
   EXPECT_EQ(rc, 2);
   EXPECT_NE(out.find("/nonexistent.toml: cannot open"), std::string::npos) << out;
+}
+
+TEST(Pacerd, TheShippedExampleConfigsAreValid) {
+  for (const char* file : {"/apps/pacerd/pacerd.example.toml", "/examples/nginx/pacerd.toml"}) {
+    const auto [rc, out] = run_command(std::string(PACERD_PATH) + " --check-config " +
+                                       shell_quote(std::string(PACER_SOURCE_DIR) + file));
+    EXPECT_EQ(rc, 0) << file << ": " << out;
+  }
 }
 
 TEST(Pacerd, ABadConfigStopsTheStartNamingTheProblem) {
@@ -253,6 +263,48 @@ TEST(Pacerd, BadRequestsAre400NamingTheFieldAndNeverHurtTheNext) {
   EXPECT_EQ(too_large.result_int(), 413);
   HttpClient after(pacerd.port());
   EXPECT_EQ(post(after, "/v1/check", R"({"policy":"api","key":"z"})").status, 200);
+}
+
+// Random bodies (bytes, and JSON-ish fragments glued at random), each followed by a good
+// request on the same connection: every one is answered 200 or 400, the next one 200.
+TEST(Pacerd, RandomBodiesNeverHurtTheNextRequest) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 random(seed);
+  const std::vector<std::string> pieces{"{",          "}",
+                                        "[",          "]",
+                                        ",",          ":",
+                                        "\"policy\"", "\"key\"",
+                                        "\"cost\"",   "\"api\"",
+                                        "\"login\"",  "1",
+                                        "-1",         "1e999",
+                                        "0.5",        "null",
+                                        "true",       "\"\\u0000\"",
+                                        "\"\xff\"",   "\"\\ud800\"",
+                                        " ",          "\"" + std::string(300, 'x') + "\""};
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 1500; ++i) {
+    std::string body;
+    const int n = std::uniform_int_distribution<int>(0, 24)(random);
+    for (int k = 0; k < n; ++k) {
+      if (random() % 3 == 0)
+        body += static_cast<char>(random() % 256);
+      else
+        body += pieces[random() % pieces.size()];
+    }
+    const auto path = (i % 3 == 0) ? "/v1/check" : (i % 3 == 1) ? "/v1/peek" : "/v1/reset";
+    const auto bad = client.send(bhttp::verb::post, path, {}, body);
+    ASSERT_TRUE(bad.result_int() == 200 || bad.result_int() == 400)
+        << bad.result_int() << " for "
+        << json(body).dump(-1, ' ', true, json::error_handler_t::replace);
+    EXPECT_TRUE(json::accept(bad.body())) << bad.body();
+    const auto good = post(client, "/v1/check", R"({"policy":"login","key":"fine"})");
+    ASSERT_EQ(good.status, 200) << "after "
+                                << json(body).dump(-1, ' ', true, json::error_handler_t::replace);
+  }
+  EXPECT_EQ(pacerd.log().find("internal_error"), std::string::npos) << pacerd.log();
 }
 
 TEST(Pacerd, PeekResetPoliciesConfigHealthReadyAndMetrics) {
