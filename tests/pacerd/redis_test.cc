@@ -69,6 +69,27 @@ TEST(PacerdRedis, TwoProcessesOnOneRedisAdmitExactlyTheGcraCount) {
   EXPECT_GT(metric(m, "pacerd_redis_round_trips_total"), 0) << m;
 }
 
+TEST(PacerdRedis, ServesFromARedisCluster) {
+  if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
+  pacer::redis::testing::RedisCluster cluster(3);
+  Pacerd pacerd(pacerd_config(cluster.url(), "closed", "timeout = \"2s\"\n"));
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  ASSERT_TRUE(wait_connected(client, true)) << pacerd.log();
+  // Keys spread over the slots of all three nodes; each admits exactly burst + 1.
+  json batch = json::array();
+  for (int k = 0; k < 30; ++k)
+    for (int i = 0; i < 7; ++i) batch.push_back({{"policy", "api"}, {"key", std::to_string(k)}});
+  const auto r = post(client, "/v1/check", batch.dump());
+  ASSERT_EQ(r.status, 200) << r.raw.body();
+  int allowed = 0;
+  for (const auto& item : r.body) {
+    EXPECT_EQ(item["degraded"], false) << item;
+    allowed += item["allowed"] == true ? 1 : 0;
+  }
+  EXPECT_EQ(allowed, 30 * 6);
+}
+
 class FailModes : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(FailModes, RedisKilledIsAnsweredByTheFailMode) {
