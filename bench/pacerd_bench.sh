@@ -5,13 +5,16 @@
 #   2. nginx with auth_request to pacerd (examples/nginx/) against the same nginx with its
 #      built-in limit_req at the same rate, in front of pacer-demo's / (target: >= 50%), p99.
 # Rates are set so high that nothing is denied: the cost of asking is measured, not 429s.
-#   bench/pacerd_bench.sh [seconds per run, default 5]
+# Each pair runs alternately ROUNDS times (default 2; the cores are shared, so alternating
+# spreads any neighbour's load over both); the ratio is of the sums.
+#   bench/pacerd_bench.sh [seconds per run, default 5] [rounds, default 2]
 # Environment: BUILD (build/release), WRK_THREADS (2), CONNECTIONS (64), THREADS (2, server
 # threads of pacerd and pacer-demo).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 secs=${1:-5}
+rounds=${2:-2}
 build=${BUILD:-build/release}
 wrk_threads=${WRK_THREADS:-2}
 connections=${CONNECTIONS:-64}
@@ -73,11 +76,27 @@ wait_http "$pacerd_port" /health
 echo "== 1. pacerd POST /v1/check vs pacer-demo GET / (wrk -t$wrk_threads -c$connections, ${secs}s each, server threads $threads)"
 wrk -t1 -c8 -d1s "http://127.0.0.1:$demo_port/" >/dev/null
 wrk -t1 -c8 -d1s -s bench/pacerd_check.lua "http://127.0.0.1:$pacerd_port/v1/check" >/dev/null
-read -r demo_rps demo_p99 demo_bad <<<"$(run_wrk "http://127.0.0.1:$demo_port/")"
-read -r check_rps check_p99 check_bad <<<"$(run_wrk -s bench/pacerd_check.lua "http://127.0.0.1:$pacerd_port/v1/check")"
-printf '%-40s %10s req/s  p99 %7s ms  non-2xx %s\n' "pacer-demo GET / (no limit)" "$demo_rps" "$demo_p99" "$demo_bad"
-printf '%-40s %10s req/s  p99 %7s ms  non-2xx %s\n' "pacerd POST /v1/check (random keys)" "$check_rps" "$check_p99" "$check_bad"
-printf 'ratio %.3f (target >= 0.80)\n' "$(echo "$check_rps / $demo_rps" | bc -l)"
+# compare <label A> <label B> <target ratio> <wrk args for A> -- <wrk args for B>
+compare() {
+  local label_a=$1 label_b=$2 target=$3; shift 3
+  local args_a=() args_b=()
+  while [ "$1" != -- ]; do args_a+=("$1"); shift; done; shift
+  args_b=("$@")
+  local sum_a=0 sum_b=0 r rps p99 bad
+  for r in $(seq "$rounds"); do
+    read -r rps p99 bad <<<"$(run_wrk "${args_a[@]}")"
+    printf 'round %d  %-36s %10.0f req/s  p99 %7s ms  non-2xx %s\n' "$r" "$label_a" "$rps" "$p99" "$bad"
+    sum_a=$(echo "$sum_a + $rps" | bc -l)
+    read -r rps p99 bad <<<"$(run_wrk "${args_b[@]}")"
+    printf 'round %d  %-36s %10.0f req/s  p99 %7s ms  non-2xx %s\n' "$r" "$label_b" "$rps" "$p99" "$bad"
+    sum_b=$(echo "$sum_b + $rps" | bc -l)
+  done
+  printf 'ratio %s / %s: %.3f (target >= %s)\n' "$label_b" "$label_a" \
+    "$(echo "$sum_b / $sum_a" | bc -l)" "$target"
+}
+compare "pacer-demo GET / (no limit)" "pacerd POST /v1/check" 0.80 \
+  "http://127.0.0.1:$demo_port/" -- \
+  -s bench/pacerd_check.lua "http://127.0.0.1:$pacerd_port/v1/check"
 
 echo "== 2. nginx + auth_request to pacerd vs nginx limit_req (same rate, 1 worker, ${secs}s each)"
 nginx_run() {  # name, server block file -> port
@@ -124,8 +143,5 @@ CONF
 nginx_run limit "$limit_port" "$tmp/limit.conf"
 wrk -t1 -c8 -d1s "http://127.0.0.1:$auth_port/" >/dev/null
 wrk -t1 -c8 -d1s "http://127.0.0.1:$limit_port/" >/dev/null
-read -r limit_rps limit_p99 limit_bad <<<"$(run_wrk "http://127.0.0.1:$limit_port/")"
-read -r auth_rps auth_p99 auth_bad <<<"$(run_wrk "http://127.0.0.1:$auth_port/")"
-printf '%-40s %10s req/s  p99 %7s ms  non-2xx %s\n' "nginx limit_req" "$limit_rps" "$limit_p99" "$limit_bad"
-printf '%-40s %10s req/s  p99 %7s ms  non-2xx %s\n' "nginx auth_request -> pacerd" "$auth_rps" "$auth_p99" "$auth_bad"
-printf 'ratio %.3f (target >= 0.50)\n' "$(echo "$auth_rps / $limit_rps" | bc -l)"
+compare "nginx limit_req" "nginx auth_request -> pacerd" 0.50 \
+  "http://127.0.0.1:$limit_port/" -- "http://127.0.0.1:$auth_port/"
