@@ -24,4 +24,5 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian redis-server package starts a system instance on 6379; tests start their own.
+# The Debian redis-server package starts a system instance on 6379, and nginx-light one on port
+# 80; tests start their own on free loopback ports (own configuration and prefix).

@@ -598,6 +598,13 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
   }
   const beast::BeastRequestView view(request, connection);
   const std::optional<std::string> identity = p->identity(view);
+  if (!identity && p->config.shadow) {
+    // A shadow policy never stops a request, also not one it cannot count.
+    beast::Response res{bhttp::status::no_content, version};
+    res.set("X-Pacer-Outcome", "identity_missing");
+    send(std::move(res));
+    return;
+  }
   if (!identity) {
     // No API key (or whatever the policy counts by): 401, which auth_request passes on.
     auto res = error_response(bhttp::status::unauthorized, version, "identity_missing", "identity",

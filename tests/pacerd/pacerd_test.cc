@@ -395,7 +395,9 @@ TEST(Pacerd, AuthEndpointAllowsWith204AndDeniesWith403AndHeaders) {
 }
 
 TEST(Pacerd, ShadowPoliciesCountAndLogButAlwaysAllow) {
-  Pacerd pacerd(pacerd_config());
+  Pacerd pacerd(pacerd_config() +
+                "\n[[policy]]\nname = \"tenant\"\nrates = [{ limit = \"1/1m\" }]\n"
+                "identity = \"header:X-Tenant\"\nshadow = true\n");
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   HttpClient client(pacerd.port());
   int would_deny = 0;
@@ -419,6 +421,14 @@ TEST(Pacerd, ShadowPoliciesCountAndLogButAlwaysAllow) {
       << text;
   EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"login\",result=\"denied\"}"), 0);
   EXPECT_NE(pacerd.log().find("event=shadow_deny policy=login"), std::string::npos) << pacerd.log();
+  // A shadow policy lets through even what it cannot count.
+  const auto no_tenant = client.get("/v1/auth/tenant");
+  EXPECT_EQ(no_tenant.result_int(), 204);
+  EXPECT_EQ(std::string(no_tenant["X-Pacer-Outcome"]), "identity_missing");
+  EXPECT_EQ(client.get("/v1/auth/tenant", {{"X-Tenant", "t"}}).result_int(), 204);
+  const auto second = client.get("/v1/auth/tenant", {{"X-Tenant", "t"}});
+  EXPECT_EQ(second.result_int(), 204);
+  EXPECT_EQ(std::string(second["X-Pacer-Outcome"]), "denied");
 }
 
 TEST(Pacerd, AnAdminListenerTakesTheAdminEndpoints) {
