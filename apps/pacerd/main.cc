@@ -120,18 +120,22 @@ int main(int argc, char** argv) {
     std::vector<boost::asio::io_context*> workers;
     for (unsigned i = 0; i < server->threads(); ++i) workers.push_back(&server->io_context(i));
     const std::string store = pacer::pacerd::display_store_url(config.store_url);
+    const std::string main_address =
+        pacer::pacerd::ListenAddress{config.listen.host, server->port()}.to_string();
+    const std::string admin_address =
+        admin ? pacer::pacerd::ListenAddress{config.admin_listen->host, admin->port()}.to_string()
+              : std::string();
     const auto fail_mode = config.fail_mode;
     const std::size_t policies = config.policies.size();
     service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(text),
                                                        std::move(workers));
     service->set_servers(server.get(), admin.get());
     spdlog::info(
-        "pacerd listening on http://127.0.0.1:{} event=started threads={} store={} fail_mode={} "
+        "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
         "policies={} config={}",
-        server->port(), server->threads(), store, pacer::to_string(fail_mode), policies,
+        main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
         pacer::detail::printable(config_path));
-    if (admin)
-      spdlog::info("pacerd admin on http://127.0.0.1:{} event=admin_started", admin->port());
+    if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
 
     // Reloads: SIGHUP at once, and a change of the file within a second.
     std::atomic<bool> stopping{false};
