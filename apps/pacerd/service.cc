@@ -294,6 +294,8 @@ bool Service::reload(std::string_view why) {
     for (const auto& p : next.policies) {
       const RuntimePolicy* old = current->find(p.policy.name());
       const char* what = old == nullptr ? "added"
+                         : current->config.key_prefix != next.key_prefix
+                             ? "key_prefix_changed_counts_reset"
                          : rates_digest(old->config.policy) == rates_digest(p.policy)
                              ? "kept"
                              : "rates_changed_counts_reset";
