@@ -39,3 +39,6 @@ echo "-- one abusive key: 1000 checks/s against 10/s for 10 s (deny cache)"
 "$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url" --keys 1 --rate 10/1s --burst 0 \
   --send-rate 1000 --seconds 10 --print-admitted --key-prefix abuse 2>/dev/null |
   grep -E 'checks=|round_trip_share|admitted'
+
+echo "== pacerd: /v1/check vs pacer-demo /, nginx auth_request vs limit_req"
+bench/pacerd_bench.sh "$secs" 1

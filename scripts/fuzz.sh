@@ -3,6 +3,7 @@
 #   ip_fuzz    addresses, CIDRs, trusted proxies, proxy headers (src/http/ip.cc)
 #   resp_fuzz  the RESP reader over hiredis (src/redis/reply_reader.cc)
 #   http_fuzz  whole requests through HttpLimiter on a MemoryStore (http, limiter, store, core)
+#   pacerd_api_fuzz  pacerd's JSON request parser (apps/pacerd/api.cc)
 #
 #   scripts/fuzz.sh                          # 20 s per target (scripts/test.sh does this)
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh        # longer runs
@@ -16,7 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz}
+targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz}
 jobs=${FUZZ_JOBS:-1}
 out=$root/build/fuzz
 mkdir -p "$out/obj"
@@ -27,13 +28,13 @@ flags=(-std=c++20 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-saniti
 # Compiles one source to an object, again only when the source or any header is newer, so a
 # second run does not rebuild the library sources. Globs pick up new files in each layer.
 stamp="$out/obj/.stamp"
-newer_header=$(find include src -name "*.h" -newer "$stamp" 2>/dev/null | head -1) || true
+newer_header=$(find include src apps/pacerd -name "*.h" -newer "$stamp" 2>/dev/null | head -1) || true
 [[ -e "$stamp" && -z "$newer_header" ]] || rm -f "$out"/obj/*.o
 touch "$stamp"
 object() {
   local src=$1 obj="$out/obj/$(echo "$1" | tr / _).o"
   if [[ ! -e "$obj" || "$src" -nt "$obj" ]]; then
-    "$cxx" "${flags[@]}" -Isrc/redis -c "$src" -o "$obj"
+    "$cxx" "${flags[@]}" -Isrc/redis -Iapps/pacerd -c "$src" -o "$obj"
   fi
   echo "$obj"
 }
@@ -57,8 +58,12 @@ build() {
         src/http/*.cc)
       libs=(-lspdlog -lfmt -lcrypto -pthread)
       ;;
+    pacerd_api_fuzz)
+      objs=$(objects tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc src/core/*.cc)
+      libs=(-lfmt)
+      ;;
     *)
-      echo "fuzz: unknown target '$1' (expected ip_fuzz, resp_fuzz or http_fuzz)" >&2
+      echo "fuzz: unknown target '$1' (expected ip_fuzz, resp_fuzz, http_fuzz or pacerd_api_fuzz)" >&2
       exit 2
       ;;
   esac

@@ -9,6 +9,7 @@ packages=(
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   redis-server redis-tools openssl wrk bc python3 clang-14 libclang-rt-14-dev
+  libtomlplusplus-dev nginx-light
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
@@ -27,4 +28,5 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian redis-server package starts a system instance on 6379; tests start their own.
+# The Debian redis-server package starts a system instance on 6379, and nginx-light one on port
+# 80; tests start their own on free loopback ports (own configuration and prefix).

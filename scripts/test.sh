@@ -4,7 +4,7 @@
 #   4. unit tests and the Redis safety tests again under ASan + UBSan
 #   5. the limiter, HTTP layer and Redis store tests under TSan
 #   6. a short fuzz run of every parser of untrusted input
-# Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L install
+# Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)

@@ -10,8 +10,6 @@
 // comes from its "listening on http://host:port" line, so it may listen on port 0.
 #pragma once
 
-#include "../support/shell.h"
-
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -28,6 +26,8 @@
 #include <thread>
 #include <vector>
 
+#include "../support/shell.h"
+
 extern char** environ;
 
 namespace pacer::testing {
@@ -35,6 +35,7 @@ namespace pacer::testing {
 struct DemoProcessOptions {
   std::string shell_prefix;  // run by sh before exec, e.g. "ulimit -n 256"
   std::string environment;   // assignments put before the command, e.g. "THREADS=2"
+  std::string binary;        // the program to run; empty: PACER_DEMO_PATH
 };
 
 class DemoProcess {
@@ -49,7 +50,7 @@ class DemoProcess {
     if (!options.shell_prefix.empty()) command += options.shell_prefix + " && ";
     command += "exec ";
     if (!options.environment.empty()) command += "env " + options.environment + " ";
-    command += shell_quote(PACER_DEMO_PATH);
+    command += shell_quote(options.binary.empty() ? std::string(PACER_DEMO_PATH) : options.binary);
     for (const auto& arg : args) command += " " + shell_quote(arg);
     command += " >" + shell_quote(log_path_) + " 2>&1";
     std::vector<std::string> argv_strings{"/bin/sh", "-c", command};
@@ -120,6 +121,8 @@ class DemoProcess {
 
   std::uint16_t port() const { return port_; }
   int exit_code() const { return exit_code_; }
+  // Sends `signal` to the child (e.g. SIGHUP, SIGTERM); false when it is not running.
+  bool signal(int signal) { return pid_ > 0 && ::kill(pid_, signal) == 0; }
 
  private:
   pid_t pid_ = -1;

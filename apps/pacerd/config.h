@@ -1,0 +1,107 @@
+// pacerd configuration: a TOML file read with toml++, validated as a whole.
+//
+//   [server]
+//   listen = "127.0.0.1:9090"
+//   [store]
+//   url = "memory"          # or redis://, rediss://, redis+cluster://
+//   fail_mode = "open"      # open | closed | local
+//   [[policy]]
+//   name = "api"
+//   rates = [{ limit = "10/1m", burst = 5 }]
+//   identity = "header:X-API-Key"
+//
+// Every problem is reported (not only the first), one per line, as
+//   <file>:<line>:<column>: <key> = <value>: <what is wrong>
+// The full reference is docs/API.md ("Configuration").
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "pacer/http/response.h"
+#include "pacer/limiter.h"
+#include "pacer/rate.h"
+
+namespace pacer::pacerd {
+
+struct ListenAddress {
+  std::string host;
+  std::uint16_t port = 0;
+  // "127.0.0.1:9090", "[::1]:9090"
+  std::string to_string() const;
+  friend bool operator==(const ListenAddress&, const ListenAddress&) = default;
+};
+
+struct PolicyConfig {
+  Policy policy;
+  // Identity selectors for /v1/auth, tried in order: "client_ip", "api_key", "header:<Name>".
+  std::vector<std::string> identity;
+  bool shadow = false;
+};
+
+struct Config {
+  std::string file;  // where it was read from (for messages and reloads)
+
+  // [server]
+  ListenAddress listen{"127.0.0.1", 9090};
+  unsigned threads = 0;  // 0 = one per core
+  std::size_t max_connections = 0;
+  std::chrono::seconds idle_timeout{30};
+  std::chrono::seconds shutdown_grace{5};
+  std::size_t max_body_bytes = 1024 * 1024;
+  std::string trusted_proxies = "loopback";
+  int ipv6_prefix = 128;
+
+  // [admin]: when set, /metrics, /v1/config and /v1/reset are served only there.
+  std::optional<ListenAddress> admin_listen;
+
+  // [store]
+  std::string store_url = "memory";
+  FailMode fail_mode = FailMode::kOpen;
+  std::chrono::milliseconds timeout{50};
+  std::chrono::milliseconds connect_timeout{1000};
+  std::string key_prefix = "pacerd";
+  std::size_t max_keys = 1'000'000;  // in-process store (and the local fallback)
+
+  // [api]
+  std::size_t max_batch = 1000;
+  std::size_t max_key_bytes = 1024;
+
+  // [headers]
+  http::HeaderOptions headers;
+
+  std::vector<PolicyConfig> policies;
+
+  bool memory_store() const { return store_url == "memory"; }
+  // The settings a reload cannot change (listeners, threads, the store and its options),
+  // named with their old and new values; empty when none differ.
+  std::vector<std::string> restart_needed(const Config& next) const;
+  // A human-readable summary (pacerd --check-config).
+  std::string summary() const;
+};
+
+// All problems of a file, one per line.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Reads and validates `path`. Throws ConfigError.
+Config load_config(const std::string& path);
+// Validates `text` as if read from `path`. Throws ConfigError.
+Config parse_config(std::string_view text, const std::string& path);
+
+// The store URL with any password masked ("memory" as is).
+std::string display_store_url(const std::string& url);
+
+// A short digest of a policy's rates ("r" + 12 hex digits): storage keys carry it, so a policy
+// whose rates change on reload starts from fresh state instead of misreading the old one.
+std::string rates_digest(const Policy& policy);
+
+}  // namespace pacer::pacerd

@@ -1,0 +1,172 @@
+// pacerd — Pacer as a service: policies from a TOML file, decisions over HTTP (JSON API and
+// nginx auth_request), on the in-process store or Redis.
+//
+//   pacerd --config /etc/pacerd/pacerd.toml
+//   pacerd --check-config pacerd.toml        # validate, print a summary; exit 0 or 2
+//
+// SIGHUP (or a change of the file, polled every second) reloads the configuration; SIGTERM and
+// SIGINT drain and exit 0. See docs/API.md and docs/OPERATIONS.md.
+#include <pthread.h>
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <cstdio>
+#include <ctime>
+#include <exception>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "config.h"
+#include "pacer/detail/text.h"
+#include "service.h"
+
+namespace {
+
+using pacer::pacerd::Config;
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in)
+    throw pacer::pacerd::ConfigError(pacer::detail::printable(path) +
+                                     ": cannot open: " + std::strerror(errno));
+  std::stringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress& address,
+                                             const Config& config, unsigned threads,
+                                             bool handle_signals, const char* key,
+                                             pacer::beast::Handler handler) {
+  try {
+    return std::make_unique<pacer::beast::Server>(
+        pacer::beast::ServerOptions{.host = address.host,
+                                    .port = address.port,
+                                    .threads = threads,
+                                    .body_limit = config.max_body_bytes,
+                                    .idle_timeout = config.idle_timeout,
+                                    .shutdown_grace = config.shutdown_grace,
+                                    .handle_signals = handle_signals,
+                                    .server_header = "pacerd",
+                                    .max_connections = config.max_connections},
+        std::move(handler));
+  } catch (const std::exception& e) {
+    throw std::runtime_error(std::string("cannot listen on ") + key + " = \"" +
+                             address.to_string() + "\": " + e.what());
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // SIGHUP is for the control thread alone (sigtimedwait): blocked before any thread starts,
+  // so every thread created later inherits the mask.
+  sigset_t hup;
+  sigemptyset(&hup);
+  sigaddset(&hup, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+
+  CLI::App cli{"pacerd: the Pacer rate-limit service"};
+  std::string config_path, check_path, log_level = "info";
+  auto* config_option = cli.add_option("--config", config_path, "TOML configuration file");
+  auto* check_option =
+      cli.add_option("--check-config", check_path, "validate FILE, print a summary, exit 0 or 2");
+  config_option->excludes(check_option);
+  cli.add_option("--log-level", log_level, "trace, debug, info, warn or error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  CLI11_PARSE(cli, argc, argv);
+
+  // logfmt-style lines: ts=... level=... event=... key=value ...
+  spdlog::set_pattern("ts=%Y-%m-%dT%H:%M:%S.%fZ level=%l %v", spdlog::pattern_time_type::utc);
+  spdlog::set_level(spdlog::level::from_str(log_level));
+
+  if (!check_path.empty()) {
+    try {
+      const Config config = pacer::pacerd::parse_config(read_file(check_path), check_path);
+      std::fputs(config.summary().c_str(), stdout);
+      return 0;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s\n", e.what());
+      return 2;
+    }
+  }
+  if (config_path.empty()) {
+    std::fprintf(stderr, "pacerd: --config FILE is required (or --check-config FILE)\n");
+    return 2;
+  }
+
+  try {
+    std::string text = read_file(config_path);
+    Config config = pacer::pacerd::parse_config(text, config_path);
+    std::unique_ptr<pacer::pacerd::Service> service;
+    auto handler = [&service](pacer::pacerd::Listener listener) {
+      return [&service, listener](pacer::beast::Request&& request,
+                                  const pacer::beast::Connection& connection,
+                                  pacer::beast::Send send) {
+        service->handle(std::move(request), connection, std::move(send), listener);
+      };
+    };
+    auto server = listen(config.listen, config, config.threads, /*handle_signals=*/true,
+                         "server.listen", handler(pacer::pacerd::Listener::kMain));
+    std::unique_ptr<pacer::beast::Server> admin;
+    if (config.admin_listen)
+      admin = listen(*config.admin_listen, config, 1, false, "admin.listen",
+                     handler(pacer::pacerd::Listener::kAdmin));
+    // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
+    std::vector<boost::asio::io_context*> workers;
+    for (unsigned i = 0; i < server->threads(); ++i) workers.push_back(&server->io_context(i));
+    const std::string store = pacer::pacerd::display_store_url(config.store_url);
+    const std::string main_address =
+        pacer::pacerd::ListenAddress{config.listen.host, server->port()}.to_string();
+    const std::string admin_address =
+        admin ? pacer::pacerd::ListenAddress{config.admin_listen->host, admin->port()}.to_string()
+              : std::string();
+    const auto fail_mode = config.fail_mode;
+    const std::size_t policies = config.policies.size();
+    service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(text),
+                                                       std::move(workers));
+    service->set_servers(server.get(), admin.get());
+    spdlog::info(
+        "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
+        "policies={} config={}",
+        main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
+        pacer::detail::printable(config_path));
+    if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
+
+    // Reloads: SIGHUP at once, and a change of the file within a second.
+    std::atomic<bool> stopping{false};
+    std::thread control([&] {
+      auto next_poll = std::chrono::steady_clock::now();
+      while (!stopping.load()) {
+        const timespec wait{.tv_sec = 0, .tv_nsec = 200'000'000};
+        siginfo_t info;
+        if (::sigtimedwait(&hup, &info, &wait) == SIGHUP && !stopping.load()) {
+          service->file_changed();
+          service->reload("SIGHUP");
+        }
+        if (std::chrono::steady_clock::now() >= next_poll) {
+          next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+          if (service->file_changed()) service->reload("file_changed");
+        }
+      }
+    });
+    if (admin) admin->start();
+    server->run();  // until SIGTERM / SIGINT; in-flight requests finish first
+    if (admin) {
+      admin->stop();
+      admin->wait();
+    }
+    stopping = true;
+    control.join();
+    service.reset();  // after the workers stopped, before their io_contexts go
+    spdlog::info("event=stopped pacerd stopped");
+  } catch (const std::exception& e) {
+    spdlog::error("event=start_failed pacerd: {}", e.what());
+    return 2;
+  }
+  return 0;
+}

@@ -1,0 +1,94 @@
+// pacerd's request handling: the JSON API, the nginx auth_request endpoint, health, metrics
+// and the running configuration, with hot reload.
+//
+// The configuration in force is an immutable Runtime behind an atomic shared pointer: a
+// request takes it when it starts and keeps it until it is answered, so a reload never changes
+// a request halfway. The store (and with it every count) lives as long as the Service; a reload
+// keeps it. Storage keys are `<key_prefix>:{<policy>:<rates digest>:<identity>}`, so a policy
+// whose rates change starts from fresh state, and one whose rates stay keeps its counts.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "config.h"
+#include "pacer/beast/server.h"
+#include "pacer/store.h"
+
+namespace pacer::pacerd {
+
+enum class Listener { kMain, kAdmin };
+
+struct PolicyStats;
+
+class Service {
+ public:
+  // With `io` (the HTTP server's worker contexts, not running yet), a Redis store runs one
+  // client on each. Throws std::invalid_argument when the store cannot be set up.
+  Service(Config config, std::string config_text, std::vector<boost::asio::io_context*> io = {});
+  ~Service();
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  // The handler for both listeners; `listener` decides which routes exist.
+  void handle(beast::Request&& request, const beast::Connection& connection, beast::Send send,
+              Listener listener);
+
+  // Reads the file again and swaps it in when valid; otherwise keeps the running one and
+  // records why (shown on /v1/config). Text already tried (or running) is not tried again.
+  bool reload(std::string_view why);
+  // True when the file's modification time, inode or size changed since the last call.
+  bool file_changed();
+
+  // Servers whose connection counters /metrics reports; set before they start.
+  void set_servers(const beast::Server* main, const beast::Server* admin);
+
+  std::uint64_t config_version() const;
+  std::string last_reload_error() const;
+
+  struct RuntimePolicy;
+  struct Runtime;
+
+ private:
+  std::shared_ptr<const Runtime> build(Config config, const Runtime* previous);
+  std::shared_ptr<PolicyStats> stats_for(const std::string& name);
+
+  void check(std::shared_ptr<const Runtime> runtime, const beast::Request& request,
+             beast::Send send, bool peek);
+  void reset(std::shared_ptr<const Runtime> runtime, const beast::Request& request,
+             beast::Send send);
+  void auth(std::shared_ptr<const Runtime> runtime, std::string_view policy,
+            const beast::Request& request, const beast::Connection& connection, beast::Send send);
+  beast::Response metrics(const Runtime& runtime, unsigned version) const;
+  beast::Response config_json(const Runtime& runtime, unsigned version) const;
+
+  std::unique_ptr<Store> store_;
+  std::atomic<std::shared_ptr<const Runtime>> runtime_;
+  const beast::Server* main_server_ = nullptr;
+  const beast::Server* admin_server_ = nullptr;
+
+  mutable std::mutex mutex_;  // guards what follows
+  std::map<std::string, std::shared_ptr<PolicyStats>, std::less<>> stats_;
+  std::string config_text_;          // of the running config
+  std::string last_attempted_text_;  // of the last reload
+  std::string last_reload_error_;
+  std::chrono::system_clock::time_point last_reload_attempt_{};
+  std::uint64_t reloads_ok_ = 0;
+  std::uint64_t reloads_failed_ = 0;
+  struct FileIdentity {
+    std::int64_t mtime_ns = 0;
+    std::uint64_t inode = 0;
+    std::uint64_t device = 0;
+    std::int64_t size = -1;
+    bool operator==(const FileIdentity&) const = default;
+  } file_identity_;
+};
+
+}  // namespace pacer::pacerd

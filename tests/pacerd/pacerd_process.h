@@ -1,0 +1,155 @@
+// pacerd as a child process on free loopback ports, with its configuration in a temporary
+// directory (rewritten by reload tests), and small JSON helpers over tests/demo/http_client.h.
+//
+//   Pacerd pacerd(pacerd_config());          // listen = "127.0.0.1:0": any free port
+//   ASSERT_TRUE(pacerd.start()) << pacerd.log();
+//   HttpClient client(pacerd.port());
+//   auto [status, body] = post(client, "/v1/check", R"({"policy":"api","key":"k"})");
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../demo/demo_process.h"
+#include "../demo/http_client.h"
+
+namespace pacer::testing {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+// The configuration of issue #8, on a free port (and any store / fail mode).
+inline std::string pacerd_config(const std::string& store = "memory",
+                                 const std::string& fail_mode = "open",
+                                 const std::string& extra = "") {
+  return "[server]\nlisten = \"127.0.0.1:0\"\nthreads = 2\n\n[store]\nurl = \"" + store +
+         "\"\nfail_mode = \"" + fail_mode + "\"\n" + extra +
+         R"(
+[[policy]]
+name = "api"
+rates = [{ limit = "10/1m", burst = 5 }]
+identity = "header:X-API-Key"
+
+[[policy]]
+name = "login"
+rates = [{ limit = "5/1m" }, { limit = "20/1h" }]
+identity = "client_ip"
+shadow = true
+)";
+}
+
+// Runs a command through /bin/sh; returns its output (stdout and stderr) and exit code.
+inline std::pair<int, std::string> run_command(const std::string& command) {
+  std::string output;
+  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) return {-1, ""};
+  std::array<char, 4096> buffer;
+  std::size_t n;
+  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    output.append(buffer.data(), n);
+  const int status = ::pclose(pipe);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+}
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "pacerd-test-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ignored;
+    std::filesystem::remove_all(path_, ignored);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::filesystem::path& path() const { return path_; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+class Pacerd {
+ public:
+  explicit Pacerd(const std::string& config, std::vector<std::string> extra_args = {}) {
+    config_path_ = (dir_.path() / "pacerd.toml").string();
+    write_config(config);
+    std::vector<std::string> args{"--config", config_path_};
+    args.insert(args.end(), extra_args.begin(), extra_args.end());
+    process_ = std::make_unique<DemoProcess>(args, DemoProcessOptions{.binary = PACERD_PATH});
+  }
+
+  bool start() { return process_->wait_listening(10s); }
+  std::uint16_t port() const { return process_->port(); }
+  // The admin listener's port, from its "admin on http://127.0.0.1:P" line (0 when none).
+  std::uint16_t admin_port() const {
+    const std::string text = log();
+    const std::string marker = "admin on http://127.0.0.1:";
+    const auto at = text.find(marker);
+    if (at == std::string::npos) return 0;
+    return static_cast<std::uint16_t>(std::stoi(text.substr(at + marker.size())));
+  }
+  std::string log() const { return process_->log(); }
+  DemoProcess& process() { return *process_; }
+  const std::string& config_path() const { return config_path_; }
+
+  // Replaces the file in one step (rename), as editors and configuration managers do.
+  void write_config(const std::string& text) {
+    const std::string temp = config_path_ + ".new";
+    std::ofstream(temp, std::ios::binary | std::ios::trunc) << text;
+    std::filesystem::rename(temp, config_path_);
+  }
+  void hup() { process_->signal(SIGHUP); }
+
+ private:
+  ScratchDir dir_;
+  std::string config_path_;
+  std::unique_ptr<DemoProcess> process_;
+};
+
+struct JsonReply {
+  int status = 0;
+  json body;
+  Reply raw;
+};
+
+inline JsonReply post(HttpClient& client, const std::string& target, const std::string& body,
+                      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  JsonReply r;
+  r.raw = client.send(bhttp::verb::post, target, headers, body);
+  r.status = r.raw.result_int();
+  r.body = json::parse(r.raw.body(), nullptr, /*allow_exceptions=*/false);
+  return r;
+}
+
+inline JsonReply get(HttpClient& client, const std::string& target,
+                     const std::vector<std::pair<std::string, std::string>>& headers = {}) {
+  JsonReply r;
+  r.raw = client.get(target, headers);
+  r.status = r.raw.result_int();
+  r.body = json::parse(r.raw.body(), nullptr, /*allow_exceptions=*/false);
+  return r;
+}
+
+inline std::string check_body(const std::string& policy, const std::string& key, int cost = 1) {
+  return json{{"policy", policy}, {"key", key}, {"cost", cost}}.dump();
+}
+
+// The value of one Prometheus sample line ("name{labels}"), or -1.
+inline double metric(const std::string& text, const std::string& sample) {
+  const auto at = text.find("\n" + sample + " ");
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + sample.size() + 2));
+}
+
+}  // namespace pacer::testing

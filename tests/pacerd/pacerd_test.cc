@@ -1,0 +1,587 @@
+// pacerd as a process on the in-process store: every endpoint and its errors, configuration
+// errors, hot reload under traffic, shadow policies, the admin listener and SIGTERM.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdio>
+#include <random>
+#include <thread>
+
+#include "pacerd_process.h"
+
+namespace pacer::testing {
+namespace {
+
+TEST(Pacerd, CheckConfigPrintsASummaryOrNamesEveryProblem) {
+  ScratchDir dir;
+  const auto good = (dir.path() / "good.toml").string();
+  // The file of issue #8, unchanged.
+  std::ofstream(good) << R"([server]
+listen = "127.0.0.1:9090"
+
+[store]
+url = "memory"          # or redis://, rediss://, redis+cluster:// as in the library
+fail_mode = "open"      # open | closed | local
+
+[[policy]]
+name = "api"
+rates = [{ limit = "10/1m", burst = 5 }]
+identity = "header:X-API-Key"     # used by the auth endpoint; /v1/check gets the key in JSON
+
+[[policy]]
+name = "login"
+rates = [{ limit = "5/1m" }, { limit = "20/1h" }]
+identity = "client_ip"
+shadow = true
+)";
+  auto [rc, out] = run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(good));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("api            10/1m (burst=5); identity header:X-API-Key"),
+            std::string::npos)
+      << out;
+  EXPECT_NE(out.find("shadow"), std::string::npos) << out;
+
+  const auto bad = (dir.path() / "bad.toml").string();
+  std::ofstream(bad) << R"([server]
+listen = "127.0.0.1:99999"
+trusted_proxies = ["10.0.0.0/33"]
+[store]
+url = "redis://:secret@127.0.0.1:notaport"
+fail_mode = "sideways"
+timeout = "-5ms"
+[[policy]]
+name = "api"
+rates = [{ limit = "10/1x", burst = 5 }, { limit = "0/1m" }]
+identity = "cookie:x"
+colour = "blue"
+[[policy]]
+name = "api"
+rates = [{ limit = "5/1m", burst = -1 }]
+[[policy]]
+name = "bad name!"
+rates = [{ limit = "5/1m" }]
+)";
+  std::tie(rc, out) = run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(bad));
+  EXPECT_EQ(rc, 2) << out;
+  for (const std::string expected : {
+           "bad.toml:2:10: server.listen = \"127.0.0.1:99999\"",
+           "bad.toml:3:20: server.trusted_proxies[0] = \"10.0.0.0/33\"",
+           "bad.toml:5:7: store.url: invalid Redis URL",
+           "bad.toml:6:13: store.fail_mode = \"sideways\"",
+           "bad.toml:7:11: store.timeout = \"-5ms\"",
+           "bad.toml:10:20: policy[0].rates[0].limit = \"10/1x\"",
+           "bad.toml:10:52: policy[0].rates[1].limit = \"0/1m\"",
+           "bad.toml:11:12: policy[0].identity = \"cookie:x\"",
+           "bad.toml:12:1: policy[0].colour = \"blue\": unknown key",
+           "bad.toml:14:8: policy[1].name = \"api\": duplicate policy name",
+           "bad.toml:15:36: policy[1].rates[0].burst = -1",
+           "bad.toml:17:8: policy[2].name = \"bad name!\"",
+       })
+    EXPECT_NE(out.find(expected), std::string::npos) << expected << "\nnot in:\n" << out;
+  EXPECT_EQ(out.find("secret"), std::string::npos) << "password printed: " << out;
+
+  const auto broken = (dir.path() / "broken.toml").string();
+  std::ofstream(broken) << "[server]\nlisten = \"127.0.0.1:1\n";
+  std::tie(rc, out) =
+      run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(broken));
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("broken.toml:2:"), std::string::npos) << out;
+  std::tie(rc, out) = run_command(std::string(PACERD_PATH) + " --check-config /nonexistent.toml");
+  EXPECT_EQ(rc, 2);
+  EXPECT_NE(out.find("/nonexistent.toml: cannot open"), std::string::npos) << out;
+}
+
+TEST(Pacerd, TheShippedExampleConfigsAreValid) {
+  for (const char* file : {"/apps/pacerd/pacerd.example.toml", "/examples/nginx/pacerd.toml"}) {
+    const auto [rc, out] = run_command(std::string(PACERD_PATH) + " --check-config " +
+                                       shell_quote(std::string(PACER_SOURCE_DIR) + file));
+    EXPECT_EQ(rc, 0) << file << ": " << out;
+  }
+}
+
+TEST(Pacerd, ABadConfigStopsTheStartNamingTheProblem) {
+  Pacerd pacerd(
+      "[server]\nlisten = \"127.0.0.1:0\"\n[[policy]]\nname = \"x\"\nrates = [{ limit = "
+      "\"ten/1m\" }]\n");
+  ASSERT_TRUE(pacerd.process().exited(10s));
+  EXPECT_EQ(pacerd.process().exit_code(), 2);
+  EXPECT_NE(pacerd.log().find("pacerd.toml:5:20: policy[0].rates[0].limit = \"ten/1m\""),
+            std::string::npos)
+      << pacerd.log();
+}
+
+TEST(Pacerd, CheckAnswersEveryDecisionWithHeadersAndTheCallerDecides) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  // 10/1m with burst 5: six at once, then denied with a retry time of ~6 s.
+  for (int i = 0; i < 6; ++i) {
+    const auto r = post(client, "/v1/check", R"({"policy":"api","key":"user:1"})");
+    ASSERT_EQ(r.status, 200) << r.raw.body();
+    EXPECT_EQ(r.body["allowed"], true);
+    EXPECT_EQ(r.body["outcome"], "allowed");
+    EXPECT_EQ(r.body["limit"], 10);
+    EXPECT_EQ(r.body["remaining"], 5 - i);
+    EXPECT_EQ(r.body["retry_after_ms"], 0);
+    EXPECT_EQ(std::string(r.raw["RateLimit-Remaining"]), std::to_string(5 - i));
+    EXPECT_EQ(std::string(r.raw["RateLimit-Limit"]), "10");
+  }
+  const auto denied = post(client, "/v1/check", R"({"policy":"api","key":"user:1"})");
+  ASSERT_EQ(denied.status, 200);
+  EXPECT_EQ(denied.body["allowed"], false);
+  EXPECT_EQ(denied.body["outcome"], "denied");
+  EXPECT_EQ(denied.body["remaining"], 0);
+  EXPECT_GT(denied.body["retry_after_ms"].get<int>(), 5000);
+  EXPECT_LE(denied.body["retry_after_ms"].get<int>(), 6000);
+  EXPECT_GT(denied.body["reset_after_ms"].get<int>(), 30000);
+  EXPECT_EQ(std::string(denied.raw["Retry-After"]), "6");
+  EXPECT_EQ(std::string(denied.raw["RateLimit-Remaining"]), "0");
+  // Another key is untouched; a weighted cost counts as many; one that can never pass says so.
+  auto r = post(client, "/v1/check", check_body("api", "user:2", 4));
+  EXPECT_EQ(r.body["remaining"], 2);
+  r = post(client, "/v1/check", check_body("api", "user:3", 7));
+  EXPECT_EQ(r.body["outcome"], "exceeds_capacity");
+  EXPECT_TRUE(r.body["retry_after_ms"].is_null());
+  // Cost 0 is a peek.
+  r = post(client, "/v1/check", check_body("api", "user:2", 0));
+  EXPECT_EQ(r.body["allowed"], true);
+  EXPECT_EQ(r.body["remaining"], 2);
+}
+
+TEST(Pacerd, ABatchIsAnsweredItemByItemInOrder) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  json batch = json::array();
+  for (int i = 0; i < 8; ++i) batch.push_back({{"policy", "api"}, {"key", "b"}});
+  batch.push_back({{"policy", "api"}, {"key", "other"}, {"cost", 2}});
+  batch.push_back({{"policy", "login"}, {"key", "b"}});
+  const auto r = post(client, "/v1/check", batch.dump());
+  ASSERT_EQ(r.status, 200) << r.raw.body();
+  ASSERT_TRUE(r.body.is_array());
+  ASSERT_EQ(r.body.size(), 10u);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(r.body[i]["allowed"], true) << i;
+  EXPECT_EQ(r.body[6]["allowed"], false);
+  EXPECT_EQ(r.body[7]["outcome"], "denied");
+  EXPECT_EQ(r.body[8]["remaining"], 4);
+  EXPECT_EQ(r.body[9]["policy"], "login");
+  EXPECT_EQ(r.body[9]["shadow"], true);
+
+  // Bounded: 1000 items pass, 1001 are refused.
+  json big = json::array();
+  for (int i = 0; i < 1000; ++i) big.push_back({{"policy", "api"}, {"key", std::to_string(i)}});
+  EXPECT_EQ(post(client, "/v1/check", big.dump()).status, 200);
+  big.push_back({{"policy", "api"}, {"key", "x"}});
+  const auto too_big = post(client, "/v1/check", big.dump());
+  EXPECT_EQ(too_big.status, 400);
+  EXPECT_NE(too_big.body["message"].get<std::string>().find("1001"), std::string::npos);
+  // A bad item anywhere refuses the whole batch, naming it.
+  const auto bad = post(client, "/v1/check",
+                        R"([{"policy":"api","key":"a"},{"policy":"api","key":"a","cost":-2}])");
+  EXPECT_EQ(bad.status, 400);
+  EXPECT_EQ(bad.body["field"], "[1].cost");
+  const auto unknown =
+      post(client, "/v1/check", R"([{"policy":"api","key":"a"},{"policy":"nope","key":"a"}])");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_EQ(unknown.body["field"], "[1].policy");
+}
+
+struct BadRequest {
+  std::string body;
+  std::string field;
+  std::string in_message;
+};
+
+TEST(Pacerd, BadRequestsAre400NamingTheFieldAndNeverHurtTheNext) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  std::string deep(10000, '[');
+  std::string deep_object = "{\"policy\":" + std::string(5000, '[') + "}";
+  const std::vector<BadRequest> cases{
+      {"", "", "not valid JSON"},
+      {"{", "", "not valid JSON"},
+      {"{\"policy\":\"api\",\"key\":\"a\"", "", "not valid JSON"},
+      {"not json", "", "not valid JSON"},
+      {deep, "", "nested deeper"},
+      {deep_object, "", "nested deeper"},
+      {"\"api\"", "", "expected an object"},
+      {"42", "", "expected an object"},
+      {"[]", "", "empty batch"},
+      {"[1]", "[0]", "expected an object"},
+      {R"({"key":"a"})", "policy", "missing"},
+      {R"({"policy":"api"})", "key", "missing"},
+      {R"({"policy":"nope","key":"a"})", "policy", "unknown policy 'nope'"},
+      {R"({"policy":"","key":"a"})", "policy", "non-empty string"},
+      {R"({"policy":7,"key":"a"})", "policy", "non-empty string"},
+      {R"({"policy":"api","key":""})", "key", "must not be empty"},
+      {R"({"policy":"api","key":["a"]})", "key", "must be a string"},
+      {R"({"policy":"api","key":null})", "key", "must be a string"},
+      {"{\"policy\":\"api\",\"key\":\"" + std::string(1025, 'k') + "\"}", "key", "1025 bytes"},
+      {R"({"policy":"api","key":"a","cost":-1})", "cost", "got -1"},
+      {R"({"policy":"api","key":"a","cost":1.5})", "cost", "whole number"},
+      {R"({"policy":"api","key":"a","cost":"1"})", "cost", "whole number"},
+      {R"({"policy":"api","key":"a","cost":1e300})", "cost", "whole number"},
+      {R"({"policy":"api","key":"a","cost":99999999999999999999})", "cost", "whole number"},
+      {R"({"policy":"api","key":"a","cost":2000000000})", "cost", "from 0 to"},
+      {R"({"policy":"api","key":"a","cots":1})", "cots", "unknown field"},
+      {"{\"policy\":\"api\",\"key\":\"\xff\xfe\"}", "", "not valid JSON"},
+      {"{\"policy\":\"api\",\"key\":\"caf\xc3\"}", "", "not valid JSON"},
+      {"{\"policy\":\"api\",\"key\":\"a\",\"\xc3\x28\":1}", "", "not valid JSON"},
+      {R"({"policy":"api","key":"\ud800"})", "", "not valid JSON"},
+  };
+  for (const auto& bad : cases) {
+    const auto r = post(client, "/v1/check", bad.body);
+    EXPECT_EQ(r.status, 400) << bad.body.substr(0, 80);
+    ASSERT_TRUE(r.body.is_object()) << r.raw.body();
+    EXPECT_EQ(r.body["error"], "invalid_request");
+    EXPECT_EQ(r.body["field"], bad.field) << bad.body.substr(0, 80) << " -> " << r.raw.body();
+    EXPECT_NE(r.body["message"].get<std::string>().find(bad.in_message), std::string::npos)
+        << bad.body.substr(0, 80) << " -> " << r.raw.body();
+    // The same connection goes on.
+    const auto good = post(client, "/v1/check", R"({"policy":"api","key":"after-bad"})");
+    ASSERT_EQ(good.status, 200) << "after " << bad.body.substr(0, 80);
+    EXPECT_EQ(good.body["policy"], "api");
+  }
+  // Keys with braces, control characters or any length up to the bound are fine (hashed).
+  for (const std::string& key :
+       std::vector<std::string>{"{x}", "a\u0001b", std::string(1024, 'z'), "ключ"}) {
+    const auto r = post(client, "/v1/check", json{{"policy", "api"}, {"key", key}}.dump());
+    EXPECT_EQ(r.status, 200) << r.raw.body();
+    EXPECT_EQ(r.body["remaining"], 5);
+  }
+  // Wrong methods and paths.
+  auto r = get(client, "/v1/check");
+  EXPECT_EQ(r.status, 405);
+  EXPECT_EQ(std::string(r.raw["Allow"]), "POST");
+  EXPECT_EQ(get(client, "/v2/check").status, 404);
+  EXPECT_EQ(post(client, "/v1/policies", "{}").status, 405);
+  // A body beyond the limit: 413, and the server is still there for the next connection.
+  HttpClient huge(pacerd.port());
+  const auto too_large =
+      huge.send(bhttp::verb::post, "/v1/check", {}, std::string(2 * 1024 * 1024, ' '));
+  EXPECT_EQ(too_large.result_int(), 413);
+  HttpClient after(pacerd.port());
+  EXPECT_EQ(post(after, "/v1/check", R"({"policy":"api","key":"z"})").status, 200);
+}
+
+// Random bodies (bytes, and JSON-ish fragments glued at random), each followed by a good
+// request on the same connection: every one is answered 200 or 400, the next one 200.
+TEST(Pacerd, RandomBodiesNeverHurtTheNextRequest) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  const unsigned seed = std::random_device{}();
+  std::printf("seed %u\n", seed);
+  std::mt19937 random(seed);
+  const std::vector<std::string> pieces{"{",          "}",
+                                        "[",          "]",
+                                        ",",          ":",
+                                        "\"policy\"", "\"key\"",
+                                        "\"cost\"",   "\"api\"",
+                                        "\"login\"",  "1",
+                                        "-1",         "1e999",
+                                        "0.5",        "null",
+                                        "true",       "\"\\u0000\"",
+                                        "\"\xff\"",   "\"\\ud800\"",
+                                        " ",          "\"" + std::string(300, 'x') + "\""};
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 1500; ++i) {
+    std::string body;
+    const int n = std::uniform_int_distribution<int>(0, 24)(random);
+    for (int k = 0; k < n; ++k) {
+      if (random() % 3 == 0)
+        body += static_cast<char>(random() % 256);
+      else
+        body += pieces[random() % pieces.size()];
+    }
+    const auto path = (i % 3 == 0) ? "/v1/check" : (i % 3 == 1) ? "/v1/peek" : "/v1/reset";
+    const auto bad = client.send(bhttp::verb::post, path, {}, body);
+    ASSERT_TRUE(bad.result_int() == 200 || bad.result_int() == 400)
+        << bad.result_int() << " for "
+        << json(body).dump(-1, ' ', true, json::error_handler_t::replace);
+    EXPECT_TRUE(json::accept(bad.body())) << bad.body();
+    const auto good = post(client, "/v1/check", R"({"policy":"login","key":"fine"})");
+    ASSERT_EQ(good.status, 200) << "after "
+                                << json(body).dump(-1, ' ', true, json::error_handler_t::replace);
+  }
+  EXPECT_EQ(pacerd.log().find("internal_error"), std::string::npos) << pacerd.log();
+}
+
+TEST(Pacerd, PeekResetPoliciesConfigHealthReadyAndMetrics) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 3; ++i) post(client, "/v1/check", R"({"policy":"api","key":"p"})");
+  auto peek = post(client, "/v1/peek", R"({"policy":"api","key":"p"})");
+  ASSERT_EQ(peek.status, 200) << peek.raw.body();
+  EXPECT_EQ(peek.body["remaining"], 3);
+  peek = post(client, "/v1/peek", R"({"policy":"api","key":"p"})");
+  EXPECT_EQ(peek.body["remaining"], 3);  // a peek consumes nothing
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"p","cost":1})").body["field"],
+            "cost");
+  const auto reset = post(client, "/v1/reset", R"({"policy":"api","key":"p"})");
+  ASSERT_EQ(reset.status, 200) << reset.raw.body();
+  EXPECT_EQ(reset.body["reset"], true);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"p"})").body["remaining"], 6);
+  EXPECT_EQ(post(client, "/v1/reset", R"({"policy":"nope","key":"p"})").body["field"], "policy");
+  const auto resets =
+      post(client, "/v1/reset", R"([{"policy":"api","key":"p"},{"policy":"login","key":"q"}])");
+  EXPECT_EQ(resets.body.size(), 2u);
+
+  const auto policies = get(client, "/v1/policies");
+  ASSERT_EQ(policies.status, 200);
+  ASSERT_EQ(policies.body["policies"].size(), 2u);
+  EXPECT_EQ(policies.body["policies"][0]["name"], "api");
+  EXPECT_EQ(policies.body["policies"][0]["rates"][0]["limit"], "10/1m");
+  EXPECT_EQ(policies.body["policies"][0]["rates"][0]["burst"], 5);
+  EXPECT_EQ(policies.body["policies"][1]["shadow"], true);
+  EXPECT_EQ(policies.body["policies"][1]["rates"].size(), 2u);
+
+  const auto config = get(client, "/v1/config");
+  ASSERT_EQ(config.status, 200);
+  EXPECT_EQ(config.body["version"], 1);
+  EXPECT_TRUE(config.body["last_reload_error"].is_null());
+  EXPECT_EQ(config.body["store"]["url"], "memory");
+  EXPECT_EQ(config.body["store"]["fail_mode"], "open");
+
+  EXPECT_EQ(get(client, "/health").status, 200);
+  const auto ready = get(client, "/ready");
+  EXPECT_EQ(ready.status, 200);
+  EXPECT_EQ(ready.body["status"], "ready");
+
+  const auto m = client.get("/metrics");
+  ASSERT_EQ(m.result_int(), 200);
+  const std::string text = m.body();
+  EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"api\",result=\"allowed\"}"), 3) << text;
+  EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"api\",result=\"denied\"}"), 0);
+  EXPECT_EQ(metric(text, "pacerd_decision_duration_seconds_count{policy=\"api\"}"), 3);
+  EXPECT_GT(metric(text, "pacerd_decision_duration_seconds_sum{policy=\"api\"}"), 0);
+  EXPECT_EQ(metric(text, "pacerd_decision_duration_seconds_bucket{policy=\"api\",le=\"+Inf\"}"), 3);
+  EXPECT_EQ(metric(text, "pacerd_store_errors_total{policy=\"api\"}"), 0);
+  EXPECT_EQ(metric(text, "pacerd_config_version"), 1);
+  EXPECT_EQ(metric(text, "pacerd_store_connected"), 1);
+}
+
+TEST(Pacerd, AuthEndpointAllowsWith204AndDeniesWith403AndHeaders) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 6; ++i) {
+    const auto r = client.get("/v1/auth/api", {{"X-API-Key", "secret-1"}});
+    ASSERT_EQ(r.result_int(), 204) << i;
+    EXPECT_EQ(std::string(r["RateLimit-Remaining"]), std::to_string(5 - i));
+  }
+  const auto denied = client.get("/v1/auth/api", {{"X-API-Key", "secret-1"}});
+  EXPECT_EQ(denied.result_int(), 403);
+  EXPECT_EQ(std::string(denied["Retry-After"]), "6");
+  EXPECT_EQ(std::string(denied["RateLimit-Remaining"]), "0");
+  EXPECT_EQ(std::string(denied["X-Pacer-Outcome"]), "denied");
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "secret-2"}}).result_int(), 204);
+  // No identity: 401; an unknown policy: 404.
+  const auto missing = client.get("/v1/auth/api");
+  EXPECT_EQ(missing.result_int(), 401);
+  EXPECT_EQ(std::string(missing["X-Pacer-Outcome"]), "identity_missing");
+  EXPECT_EQ(client.get("/v1/auth/nope", {{"X-API-Key", "k"}}).result_int(), 404);
+  // The header identity is hashed: the key never appears in the log.
+  EXPECT_EQ(pacerd.log().find("secret-1"), std::string::npos);
+  // A trusted proxy (loopback) speaks for the client: the forwarded address is the identity,
+  // and the same key on /v1/check or /v1/peek ("ip:<address>") is the same bucket.
+  EXPECT_EQ(client.get("/v1/auth/login", {{"X-Forwarded-For", "203.0.113.9"}}).result_int(), 204);
+  EXPECT_EQ(
+      post(client, "/v1/peek", R"({"policy":"login","key":"ip:203.0.113.9"})").body["remaining"],
+      0);
+  EXPECT_EQ(
+      post(client, "/v1/peek", R"({"policy":"login","key":"ip:127.0.0.1"})").body["remaining"], 1);
+}
+
+TEST(Pacerd, ShadowPoliciesCountAndLogButAlwaysAllow) {
+  Pacerd pacerd(pacerd_config() +
+                "\n[[policy]]\nname = \"tenant\"\nrates = [{ limit = \"1/1m\" }]\n"
+                "identity = \"header:X-Tenant\"\nshadow = true\n");
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  int would_deny = 0;
+  for (int i = 0; i < 8; ++i) {
+    const auto r = post(client, "/v1/check", R"({"policy":"login","key":"s"})");
+    ASSERT_EQ(r.status, 200);
+    EXPECT_EQ(r.body["allowed"], true) << i;
+    EXPECT_EQ(r.body["shadow"], true);
+    if (r.body["outcome"] == "denied") {
+      ++would_deny;
+      EXPECT_EQ(r.raw.count("Retry-After"), 0u);  // the client is told what happens: allowed
+    }
+  }
+  EXPECT_EQ(would_deny, 7);  // 5/1m without burst: one at once, then one every 12 s
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(client.get("/v1/auth/login", {{"X-Forwarded-For", "198.51.100.1"}}).result_int(),
+              204);
+  const std::string text = client.get("/metrics").body();
+  EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"login\",result=\"shadow_denied\"}"),
+            would_deny + 2)
+      << text;
+  EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"login\",result=\"denied\"}"), 0);
+  EXPECT_NE(pacerd.log().find("event=shadow_deny policy=login"), std::string::npos) << pacerd.log();
+  // A shadow policy lets through even what it cannot count.
+  const auto no_tenant = client.get("/v1/auth/tenant");
+  EXPECT_EQ(no_tenant.result_int(), 204);
+  EXPECT_EQ(std::string(no_tenant["X-Pacer-Outcome"]), "identity_missing");
+  EXPECT_EQ(client.get("/v1/auth/tenant", {{"X-Tenant", "t"}}).result_int(), 204);
+  const auto second = client.get("/v1/auth/tenant", {{"X-Tenant", "t"}});
+  EXPECT_EQ(second.result_int(), 204);
+  EXPECT_EQ(std::string(second["X-Pacer-Outcome"]), "denied");
+}
+
+TEST(Pacerd, AnAdminListenerTakesTheAdminEndpoints) {
+  Pacerd pacerd(pacerd_config("memory", "open", "[admin]\nlisten = \"127.0.0.1:0\"\n"));
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  ASSERT_NE(pacerd.admin_port(), 0) << pacerd.log();
+  HttpClient main(pacerd.port());
+  HttpClient admin(pacerd.admin_port());
+  EXPECT_EQ(post(main, "/v1/check", R"({"policy":"api","key":"a"})").status, 200);
+  for (const char* path : {"/metrics", "/v1/config"}) {
+    EXPECT_EQ(main.get(path).result_int(), 404) << path;
+    EXPECT_EQ(admin.get(path).result_int(), 200) << path;
+  }
+  EXPECT_EQ(post(main, "/v1/reset", R"({"policy":"api","key":"a"})").status, 404);
+  EXPECT_EQ(post(admin, "/v1/reset", R"({"policy":"api","key":"a"})").status, 200);
+  EXPECT_EQ(main.get("/health").result_int(), 200);
+  EXPECT_EQ(admin.get("/ready").result_int(), 200);
+}
+
+// Traffic on two connections while the configuration is reloaded over and over: every
+// request is answered 200.
+class Traffic {
+ public:
+  explicit Traffic(std::uint16_t port) {
+    for (int t = 0; t < 2; ++t)
+      threads_.emplace_back([this, port, t] {
+        HttpClient client(port);
+        for (int i = 0; !stop_; ++i) {
+          try {
+            const auto r = post(client, "/v1/check",
+                                check_body("api", "traffic-" + std::to_string(t * 1000000 + i)));
+            (r.status == 200 ? ok_ : failed_)++;
+          } catch (const std::exception&) {
+            failed_++;
+            return;
+          }
+        }
+      });
+  }
+  ~Traffic() { stop(); }
+  void stop() {
+    stop_ = true;
+    for (auto& t : threads_)
+      if (t.joinable()) t.join();
+  }
+  int ok() const { return ok_; }
+  int failed() const { return failed_; }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<int> ok_{0}, failed_{0};
+  std::vector<std::thread> threads_;
+};
+
+bool wait_version(HttpClient& client, int version, std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (get(client, "/v1/config").body["version"] == version) return true;
+    std::this_thread::sleep_for(20ms);
+  }
+  return false;
+}
+
+TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  Traffic traffic(pacerd.port());
+  // Use 3 of 6 on "api".
+  for (int i = 0; i < 3; ++i) post(client, "/v1/check", R"({"policy":"api","key":"kept"})");
+  for (int i = 0; i < 2; ++i) post(client, "/v1/check", R"({"policy":"login","key":"kept"})");
+
+  // 1. A valid change (a new policy; api and login unchanged) by SIGHUP: counts survive.
+  const std::string extra_policy =
+      "\n[[policy]]\nname = \"search\"\nrates = [{ limit = \"2/1s\" }]\n";
+  pacerd.write_config(pacerd_config() + extra_policy);
+  pacerd.hup();
+  ASSERT_TRUE(wait_version(client, 2)) << pacerd.log();
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept"})").body["remaining"], 3);
+  EXPECT_EQ(post(client, "/v1/check", R"({"policy":"search","key":"s"})").status, 200);
+  EXPECT_NE(pacerd.log().find("api=kept"), std::string::npos) << pacerd.log();
+  EXPECT_NE(pacerd.log().find("search=added"), std::string::npos) << pacerd.log();
+
+  // 2. An invalid file: the running config stays, and /v1/config says why (file, line, key).
+  pacerd.write_config(pacerd_config() +
+                      "\n[[policy]]\nname = \"broken\"\nrates = [{ limit = "
+                      "\"2/1fortnight\" }]\n");
+  pacerd.hup();
+  std::string error;
+  for (int i = 0; i < 250 && error.empty(); ++i) {
+    const auto config = get(client, "/v1/config");
+    if (config.body["last_reload_error"].is_string())
+      error = config.body["last_reload_error"].get<std::string>();
+    else
+      std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(error.find("pacerd.toml:22:20: policy[2].rates[0].limit = \"2/1fortnight\""),
+            std::string::npos)
+      << error;
+  EXPECT_EQ(get(client, "/v1/config").body["version"], 2);
+  EXPECT_EQ(post(client, "/v1/check", R"({"policy":"search","key":"s2"})").status, 200);
+  EXPECT_NE(pacerd.log().find("event=config_reload_failed"), std::string::npos);
+  const std::string m = client.get("/metrics").body();
+  EXPECT_EQ(metric(m, "pacerd_config_last_reload_ok"), 0);
+  EXPECT_EQ(metric(m, "pacerd_config_reloads_total{result=\"error\"}"), 1);
+
+  // 3. api's rates change (burst 5 -> 2): its old state is not misread, it starts afresh;
+  //    login's rates stay: its counts stay. Picked up from the file alone (no signal).
+  std::string changed = pacerd_config();
+  changed.replace(changed.find("burst = 5"), 9, "burst = 2");
+  pacerd.write_config(changed);
+  ASSERT_TRUE(wait_version(client, 3, 5s)) << pacerd.log();
+  EXPECT_TRUE(get(client, "/v1/config").body["last_reload_error"].is_null());
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept"})").body["remaining"], 3);
+  EXPECT_EQ(post(client, "/v1/check", R"({"policy":"api","key":"kept"})").body["remaining"], 2);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"login","key":"kept"})").body["remaining"], 0);
+  EXPECT_EQ(post(client, "/v1/check", R"({"policy":"search","key":"s"})").body["field"], "policy");
+  EXPECT_NE(pacerd.log().find("api=rates_changed_counts_reset"), std::string::npos);
+  EXPECT_NE(pacerd.log().find("search=removed"), std::string::npos);
+
+  // 4. Settings that need a restart are refused, naming them.
+  std::string moved = changed;
+  moved.replace(moved.find("127.0.0.1:0"), 11, "127.0.0.1:1");
+  pacerd.write_config(moved);
+  pacerd.hup();
+  error.clear();
+  for (int i = 0; i < 250 && error.empty(); ++i) {
+    const auto config = get(client, "/v1/config");
+    if (config.body["last_reload_error"].is_string())
+      error = config.body["last_reload_error"].get<std::string>();
+    else
+      std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_NE(error.find("server.listen (127.0.0.1:0 -> 127.0.0.1:1)"), std::string::npos) << error;
+  EXPECT_EQ(get(client, "/v1/config").body["version"], 3);
+
+  traffic.stop();
+  EXPECT_GT(traffic.ok(), 50);
+  EXPECT_EQ(traffic.failed(), 0);
+}
+
+TEST(Pacerd, SigtermDrainsAndExitsZero) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  {
+    HttpClient client(pacerd.port());
+    EXPECT_EQ(post(client, "/v1/check", R"({"policy":"api","key":"a"})").status, 200);
+  }
+  pacerd.process().signal(SIGTERM);
+  ASSERT_TRUE(pacerd.process().exited(10s));
+  EXPECT_EQ(pacerd.process().exit_code(), 0) << pacerd.log();
+  EXPECT_NE(pacerd.log().find("event=stopped"), std::string::npos) << pacerd.log();
+}
+
+}  // namespace
+}  // namespace pacer::testing

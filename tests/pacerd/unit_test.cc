@@ -1,0 +1,154 @@
+// pacerd's parsers in-process: the TOML configuration and the JSON requests.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <variant>
+
+#include "api.h"
+#include "config.h"
+
+namespace pacer::pacerd {
+namespace {
+
+std::string errors_of(const std::string& text) {
+  try {
+    parse_config(text, "p.toml");
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(PacerdConfig, DefaultsAndEverySection) {
+  const Config c = parse_config(R"(
+[server]
+listen = "[::1]:0"
+threads = 3
+idle_timeout = "10s"
+trusted_proxies = ["loopback", "10.0.0.0/8"]
+ipv6_prefix = 64
+[admin]
+listen = "127.0.0.1:9091"
+[store]
+url = "redis://:pw@127.0.0.1:6380/1"
+fail_mode = "local"
+timeout = "20ms"
+key_prefix = "edge"
+[api]
+max_batch = 10
+[headers]
+ietf_draft = true
+[[policy]]
+name = "a"
+rates = [{ limit = "100/1s", burst = 10 }, { limit = "1000/1h" }]
+identity = ["header:X-Tenant", "client_ip"]
+)",
+                                "p.toml");
+  EXPECT_EQ(c.listen.host, "::1");
+  EXPECT_EQ(c.listen.to_string(), "[::1]:0");
+  EXPECT_EQ(c.threads, 3u);
+  EXPECT_EQ(c.idle_timeout, std::chrono::seconds(10));
+  EXPECT_EQ(c.ipv6_prefix, 64);
+  ASSERT_TRUE(c.admin_listen);
+  EXPECT_EQ(c.admin_listen->port, 9091);
+  EXPECT_EQ(c.fail_mode, FailMode::kLocal);
+  EXPECT_EQ(c.timeout, std::chrono::milliseconds(20));
+  EXPECT_EQ(c.key_prefix, "edge");
+  EXPECT_EQ(c.max_batch, 10u);
+  EXPECT_TRUE(c.headers.ietf_draft);
+  ASSERT_EQ(c.policies.size(), 1u);
+  EXPECT_EQ(c.policies[0].policy.rates().size(), 2u);
+  EXPECT_EQ(c.policies[0].identity.size(), 2u);
+  EXPECT_EQ(display_store_url(c.store_url).find("pw"), std::string::npos);
+}
+
+TEST(PacerdConfig, ErrorsNameFileLineKeyAndValue) {
+  EXPECT_NE(errors_of("[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/0s\" }]\n")
+                .find("p.toml:3:20: policy[0].rates[0].limit = \"1/0s\""),
+            std::string::npos);
+  EXPECT_NE(errors_of("[server]\nthreads = 999\n[[policy]]\nname = \"a\"\nrates = [{ limit = "
+                      "\"1/1s\" }]\n")
+                .find("p.toml:2:11: server.threads = 999: expected a whole number from 0 to 256"),
+            std::string::npos);
+  EXPECT_NE(errors_of("").find("at least one [[policy]]"), std::string::npos);
+  EXPECT_NE(errors_of("[[policy]]\nrates = [{ limit = \"1/1s\" }]\n").find("policy[0].name"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[[policy]]\nname = \"a\"\n").find("policy[0].rates: missing"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\", brust = 2 }]\n")
+                .find("policy[0].rates[0].brust = 2: unknown key"),
+            std::string::npos);
+  // Rates finer than Redis' clock are refused up front on Redis, fine in process.
+  const std::string fast = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"2000000/1s\" }]\n";
+  EXPECT_EQ(errors_of(fast), "");
+  EXPECT_NE(errors_of("[store]\nurl = \"redis://127.0.0.1:1\"\n" + fast).find("2000000/1s"),
+            std::string::npos);
+  EXPECT_NE(errors_of("x = [1,\n").find("p.toml:1:9: not valid TOML"), std::string::npos);
+}
+
+TEST(PacerdConfig, RestartNeededNamesTheSettingsAReloadCannotChange) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const Config a = parse_config(policy, "p.toml");
+  const Config b = parse_config("[store]\nfail_mode = \"closed\"\n" + policy, "p.toml");
+  const Config c = parse_config("[store]\nurl = \"redis://127.0.0.1:1\"\n" + policy, "p.toml");
+  EXPECT_TRUE(a.restart_needed(b).empty());
+  ASSERT_EQ(a.restart_needed(c).size(), 1u);
+  EXPECT_NE(a.restart_needed(c)[0].find("store.url"), std::string::npos);
+}
+
+TEST(PacerdConfig, RatesDigestChangesWithTheRatesOnly) {
+  const Policy a("p", {Rate::parse("10/1m", 5)});
+  EXPECT_EQ(rates_digest(a), rates_digest(Policy("p", {Rate::parse("10/60s", 5)})));
+  EXPECT_NE(rates_digest(a), rates_digest(Policy("p", {Rate::parse("10/1m", 4)})));
+  EXPECT_NE(rates_digest(a), rates_digest(Policy("p", {Rate::parse("11/1m", 5)})));
+}
+
+ApiError error_of(std::string_view body, ApiCall call = ApiCall::kCheck) {
+  auto r = parse_api_request(body, call, {.max_batch = 3, .max_key_bytes = 8});
+  if (auto* e = std::get_if<ApiError>(&r)) return *e;
+  return {"(none)", ""};
+}
+
+TEST(PacerdApi, ParsesSinglesAndBatches) {
+  auto r = parse_api_request(R"({"policy":"a","key":"k"})", ApiCall::kCheck, {});
+  ASSERT_TRUE(std::holds_alternative<ApiRequest>(r));
+  EXPECT_FALSE(std::get<ApiRequest>(r).batch);
+  EXPECT_EQ(std::get<ApiRequest>(r).items[0].cost, 1);
+  r = parse_api_request(R"([{"policy":"a","key":"k","cost":0},{"key":"j","policy":"b"}])",
+                        ApiCall::kCheck, {});
+  ASSERT_TRUE(std::holds_alternative<ApiRequest>(r));
+  const auto& items = std::get<ApiRequest>(r).items;
+  ASSERT_EQ(items.size(), 2u);
+  EXPECT_EQ(items[0].cost, 0);
+  EXPECT_EQ(items[1].policy, "b");
+}
+
+TEST(PacerdApi, ErrorsNameTheField) {
+  EXPECT_EQ(error_of(R"({"policy":"a","key":"123456789"})").field, "key");
+  EXPECT_EQ(error_of(R"([{"policy":"a","key":"k"},{"policy":"a","key":"k","cost":-1}])").field,
+            "[1].cost");
+  EXPECT_EQ(error_of(R"([{},{},{},{}])").message, "a batch of 4 requests; at most 3 are allowed");
+  EXPECT_EQ(error_of(R"({"policy":"a","key":"k","cost":1})", ApiCall::kPeek).field, "cost");
+  EXPECT_EQ(error_of(R"({"policy":"a","key":"k","x":{"y":[1]}})").field, "x");
+  EXPECT_EQ(error_of("[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]").message,
+            "JSON nested deeper than 16 levels");
+  // Strings with brackets do not count as nesting.
+  EXPECT_EQ(error_of(R"({"policy":"[[[[[[[[[[[[[[[[[[[[[[","key":"k"})").field, "(none)");
+  EXPECT_EQ(error_of("{\"policy\":\"a\",\"key\":\"\x80\"}").field, "");
+}
+
+TEST(PacerdApi, DecisionJson) {
+  Decision d;
+  d.outcome = Outcome::kDenied;
+  d.limit = 10;
+  d.retry_after = std::chrono::nanoseconds(1'000'001);
+  d.reset_after = std::chrono::seconds(3);
+  std::string out;
+  append_decision_json(out, "api", d, /*shadow=*/true);
+  EXPECT_EQ(out,
+            R"({"allowed":true,"outcome":"denied","limit":10,"remaining":0,"retry_after_ms":2,)"
+            R"("reset_after_ms":3000,"policy":"api","shadow":true,"degraded":false})");
+}
+
+}  // namespace
+}  // namespace pacer::pacerd
