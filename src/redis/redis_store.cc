@@ -276,7 +276,18 @@ RedisStore::RedisStore(RedisStoreOptions options)
   }
   impl_->start(contexts);
   for (std::size_t i = 0; i < impl_->owned.size(); ++i) {
-    impl_->threads.emplace_back([ctx = impl_->owned[i].get()] {
+    impl_->threads.emplace_back([ctx = impl_->owned[i].get(),
+                                 start = impl_->options.on_io_thread_start,
+                                 index = static_cast<unsigned>(i)] {
+      if (start) {
+        try {
+          start(index);
+        } catch (const std::exception& e) {
+          spdlog::error("pacer: on_io_thread_start threw ({}); the thread goes on", e.what());
+        } catch (...) {
+          spdlog::error("pacer: on_io_thread_start threw; the thread goes on");
+        }
+      }
       // Handlers are guarded where they are called; should anything still escape, the thread
       // logs it and goes on rather than ending the process.
       for (;;) {

@@ -1,16 +1,17 @@
 // RedisStore against real servers (standalone, TLS, cluster), and one conformance suite that
 // runs against both stores: the same requests must get the same answers.
-#include "pacer/redis/redis_store.h"
-
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <future>
+#include <mutex>
 #include <random>
 #include <thread>
 
 #include "pacer/limiter.h"
 #include "pacer/memory_store.h"
+#include "pacer/redis/redis_store.h"
 #include "redis_server.h"
 
 namespace pacer::redis {
@@ -61,12 +62,12 @@ class Conformance : public ::testing::TestWithParam<std::string> {
     SKIP_WITHOUT_REDIS();
     if (GetParam() == "redis") {
       server_ = std::make_unique<RedisServer>();
-      store_ = std::make_unique<RedisStore>(RedisStoreOptions{.url = server_->url(),
-                                                              .command_timeout = seconds(2)});
+      store_ = std::make_unique<RedisStore>(
+          RedisStoreOptions{.url = server_->url(), .command_timeout = seconds(2)});
     } else {
       cluster_ = std::make_unique<RedisCluster>(3);
-      store_ = std::make_unique<RedisStore>(RedisStoreOptions{.url = cluster_->url(1),
-                                                              .command_timeout = seconds(2)});
+      store_ = std::make_unique<RedisStore>(
+          RedisStoreOptions{.url = cluster_->url(1), .command_timeout = seconds(2)});
     }
     ASSERT_TRUE(static_cast<RedisStore&>(*store_).wait_connected(seconds(10)));
   }
@@ -168,7 +169,9 @@ INSTANTIATE_TEST_SUITE_P(Stores, Conformance, ::testing::Values("memory", "redis
 TEST(RedisStore, ConcurrentCallersOnOneKeyAdmitExactly) {
   SKIP_WITHOUT_REDIS();
   RedisServer server;
-  RedisStore store({.url = server.url(), .command_timeout = seconds(2), .io_threads = 2,
+  RedisStore store({.url = server.url(),
+                    .command_timeout = seconds(2),
+                    .io_threads = 2,
                     .deny_cache_entries = 0});
   ASSERT_TRUE(store.wait_connected(seconds(5)));
   Limiter limiter(store);
@@ -187,6 +190,38 @@ TEST(RedisStore, ConcurrentCallersOnOneKeyAdmitExactly) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(admitted.load(), 1000);
+}
+
+// on_io_thread_start runs once on each of the store's own threads, before any work, and one
+// that throws leaves the thread working.
+TEST(RedisStore, IoThreadStartHookRunsOnEachOwnThread) {
+  SKIP_WITHOUT_REDIS();
+  RedisServer server;
+  std::mutex mutex;
+  std::vector<std::pair<unsigned, std::thread::id>> started;
+  RedisStore store(
+      {.url = server.url(), .io_threads = 2, .on_io_thread_start = [&](unsigned index) {
+         {
+           std::lock_guard lock(mutex);
+           started.emplace_back(index, std::this_thread::get_id());
+         }
+         if (index == 1) throw std::runtime_error("hook failed");
+       }});
+  ASSERT_TRUE(store.wait_connected(seconds(5)));
+  Limiter limiter(store);
+  const Policy policy("p", {Rate(100, seconds(1), 100)});
+  for (int i = 0; i < 20; ++i) {  // keys spread over both lanes
+    const Decision d = limiter.check(policy, unique_key("hook") + std::to_string(i));
+    EXPECT_TRUE(d.allowed() && !d.degraded);
+  }
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(started.size(), 2u);
+  std::sort(started.begin(), started.end(),
+            [](const auto& a, const auto& b) { return a.first < b.first; });
+  EXPECT_EQ(started[0].first, 0u);
+  EXPECT_EQ(started[1].first, 1u);
+  EXPECT_NE(started[0].second, started[1].second);
+  EXPECT_NE(started[0].second, std::this_thread::get_id());
 }
 
 TEST(RedisStore, TwoProcessesShareOneKeyExactly) {
@@ -241,8 +276,8 @@ TEST(RedisStore, KilledRedisFailModesAndRecovery) {
   const Policy policy("p", {Rate(1, std::chrono::hours(1), 9)});
   for (FailMode mode : {FailMode::kOpen, FailMode::kClosed, FailMode::kLocal}) {
     SCOPED_TRACE(std::string(to_string(mode)));
-    RedisStore store({.url = server.url(), .command_timeout = milliseconds(100),
-                      .deny_cache_entries = 0});
+    RedisStore store(
+        {.url = server.url(), .command_timeout = milliseconds(100), .deny_cache_entries = 0});
     ASSERT_TRUE(store.wait_connected(seconds(5)));
     Limiter limiter(store, {.fail_mode = mode});
     const std::string key = unique_key("killed");
@@ -282,8 +317,8 @@ TEST(RedisStore, KilledRedisFailModesAndRecovery) {
 TEST(RedisStore, PauseLongerThanTimeoutCountsTimeoutsAndNothingHangs) {
   SKIP_WITHOUT_REDIS();
   RedisServer server;
-  RedisStore store({.url = server.url(), .command_timeout = milliseconds(50),
-                    .deny_cache_entries = 0});
+  RedisStore store(
+      {.url = server.url(), .command_timeout = milliseconds(50), .deny_cache_entries = 0});
   ASSERT_TRUE(store.wait_connected(seconds(5)));
   Limiter limiter(store, {.fail_mode = FailMode::kOpen});
   const Policy policy("p", {Rate(1000, seconds(1), 1000)});
@@ -333,7 +368,9 @@ TEST(RedisStore, DenyCacheSparesRedisAndStaysExact) {
 TEST(RedisStore, ClusterReshardingDuringTrafficIsInvisible) {
   SKIP_WITHOUT_REDIS();
   RedisCluster cluster(3);
-  RedisStore store({.url = cluster.url(1), .command_timeout = seconds(2), .io_threads = 1,
+  RedisStore store({.url = cluster.url(1),
+                    .command_timeout = seconds(2),
+                    .io_threads = 1,
                     .deny_cache_entries = 0});
   ASSERT_TRUE(store.wait_connected(seconds(10)));
   const Policy policy("p", {Rate(1, std::chrono::hours(1), 999)});
@@ -347,8 +384,10 @@ TEST(RedisStore, ClusterReshardingDuringTrafficIsInvisible) {
   std::thread traffic([&] {
     while (!stop.load()) {
       const CheckResult r = check(store, policy, hot, 1);
-      if (r.error) ++errors;
-      else admitted += r.decision.allowed();
+      if (r.error)
+        ++errors;
+      else
+        admitted += r.decision.allowed();
       ++done;
     }
   });
@@ -362,8 +401,7 @@ TEST(RedisStore, ClusterReshardingDuringTrafficIsInvisible) {
   traffic.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(admitted.load(), std::min(done.load(), 1000));
-  EXPECT_EQ(check(store, policy, hot, 0).decision.remaining,
-            std::max(0, 1000 - done.load()));
+  EXPECT_EQ(check(store, policy, hot, 0).decision.remaining, std::max(0, 1000 - done.load()));
 }
 
 TEST(RedisStore, WrongPasswordIsAClearError) {
@@ -381,8 +419,8 @@ TEST(RedisStore, WrongPasswordIsAClearError) {
 
   RedisStore right({.url = "redis://:right@127.0.0.1:" + std::to_string(server.port())});
   ASSERT_TRUE(right.wait_connected(seconds(5)));
-  EXPECT_TRUE(check(right, Policy("p", {Rate(1, seconds(1))}), unique_key("auth"), 1)
-                  .decision.allowed());
+  EXPECT_TRUE(
+      check(right, Policy("p", {Rate(1, seconds(1))}), unique_key("auth"), 1).decision.allowed());
 }
 
 TEST(RedisStore, TlsWorksAndVerificationFailureIsAClearError) {
@@ -391,10 +429,11 @@ TEST(RedisStore, TlsWorksAndVerificationFailureIsAClearError) {
   RedisServer server({}, {.tls = &certs});
   RedisStore good({.url = server.url(), .tls = {.ca_file = certs.ca_file}});
   ASSERT_TRUE(good.wait_connected(seconds(5))) << good.last_error();
-  EXPECT_TRUE(check(good, Policy("p", {Rate(1, seconds(1))}), unique_key("tls"), 1)
-                  .decision.allowed());
+  EXPECT_TRUE(
+      check(good, Policy("p", {Rate(1, seconds(1))}), unique_key("tls"), 1).decision.allowed());
 
-  RedisStore untrusted({.url = server.url(), .tls = {.ca_file = certs.other_ca_file},
+  RedisStore untrusted({.url = server.url(),
+                        .tls = {.ca_file = certs.other_ca_file},
                         .connect_timeout = milliseconds(500)});
   EXPECT_FALSE(untrusted.wait_connected(milliseconds(800)));
   EXPECT_NE(untrusted.last_error().find("verif"), std::string::npos) << untrusted.last_error();

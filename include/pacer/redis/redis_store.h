@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,6 +43,9 @@ struct RedisStoreOptions {
   std::chrono::milliseconds reconnect_max{500};
   // I/O threads of the store's own (first constructor).
   unsigned io_threads = 1;
+  // Runs first on each of those threads, with its index: name it, pin it, set its scheduling.
+  // An exception it throws is logged and the thread goes on.
+  std::function<void(unsigned index)> on_io_thread_start;
   // Consecutive failures that open the circuit, and how long it stays open before one
   // request probes Redis again.
   int breaker_failures = 5;
