@@ -42,3 +42,6 @@ echo "-- one abusive key: 1000 checks/s against 10/s for 10 s (deny cache)"
 
 echo "== pacerd: /v1/check vs pacer-demo /, nginx auth_request vs limit_req"
 bench/pacerd_bench.sh "$secs" 1
+
+echo "== FastAPI: GET /ping without a limiter, with LimiterMiddleware in process and on Redis"
+ROUNDS=1 DURATION="$secs" python/bench/run.sh "$bin"
