@@ -244,6 +244,20 @@ void complete_call(Call* call, const Decision& decision, std::string error) noex
   bridge->push(call);
 }
 
+// Answers a future whose decision could not be delivered (out of memory while rendering it),
+// so its task does not wait forever.
+void fail_future(const py::object& future, const char* what) noexcept {
+  try {
+    if (!future.attr("done")().cast<bool>())
+      future.attr("set_exception")(
+          py::module_::import("builtins")
+              .attr("RuntimeError")(std::string("pacer: cannot deliver a decision: ") + what));
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("pacer: failing a future");
+  } catch (...) {
+  }
+}
+
 class Bridge {
  public:
   Bridge() : core_(std::make_shared<BridgeCore>()) {}
@@ -264,6 +278,7 @@ class Bridge {
       std::unique_ptr<Call> owned(call);
       py::object future = py::reinterpret_steal<py::object>(call->future);
       call->future = nullptr;
+      // Every queued call is delivered or released, whatever happens to one of them.
       try {
         // A cancelled task's future is done already: its answer goes nowhere.
         if (!future.attr("done")().cast<bool>()) {
@@ -273,6 +288,8 @@ class Bridge {
       } catch (py::error_already_set& e) {
         // set_result on a future whose loop is closed, or out of memory: that one future.
         e.discard_as_unraisable("pacer: delivering a decision to its future");
+      } catch (const std::exception& e) {
+        fail_future(future, e.what());
       }
     }
     release_orphans();
