@@ -162,3 +162,49 @@ def test_loop_close_and_interpreter_exit_with_checks_in_flight(mode, tmp_path):
             assert "closed" in out
     finally:
         server.stop()
+
+
+@pytest.mark.skipif(not HAVE_REDIS, reason="redis-server not installed")
+def test_event_loops_in_several_threads_share_one_limiter(redis_server, app_name):
+    """Each thread's loop has its own bridge; one Limiter serves them all, counts stay exact."""
+    limiter = Limiter(redis_url=redis_server.url, app_name=app_name)
+    policy = Policy([Rate(1, "1h", burst=299)], name="loops")
+    allowed = []
+
+    def run_loop():
+        async def main():
+            results = await asyncio.gather(
+                *[limiter.check_policy(request(), policy) for _ in range(200)])
+            return sum(r.allowed for r in results)
+
+        allowed.append(asyncio.run(main()))
+
+    threads = [threading.Thread(target=run_loop) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(allowed) == 300
+    asyncio.run(limiter.shutdown())
+
+
+@pytest.mark.skipif(not HAVE_REDIS, reason="redis-server not installed")
+def test_blocking_check_releases_the_gil(app_name):
+    """While one thread waits for a paused Redis in check_blocking, others run Python."""
+    server = RedisServer()
+    try:
+        limiter = Limiter(redis_url=server.url, app_name=app_name, command_timeout_ms=3000)
+        policy = Policy([Rate(10, "1s")], name="gil")
+        assert limiter.check_blocking("warm", policy).allowed
+        cli(server.port, "CLIENT", "PAUSE", "700")
+        done = threading.Event()
+        waiter = threading.Thread(target=lambda: (limiter.check_blocking("k", policy), done.set()))
+        waiter.start()
+        spins = 0
+        while not done.is_set():
+            spins += 1  # pure Python: runs only if the waiting thread let the GIL go
+        waiter.join()
+        assert spins > 1000
+        asyncio.run(limiter.shutdown())
+    finally:
+        server.stop()
