@@ -164,9 +164,9 @@ void Limiter::State::complete(const Policy& policy, std::string_view key, std::i
     if (options.on_error) call_hook(options.on_error, ErrorEvent{policy, key, result.error});
     decision = fallback(policy, key, cost);
   }
-  const auto latency = started == std::chrono::steady_clock::time_point{}
-                           ? std::chrono::nanoseconds{0}
-                           : std::chrono::steady_clock::now() - started;
+  std::optional<std::chrono::nanoseconds> latency;
+  if (started != std::chrono::steady_clock::time_point{})
+    latency = std::chrono::steady_clock::now() - started;
   metrics.count_decision(decision.allowed(), decision.degraded, latency);
   if (options.on_decision)
     call_hook(options.on_decision, DecisionEvent{policy, key, cost, decision});
@@ -200,9 +200,13 @@ void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cos
   if (inline_store_) {
     // Answered before store_->check returns: nothing needs to outlive this frame. Inline
     // stores answer in well under a microsecond (docs/PERFORMANCE.md); two clock reads would
-    // cost half as much as the decision, so they land in the lowest bucket untimed.
-    store_->check(policy, key, cost, [state, &policy, cost, &done](const CheckResult& r) {
-      state->complete(policy, r.key, cost, r, {}, done);
+    // cost a third of that, so one decision in kInlineTimingSample per thread is timed.
+    thread_local std::uint32_t decisions = 0;
+    const auto started = ++decisions % MetricsSnapshot::kInlineTimingSample == 0
+                             ? std::chrono::steady_clock::now()
+                             : std::chrono::steady_clock::time_point{};
+    store_->check(policy, key, cost, [state, &policy, cost, started, &done](const CheckResult& r) {
+      state->complete(policy, r.key, cost, r, started, done);
     });
     return;
   }

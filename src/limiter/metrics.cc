@@ -16,11 +16,12 @@ std::size_t this_thread_stripe() noexcept {
 Metrics::Stripe& Metrics::stripe() noexcept { return stripes_[this_thread_stripe() % kStripes]; }
 
 void Metrics::count_decision(bool allowed, bool degraded,
-                             std::chrono::nanoseconds latency) noexcept {
+                             std::optional<std::chrono::nanoseconds> latency) noexcept {
   Stripe& s = stripe();
   (allowed ? s.allowed : s.denied).fetch_add(1, std::memory_order_relaxed);
   if (degraded) s.degraded.fetch_add(1, std::memory_order_relaxed);
-  const std::int64_t ns = latency.count();
+  if (!latency) return;
+  const std::int64_t ns = latency->count();
   std::size_t bucket = 0;
   while (bucket < MetricsSnapshot::kBucketBounds.size() &&
          ns > MetricsSnapshot::kBucketBounds[bucket])
@@ -67,9 +68,10 @@ std::string MetricsSnapshot::prometheus(std::string_view prefix) const {
   counter("hook_errors_total", "Hooks and asynchronous completion handlers that threw.",
           hook_errors);
   fmt::format_to(std::back_inserter(out),
-                 "# HELP {0}_check_duration_seconds Time from check to decision.\n"
+                 "# HELP {0}_check_duration_seconds Time from check to decision (in-process "
+                 "store: one decision in {1} per thread is timed).\n"
                  "# TYPE {0}_check_duration_seconds histogram\n",
-                 prefix);
+                 prefix, kInlineTimingSample);
   std::uint64_t cumulative = 0;
   for (std::size_t b = 0; b < kBucketBounds.size(); ++b) {
     cumulative += latency_buckets[b];

@@ -53,8 +53,22 @@ TEST(Limiter, CountsAllowedAndDenied) {
   const MetricsSnapshot m = limiter.metrics().snapshot();
   EXPECT_EQ(m.allowed, 3u);
   EXPECT_EQ(m.denied, 2u);
-  EXPECT_EQ(m.latency_count, 5u);
   EXPECT_EQ(m.errors, 0u);
+}
+
+// The in-process store times one decision in kInlineTimingSample per thread: any run of
+// 10 * kInlineTimingSample decisions on one thread has exactly 10 timed ones, with real
+// (non-zero) durations.
+TEST(Limiter, InProcessDecisionsAreSampledForLatency) {
+  MemoryStore store;
+  Limiter limiter(store);
+  const int n = 10 * static_cast<int>(MetricsSnapshot::kInlineTimingSample);
+  for (int i = 0; i < n; ++i) limiter.check(kPolicy, "k" + std::to_string(i));
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.allowed, static_cast<std::uint64_t>(n));
+  EXPECT_EQ(m.latency_count, 10u);
+  EXPECT_GT(m.latency_sum_ns, 0);
+  EXPECT_NE(m.prometheus().find("one decision in 64 per thread is timed"), std::string::npos);
 }
 
 TEST(Limiter, FailOpenAllowsAndMarksDegraded) {

@@ -119,7 +119,8 @@ TEST(Demo, MetricsCountDecisionsInJsonAndPrometheus) {
   EXPECT_NE(r.body().find("pacer_store_connected 1\n"), std::string::npos);
   EXPECT_EQ(header(r, "Content-Type").rfind("text/plain", 0), 0u);
   r = c.get("/metrics/prometheus");
-  EXPECT_NE(r.body().find("pacer_check_duration_seconds_count 8\n"), std::string::npos);
+  // Sampled on the in-process store (one decision in 64 per thread): present, not 8.
+  EXPECT_NE(r.body().find("pacer_check_duration_seconds_count "), std::string::npos);
   // The server's connection counters (this client's keep-alive connection is open).
   EXPECT_NE(r.body().find("pacer_http_connections_open 1\n"), std::string::npos) << r.body();
   EXPECT_NE(r.body().find("pacer_http_connections_shed_total 0\n"), std::string::npos);
