@@ -17,6 +17,14 @@ from pacer._bridge import bridge_for
 from conftest import HAVE_REDIS, RedisServer, cli
 
 
+def run_in_threads(target, count=4):
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def request(host="203.0.113.5", path="/x"):
     r = MagicMock()
     r.client.host = host
@@ -94,11 +102,7 @@ def test_blocking_checks_from_threads(store_url, app_name):
     def work():
         allowed.append(sum(limiter.check_blocking("shared", policy).allowed for _ in range(100)))
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     assert sum(allowed) == 150
     limiter.reset("shared", policy)
     assert limiter.check_blocking("shared", policy).allowed
@@ -179,11 +183,7 @@ def test_event_loops_in_several_threads_share_one_limiter(redis_server, app_name
 
         allowed.append(asyncio.run(main()))
 
-    threads = [threading.Thread(target=run_loop) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(run_loop)
     assert sum(allowed) == 300
     asyncio.run(limiter.shutdown())
 
