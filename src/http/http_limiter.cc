@@ -137,15 +137,23 @@ const LimitRule* HttpLimiter::Rules::route_rule(const RequestView& request) cons
   return any_method;
 }
 
-std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
-                        std::string_view identity) {
-  const std::string scope_part = scope_text(scope);
-  const std::string identity_part = sanitize_identity(identity);
+namespace {
+
+// `scope_part` and `identity_part` already safe in a key.
+std::string join_key(std::string_view prefix, std::string_view policy, std::string_view scope_part,
+                     std::string_view identity_part) {
   std::string key;
   key.reserve(prefix.size() + policy.size() + scope_part.size() + identity_part.size() + 6);
   key.append(prefix).append(":{").append(policy).append(":");
   key.append(scope_part).append(":").append(identity_part).append("}");
   return key;
+}
+
+}  // namespace
+
+std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
+                        std::string_view identity) {
+  return join_key(prefix, policy, scope_text(scope), sanitize_identity(identity));
 }
 
 std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
@@ -162,8 +170,9 @@ std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& r
       break;
   }
   // An identity that does not apply (no fallback configured) shares one anonymous bucket.
-  return http::storage_key(options_.key_prefix, rule.policy.name(), scope,
-                           rule.identity(request).value_or("anonymous"));
+  // Identities come sanitised from Identity (identity.h).
+  return join_key(options_.key_prefix, rule.policy.name(), scope_text(scope),
+                  rule.identity(request).value_or("anonymous"));
 }
 
 void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
