@@ -1,1 +1,1 @@
-"""Small FastAPI apps showing the pacer package; run from python/: uvicorn examples.<name>:app"""
+"""Small FastAPI apps showing the pacer package: uvicorn --app-dir python/examples <name>:app"""

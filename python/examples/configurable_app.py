@@ -1,7 +1,7 @@
 """FastAPI Pacer's configurable test service (examples/configurable_app.py, written for v0.1),
 running unchanged on Pacer: `extractor=` and a bare `Rate` as the default policy included.
 
-    REDIS_URL=memory:// uvicorn examples.configurable_app:app --port 8000
+    REDIS_URL=memory:// uvicorn --app-dir python/examples configurable_app:app --port 8000
 
 Its bodies are the ones pacer-demo (the C++ server) answers with, byte for byte.
 """

@@ -1,6 +1,6 @@
 """Per-route limits with the `limit()` dependency, and a limiter registered globally.
 
-    uvicorn examples.dependency:app
+    uvicorn --app-dir python/examples dependency:app
 """
 
 from contextlib import asynccontextmanager

@@ -1,6 +1,6 @@
 """Hooks: a callback after every decision and after every store failure, and the counters.
 
-    uvicorn examples.hooks:app
+    uvicorn --app-dir python/examples hooks:app
 """
 
 import logging

@@ -1,6 +1,6 @@
 """Who is counted: API keys, users, organisations, and compositions of selectors.
 
-    uvicorn examples.identities:app
+    uvicorn --app-dir python/examples identities:app
     curl -H 'X-API-Key: k1' localhost:8000/by-key
 """
 

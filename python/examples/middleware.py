@@ -1,6 +1,6 @@
 """Every request limited by client IP: 100 per minute with bursts of 20.
 
-    uvicorn examples.middleware:app        (from python/, with pacer importable)
+    uvicorn --app-dir python/examples middleware:app    (from the repository root)
 """
 
 from fastapi import FastAPI

@@ -1,6 +1,6 @@
 """Several rates in one policy: all must pass, and a denied request consumes none of them.
 
-    uvicorn examples.multi_rate:app
+    uvicorn --app-dir python/examples multi_rate:app
 """
 
 from fastapi import Depends, FastAPI
