@@ -103,9 +103,12 @@ int main(int argc, char** argv) {
     if (config.admin_listen)
       admin = listen(*config.admin_listen, config, 1, "admin.listen",
                      handler(pacer::pacerd::Listener::kAdmin));
-    // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
+    // Redis clients run on the servers' worker threads, the admin listener's too: no hand-off
+    // between HTTP and Redis, and a listener that drains keeps the clients its requests wait on
+    // (a worker ends its io_context once its last connection is done).
     std::vector<boost::asio::io_context*> workers;
     for (unsigned i = 0; i < server->threads(); ++i) workers.push_back(&server->io_context(i));
+    if (admin) workers.push_back(&admin->io_context(0));
     const std::string store = pacer::pacerd::display_store_url(config.store_url);
     const std::string main_address =
         pacer::pacerd::ListenAddress{config.listen.host, server->port()}.to_string();
@@ -176,8 +179,6 @@ int main(int argc, char** argv) {
       stop_servers();
       stopping = true;
       if (control.joinable()) control.join();
-      // The admin listener's requests may wait on Redis clients that run on the main workers:
-      // the admin server finishes first.
       if (admin) admin->wait();
       server->wait();
       service.reset();  // after the workers stopped, before their io_contexts go
