@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pacer/http/response.h"
+
 namespace pacer::pacerd {
 namespace {
 
@@ -154,24 +156,19 @@ std::string error_body(std::string_view error, const ApiError& detail) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-std::int64_t ceil_ms(std::chrono::nanoseconds duration) {
-  if (duration.count() <= 0) return 0;
-  return (duration.count() + 999'999) / 1'000'000;
-}
-
 void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
                           bool shadow) {
   const bool allowed = decision.allowed() || shadow;
   std::string retry = decision.outcome == Outcome::kExceedsCapacity
                           ? "null"
-                          : std::to_string(ceil_ms(decision.retry_after));
+                          : std::to_string(http::ceil_milliseconds(decision.retry_after));
   // Policy names are [A-Za-z0-9_.-] (pacer::Policy checks): no escaping needed.
   fmt::format_to(std::back_inserter(out),
                  "{{\"allowed\":{},\"outcome\":\"{}\",\"limit\":{},\"remaining\":{},"
                  "\"retry_after_ms\":{},\"reset_after_ms\":{},\"policy\":\"{}\",\"shadow\":{},"
                  "\"degraded\":{}}}",
                  allowed, to_string(decision.outcome), decision.limit, decision.remaining, retry,
-                 ceil_ms(decision.reset_after), policy, shadow, decision.degraded);
+                 http::ceil_milliseconds(decision.reset_after), policy, shadow, decision.degraded);
 }
 
 }  // namespace pacer::pacerd

@@ -65,7 +65,4 @@ std::string error_body(std::string_view error, const ApiError& detail);
 void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
                           bool shadow);
 
-// Milliseconds, rounded up (a client never retries early).
-std::int64_t ceil_ms(std::chrono::nanoseconds duration);
-
 }  // namespace pacer::pacerd

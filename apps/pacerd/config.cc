@@ -1,7 +1,10 @@
 #include "config.h"
 
+#include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <toml++/toml.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <boost/asio/ip/address.hpp>
@@ -20,6 +23,14 @@ namespace {
 
 constexpr std::size_t kMaxPolicies = 1000;
 constexpr std::size_t kMaxFileBytes = 4 * 1024 * 1024;
+
+FileStamp stamp_of(const struct stat& st) {
+  return {
+      .mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+      .inode = st.st_ino,
+      .device = st.st_dev,
+      .size = st.st_size};
+}
 
 // Collects every problem of one file, each naming file, line, column, key and value.
 class Problems {
@@ -474,12 +485,25 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
     if (const auto* t = top.table("admin")) {
       Section s(*t, "admin", problems);
+      const auto on_main = s.boolean("on_main");
+      if (on_main) c.admin_on_main = *on_main;
       if (const auto* n = s.node("listen")) {
         if (auto a = parse_listen(*n, "admin.listen", problems)) c.admin_listen = *a;
-      } else {
-        problems.add(t->source(), "admin.listen", nullptr, "missing: e.g. \"127.0.0.1:9091\"");
+        if (c.admin_on_main)
+          problems.add(*s.node("on_main"), "admin.on_main",
+                       "cannot be true with admin.listen: the admin endpoints are served on one "
+                       "listener");
+      } else if (!on_main) {
+        problems.add(t->source(), "admin.listen", nullptr,
+                     "missing: e.g. \"127.0.0.1:9091\" (or on_main = true)");
       }
     }
+    for (const char* section : {"server", "admin", "store"})
+      if (const auto* t = root[section].as_table())
+        for (auto&& [key, node] : *t)
+          c.locations.emplace(
+              fmt::format("{}.{}", section, key.str()),
+              fmt::format("{}:{}", node.source().begin.line, node.source().begin.column));
     if (const auto* t = top.table("api")) {
       Section s(*t, "api", problems);
       if (auto v = s.integer("max_batch", 1, 100'000)) c.max_batch = static_cast<std::size_t>(*v);
@@ -515,22 +539,62 @@ Config parse_config(std::string_view text, const std::string& path) {
   return c;
 }
 
-Config load_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfigError(detail::printable(path) + ": cannot open: " + std::strerror(errno));
-  std::string text;
-  text.resize(kMaxFileBytes + 1);
-  in.read(text.data(), static_cast<std::streamsize>(text.size()));
-  text.resize(static_cast<std::size_t>(in.gcount()));
-  if (text.size() > kMaxFileBytes)
+FileStamp stamp_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return {};
+  return stamp_of(st);
+}
+
+ConfigFile read_config_file(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw ConfigError(detail::printable(path) + ": cannot open: " + std::strerror(errno));
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  ConfigFile file;
+  struct stat st {};
+  if (::fstat(fd, &st) != 0)
+    throw ConfigError(detail::printable(path) + ": cannot examine: " + std::strerror(errno));
+  file.stamp = stamp_of(st);
+  file.text.resize(kMaxFileBytes + 1);
+  std::size_t got = 0;
+  while (got < file.text.size()) {
+    const ssize_t n = ::read(fd, file.text.data() + got, file.text.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0)
+      throw ConfigError(detail::printable(path) + ": cannot read: " + std::strerror(errno));
+    if (n == 0) break;
+    got += static_cast<std::size_t>(n);
+  }
+  file.text.resize(got);
+  if (got > kMaxFileBytes)
     throw ConfigError(detail::printable(path) + ": larger than 4 MiB; not a pacerd config");
-  return parse_config(text, path);
+  return file;
+}
+
+LoadedConfig load_config(const std::string& path) {
+  ConfigFile file = read_config_file(path);
+  Config config = parse_config(file.text, path);
+  return {std::move(config), std::move(file)};
+}
+
+bool Config::admin_endpoints_on_main() const {
+  if (admin_listen) return false;
+  if (admin_on_main || listen.host == "localhost") return true;
+  boost::system::error_code ec;
+  const auto address = boost::asio::ip::make_address(listen.host, ec);
+  return !ec && address.is_loopback();
 }
 
 std::vector<std::string> Config::restart_needed(const Config& next) const {
   std::vector<std::string> out;
   auto differs = [&](const char* key, const std::string& a, const std::string& b) {
-    if (a != b) out.push_back(fmt::format("{} ({} -> {})", key, a, b));
+    if (a == b) return;
+    // Where the new file says it (or, when the key was removed, the file alone).
+    const auto at = next.locations.find(key);
+    out.push_back(fmt::format("{}{}: {} ({} -> {})", detail::printable(next.file),
+                              at == next.locations.end() ? "" : ":" + at->second, key, a, b));
   };
   differs("server.listen", listen.to_string(), next.listen.to_string());
   differs("server.threads", std::to_string(threads), std::to_string(next.threads));

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -60,6 +61,8 @@ struct Config {
 
   // [admin]: when set, /metrics, /v1/config and /v1/reset are served only there.
   std::optional<ListenAddress> admin_listen;
+  // admin.on_main = true: serve them on server.listen even when it is not a loopback address.
+  bool admin_on_main = false;
 
   // [store]
   std::string store_url = "memory";
@@ -78,9 +81,18 @@ struct Config {
 
   std::vector<PolicyConfig> policies;
 
+  // Where each key of [server], [admin] and [store] was written ("server.listen" -> "3:10"),
+  // so a refused reload can point at the line.
+  std::map<std::string, std::string, std::less<>> locations;
+
   bool memory_store() const { return store_url == "memory"; }
+  // Whether /metrics, /v1/config and /v1/reset are served on the main listener: only without
+  // an [admin] listener, and then when server.listen is a loopback address (only local
+  // processes can reach it) or admin.on_main = true says so.
+  bool admin_endpoints_on_main() const;
   // The settings a reload cannot change (listeners, threads, the store and its options),
-  // named with their old and new values; empty when none differ.
+  // named with where `next` sets them and their old and new values
+  // ("p.toml:2:10: server.listen (127.0.0.1:9090 -> 127.0.0.1:9091)"); empty when none differ.
   std::vector<std::string> restart_needed(const Config& next) const;
   // A human-readable summary (pacerd --check-config).
   std::string summary() const;
@@ -92,8 +104,35 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What identifies one version of a file: a change of any part means it was rewritten.
+struct FileStamp {
+  std::int64_t mtime_ns = 0;
+  std::uint64_t inode = 0;
+  std::uint64_t device = 0;
+  std::int64_t size = -1;  // -1: the file could not be examined
+  bool operator==(const FileStamp&) const = default;
+};
+
+// The stamp of `path` now (size -1 when it cannot be examined).
+FileStamp stamp_file(const std::string& path);
+
+// A configuration file's text and the stamp it had when it was read (taken before reading, so
+// a write that races the read shows as a change later).
+struct ConfigFile {
+  std::string text;
+  FileStamp stamp;
+};
+
+// Reads `path` (at most 4 MiB). Throws ConfigError naming the file.
+ConfigFile read_config_file(const std::string& path);
+
+struct LoadedConfig {
+  Config config;
+  ConfigFile file;
+};
+
 // Reads and validates `path`. Throws ConfigError.
-Config load_config(const std::string& path);
+LoadedConfig load_config(const std::string& path);
 // Validates `text` as if read from `path`. Throws ConfigError.
 Config parse_config(std::string_view text, const std::string& path);
 

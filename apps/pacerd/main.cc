@@ -16,8 +16,6 @@
 #include <cstdio>
 #include <ctime>
 #include <exception>
-#include <fstream>
-#include <sstream>
 #include <thread>
 
 #include "config.h"
@@ -28,20 +26,9 @@ namespace {
 
 using pacer::pacerd::Config;
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in)
-    throw pacer::pacerd::ConfigError(pacer::detail::printable(path) +
-                                     ": cannot open: " + std::strerror(errno));
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
 std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress& address,
                                              const Config& config, unsigned threads,
-                                             bool handle_signals, const char* key,
-                                             pacer::beast::Handler handler) {
+                                             const char* key, pacer::beast::Handler handler) {
   try {
     return std::make_unique<pacer::beast::Server>(
         pacer::beast::ServerOptions{.host = address.host,
@@ -50,7 +37,7 @@ std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress&
                                     .body_limit = config.max_body_bytes,
                                     .idle_timeout = config.idle_timeout,
                                     .shutdown_grace = config.shutdown_grace,
-                                    .handle_signals = handle_signals,
+                                    .handle_signals = false,
                                     .server_header = "pacerd",
                                     .max_connections = config.max_connections},
         std::move(handler));
@@ -63,12 +50,12 @@ std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress&
 }  // namespace
 
 int main(int argc, char** argv) {
-  // SIGHUP is for the control thread alone (sigtimedwait): blocked before any thread starts,
-  // so every thread created later inherits the mask.
-  sigset_t hup;
-  sigemptyset(&hup);
-  sigaddset(&hup, SIGHUP);
-  pthread_sigmask(SIG_BLOCK, &hup, nullptr);
+  // SIGHUP, SIGTERM and SIGINT are for the control thread alone (sigtimedwait): blocked before
+  // any thread starts, so every thread created later inherits the mask.
+  sigset_t signals;
+  sigemptyset(&signals);
+  for (int s : {SIGHUP, SIGTERM, SIGINT}) sigaddset(&signals, s);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   CLI::App cli{"pacerd: the Pacer rate-limit service"};
   std::string config_path, check_path, log_level = "info";
@@ -86,7 +73,7 @@ int main(int argc, char** argv) {
 
   if (!check_path.empty()) {
     try {
-      const Config config = pacer::pacerd::parse_config(read_file(check_path), check_path);
+      const Config config = pacer::pacerd::load_config(check_path).config;
       std::fputs(config.summary().c_str(), stdout);
       return 0;
     } catch (const std::exception& e) {
@@ -100,8 +87,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    std::string text = read_file(config_path);
-    Config config = pacer::pacerd::parse_config(text, config_path);
+    auto [config, file] = pacer::pacerd::load_config(config_path);
     std::unique_ptr<pacer::pacerd::Service> service;
     auto handler = [&service](pacer::pacerd::Listener listener) {
       return [&service, listener](pacer::beast::Request&& request,
@@ -110,15 +96,19 @@ int main(int argc, char** argv) {
         service->handle(std::move(request), connection, std::move(send), listener);
       };
     };
-    auto server = listen(config.listen, config, config.threads, /*handle_signals=*/true,
-                         "server.listen", handler(pacer::pacerd::Listener::kMain));
+    // Signals are the control thread's (below): both servers stop together.
+    auto server = listen(config.listen, config, config.threads, "server.listen",
+                         handler(pacer::pacerd::Listener::kMain));
     std::unique_ptr<pacer::beast::Server> admin;
     if (config.admin_listen)
-      admin = listen(*config.admin_listen, config, 1, false, "admin.listen",
+      admin = listen(*config.admin_listen, config, 1, "admin.listen",
                      handler(pacer::pacerd::Listener::kAdmin));
-    // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
+    // Redis clients run on the servers' worker threads, the admin listener's too: no hand-off
+    // between HTTP and Redis, and a listener that drains keeps the clients its requests wait on
+    // (a worker ends its io_context once its last connection is done).
     std::vector<boost::asio::io_context*> workers;
     for (unsigned i = 0; i < server->threads(); ++i) workers.push_back(&server->io_context(i));
+    if (admin) workers.push_back(&admin->io_context(0));
     const std::string store = pacer::pacerd::display_store_url(config.store_url);
     const std::string main_address =
         pacer::pacerd::ListenAddress{config.listen.host, server->port()}.to_string();
@@ -127,7 +117,10 @@ int main(int argc, char** argv) {
               : std::string();
     const auto fail_mode = config.fail_mode;
     const std::size_t policies = config.policies.size();
-    service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(text),
+    const bool admin_on_main = config.admin_endpoints_on_main();
+    const bool admin_anywhere = admin_on_main || config.admin_listen.has_value();
+    const bool explicit_on_main = config.admin_on_main;
+    service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(file),
                                                        std::move(workers));
     service->set_servers(server.get(), admin.get());
     spdlog::info(
@@ -136,33 +129,75 @@ int main(int argc, char** argv) {
         main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
         pacer::detail::printable(config_path));
     if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
+    if (admin_on_main)
+      spdlog::warn(
+          "event=admin_on_main /metrics, /v1/config and /v1/reset are served on http://{} ({}); "
+          "any client of it can reset limits; [admin] listen = \"127.0.0.1:<port>\" moves them",
+          main_address, explicit_on_main ? "admin.on_main = true" : "a loopback address");
+    else if (!admin_anywhere)
+      spdlog::warn(
+          "event=admin_disabled /metrics, /v1/config and /v1/reset are not served: "
+          "server.listen = \"{}\" is not a loopback address; add [admin] listen = "
+          "\"127.0.0.1:<port>\" (or admin.on_main = true)",
+          main_address);
 
-    // Reloads: SIGHUP at once, and a change of the file within a second.
+    // Reloads: SIGHUP at once, and a change of the file within a second. SIGTERM / SIGINT:
+    // both listeners stop accepting, and in-flight requests finish (up to shutdown_grace).
     std::atomic<bool> stopping{false};
+    auto stop_servers = [&] {
+      if (admin) admin->stop();
+      server->stop();
+    };
     std::thread control([&] {
       auto next_poll = std::chrono::steady_clock::now();
       while (!stopping.load()) {
         const timespec wait{.tv_sec = 0, .tv_nsec = 200'000'000};
         siginfo_t info;
-        if (::sigtimedwait(&hup, &info, &wait) == SIGHUP && !stopping.load()) {
-          service->file_changed();
-          service->reload("SIGHUP");
+        const int signal = ::sigtimedwait(&signals, &info, &wait);
+        if (signal == SIGTERM || signal == SIGINT) {
+          spdlog::info("event=stopping signal={} draining in-flight requests",
+                       signal == SIGTERM ? "SIGTERM" : "SIGINT");
+          stop_servers();
+          return;
         }
-        if (std::chrono::steady_clock::now() >= next_poll) {
-          next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-          if (service->file_changed()) service->reload("file_changed");
+        try {
+          if (signal == SIGHUP) {
+            service->file_changed();
+            service->reload("SIGHUP");
+          }
+          if (std::chrono::steady_clock::now() >= next_poll) {
+            next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+            if (service->file_changed()) service->reload("file_changed");
+          }
+        } catch (const std::exception& e) {
+          spdlog::error("event=reload_error error={}", e.what());
         }
       }
     });
+    // Stops and joins everything, in order, on every way out (an exception included).
+    auto shut_down = [&] {
+      stop_servers();
+      stopping = true;
+      if (control.joinable()) control.join();
+      if (admin) admin->wait();
+      server->wait();
+      service.reset();  // after the workers stopped, before their io_contexts go
+    };
+    struct ShutDown {
+      decltype(shut_down)& run;
+      ~ShutDown() {
+        try {
+          run();
+        } catch (...) {
+        }
+      }
+    } on_exit{shut_down};
     if (admin) admin->start();
-    server->run();  // until SIGTERM / SIGINT; in-flight requests finish first
-    if (admin) {
-      admin->stop();
-      admin->wait();
-    }
-    stopping = true;
-    control.join();
-    service.reset();  // after the workers stopped, before their io_contexts go
+    server->start();
+    // Until the control thread stops both (SIGTERM / SIGINT).
+    if (admin) admin->wait();
+    server->wait();
+    shut_down();
     spdlog::info("event=stopped pacerd stopped");
   } catch (const std::exception& e) {
     spdlog::error("event=start_failed pacerd: {}", e.what());

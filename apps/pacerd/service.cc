@@ -12,6 +12,7 @@
 
 #include "api.h"
 #include "pacer/detail/text.h"
+#include "pacer/http/http_limiter.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/response.h"
 #include "pacer/limiter.h"
@@ -48,8 +49,8 @@ struct PolicyStats {
         spdlog::info(
             "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} "
             "unlogged_since_last={}",
-            policy, detail::printable(key), to_string(d.outcome), ceil_ms(d.retry_after),
-            shadow_unlogged.exchange(0));
+            policy, detail::printable(key), to_string(d.outcome),
+            http::ceil_milliseconds(d.retry_after), shadow_unlogged.exchange(0));
       } else {
         shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
       }
@@ -66,17 +67,14 @@ struct PolicyStats {
 
 struct Service::RuntimePolicy {
   PolicyConfig config;
-  std::string key_head;  // "<prefix>:{<policy>:<rates digest>:"
+  std::string key_prefix;
+  std::string key_scope;  // the rates digest: new rates, new keys
   http::Identity identity;
   std::shared_ptr<PolicyStats> stats;
 
+  // `<prefix>:{<policy>:<rates digest>:<identity>}`; an identity unsafe in a key is hashed.
   std::string storage_key(std::string_view identity_text) const {
-    std::string key;
-    key.reserve(key_head.size() + identity_text.size() + 1);
-    key += key_head;
-    key += identity_text;
-    key += '}';
-    return key;
+    return http::storage_key(key_prefix, config.policy.name(), key_scope, identity_text);
   }
 };
 
@@ -95,6 +93,24 @@ struct Service::Runtime {
 };
 
 namespace {
+
+// One request in flight: counted while it lives, until released (or destroyed unanswered).
+class InFlight {
+ public:
+  explicit InFlight(std::shared_ptr<std::atomic<std::int64_t>> count) : count_(std::move(count)) {
+    count_->fetch_add(1, std::memory_order_relaxed);
+  }
+  InFlight(InFlight&&) noexcept = default;
+  InFlight& operator=(InFlight&&) = delete;
+  ~InFlight() { release(); }
+  void release() {
+    if (count_) count_->fetch_sub(1, std::memory_order_relaxed);
+    count_.reset();
+  }
+
+ private:
+  std::shared_ptr<std::atomic<std::int64_t>> count_;
+};
 
 std::string iso_time(std::chrono::system_clock::time_point t) {
   if (t == std::chrono::system_clock::time_point{}) return "";
@@ -184,8 +200,8 @@ json policy_json(const Service::RuntimePolicy& p) {
 
 }  // namespace
 
-Service::Service(Config config, std::string config_text, std::vector<boost::asio::io_context*> io)
-    : config_text_(std::move(config_text)) {
+Service::Service(Config config, ConfigFile file, std::vector<boost::asio::io_context*> io)
+    : config_text_(std::move(file.text)), file_stamp_(file.stamp) {
   if (config.memory_store()) {
     store_ = std::make_unique<MemoryStore>(MemoryStoreOptions{.max_keys = config.max_keys});
   } else {
@@ -198,7 +214,6 @@ Service::Service(Config config, std::string config_text, std::vector<boost::asio
       store_ = std::make_unique<redis::RedisStore>(options, std::move(io));
   }
   runtime_.store(build(std::move(config), nullptr));
-  file_changed();  // remember the file as loaded
 }
 
 Service::~Service() {
@@ -228,29 +243,21 @@ std::shared_ptr<const Service::Runtime> Service::build(Config config, const Runt
   std::lock_guard lock(mutex_);
   for (const PolicyConfig& p : config.policies) {
     const std::string& name = p.policy.name();
-    runtime->policies.emplace(
-        name, RuntimePolicy{.config = p,
-                            .key_head = fmt::format("{}:{{{}:{}:", config.key_prefix, name,
-                                                    rates_digest(p.policy)),
-                            .identity = make_identity(p.identity, config),
-                            .stats = stats_for(name)});
+    runtime->policies.emplace(name, RuntimePolicy{.config = p,
+                                                  .key_prefix = config.key_prefix,
+                                                  .key_scope = rates_digest(p.policy),
+                                                  .identity = make_identity(p.identity, config),
+                                                  .stats = stats_for(name)});
   }
   runtime->config = std::move(config);
   return runtime;
 }
 
 bool Service::file_changed() {
-  struct stat st {};
-  FileIdentity now;
-  if (::stat(runtime_.load()->config.file.c_str(), &st) == 0)
-    now = {.mtime_ns =
-               static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
-           .inode = st.st_ino,
-           .device = st.st_dev,
-           .size = st.st_size};
+  const FileStamp now = stamp_file(runtime_.load()->config.file);
   std::lock_guard lock(mutex_);
-  const bool changed = !(now == file_identity_);
-  file_identity_ = now;
+  const bool changed = !(now == file_stamp_);
+  file_stamp_ = now;
   return changed;
 }
 
@@ -264,11 +271,7 @@ bool Service::reload(std::string_view why) {
     last_reload_attempt_ = std::chrono::system_clock::now();
   }
   try {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw ConfigError(detail::printable(path) + ": cannot open: " + std::strerror(errno));
-    std::stringstream buffer;
-    buffer << in.rdbuf();
-    std::string text = buffer.str();
+    std::string text = read_config_file(path).text;
     {
       // The same text as last time gives the same answer: nothing to do (a SIGHUP and the
       // file watch often see one change both).
@@ -285,9 +288,9 @@ bool Service::reload(std::string_view why) {
     const auto restart = current->config.restart_needed(next);
     if (!restart.empty()) {
       std::string list;
-      for (const auto& r : restart) list.append(list.empty() ? "" : ", ").append(r);
-      throw ConfigError(detail::printable(path) +
-                        ": these settings only change on a restart: " + list);
+      for (const auto& r : restart)
+        list.append(list.empty() ? "" : "\n").append(r).append(": only changes on a restart");
+      throw ConfigError(list);
     }
     // Say what happens to each policy's counts.
     std::string changes;
@@ -344,12 +347,19 @@ std::string Service::last_reload_error() const {
 void Service::handle(beast::Request&& request, const beast::Connection& connection,
                      beast::Send send, Listener listener) {
   const unsigned version = request.version();
+  // Counted from here until the answer is handed to the server (pacerd_http_requests_in_flight).
+  send = [in_flight = InFlight(requests_in_flight_),
+          inner = std::move(send)](beast::Response&& res) mutable {
+    inner(std::move(res));
+    in_flight.release();
+  };
   guarded(send, version, [&] {
     std::shared_ptr<const Runtime> runtime = runtime_.load();
     const std::string_view target(request.target().data(), request.target().size());
     const std::string_view path = target.substr(0, target.find('?'));
     const auto method = request.method();
-    const bool admin_elsewhere = runtime->config.admin_listen && listener == Listener::kMain;
+    const bool admin_elsewhere =
+        listener == Listener::kMain && !runtime->config.admin_endpoints_on_main();
     auto only = [&](bhttp::verb allowed) {
       if (method == allowed) return true;
       auto res = error_response(
@@ -397,9 +407,12 @@ void Service::handle(beast::Request&& request, const beast::Connection& connecti
     } else {
       send(error_response(
           bhttp::status::not_found, version, "not_found", "",
-          admin_elsewhere && (path == "/v1/reset" || path == "/v1/config" || path == "/metrics")
+          !admin_elsewhere || (path != "/v1/reset" && path != "/v1/config" && path != "/metrics")
+              ? "no such endpoint: " + detail::printable(path)
+          : runtime->config.admin_listen
               ? "served on the admin listener only"
-              : "no such endpoint: " + detail::printable(path)));
+              : "not served on a non-loopback listener; add [admin] listen = \"127.0.0.1:<port>\" "
+                "or admin.on_main = true"));
     }
   });
 }
@@ -430,19 +443,22 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
   }
   if (peek)
     for (auto& item : api.items) item.cost = 0;
+  // Only real decisions count in the metrics: a cost of 0 (a peek) takes nothing.
+  auto decides = [](std::int64_t cost) { return cost > 0; };
 
   if (!api.batch) {
     const RuntimePolicy* p = policies[0];
-    const std::string key = p->storage_key(http::sanitize_identity(api.items[0].key));
+    const std::string key = p->storage_key(api.items[0].key);
     const auto start = Clock::now();
     std::string log_key = p->config.shadow ? key : std::string();
+    const bool record = decides(api.items[0].cost);
     // `runtime` rides along: the policy it owns must outlive the completion.
     runtime->limiter.check(p->config.policy, key, api.items[0].cost,
-                           [runtime, p, peek, start, version, log_key = std::move(log_key),
+                           [runtime, p, record, start, version, log_key = std::move(log_key),
                             send = std::move(send)](const Decision& d) mutable {
                              guarded(send, version, [&] {
                                const bool shadow = p->config.shadow;
-                               if (!peek)
+                               if (record)
                                  p->stats->record(d, shadow, Clock::now() - start,
                                                   p->config.policy.name(), log_key);
                                std::string body;
@@ -466,10 +482,10 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     std::vector<const RuntimePolicy*> policies;
     std::vector<Decision> decisions;
     std::vector<std::string> keys;  // for the log of shadow denials
+    std::vector<bool> record;       // a real decision (cost > 0), counted in the metrics
     std::atomic<std::size_t> pending{0};
     beast::Send send;
     unsigned version = 11;
-    bool peek = false;
     Clock::time_point start;
 
     void finish() {
@@ -491,19 +507,20 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
   batch->policies = std::move(policies);
   batch->decisions.resize(n);
   batch->keys.resize(n);
+  batch->record.resize(n);
+  for (std::size_t i = 0; i < n; ++i) batch->record[i] = decides(api.items[i].cost);
   batch->pending = n;
   batch->send = std::move(send);
   batch->version = version;
-  batch->peek = peek;
   batch->start = Clock::now();
   for (std::size_t i = 0; i < n; ++i) {
     const RuntimePolicy* p = batch->policies[i];
-    const std::string key = p->storage_key(http::sanitize_identity(api.items[i].key));
+    const std::string key = p->storage_key(api.items[i].key);
     if (p->config.shadow) batch->keys[i] = key;
     auto done = [batch, i](const Decision& d) {
       batch->decisions[i] = d;
       const RuntimePolicy* policy = batch->policies[i];
-      if (!batch->peek)
+      if (batch->record[i])
         policy->stats->record(d, policy->config.shadow, Clock::now() - batch->start,
                               policy->config.policy.name(), batch->keys[i]);
       if (batch->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) batch->finish();
@@ -577,7 +594,7 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
     });
   };
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string key = policies[i]->storage_key(http::sanitize_identity(api.items[i].key));
+    const std::string key = policies[i]->storage_key(api.items[i].key);
     runtime->limiter.reset(policies[i]->config.policy, key,
                            [resets, i, finish](std::error_code ec) {
                              resets->errors[i] = ec;
@@ -637,10 +654,16 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
                           d.outcome == Outcome::kUnavailable
                               ? http::unavailable_body()
                               : http::too_many_requests_body(d, http::BodyStyle::kFlat));
-            if (d.outcome == Outcome::kUnavailable)
-              headers.emplace_back("Retry-After", "5");
-            else
+            if (d.outcome == Outcome::kUnavailable) {
+              headers.emplace_back("Retry-After",
+                                   std::to_string(http::kUnavailableRetryAfter.count()));
+            } else {
               http::append_headers(p->config.policy, d, runtime->config.headers, headers);
+              // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
+              if (d.outcome == Outcome::kDenied)
+                headers.emplace_back("X-Pacer-Retry-After-Ms",
+                                     std::to_string(http::ceil_milliseconds(d.retry_after)));
+            }
           }
           headers.emplace_back("X-Pacer-Outcome", std::string(to_string(d.outcome)));
           add_headers(res, headers);
@@ -721,6 +744,10 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
     family("redis_deny_cache_hits_total", "counter", "Denials answered without a round trip.");
     fmt::format_to(out, "pacerd_redis_deny_cache_hits_total {}\n", st.deny_cache_hits);
   }
+  family("http_requests_in_flight", "gauge",
+         "Requests received and not yet answered, both listeners (this one included).");
+  fmt::format_to(out, "pacerd_http_requests_in_flight {}\n",
+                 requests_in_flight_->load(std::memory_order_relaxed));
   if (main_server_ != nullptr) {
     const beast::ServerStats st = main_server_->stats();
     family("http_connections_open", "gauge", "Connections open now on the main listener.");

@@ -32,7 +32,8 @@ class Service {
  public:
   // With `io` (the HTTP server's worker contexts, not running yet), a Redis store runs one
   // client on each. Throws std::invalid_argument when the store cannot be set up.
-  Service(Config config, std::string config_text, std::vector<boost::asio::io_context*> io = {});
+  // `file` is what `config` was read from: its text and stamp tell later changes apart.
+  Service(Config config, ConfigFile file, std::vector<boost::asio::io_context*> io = {});
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;
@@ -73,6 +74,9 @@ class Service {
   std::atomic<std::shared_ptr<const Runtime>> runtime_;
   const beast::Server* main_server_ = nullptr;
   const beast::Server* admin_server_ = nullptr;
+  // Shared with the answers not yet sent (they may outlive a request's handler).
+  std::shared_ptr<std::atomic<std::int64_t>> requests_in_flight_ =
+      std::make_shared<std::atomic<std::int64_t>>(0);
 
   mutable std::mutex mutex_;  // guards what follows
   std::map<std::string, std::shared_ptr<PolicyStats>, std::less<>> stats_;
@@ -82,13 +86,7 @@ class Service {
   std::chrono::system_clock::time_point last_reload_attempt_{};
   std::uint64_t reloads_ok_ = 0;
   std::uint64_t reloads_failed_ = 0;
-  struct FileIdentity {
-    std::int64_t mtime_ns = 0;
-    std::uint64_t inode = 0;
-    std::uint64_t device = 0;
-    std::int64_t size = -1;
-    bool operator==(const FileIdentity&) const = default;
-  } file_identity_;
+  FileStamp file_stamp_;  // of the file as last seen by file_changed() (or read at start)
 };
 
 }  // namespace pacer::pacerd

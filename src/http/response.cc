@@ -10,6 +10,11 @@ std::int64_t ceil_seconds(std::chrono::nanoseconds duration) {
   return seconds < 1 ? 1 : seconds;
 }
 
+std::int64_t ceil_milliseconds(std::chrono::nanoseconds duration) {
+  constexpr std::int64_t kMilli = 1'000'000;
+  return duration.count() <= 0 ? 0 : (duration.count() + kMilli - 1) / kMilli;
+}
+
 void append_headers(const Policy& policy, const Decision& decision, const HeaderOptions& options,
                     HeaderList& out) {
   const auto rates = policy.rates();
@@ -53,9 +58,8 @@ std::string too_many_requests_body(const Decision& decision, BodyStyle style) {
   if (decision.outcome == Outcome::kExceedsCapacity) {
     inner = R"({"detail":"cost_exceeds_capacity","retry_after_ms":null})";
   } else {
-    constexpr std::int64_t kMilli = 1'000'000;
-    const std::int64_t ms = (decision.retry_after.count() + kMilli - 1) / kMilli;
-    inner = fmt::format(R"({{"detail":"rate_limited","retry_after_ms":{}}})", ms);
+    inner = fmt::format(R"({{"detail":"rate_limited","retry_after_ms":{}}})",
+                        ceil_milliseconds(decision.retry_after));
   }
   return style == BodyStyle::kNested ? fmt::format(R"({{"detail":{}}})", inner) : inner;
 }

@@ -27,7 +27,8 @@ namespace pacer::testing {
 using namespace std::chrono_literals;
 using nlohmann::json;
 
-// The configuration of issue #8, on a free port (and any store / fail mode).
+// The configuration of issue #8 with slower rates (no token comes back while a test runs, however
+// slow the machine), on a free port (and any store / fail mode).
 inline std::string pacerd_config(const std::string& store = "memory",
                                  const std::string& fail_mode = "open",
                                  const std::string& extra = "") {
@@ -36,12 +37,12 @@ inline std::string pacerd_config(const std::string& store = "memory",
          R"(
 [[policy]]
 name = "api"
-rates = [{ limit = "10/1m", burst = 5 }]
+rates = [{ limit = "10/1h", burst = 5 }]
 identity = "header:X-API-Key"
 
 [[policy]]
 name = "login"
-rates = [{ limit = "5/1m" }, { limit = "20/1h" }]
+rates = [{ limit = "5/1h" }, { limit = "20/1d" }]
 identity = "client_ip"
 shadow = true
 )";

@@ -1,14 +1,19 @@
 // pacerd's parsers in-process: the TOML configuration and the JSON requests.
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <string>
 #include <variant>
 
 #include "api.h"
 #include "config.h"
+#include "service.h"
 
 namespace pacer::pacerd {
 namespace {
+
+namespace bhttp = boost::beast::http;
 
 std::string errors_of(const std::string& text) {
   try {
@@ -94,6 +99,129 @@ TEST(PacerdConfig, RestartNeededNamesTheSettingsAReloadCannotChange) {
   EXPECT_TRUE(a.restart_needed(b).empty());
   ASSERT_EQ(a.restart_needed(c).size(), 1u);
   EXPECT_NE(a.restart_needed(c)[0].find("store.url"), std::string::npos);
+  // Where the new file sets it.
+  EXPECT_EQ(a.restart_needed(c)[0].find("p.toml:2:7: store.url ("), 0u) << a.restart_needed(c)[0];
+  const Config d =
+      parse_config("[server]\nthreads = 1\nlisten = \"127.0.0.1:1\"\n" + policy, "p.toml");
+  const auto both = a.restart_needed(d);
+  ASSERT_EQ(both.size(), 2u);
+  EXPECT_EQ(both[0].find("p.toml:3:10: server.listen (127.0.0.1:9090 -> 127.0.0.1:1)"), 0u)
+      << both[0];
+  EXPECT_EQ(both[1].find("p.toml:2:11: server.threads (0 -> 1)"), 0u) << both[1];
+  // A key removed from the file: the file alone.
+  EXPECT_EQ(d.restart_needed(a)[0].find("p.toml: server.listen"), 0u) << d.restart_needed(a)[0];
+}
+
+TEST(PacerdConfig, AdminEndpointsOnTheMainListenerOnlyOnLoopbackOrWhenAsked) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  auto on_main = [&](const std::string& text) {
+    return parse_config(text + policy, "p.toml").admin_endpoints_on_main();
+  };
+  EXPECT_TRUE(on_main(""));  // 127.0.0.1:9090
+  EXPECT_TRUE(on_main("[server]\nlisten = \"127.0.0.2:1\"\n"));
+  EXPECT_TRUE(on_main("[server]\nlisten = \"[::1]:1\"\n"));
+  EXPECT_TRUE(on_main("[server]\nlisten = \"localhost:1\"\n"));
+  EXPECT_FALSE(on_main("[server]\nlisten = \"0.0.0.0:1\"\n"));
+  EXPECT_FALSE(on_main("[server]\nlisten = \"[::]:1\"\n"));
+  EXPECT_FALSE(on_main("[server]\nlisten = \"10.1.2.3:1\"\n"));
+  EXPECT_TRUE(on_main("[server]\nlisten = \"0.0.0.0:1\"\n[admin]\non_main = true\n"));
+  EXPECT_FALSE(on_main("[admin]\nlisten = \"127.0.0.1:2\"\n"));
+  EXPECT_NE(errors_of("[admin]\nlisten = \"127.0.0.1:2\"\non_main = true\n" + policy)
+                .find("p.toml:3:11: admin.on_main = true: cannot be true with admin.listen"),
+            std::string::npos)
+      << errors_of("[admin]\nlisten = \"127.0.0.1:2\"\non_main = true\n" + policy);
+  EXPECT_NE(errors_of("[admin]\non_main = \"yes\"\n" + policy).find("p.toml:2:11: admin.on_main"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[admin]\n" + policy).find("admin.listen"), std::string::npos);
+}
+
+TEST(PacerdConfig, LoadConfigReadsAtMostFourMebibytes) {
+  const std::string path = ::testing::TempDir() + "pacerd-unit-big.toml";
+  {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    out << "# " << std::string(4 * 1024 * 1024, 'x') << "\n";
+  }
+  try {
+    load_config(path);
+    ADD_FAILURE() << "a 4 MiB file was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("larger than 4 MiB"), std::string::npos) << e.what();
+  }
+  std::remove(path.c_str());
+}
+
+beast::Response serve(Service& service, Listener listener, bhttp::verb method,
+                      const std::string& target, const std::string& body = "") {
+  beast::Request request{method, target, 11};
+  request.body() = body;
+  request.prepare_payload();
+  beast::Response response;
+  // The in-process store answers inline.
+  service.handle(
+      std::move(request), beast::Connection{.peer_address = "127.0.0.1"},
+      [&](beast::Response&& r) { response = std::move(r); }, listener);
+  return response;
+}
+
+TEST(PacerdService, WithoutAnAdminListenerANonLoopbackMainListenerServesNoAdminEndpoint) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const std::string reset = R"({"policy":"a","key":"k"})";
+  {
+    const std::string text = "[server]\nlisten = \"0.0.0.0:9090\"\n" + policy;
+    Service service(parse_config(text, "p.toml"), ConfigFile{.text = text});
+    for (const char* path : {"/metrics", "/v1/config"}) {
+      const auto r = serve(service, Listener::kMain, bhttp::verb::get, path);
+      EXPECT_EQ(r.result_int(), 404) << path;
+      EXPECT_NE(r.body().find("admin.on_main = true"), std::string::npos) << r.body();
+    }
+    EXPECT_EQ(serve(service, Listener::kMain, bhttp::verb::post, "/v1/reset", reset).result_int(),
+              404);
+    EXPECT_EQ(serve(service, Listener::kMain, bhttp::verb::post, "/v1/check", reset).result_int(),
+              200);
+  }
+  for (const std::string server :
+       {"[server]\nlisten = \"127.0.0.1:9090\"\n",
+        "[server]\nlisten = \"0.0.0.0:9090\"\n[admin]\non_main = true\n"}) {
+    const std::string text = server + policy;
+    Service service(parse_config(text, "p.toml"), ConfigFile{.text = text});
+    EXPECT_EQ(serve(service, Listener::kMain, bhttp::verb::get, "/metrics").result_int(), 200)
+        << server;
+    EXPECT_EQ(serve(service, Listener::kMain, bhttp::verb::post, "/v1/reset", reset).result_int(),
+              200)
+        << server;
+  }
+}
+
+TEST(PacerdService, CostZeroIsNotADecisionInTheMetrics) {
+  const std::string text = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"5/1h\" }]\n";
+  Service service(parse_config(text, "p.toml"), ConfigFile{.text = text});
+  serve(service, Listener::kMain, bhttp::verb::post, "/v1/check", R"({"policy":"a","key":"k"})");
+  serve(service, Listener::kMain, bhttp::verb::post, "/v1/check",
+        R"({"policy":"a","key":"k","cost":0})");
+  serve(service, Listener::kMain, bhttp::verb::post, "/v1/check",
+        R"([{"policy":"a","key":"k","cost":0},{"policy":"a","key":"j"}])");
+  serve(service, Listener::kMain, bhttp::verb::post, "/v1/peek", R"({"policy":"a","key":"k"})");
+  const std::string m = serve(service, Listener::kMain, bhttp::verb::get, "/metrics").body();
+  EXPECT_NE(m.find("pacerd_decisions_total{policy=\"a\",result=\"allowed\"} 2\n"),
+            std::string::npos)
+      << m;
+  EXPECT_NE(m.find("pacerd_decision_duration_seconds_count{policy=\"a\"} 2\n"), std::string::npos)
+      << m;
+  // This request itself.
+  EXPECT_NE(m.find("pacerd_http_requests_in_flight 1\n"), std::string::npos) << m;
+}
+
+TEST(PacerdService, AWriteBetweenTheStartsReadAndTheServiceIsReloaded) {
+  const std::string path = ::testing::TempDir() + "pacerd-unit-race.toml";
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << policy;
+  auto [config, file] = load_config(path);
+  // Rewritten after main read it, before the Service exists.
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << policy << "# changed\n";
+  Service service(std::move(config), std::move(file));
+  EXPECT_TRUE(service.file_changed());
+  EXPECT_FALSE(service.file_changed());
+  std::remove(path.c_str());
 }
 
 TEST(PacerdConfig, RatesDigestChangesWithTheRatesOnly) {

@@ -67,7 +67,7 @@ struct HttpLimiterOptions {
   std::string key_prefix = "pacer";
   HeaderOptions headers;
   // Retry-After on 503 answers (fail mode "closed").
-  std::chrono::seconds unavailable_retry_after{5};
+  std::chrono::seconds unavailable_retry_after = kUnavailableRetryAfter;
 };
 
 struct Verdict {

@@ -19,10 +19,10 @@
 namespace pacer::http {
 
 struct HeaderOptions {
-  bool ratelimit = true;             // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset
-  bool x_ratelimit_reset = false;    // X-RateLimit-Reset: <unix seconds>
-  bool x_ratelimit_policy = false;   // X-RateLimit-Policy: Policy(api): 100/1m (burst=10)
-  bool ietf_draft = false;           // RateLimit-Policy: "api";q=100;w=60 and RateLimit: "api";r=5;t=30
+  bool ratelimit = true;            // RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset
+  bool x_ratelimit_reset = false;   // X-RateLimit-Reset: <unix seconds>
+  bool x_ratelimit_policy = false;  // X-RateLimit-Policy: Policy(api): 100/1m (burst=10)
+  bool ietf_draft = false;  // RateLimit-Policy: "api";q=100;w=60 and RateLimit: "api";r=5;t=30
 };
 
 // Whether a 429 body stands alone or is nested in "detail" (per-route limits of the demo,
@@ -33,6 +33,12 @@ using HeaderList = std::vector<std::pair<std::string_view, std::string>>;
 
 // Whole seconds, rounded up, at least 1.
 std::int64_t ceil_seconds(std::chrono::nanoseconds duration);
+// Milliseconds, rounded up (a client never retries early); 0 for a duration <= 0.
+std::int64_t ceil_milliseconds(std::chrono::nanoseconds duration);
+
+// Retry-After of a 503 (the store is unreachable and the fail mode is "closed"): nothing says
+// when it is back, so clients are asked to wait this long.
+inline constexpr std::chrono::seconds kUnavailableRetryAfter{5};
 
 // Appends the headers for `decision` under `policy`. The wall clock is read only for
 // X-RateLimit-Reset.
