@@ -29,8 +29,8 @@ logger = logging.getLogger("pacer")
 OnDecisionHook = Callable[[Any, Policy, "RateLimitResult", float], None]
 OnErrorHook = Callable[[Any, Policy, Exception, float], None]
 
-# Retry-After of a 503 (fail mode "closed"), as in FastAPI Pacer.
-UNAVAILABLE_RETRY_AFTER_S = 5
+# Retry-After of a 503 (fail mode "closed"): the engine's, as in FastAPI Pacer (5 s).
+UNAVAILABLE_RETRY_AFTER_S = int(_pacer.UNAVAILABLE_RETRY_AFTER_S)
 
 
 class _LogThrottle:

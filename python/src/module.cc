@@ -48,11 +48,6 @@ namespace py = pybind11;
 namespace pacer::python {
 namespace {
 
-std::int64_t ceil_ms(Nanos duration) {
-  constexpr std::int64_t kMilli = 1'000'000;
-  return duration.count() <= 0 ? 0 : (duration.count() + kMilli - 1) / kMilli;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Policies
 
@@ -640,6 +635,7 @@ PYBIND11_MODULE(_pacer, m) {
       "ValueError naming a Redis URL the store would refuse (password masked).");
   m.def("check_key_prefix", &check_key_prefix);
   m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
+  m.attr("UNAVAILABLE_RETRY_AFTER_S") = http::kUnavailableRetryAfter.count();
 
   py::class_<NativePolicy>(m, "Policy")
       .def(py::init(&NativePolicy::make), py::arg("name"), py::arg("rates"), py::arg("description"))
@@ -664,10 +660,12 @@ PYBIND11_MODULE(_pacer, m) {
       .def_property_readonly("allowed", [](const Verdict& v) { return v.decision.allowed(); })
       .def_property_readonly("limit", [](const Verdict& v) { return v.decision.limit; })
       .def_property_readonly("remaining", [](const Verdict& v) { return v.decision.remaining; })
-      .def_property_readonly("retry_after_ms",
-                             [](const Verdict& v) { return ceil_ms(v.decision.retry_after); })
-      .def_property_readonly("reset_ms",
-                             [](const Verdict& v) { return ceil_ms(v.decision.reset_after); })
+      .def_property_readonly(
+          "retry_after_ms",
+          [](const Verdict& v) { return http::ceil_milliseconds(v.decision.retry_after); })
+      .def_property_readonly(
+          "reset_ms",
+          [](const Verdict& v) { return http::ceil_milliseconds(v.decision.reset_after); })
       .def_property_readonly("rate_index", [](const Verdict& v) { return v.decision.rate_index; })
       .def_property_readonly("headers",
                              [](const Verdict& v) { return v.headers ? v.headers : py::none(); })
