@@ -28,13 +28,13 @@ flags=(-std=c++20 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-saniti
 # Compiles one source to an object, again only when the source or any header is newer, so a
 # second run does not rebuild the library sources. Globs pick up new files in each layer.
 stamp="$out/obj/.stamp"
-newer_header=$(find include src apps/pacerd -name "*.h" -newer "$stamp" 2>/dev/null | head -1) || true
+newer_header=$(find include src apps/pacerd apps/common -name "*.h" -newer "$stamp" 2>/dev/null | head -1) || true
 [[ -e "$stamp" && -z "$newer_header" ]] || rm -f "$out"/obj/*.o
 touch "$stamp"
 object() {
   local src=$1 obj="$out/obj/$(echo "$1" | tr / _).o"
   if [[ ! -e "$obj" || "$src" -nt "$obj" ]]; then
-    "$cxx" "${flags[@]}" -Isrc/redis -Iapps/pacerd -c "$src" -o "$obj"
+    "$cxx" "${flags[@]}" -Isrc/redis -Iapps/pacerd -Iapps/common -c "$src" -o "$obj"
   fi
   echo "$obj"
 }
@@ -59,7 +59,8 @@ build() {
       libs=(-lspdlog -lfmt -lcrypto -pthread)
       ;;
     pacerd_api_fuzz)
-      objs=$(objects tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc src/core/*.cc)
+      objs=$(objects tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc src/core/*.cc \
+        src/http/response.cc)
       libs=(-lfmt)
       ;;
     *)

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "json_depth.h"
 #include "pacer/detail/text.h"
 
 namespace pacer::demo {
@@ -171,30 +172,6 @@ beast::Response json_response(bhttp::status status, const json& body, unsigned v
 // Deeper bodies are refused before parsing: serialising a value is recursive, and echoing a
 // 1 MB body of "[[[..." crashed the process (stack overflow in dump()).
 constexpr int kMaxJsonDepth = 128;
-
-bool nested_deeper_than(std::string_view text, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (const char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
 
 beast::Response json_invalid(const std::string& error, unsigned version) {
   // FastAPI's shape for a body that is not JSON.
@@ -515,7 +492,7 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   }
   if (path == "/post") {
     if (method != "POST") return not_allowed();
-    if (nested_deeper_than(req.body(), kMaxJsonDepth))
+    if (apps::json_nested_deeper_than(req.body(), kMaxJsonDepth))
       return json_invalid("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
                           version);
     json body = json::object();  // no body: {}

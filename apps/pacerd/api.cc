@@ -4,34 +4,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include "json_depth.h"
 #include "pacer/http/response.h"
 
 namespace pacer::pacerd {
 namespace {
 
 using nlohmann::json;
-
-// True when arrays and objects nest deeper than `limit` (strings are skipped, escapes included).
-bool nested_deeper_than(std::string_view text, int limit) {
-  int depth = 0;
-  bool in_string = false;
-  for (std::size_t i = 0; i < text.size(); ++i) {
-    const char c = text[i];
-    if (in_string) {
-      if (c == '\\')
-        ++i;
-      else if (c == '"')
-        in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '[' || c == '{') {
-      if (++depth > limit) return true;
-    } else if (c == ']' || c == '}') {
-      --depth;
-    }
-  }
-  return false;
-}
 
 // A value quoted in an error message: JSON, invalid UTF-8 replaced, at most ~64 bytes.
 std::string show(const json& value) {
@@ -120,7 +99,7 @@ bool parse_item(const json& object, bool batch, std::size_t index, ApiCall call,
 
 std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, ApiCall call,
                                                      const ApiLimits& limits) {
-  if (nested_deeper_than(body, kMaxDepth))
+  if (apps::json_nested_deeper_than(body, kMaxDepth))
     return ApiError{"", fmt::format("JSON nested deeper than {} levels", kMaxDepth)};
   json document;
   try {
