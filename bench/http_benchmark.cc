@@ -11,9 +11,9 @@ void BM_HttpLimiterCheck(benchmark::State& state) {
   MemoryStore store;
   Limiter limiter(store);
   http::HttpLimiter http(limiter, {.key_prefix = "default"});
-  http.add_route("GET", "/limited",
-                 {.policy = Policy("limited", {Rate(1'000'000'000, std::chrono::seconds(1),
-                                                    1'000'000'000)})});
+  http.add_route(
+      "GET", "/limited",
+      {.policy = Policy("limited", {Rate(1'000'000'000, std::chrono::seconds(1), 1'000'000'000)})});
   http::SimpleRequest request;
   request.path_ = "/limited";
   request.peer_ = state.range(0) ? "127.0.0.1" : "203.0.113.9";  // trusted proxy or not

@@ -30,9 +30,9 @@ const pacer::Policy kPolicy("bench", {pacer::Rate(1, hours(1), 100'000)});
 class KeyMaker {
  public:
   explicit KeyMaker(std::string_view tag) {
-    prefix_len_ = static_cast<std::size_t>(
-        std::snprintf(buffer_, sizeof buffer_, "svc:{bench:/limited:ip:%.*s",
-                      static_cast<int>(tag.size()), tag.data()));
+    prefix_len_ = static_cast<std::size_t>(std::snprintf(buffer_, sizeof buffer_,
+                                                         "svc:{bench:/limited:ip:%.*s",
+                                                         static_cast<int>(tag.size()), tag.data()));
   }
   std::string_view operator()(std::uint64_t i) {
     char* end = std::to_chars(buffer_ + prefix_len_, buffer_ + sizeof buffer_ - 1, i).ptr;
@@ -123,8 +123,7 @@ void BM_BytesPerLiveKey(benchmark::State& state) {
     KeyMaker key("m");
     const long rss_before = rss_bytes();
     // Room for every key, so the count measured is n live keys.
-    auto store =
-        std::make_unique<pacer::MemoryStore>(pacer::MemoryStoreOptions{.max_keys = 2 * n});
+    auto store = std::make_unique<pacer::MemoryStore>(pacer::MemoryStoreOptions{.max_keys = 2 * n});
     for (std::size_t i = 0; i < n; ++i) store->check_now(kPolicy, key(i), 1);
     state.PauseTiming();
     const pacer::MemoryStoreStats stats = store->stats();

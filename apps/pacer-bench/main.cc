@@ -6,14 +6,14 @@
 //   pacer-bench --store redis --concurrency 1 --seconds 5             # sequential latency
 //   pacer-bench --store redis --redis-benchmark                       # + redis-benchmark ceiling
 //   pacer-bench --store redis --keys 1 --rate 10/1s --burst 0 --print-admitted
-#include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include <CLI/CLI.hpp>
 #include <algorithm>
-#include <cmath>
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <memory>
 #include <mutex>
@@ -102,11 +102,11 @@ int run(const Settings& s) {
   if (s.store == "memory") {
     store = std::make_unique<pacer::MemoryStore>();
   } else if (s.store == "redis") {
-    auto r = std::make_unique<pacer::redis::RedisStore>(pacer::redis::RedisStoreOptions{
-        .url = s.url,
-        .command_timeout = std::chrono::milliseconds(1000),
-        .io_threads = s.io_threads,
-        .deny_cache_entries = s.deny_cache ? 65536u : 0u});
+    auto r = std::make_unique<pacer::redis::RedisStore>(
+        pacer::redis::RedisStoreOptions{.url = s.url,
+                                        .command_timeout = std::chrono::milliseconds(1000),
+                                        .io_threads = s.io_threads,
+                                        .deny_cache_entries = s.deny_cache ? 65536u : 0u});
     if (!r->wait_connected(std::chrono::seconds(3))) {
       std::fprintf(stderr, "pacer-bench: cannot connect to %s: %s\n",
                    pacer::redis::parse_redis_url(s.url).to_string().c_str(),
@@ -128,9 +128,12 @@ int run(const Settings& s) {
   std::thread reporter([&] { progress(s, totals, start, stop); });
 
   auto count = [&](const pacer::CheckResult& r) {
-    if (r.error) totals.errors.fetch_add(1, std::memory_order_relaxed);
-    else if (r.decision.allowed()) totals.allowed.fetch_add(1, std::memory_order_relaxed);
-    else totals.denied.fetch_add(1, std::memory_order_relaxed);
+    if (r.error)
+      totals.errors.fetch_add(1, std::memory_order_relaxed);
+    else if (r.decision.allowed())
+      totals.allowed.fetch_add(1, std::memory_order_relaxed);
+    else
+      totals.denied.fetch_add(1, std::memory_order_relaxed);
     totals.done.fetch_add(1, std::memory_order_relaxed);
   };
 
@@ -227,16 +230,17 @@ int run(const Settings& s) {
               static_cast<unsigned long long>(totals.denied.load()),
               static_cast<unsigned long long>(totals.errors.load()), elapsed);
   std::printf("decisions_per_s=%.0f p50_us=%.1f p90_us=%.1f p99_us=%.1f p999_us=%.1f\n",
-              static_cast<double>(done) / elapsed, all.percentile_us(0.50),
-              all.percentile_us(0.90), all.percentile_us(0.99), all.percentile_us(0.999));
+              static_cast<double>(done) / elapsed, all.percentile_us(0.50), all.percentile_us(0.90),
+              all.percentile_us(0.99), all.percentile_us(0.999));
   if (redis) {
     const auto st = redis->stats();
-    std::printf("redis_round_trips=%llu deny_cache_hits=%llu script_reloads=%llu "
-                "round_trip_share=%.4f\n",
-                static_cast<unsigned long long>(st.round_trips),
-                static_cast<unsigned long long>(st.deny_cache_hits),
-                static_cast<unsigned long long>(st.script_reloads),
-                done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
+    std::printf(
+        "redis_round_trips=%llu deny_cache_hits=%llu script_reloads=%llu "
+        "round_trip_share=%.4f\n",
+        static_cast<unsigned long long>(st.round_trips),
+        static_cast<unsigned long long>(st.deny_cache_hits),
+        static_cast<unsigned long long>(st.script_reloads),
+        done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
   }
   if (s.print_admitted) {
     // What GCRA allows over the run on one key: burst + 1 at once, then one per T.

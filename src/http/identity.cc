@@ -1,10 +1,10 @@
 #include "pacer/http/identity.h"
 
-#include "pacer/detail/text.h"
-
 #include <openssl/evp.h>
 
 #include <stdexcept>
+
+#include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
@@ -69,23 +69,23 @@ Identity Identity::api_key() {
 
 Identity Identity::header(std::string name, bool hashed) {
   if (name.empty()) throw std::invalid_argument("invalid identity header '': name is empty");
-  return Identity([name = std::move(name), hashed](const RequestView& request)
-                      -> std::optional<std::string> {
-    const auto value = request.header(name);
-    if (!value || trim(*value).empty()) return std::nullopt;
-    const std::string_view v = trim(*value);
-    return tagged("hdr", hashed ? hash_identity(v) : sanitize_identity(v));
-  });
+  return Identity(
+      [name = std::move(name), hashed](const RequestView& request) -> std::optional<std::string> {
+        const auto value = request.header(name);
+        if (!value || trim(*value).empty()) return std::nullopt;
+        const std::string_view v = trim(*value);
+        return tagged("hdr", hashed ? hash_identity(v) : sanitize_identity(v));
+      });
 }
 
 Identity Identity::attribute(std::string name) {
   if (name.empty()) throw std::invalid_argument("invalid identity attribute '': name is empty");
-  return Identity([name = std::move(name)](const RequestView& request)
-                      -> std::optional<std::string> {
-    const auto value = request.attribute(name);
-    if (!value || value->empty()) return std::nullopt;
-    return tagged(name, sanitize_identity(*value));
-  });
+  return Identity(
+      [name = std::move(name)](const RequestView& request) -> std::optional<std::string> {
+        const auto value = request.attribute(name);
+        if (!value || value->empty()) return std::nullopt;
+        return tagged(name, sanitize_identity(*value));
+      });
 }
 
 Identity Identity::user() { return attribute("user"); }
@@ -115,17 +115,17 @@ Identity Identity::first_of(std::vector<Identity> selectors) {
 
 Identity Identity::all_of(std::vector<Identity> selectors) {
   if (selectors.empty()) throw std::invalid_argument("invalid identity: all_of needs selectors");
-  return Identity([selectors = std::move(selectors)](
-                      const RequestView& request) -> std::optional<std::string> {
-    std::string joined;
-    for (const Identity& selector : selectors) {
-      auto id = selector(request);
-      if (!id) return std::nullopt;
-      if (!joined.empty()) joined += '|';
-      joined += *id;
-    }
-    return sanitize_identity(joined);
-  });
+  return Identity(
+      [selectors = std::move(selectors)](const RequestView& request) -> std::optional<std::string> {
+        std::string joined;
+        for (const Identity& selector : selectors) {
+          auto id = selector(request);
+          if (!id) return std::nullopt;
+          if (!joined.empty()) joined += '|';
+          joined += *id;
+        }
+        return sanitize_identity(joined);
+      });
 }
 
 }  // namespace pacer::http

@@ -1,7 +1,5 @@
 #include "pacer/http/ip.h"
 
-#include "pacer/detail/text.h"
-
 #include <arpa/inet.h>
 
 #include <algorithm>
@@ -9,6 +7,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+
+#include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
@@ -86,7 +86,8 @@ bool valid_port(std::string_view s) {
 }
 
 [[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {
-  throw std::invalid_argument("invalid CIDR '" + detail::printable(text) + "': " + std::string(why));
+  throw std::invalid_argument("invalid CIDR '" + detail::printable(text) +
+                              "': " + std::string(why));
 }
 
 // Hops of a list header in order, keeping only the right-most kMaxForwardedHops (all the walk

@@ -23,7 +23,8 @@ std::string SimpleRequest::header_list(std::string_view name) const {
 }
 
 std::optional<std::string_view> SimpleRequest::attribute(std::string_view name) const {
-  if (auto it = attributes_.find(name); it != attributes_.end()) return std::string_view(it->second);
+  if (auto it = attributes_.find(name); it != attributes_.end())
+    return std::string_view(it->second);
   return std::nullopt;
 }
 

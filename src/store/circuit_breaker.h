@@ -27,7 +27,8 @@ class CircuitBreaker {
 
   // Loads first: on the hot path (closed, no failures) this writes nothing shared.
   void record_success() {
-    if (failures_.load(std::memory_order_relaxed) != 0) failures_.store(0, std::memory_order_relaxed);
+    if (failures_.load(std::memory_order_relaxed) != 0)
+      failures_.store(0, std::memory_order_relaxed);
     if (open_until_.load(std::memory_order_acquire) != 0) {
       open_until_.store(0, std::memory_order_release);
       probing_.store(false, std::memory_order_release);

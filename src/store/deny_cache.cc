@@ -20,10 +20,9 @@ void DenyCache::remember(std::string_view key, std::int64_t cost, std::int64_t n
     std::erase_if(shard.entries, [now](const auto& item) { return item.second.retry_at <= now; });
     if (shard.entries.size() >= max_per_shard_) shard.entries.erase(shard.entries.begin());
   }
-  shard.entries.insert_or_assign(
-      std::string(key), Entry{cost, now + decision.retry_after.count(),
-                              now + decision.reset_after.count(), decision.limit,
-                              decision.rate_index});
+  shard.entries.insert_or_assign(std::string(key), Entry{cost, now + decision.retry_after.count(),
+                                                         now + decision.reset_after.count(),
+                                                         decision.limit, decision.rate_index});
 }
 
 std::optional<Decision> DenyCache::lookup(std::string_view key, std::int64_t cost,

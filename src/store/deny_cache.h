@@ -24,7 +24,8 @@ class DenyCache {
   explicit DenyCache(std::size_t max_entries);
 
   // Remembers a denial that `decision` (Outcome::kDenied) reported at monotonic time `now`.
-  void remember(std::string_view key, std::int64_t cost, std::int64_t now, const Decision& decision);
+  void remember(std::string_view key, std::int64_t cost, std::int64_t now,
+                const Decision& decision);
   // The local denial of `key` for `cost` at `now`, if one is known.
   std::optional<Decision> lookup(std::string_view key, std::int64_t cost, std::int64_t now);
   void forget(std::string_view key);

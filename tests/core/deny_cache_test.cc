@@ -55,7 +55,8 @@ TEST(DenyCache, IgnoresNonDenialsAndForgetsOnReset) {
 
 TEST(DenyCache, StaysWithinItsBound) {
   DenyCache cache(64);
-  for (int i = 0; i < 10'000; ++i) cache.remember("k" + std::to_string(i), 1, 0, denied(1000, 1000));
+  for (int i = 0; i < 10'000; ++i)
+    cache.remember("k" + std::to_string(i), 1, 0, denied(1000, 1000));
   EXPECT_LE(cache.size(), 64u);
   // Expired entries make room before live ones are dropped.
   cache.remember("late", 1, 2'000 * kMs, denied(1000, 1000));

@@ -3,7 +3,6 @@
 // Expected values are derived by hand from DESIGN.md section 2 and 3 (T = period / permits,
 // rounded up; tau = (burst + 1) * T), never copied from the implementation's output.
 #include "pacer/rate.h"
-#include "pacer/detail/text.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -15,6 +14,8 @@
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "pacer/detail/text.h"
 
 namespace pacer {
 namespace {

@@ -23,7 +23,8 @@ TEST(UniqueFunction, MovesOwnershipOfMoveOnlyCaptures) {
   auto owned = std::make_unique<int>(5);
   UniqueFunction<int()> f = [p = std::move(owned)] { return *p; };
   UniqueFunction<int()> g = std::move(f);
-  EXPECT_FALSE(static_cast<bool>(f));  // NOLINT(bugprone-use-after-move): checking the moved-from state
+  EXPECT_FALSE(
+      static_cast<bool>(f));  // NOLINT(bugprone-use-after-move): checking the moved-from state
   EXPECT_EQ(g(), 5);
   UniqueFunction<int()> h;
   h = std::move(g);

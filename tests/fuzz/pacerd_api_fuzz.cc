@@ -38,7 +38,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
     } else {
       const auto& error = std::get<ApiError>(result);
-      const auto parsed = nlohmann::json::parse(error_body("invalid_request", error), nullptr, false);
+      const auto parsed =
+          nlohmann::json::parse(error_body("invalid_request", error), nullptr, false);
       check(parsed.is_object() && parsed["field"] == error.field);
     }
   }

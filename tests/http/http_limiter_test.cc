@@ -1,7 +1,5 @@
 #include "pacer/http/http_limiter.h"
 
-#include "pacer/detail/text.h"
-
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -9,6 +7,7 @@
 #include <thread>
 
 #include "../support/held_store.h"
+#include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
@@ -47,9 +46,7 @@ SimpleRequest get(std::string path, std::string peer = "192.0.2.10") {
   return r;
 }
 
-LimitRule rule(std::string name, Rate rate) {
-  return {.policy = Policy(std::move(name), {rate})};
-}
+LimitRule rule(std::string name, Rate rate) { return {.policy = Policy(std::move(name), {rate})}; }
 
 TEST(HttpLimiter, StorageKeyHasOneHashTagPerPolicyScopeAndIdentity) {
   Fixture f;
@@ -146,19 +143,23 @@ TEST(HttpLimiter, MiddlewareDenialStopsBeforeTheRouteIsCharged) {
   EXPECT_EQ(run(http, get("/r")).status, 429);
   const Policy route("route", {Rate(5, seconds(60), 4)});
   // Only the first request reached the route limit.
-  EXPECT_EQ(f.limiter.peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)),
-                                                   get("/r"))).remaining, 4);
+  EXPECT_EQ(
+      f.limiter.peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)), get("/r")))
+          .remaining,
+      4);
 }
 
 TEST(HttpLimiter, OptionalHeaders) {
   Fixture f;
-  HttpLimiter http(f.limiter, {.headers = {.x_ratelimit_reset = true,
-                                           .x_ratelimit_policy = true,
-                                           .ietf_draft = true}});
-  http.add_route("GET", "/", {.policy = Policy("api", {Rate(100, seconds(60), 10),
-                                                       Rate(1000, seconds(3600), 100)})});
-  const auto before = std::chrono::duration_cast<seconds>(
-                          std::chrono::system_clock::now().time_since_epoch()).count();
+  HttpLimiter http(
+      f.limiter,
+      {.headers = {.x_ratelimit_reset = true, .x_ratelimit_policy = true, .ietf_draft = true}});
+  http.add_route(
+      "GET", "/",
+      {.policy = Policy("api", {Rate(100, seconds(60), 10), Rate(1000, seconds(3600), 100)})});
+  const auto before =
+      std::chrono::duration_cast<seconds>(std::chrono::system_clock::now().time_since_epoch())
+          .count();
   const Verdict v = run(http, get("/"));
   EXPECT_EQ(header(v, "RateLimit-Limit"), "100");
   EXPECT_EQ(header(v, "RateLimit-Remaining"), "10");
@@ -175,8 +176,8 @@ TEST(HttpLimiter, HeadersComeFromTheRateWithTheFewestRemaining) {
   Fixture f;
   HttpLimiter http(f.limiter, {.headers = {.ietf_draft = true}});
   // 10/s with burst 9 has 9 left after one request; 3/min has 2 left: it reports.
-  http.add_route("GET", "/", {.policy = Policy("two", {Rate(10, seconds(1), 9),
-                                                       Rate(3, seconds(60), 2)})});
+  http.add_route("GET", "/",
+                 {.policy = Policy("two", {Rate(10, seconds(1), 9), Rate(3, seconds(60), 2)})});
   const Verdict v = run(http, get("/"));
   EXPECT_EQ(header(v, "RateLimit-Limit"), "3");
   EXPECT_EQ(header(v, "RateLimit-Remaining"), "2");
@@ -236,7 +237,8 @@ TEST(HttpLimiter, BadConfigurationNamesTheValue) {
       HttpLimiter http(f.limiter, {.key_prefix = prefix});
       ADD_FAILURE() << prefix;
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find("'" + detail::printable(prefix) + "'"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("'" + detail::printable(prefix) + "'"),
+                std::string::npos)
           << e.what();
     }
   }
@@ -290,7 +292,8 @@ TEST(HttpLimiter, RuleChangesWhileARequestIsInFlightKeepItsRulesAlive) {
     EXPECT_EQ(header(v, "RateLimit-Limit"), "1");  // the route's rule, read after the changes
   });
   for (int i = 0; i < 64; ++i)
-    http.add_route("GET", "/r" + std::to_string(i), rule("r" + std::to_string(i), Rate(1, seconds(1))));
+    http.add_route("GET", "/r" + std::to_string(i),
+                   rule("r" + std::to_string(i), Rate(1, seconds(1))));
   http.set_middleware({.rule = rule("global2", Rate(100, seconds(60)))});
   while (store.answer_all() > 0) {
   }
@@ -321,9 +324,11 @@ TEST(HttpLimiter, ConcurrentChecksAndRuleChangesAreSafe) {
   for (int i = 0; i < 200; ++i) {
     const int seen = verdicts.load();
     while (verdicts.load() < seen + 10) std::this_thread::yield();
-    http.add_route("", "/x" + std::to_string(i), rule("x" + std::to_string(i), Rate(1, seconds(1))));
+    http.add_route("", "/x" + std::to_string(i),
+                   rule("x" + std::to_string(i), Rate(1, seconds(1))));
     if (i % 10 == 0)
-      http.set_middleware({.rule = rule("g" + std::to_string(i), Rate(1'000'000, seconds(1), 1000))});
+      http.set_middleware(
+          {.rule = rule("g" + std::to_string(i), Rate(1'000'000, seconds(1), 1000))});
   }
   stop = true;
   for (auto& t : checkers) t.join();

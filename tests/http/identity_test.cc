@@ -85,7 +85,7 @@ TEST(Identity, NamedHeaderAndCustom) {
 
 TEST(Identity, UnsafeValuesAreHashed) {
   for (const std::string& bad : {std::string("a{b"), std::string("a}b"), std::string("a\nb"),
-                                std::string("a\x7f"), std::string(129, 'x')}) {
+                                 std::string("a\x7f"), std::string(129, 'x')}) {
     EXPECT_EQ(sanitize_identity(bad), hash_identity(bad)) << bad;
     SimpleRequest r;
     r.attributes_ = {{"user", bad}};

@@ -1,6 +1,7 @@
 // pacer-demo on Redis over real sockets: the same answers as on the in-process store, and
 // /health and /metrics report the connection and the errors when Redis goes away.
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
 
 #include "../demo/http_client.h"
@@ -17,9 +18,11 @@ TEST(DemoOnRedis, LimitsHealthAndMetricsFollowRedis) {
   if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
   RedisServer redis;
   std::unique_ptr<DemoApp> app;
-  beast::Server server({.host = "127.0.0.1", .port = 0, .threads = 2},
-                       [&app](beast::Request&& req, const beast::Connection& conn,
-                              beast::Send send) { app->handle(std::move(req), conn, std::move(send)); });
+  beast::Server server(
+      {.host = "127.0.0.1", .port = 0, .threads = 2},
+      [&app](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
+        app->handle(std::move(req), conn, std::move(send));
+      });
   std::vector<boost::asio::io_context*> workers;
   for (unsigned i = 0; i < server.threads(); ++i) workers.push_back(&server.io_context(i));
   app = std::make_unique<DemoApp>(

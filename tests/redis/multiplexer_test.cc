@@ -385,13 +385,12 @@ TEST_F(MultiplexerTest, QueueGrowsAndWrapsAround) {
 // the other replies reach their requests, and the stream goes on.
 TEST_F(MultiplexerTest, ThrowingHandlersAreReportedAndTheStreamGoesOn) {
   std::vector<std::string> reported;
-  Multiplexer mux({.on_handler_error = [&](std::string_view what) {
-    reported.emplace_back(what);
-  }});
+  Multiplexer mux(
+      {.on_handler_error = [&](std::string_view what) { reported.emplace_back(what); }});
   const std::size_t before = add(mux, {"PING"});
   const std::array<std::string_view, 1> ping{"PING"};
-  ASSERT_FALSE(mux.add(ping, [](std::error_code, Reply&&) { throw std::runtime_error("bad json"); },
-                       now_ + 100ms));
+  ASSERT_FALSE(mux.add(
+      ping, [](std::error_code, Reply&&) { throw std::runtime_error("bad json"); }, now_ + 100ms));
   const std::size_t after = add(mux, {"PING"});
   write_all(mux);
   EXPECT_FALSE(mux.feed("+PONG\r\n+PONG\r\n+PONG\r\n"));
@@ -400,12 +399,13 @@ TEST_F(MultiplexerTest, ThrowingHandlersAreReportedAndTheStreamGoesOn) {
   ASSERT_EQ(reported.size(), 1u);
   EXPECT_EQ(reported[0], "bad json");
   // Timeouts and fail_all() go through the same guard.
-  ASSERT_FALSE(mux.add(ping, [](std::error_code, Reply&&) { throw 42; }, now_ + 1ms));
+  ASSERT_FALSE(mux.add(
+      ping, [](std::error_code, Reply&&) { throw 42; }, now_ + 1ms));
   const std::size_t late = add(mux, {"PING"}, now_ + 2ms);
   EXPECT_NO_THROW(mux.expire(now_ + 5ms));
   EXPECT_EQ(calls_[late], 1);
-  ASSERT_FALSE(mux.add(ping, [](std::error_code, Reply&&) { throw std::logic_error("x"); },
-                       now_ + 100ms));
+  ASSERT_FALSE(mux.add(
+      ping, [](std::error_code, Reply&&) { throw std::logic_error("x"); }, now_ + 100ms));
   EXPECT_NO_THROW(mux.fail_all(Errc::kStoreUnavailable));
   EXPECT_EQ(reported.size(), 3u);
   // And the multiplexer is still usable.

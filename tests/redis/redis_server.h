@@ -12,8 +12,6 @@
 //   if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
 #pragma once
 
-#include "../support/shell.h"
-
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -38,6 +36,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "../support/shell.h"
 
 extern char** environ;
 
