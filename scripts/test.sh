@@ -4,6 +4,7 @@
 #   4. unit tests and the Redis safety tests again under ASan + UBSan
 #   5. the limiter, HTTP layer and Redis store tests under TSan
 #   6. a short fuzz run of every parser of untrusted input
+# and, before building, that every C++ file is formatted (scripts/format.sh --check).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,6 +13,9 @@ step() { printf '\n== %s (%ss)\n' "$1" "$(( $(date +%s) - start ))"; }
 
 step "dependencies"
 scripts/install-deps.sh
+
+step "format: every tracked C++ file as .clang-format says"
+scripts/format.sh --check
 
 step "build: dev preset"
 cmake --preset dev >/dev/null
