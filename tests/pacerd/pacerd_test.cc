@@ -526,6 +526,17 @@ bool wait_version(HttpClient& client, int version, std::chrono::milliseconds lim
   return false;
 }
 
+// The refused reload's message from /v1/config, once there is one (empty after 5 s).
+std::string wait_reload_error(HttpClient& client) {
+  for (int i = 0; i < 250; ++i) {
+    const auto config = get(client, "/v1/config");
+    if (config.body["last_reload_error"].is_string())
+      return config.body["last_reload_error"].get<std::string>();
+    std::this_thread::sleep_for(20ms);
+  }
+  return {};
+}
+
 TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic) {
   Pacerd pacerd(pacerd_config());
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
@@ -551,14 +562,7 @@ TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic
                       "\n[[policy]]\nname = \"broken\"\nrates = [{ limit = "
                       "\"2/1fortnight\" }]\n");
   pacerd.hup();
-  std::string error;
-  for (int i = 0; i < 250 && error.empty(); ++i) {
-    const auto config = get(client, "/v1/config");
-    if (config.body["last_reload_error"].is_string())
-      error = config.body["last_reload_error"].get<std::string>();
-    else
-      std::this_thread::sleep_for(20ms);
-  }
+  std::string error = wait_reload_error(client);
   EXPECT_NE(error.find("pacerd.toml:22:20: policy[2].rates[0].limit = \"2/1fortnight\""),
             std::string::npos)
       << error;
@@ -588,14 +592,7 @@ TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic
   moved.replace(moved.find("127.0.0.1:0"), 11, "127.0.0.1:1");
   pacerd.write_config(moved);
   pacerd.hup();
-  error.clear();
-  for (int i = 0; i < 250 && error.empty(); ++i) {
-    const auto config = get(client, "/v1/config");
-    if (config.body["last_reload_error"].is_string())
-      error = config.body["last_reload_error"].get<std::string>();
-    else
-      std::this_thread::sleep_for(20ms);
-  }
+  error = wait_reload_error(client);
   EXPECT_NE(error.find("pacerd.toml:2:10: server.listen (127.0.0.1:0 -> 127.0.0.1:1)"),
             std::string::npos)
       << error;
