@@ -193,8 +193,6 @@ class Limiter:
         self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
                                           fail_mode=fail_mode, app_name=app_name, tls=tls)
         self._metrics_base = (0, 0, 0)
-        self._lock: Optional[asyncio.Lock] = None
-        self._started = False
         _engines.add(self)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -205,21 +203,18 @@ class Limiter:
     async def startup(self) -> None:
         """Connects (waits up to connect_timeout_ms for Redis). Fail mode "closed" raises
         ConnectionError when Redis cannot be reached; the others log and go on."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            try:
-                await self.storage.connect()
-                self._started = True
-            except Exception as error:
-                logger.error("pacer: cannot connect to the store: %s", error)
-                if self.fail_mode == "closed":
-                    raise
+        # No asyncio.Lock: one would bind to the first event loop that waits on it, and the
+        # engine's start is already serialised (a threading lock in the storage).
+        try:
+            await self.storage.connect()
+        except Exception as error:
+            logger.error("pacer: cannot connect to the store: %s", error)
+            if self.fail_mode == "closed":
+                raise
 
     async def shutdown(self) -> None:
         """Answers every check in flight and closes the store; a later check starts it again."""
         await self.storage.disconnect()
-        self._started = False
 
     # -- decisions ---------------------------------------------------------------------------
 
