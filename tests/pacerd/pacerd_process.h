@@ -48,36 +48,15 @@ shadow = true
 )";
 }
 
-// Runs a command through /bin/sh; returns its output (stdout and stderr) and exit code.
+// Runs a command line; returns its exit code (-1 if it did not exit) and its output.
 inline std::pair<int, std::string> run_command(const std::string& command) {
-  std::string output;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) return {-1, ""};
-  std::array<char, 4096> buffer;
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int status = ::pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, output};
+  int status = 0;
+  std::string output = run(command, &status);
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, std::move(output)};
 }
 
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "pacerd-test-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+struct ScratchDir : TempDir {
+  ScratchDir() : TempDir("pacerd-test") {}
 };
 
 class Pacerd {

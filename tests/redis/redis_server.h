@@ -47,19 +47,7 @@ namespace detail {
 
 using ::pacer::testing::shell_quote;
 
-// Runs a command line; returns its output (stdout and stderr).
-inline std::string run(const std::string& command, int* status = nullptr) {
-  std::string output;
-  FILE* pipe = ::popen((command + " 2>&1").c_str(), "r");
-  if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
-  std::array<char, 4096> buffer;
-  std::size_t n;
-  while ((n = std::fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
-    output.append(buffer.data(), n);
-  const int rc = ::pclose(pipe);
-  if (status != nullptr) *status = rc;
-  return output;
-}
+using ::pacer::testing::run;
 
 inline bool port_free(std::uint16_t port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
@@ -94,23 +82,9 @@ inline std::uint16_t free_port(bool with_cluster_bus = false) {
   throw std::runtime_error("no free port found");
 }
 
-class TempDir {
- public:
-  TempDir() {
-    std::string pattern = (std::filesystem::temp_directory_path() / "pacer-redis-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() {
-    std::error_code ignored;
-    std::filesystem::remove_all(path_, ignored);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
+// Scratch directories for servers' files.
+struct TempDir : ::pacer::testing::TempDir {
+  TempDir() : ::pacer::testing::TempDir("pacer-redis") {}
 };
 
 // A throwaway CA and a server certificate for 127.0.0.1 and localhost, made with the openssl
