@@ -30,8 +30,19 @@ void Multiplexer::call(ReplyHandler& handler, std::error_code ec, Reply&& reply)
 
 std::error_code Multiplexer::admit(ReplyHandler&& handler, Clock::time_point deadline) {
   if (queue_.size() >= options_.max_in_flight) return Errc::kOverloaded;
+  if (queue_.empty() || deadline >= latest_deadline_) {
+    latest_deadline_ = deadline;
+  } else {
+    early_.push_back({popped_ + queue_.size(), deadline});
+  }
   queue_.emplace_back(std::move(handler), deadline);
   return {};
+}
+
+void Multiplexer::pop_front() {
+  queue_.pop_front();
+  ++popped_;
+  if (!early_.empty() && queue_.empty()) early_.clear();
 }
 
 std::error_code Multiplexer::add(std::span<const std::string_view> args, ReplyHandler&& handler,
@@ -85,7 +96,7 @@ std::error_code Multiplexer::feed(std::string_view data) {
     }
     // Take the request out before calling it: the handler may add requests or fail them all.
     ReplyHandler handler = std::move(queue_.front().handler);
-    queue_.pop_front();
+    pop_front();
     if (expired_ > 0) {
       --expired_;  // a late reply to a request that already had its kTimeout: dropped
       continue;
@@ -99,13 +110,43 @@ std::error_code Multiplexer::feed(std::string_view data) {
 
 std::optional<Multiplexer::Clock::time_point> Multiplexer::next_timer() const {
   if (queue_.empty()) return std::nullopt;
-  const Clock::time_point stall = queue_.front().deadline + options_.stall_after;
-  if (expired_ < queue_.size()) return std::min(queue_[expired_].deadline, stall);
-  return stall;
+  Clock::time_point next = queue_.front().deadline + options_.stall_after;
+  if (expired_ < queue_.size()) next = std::min(next, queue_[expired_].deadline);
+  for (const Early& early : early_) next = std::min(next, early.deadline);
+  return next;
+}
+
+bool Multiplexer::expire_early(Clock::time_point now) {
+  const std::uint64_t epoch = epoch_;
+  for (std::size_t i = 0; i < early_.size();) {
+    const Early early = early_[i];
+    // Answered already (its reply came, or the walk along the queue got to it first).
+    if (early.sequence < popped_ + expired_) {
+      early_[i] = early_.back();
+      early_.pop_back();
+      continue;
+    }
+    if (early.deadline > now) {
+      ++i;
+      continue;
+    }
+    early_[i] = early_.back();
+    early_.pop_back();
+    // It stays in the queue without a handler: its late reply is dropped when it comes.
+    ReplyHandler handler =
+        std::move(queue_[static_cast<std::size_t>(early.sequence - popped_)].handler);
+    if (handler) {
+      call(handler, Errc::kTimeout, Reply{});
+      if (epoch != epoch_) return false;
+    }
+    i = 0;  // a handler may have added requests (and early ones)
+  }
+  return true;
 }
 
 bool Multiplexer::expire(Clock::time_point now) {
   const std::uint64_t epoch = epoch_;
+  if (!early_.empty() && !expire_early(now)) return false;
   while (expired_ < queue_.size() && queue_[expired_].deadline <= now) {
     ReplyHandler handler = std::move(queue_[expired_].handler);
     ++expired_;
@@ -124,11 +165,12 @@ void Multiplexer::fail_all(std::error_code ec) {
   written_.clear();
   writing_ = false;
   expired_ = 0;
+  early_.clear();
   // Only the requests there now: any a handler adds below are for the next connection (expired
   // requests have no handler left, they already had their answer).
   for (std::size_t n = queue_.size(); n > 0; --n) {
     ReplyHandler handler = std::move(queue_.front().handler);
-    queue_.pop_front();
+    pop_front();
     if (handler) call(handler, ec, Reply{});
   }
 }

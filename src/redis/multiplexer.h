@@ -8,6 +8,8 @@
 //   stays in the queue (without a handler) until its late reply arrives and is dropped, so later
 //   replies still meet their own requests. When the oldest request has waited `stall_after`
 //   past its deadline, expire() reports the connection as stalled: the owner should close it.
+//   Deadlines usually grow along the queue; a request with an earlier one than a request before
+//   it (a redirected command keeps its caller's deadline) is still failed on time.
 // - Bounded: at most `max_in_flight` requests (queued, written, or timed out and unanswered).
 // - fail_all() ends a connection: every request fails exactly once, buffers and parser reset.
 //
@@ -25,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "pacer/redis/reply.h"
 #include "reply_reader.h"
@@ -88,8 +91,18 @@ class Multiplexer {
     ReplyHandler handler;
     Clock::time_point deadline;
   };
+  // A request whose deadline is earlier than that of a request queued before it: the walk along
+  // the queue would reach it late, so it is expired from this list. `sequence` counts requests
+  // ever added; its position in queue_ is sequence - popped_.
+  struct Early {
+    std::uint64_t sequence;
+    Clock::time_point deadline;
+  };
 
   std::error_code admit(ReplyHandler&& handler, Clock::time_point deadline);
+  void pop_front();
+  // Fails the early requests past their deadline; false when a handler ended the connection.
+  bool expire_early(Clock::time_point now);
   // Calls `handler`; an exception it throws stops here.
   void call(ReplyHandler& handler, std::error_code ec, Reply&& reply) noexcept;
 
@@ -98,7 +111,10 @@ class Multiplexer {
   // queue_[0, expired_) have had their kTimeout and wait only for their late replies. Deadlines
   // grow along the queue (same timeout, later start), so expired requests form a prefix.
   std::size_t expired_ = 0;
-  std::string pending_;  // commands not yet handed to a write
+  std::uint64_t popped_ = 0;             // requests ever taken off the front
+  Clock::time_point latest_deadline_{};  // the latest deadline queued since the queue was empty
+  std::vector<Early> early_;             // usually empty
+  std::string pending_;                  // commands not yet handed to a write
   std::string written_;  // the write in flight; swapped with pending_, capacities kept
   bool writing_ = false;
   ReplyReader reader_;

@@ -230,6 +230,61 @@ TEST_F(MultiplexerTest, SeveralTimeoutsThenLateRepliesThenFreshRequests) {
   EXPECT_EQ(calls_, std::vector<int>(6, 1));
 }
 
+// A redirected command keeps its caller's deadline, which may be earlier than the deadlines of
+// requests queued before it: it still fails at its own deadline, not when they do.
+TEST_F(MultiplexerTest, ARequestWithAnEarlierDeadlineThanThoseBeforeItExpiresOnTime) {
+  Multiplexer mux({.max_in_flight = 100, .stall_after = 1s});
+  const auto a = add(mux, {"A"}, now_ + 50ms);
+  const auto b = add(mux, {"B"}, now_ + 50ms);
+  const auto resent = add(mux, {"R"}, now_ + 10ms);
+  const auto c = add(mux, {"C"}, now_ + 60ms);
+  write_all(mux);
+  EXPECT_EQ(mux.next_timer(), now_ + 10ms);
+  EXPECT_FALSE(mux.expire(now_ + 9ms));
+  EXPECT_EQ(calls_[resent], 0);
+  EXPECT_FALSE(mux.expire(now_ + 10ms));
+  EXPECT_EQ(calls_[resent], 1);
+  EXPECT_EQ(outcomes_[resent].error, Errc::kTimeout);
+  EXPECT_EQ(calls_[a] + calls_[b] + calls_[c], 0);
+  EXPECT_EQ(mux.next_timer(), now_ + 50ms);
+  // Replies still meet their own requests; the expired one's is dropped.
+  ASSERT_FALSE(mux.feed(":1\r\n:2\r\n:3\r\n:4\r\n"));
+  EXPECT_EQ(outcomes_[a].reply.integer, 1);
+  EXPECT_EQ(outcomes_[b].reply.integer, 2);
+  EXPECT_EQ(calls_[resent], 1);
+  EXPECT_EQ(outcomes_[c].reply.integer, 4);
+  EXPECT_EQ(calls_, std::vector<int>(4, 1));
+  EXPECT_FALSE(mux.next_timer());
+}
+
+TEST_F(MultiplexerTest, EarlyDeadlinesMixedWithTimeoutsAndReplies) {
+  Multiplexer mux({.max_in_flight = 100, .stall_after = 1s});
+  const auto a = add(mux, {"A"}, now_ + 30ms);
+  const auto early1 = add(mux, {"E1"}, now_ + 20ms);
+  const auto early2 = add(mux, {"E2"}, now_ + 25ms);
+  const auto d = add(mux, {"D"}, now_ + 40ms);
+  // A and E1 are answered in time; E2 times out on its own deadline, D on its own; their late
+  // replies are dropped.
+  ASSERT_FALSE(mux.feed(":1\r\n:2\r\n"));
+  EXPECT_EQ(outcomes_[a].reply.integer, 1);
+  EXPECT_EQ(outcomes_[early1].reply.integer, 2);
+  EXPECT_FALSE(mux.expire(now_ + 26ms));
+  EXPECT_EQ(outcomes_[early2].error, Errc::kTimeout);
+  EXPECT_EQ(calls_[d], 0);
+  EXPECT_FALSE(mux.expire(now_ + 40ms));
+  EXPECT_EQ(outcomes_[d].error, Errc::kTimeout);
+  ASSERT_FALSE(mux.feed(":3\r\n:4\r\n"));
+  EXPECT_EQ(calls_, std::vector<int>(4, 1));
+  EXPECT_EQ(mux.in_flight(), 0u);
+  // After a failure nothing early is left behind.
+  const auto late = add(mux, {"L"}, now_ + 90ms);
+  const auto earlier = add(mux, {"M"}, now_ + 80ms);
+  mux.fail_all(Errc::kStoreUnavailable);
+  EXPECT_EQ(outcomes_[late].error, Errc::kStoreUnavailable);
+  EXPECT_EQ(outcomes_[earlier].error, Errc::kStoreUnavailable);
+  EXPECT_FALSE(mux.next_timer());
+}
+
 TEST_F(MultiplexerTest, ReportsAStallWhenTheOldestRequestWaitedTwiceTheTimeout) {
   Multiplexer mux({.max_in_flight = 100, .stall_after = 100ms});
   add(mux, {"A"}, now_ + 100ms);
