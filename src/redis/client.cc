@@ -5,12 +5,14 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <unordered_map>
 #include <utility>
 
 #include "../core/handler_guard.h"
 #include "cluster.h"
+#include "cluster_router.h"
 #include "connection.h"
 #include "pacer/error.h"
 #include "resp.h"
@@ -24,30 +26,48 @@ using internal::Connection;
 
 namespace {
 
-// A cluster command between redirects: the encoded bytes are kept for a resend. Recycled
+using Clock = std::chrono::steady_clock;
+using NodeId = internal::ClusterRouter::NodeId;
+constexpr NodeId kNoNode = internal::ClusterRouter::kNoNode;
+constexpr Clock::time_point kNever = Clock::time_point::max();
+
+// A cluster command until its caller has the answer: the encoded bytes are kept for a resend,
+// and the deadline is the caller's, however many times it is redirected or retried. Recycled
 // through a free list, so a steady stream of commands allocates nothing here.
 struct ClusterRequest {
   std::string command;
   ReplyHandler handler;
+  Clock::time_point deadline{};
+  std::uint16_t slot = 0;
   int redirects = 0;
+  // While held: the node it waits for (kNoNode: route by slot), whether ASKING goes first, and
+  // when to try again (kNever: when that node or the slot map arrives).
+  NodeId target = kNoNode;
+  bool asking = false;
+  Clock::time_point wake = kNever;
   ClusterRequest* next_free = nullptr;
 };
 
 struct Node {
   std::string host;
   std::uint16_t port = 0;
-  std::shared_ptr<Connection> connection;  // null when retired (serves no slots)
+  std::shared_ptr<Connection> connection;  // null until needed, and once retired
 };
-
-constexpr std::int32_t kNoNode = -1;
 
 // A command from another thread, waiting for the io thread.
 struct Handoff {
   std::string command;
   std::uint16_t slot = 0;
+  std::optional<Clock::time_point> deadline;
   ReplyHandler handler;   // one node
   AllRepliesHandler all;  // or every master (execute_on_all)
 };
+
+internal::ClusterRouter::Options router_options(const ClientOptions& options) {
+  internal::ClusterRouter::Options out;
+  out.refresh_interval = options.cluster_refresh_interval;
+  return out;
+}
 
 }  // namespace
 
@@ -56,7 +76,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       : io(io_in),
         options(std::move(options_in)),
         shared(std::make_shared<ClientShared>()),
-        refresh_timer(io_in) {}
+        router(options.url.hosts, router_options(options)),
+        tick_timer(io_in) {}
 
   ~Impl() {
     shutdown();
@@ -64,17 +85,18 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   }
 
   bool on_io_thread() const { return io.get_executor().running_in_this_thread(); }
+  bool cluster() const { return options.url.cluster; }
 
   // ---- lifecycle -----------------------------------------------------------------------------
 
   void start() {
     if (stopped) return;
     // The seeds; CLUSTER SLOTS from the first one up names the masters.
-    for (const auto& [host, port] : options.url.hosts) find_or_add_node(host, port);
+    for (const NodeId seed : router.seeds()) ensure_connection(seed);
   }
 
   // On the io thread, or with no thread running it. Every request not yet answered is failed
-  // here, exactly once: in the connections, deferred, or still in the inbox.
+  // here, exactly once: in the connections, held, deferred, or still in the inbox.
   void shutdown() {
     std::vector<Handoff> unsent;
     {
@@ -85,12 +107,16 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     if (!stopped) {
       stopped = true;
       shared->connected.store(false);
-      refresh_timer.cancel();
+      tick_timer.cancel();
       // Stopping fails the requests in flight; their handlers (ours for cluster requests, then
       // the caller's) run now, while everything is still alive.
       for (Node& node : nodes) {
         if (node.connection) std::exchange(node.connection, nullptr)->stop(Errc::kStoreUnavailable);
       }
+      for (auto& [connection, until] : draining) connection->stop(Errc::kStoreUnavailable);
+      draining.clear();
+      for (ClusterRequest* request : std::exchange(held, {}))
+        finish(request, Errc::kStoreUnavailable);
       // Once stopped, fail_later() answers at once: nothing is deferred after this.
       drain_deferred();
     }
@@ -118,36 +144,43 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     config.reconnect_min = options.reconnect_min;
     config.reconnect_max = options.reconnect_max;
     config.max_in_flight = options.max_in_flight;
+    config.breaker_failures = options.breaker_failures;
+    config.breaker_open_for = options.breaker_open_for;
     return config;
   }
 
-  std::int32_t find_or_add_node(const std::string& host, std::uint16_t port) {
-    const std::string name = internal::endpoint_name(host, port);
-    auto it = node_index.find(name);
-    std::int32_t index;
-    if (it != node_index.end()) {
-      index = it->second;
-    } else {
-      index = static_cast<std::int32_t>(nodes.size());
-      nodes.push_back({host, port, nullptr});
-      node_index.emplace(name, index);
+  // The node's connection, opened if there is none (cluster).
+  const std::shared_ptr<Connection>& ensure_connection(NodeId id) {
+    while (nodes.size() < router.node_count()) {
+      const auto& endpoint = router.endpoint(static_cast<NodeId>(nodes.size()));
+      nodes.push_back({endpoint.host, endpoint.port, nullptr});
     }
-    Node& node = nodes[static_cast<std::size_t>(index)];
+    Node& node = nodes[static_cast<std::size_t>(id)];
     if (!node.connection && !stopped) {
-      node.connection = std::make_shared<Connection>(io, config_for(host, port), shared, this);
+      node.connection =
+          std::make_shared<Connection>(io, config_for(node.host, node.port), shared, this);
       node.connection->start();
     }
-    return index;
+    return node.connection;
+  }
+
+  NodeId node_of(const Connection& connection) const {
+    for (std::size_t i = 0; i < nodes.size(); ++i)
+      if (nodes[i].connection.get() == &connection) return static_cast<NodeId>(i);
+    return kNoNode;
   }
 
   // ---- connection events ---------------------------------------------------------------------
 
   void on_up(Connection&) override {
-    if (options.url.cluster && (refresh_wanted || (slots.empty() && !refresh_in_flight))) {
-      refresh_wanted = false;
-      request_refresh();
-    }
     update_connected();
+    // Requests waiting for this node, or for a first slot map this node can now give.
+    release_held(Clock::now(), true);
+    if (cluster()) {
+      refresh_needs_connection = false;
+      maybe_refresh(Clock::now());
+    }
+    arm_tick();
     // By index and by copy: a callback may register another one (and grow the vector).
     for (std::size_t i = 0; i < connect_callbacks.size() && !stopped; ++i) {
       const std::function<void()> callback = connect_callbacks[i];
@@ -155,9 +188,14 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     }
   }
 
-  void on_down(Connection&) override {
+  void on_down(Connection& connection) override {
     update_connected();
-    if (options.url.cluster) request_refresh();  // a failover may have moved its slots
+    if (cluster() && router.is_master(node_of(connection))) {
+      // A failover may move its slots.
+      router.want_refresh(Clock::now());
+      maybe_refresh(Clock::now());
+      arm_tick();
+    }
   }
 
   bool any_connection_up() const {
@@ -167,14 +205,17 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   void update_connected() {
     bool up = !stopped;
-    if (!options.url.cluster) {
+    if (!cluster()) {
       up = up && !nodes.empty() && nodes[0].connection && nodes[0].connection->up();
     } else {
-      up = up && !slots.empty() && !masters.empty();
-      for (const std::int32_t master : masters) {
-        const Node& node = nodes[static_cast<std::size_t>(master)];
-        up = up && node.connection && node.connection->up();
+      bool masters_up = true;
+      for (const NodeId master : router.masters()) {
+        const Node* node =
+            static_cast<std::size_t>(master) < nodes.size() ? &nodes[master] : nullptr;
+        masters_up = masters_up && node != nullptr && node->connection && node->connection->up();
       }
+      router.set_degraded(!masters_up);
+      up = up && router.has_map() && !router.masters().empty() && masters_up;
     }
     shared->connected.store(up, std::memory_order_relaxed);
   }
@@ -249,35 +290,44 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       if (item.all) {
         execute_on_all_here(std::move(item.command), std::move(item.all));
       } else {
-        execute_encoded_here(std::move(item.command), item.slot, std::move(item.handler));
+        execute_encoded_here(std::move(item.command), item.slot, std::move(item.handler),
+                             item.deadline);
       }
     }
   }
 
   void execute_here(std::span<const std::string_view> args, std::string_view slot_key,
-                    ReplyHandler&& handler) {
-    if (!options.url.cluster) {
+                    ReplyHandler&& handler, std::optional<Clock::time_point> deadline) {
+    if (!cluster() && !standalone_waits_for_first_connection()) {
       if (stopped) return fail_later(std::move(handler), Errc::kStoreUnavailable);
       // Straight into the connection's write buffer: no copy of the command.
-      if (auto ec = nodes[0].connection->send(args, std::move(handler)))
+      if (auto ec = nodes[0].connection->send(args, std::move(handler), deadline))
         fail_later(std::move(handler), ec);
       return;
     }
     ClusterRequest* request = acquire();
     internal::append_command(request->command, args);
-    start_cluster_request(request, internal::hash_slot(slot_key), std::move(handler));
+    start_cluster_request(request, internal::hash_slot(slot_key), std::move(handler), deadline);
   }
 
-  void execute_encoded_here(std::string&& command, std::uint16_t slot, ReplyHandler&& handler) {
-    if (!options.url.cluster) {
+  void execute_encoded_here(std::string&& command, std::uint16_t slot, ReplyHandler&& handler,
+                            std::optional<Clock::time_point> deadline) {
+    if (!cluster() && !standalone_waits_for_first_connection()) {
       if (stopped) return fail_later(std::move(handler), Errc::kStoreUnavailable);
-      if (auto ec = nodes[0].connection->send_encoded(command, std::move(handler)))
+      if (auto ec = nodes[0].connection->send_encoded(command, std::move(handler), deadline))
         fail_later(std::move(handler), ec);
       return;
     }
     ClusterRequest* request = acquire();
     request->command = std::move(command);
-    start_cluster_request(request, slot, std::move(handler));
+    start_cluster_request(request, slot, std::move(handler), deadline);
+  }
+
+  // Standalone, a command sent before the first connection is up (a server that takes traffic
+  // the moment it starts) waits for it within its deadline, like a cluster command waiting for
+  // its node, instead of failing: it goes through the cluster path, to node 0.
+  bool standalone_waits_for_first_connection() const {
+    return !stopped && nodes[0].connection->connecting_first_time();
   }
 
   ClusterRequest* acquire() {
@@ -289,6 +339,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       request = new ClusterRequest;
     }
     request->redirects = 0;
+    request->target = kNoNode;
+    request->asking = false;
+    request->wake = kNever;
     return request;
   }
 
@@ -298,11 +351,21 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     free_requests = request;
   }
 
-  void start_cluster_request(ClusterRequest* request, std::uint16_t slot, ReplyHandler&& handler) {
+  void start_cluster_request(ClusterRequest* request, std::uint16_t slot, ReplyHandler&& handler,
+                             std::optional<Clock::time_point> deadline) {
+    const auto now = Clock::now();
     request->handler = std::move(handler);
-    const std::int32_t node = slots.empty() ? kNoNode : slots[slot];
-    if (stopped || node == kNoNode) return finish_later(request, Errc::kStoreUnavailable);
-    dispatch(request, node, false);
+    request->slot = slot;
+    request->deadline = deadline.value_or(now + options.command_timeout);
+    if (stopped) return finish_later(request, Errc::kStoreUnavailable);
+    route(request, kNoNode, false, now);
+  }
+
+  // Answers the caller now (we are not inside execute()).
+  void finish(ClusterRequest* request, std::error_code ec, Reply&& reply = Reply{}) {
+    ReplyHandler handler = std::move(request->handler);
+    release(request);
+    call(handler, ec, std::move(reply));
   }
 
   void finish_later(ClusterRequest* request, std::error_code ec) {
@@ -311,46 +374,97 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     fail_later(std::move(handler), ec);
   }
 
-  void dispatch(ClusterRequest* request, std::int32_t node, bool asking) {
-    const std::shared_ptr<Connection>& connection =
-        nodes[static_cast<std::size_t>(node)].connection;
+  // Sends the request to `target` (kNoNode: the node that serves its slot; standalone: node 0,
+  // the server), or holds it until
+  // that node or the slot map is there. Every failure here is known not to have run the script.
+  void route(ClusterRequest* request, NodeId target, bool asking, Clock::time_point now) {
+    if (now >= request->deadline) return finish_later(request, Errc::kTimeout);
+    const NodeId node =
+        target != kNoNode ? target : (cluster() ? router.node_for(request->slot) : 0);
+    if (node == kNoNode) {
+      // No slot map yet: worth waiting for while one is on its way, not when it cannot come.
+      if (map_on_its_way()) return hold(request, kNoNode, false, kNever);
+      return finish_later(request, Errc::kStoreUnavailable);
+    }
+    const std::shared_ptr<Connection>& connection = ensure_connection(node);
     if (!connection) return finish_later(request, Errc::kStoreUnavailable);
+    if (!connection->up()) {
+      // A node just discovered (a MOVED target, a promoted replica) is worth waiting for; one
+      // that was up and went down is not: fail fast, the slot map will move on without it.
+      if (connection->connecting_first_time()) return hold(request, node, asking, kNever);
+      return finish_later(request, Errc::kStoreUnavailable);
+    }
     ReplyHandler handler = [this, request, node](std::error_code ec, Reply&& reply) {
       on_cluster_reply(request, node, ec, std::move(reply));
     };
-    const std::error_code ec = asking
-                                   ? connection->send_asking(request->command, std::move(handler))
-                                   : connection->send_encoded(request->command, std::move(handler));
+    const std::error_code ec =
+        asking ? connection->send_asking(request->command, std::move(handler), request->deadline)
+               : connection->send_encoded(request->command, std::move(handler), request->deadline);
     if (ec) finish_later(request, ec);
   }
 
-  void on_cluster_reply(ClusterRequest* request, std::int32_t node, std::error_code ec,
-                        Reply&& reply) {
-    if (!ec && reply.type == Reply::Type::kError && !stopped &&
-        request->redirects < options.max_redirects) {
-      const Node& from = nodes[static_cast<std::size_t>(node)];
-      if (auto redirect = internal::parse_redirect(reply, from.host)) {
-        ++request->redirects;
-        const std::int32_t target = find_or_add_node(redirect->host, redirect->port);
-        if (redirect->kind == internal::Redirect::Kind::kMoved) {
-          // Route the slot's next commands right away; the full map follows (single flight).
-          slots[redirect->slot] = target;
-          request_refresh();
-        }
-        dispatch(request, target, redirect->kind == internal::Redirect::Kind::kAsk);
-        return;
+  void on_cluster_reply(ClusterRequest* request, NodeId node, std::error_code ec, Reply&& reply) {
+    // A failure (timeout, connection lost after the write) leaves the outcome unknown: never
+    // resent. Only a reply that says the command did not run is.
+    if (ec || stopped || reply.type != Reply::Type::kError)
+      return finish(request, ec, std::move(reply));
+    const auto now = Clock::now();
+    const internal::ClusterRouter::Step step = router.on_reply(reply, node, now);
+    using Kind = internal::ClusterRouter::Step::Kind;
+    switch (step.kind) {
+      case Kind::kDeliver:
+        return finish(request, ec, std::move(reply));
+      case Kind::kResend:
+      case Kind::kResendAsking:
+        if (++request->redirects > options.max_redirects)
+          return finish(request, ec, std::move(reply));
+        route(request, step.node, step.kind == Kind::kResendAsking, now);
+        break;
+      case Kind::kRetryLater:
+        hold(request, kNoNode, false, now + router.options().retry_delay);
+        break;
+    }
+    maybe_refresh(now);
+    arm_tick();
+  }
+
+  void hold(ClusterRequest* request, NodeId target, bool asking, Clock::time_point wake) {
+    request->target = target;
+    request->asking = asking;
+    request->wake = wake;
+    held.push_back(request);
+    arm_tick();
+  }
+
+  bool map_on_its_way() const {
+    if (router.refresh_in_flight()) return true;
+    return std::any_of(nodes.begin(), nodes.end(), [](const Node& node) {
+      return node.connection && node.connection->connecting_first_time();
+    });
+  }
+
+  // Tries held requests again: those due by `now`, and with `event` (a node came up, a slot map
+  // arrived) those waiting for one. Past their deadline they fail with kTimeout.
+  void release_held(Clock::time_point now, bool event) {
+    if (held.empty()) return;
+    std::vector<ClusterRequest*> batch;
+    batch.swap(held);
+    for (ClusterRequest* request : batch) {
+      if (now >= request->deadline) {
+        finish(request, Errc::kTimeout);
+      } else if (request->wake <= now || (event && request->wake == kNever)) {
+        route(request, request->target, request->asking, now);  // may hold it again
+      } else {
+        held.push_back(request);
       }
     }
-    ReplyHandler handler = std::move(request->handler);
-    release(request);
-    handler(ec, std::move(reply));
   }
 
   void execute_on_all_here(std::string&& command, AllRepliesHandler&& handler) {
-    std::vector<std::int32_t> targets;
+    std::vector<NodeId> targets;
     if (!stopped) {
-      if (options.url.cluster) {
-        targets = masters;
+      if (cluster()) {
+        targets = router.masters();
       } else {
         targets.push_back(0);
       }
@@ -382,116 +496,113 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
           done->handler(done->error, std::move(done->replies));  // the caller's guard catches
         }
       };
-      const auto& connection = nodes[static_cast<std::size_t>(targets[i])].connection;
+      const auto& connection = cluster() ? ensure_connection(targets[i]) : nodes[0].connection;
       const std::error_code ec = connection ? connection->send_encoded(command, std::move(part))
                                             : std::error_code(Errc::kStoreUnavailable);
       if (ec) fail_later(std::move(part), ec);
     }
   }
 
+  // ---- the one timer: slot map refreshes, held requests, retired connections -----------------
+
+  void arm_tick() {
+    if (stopped) return;
+    Clock::time_point next = kNever;
+    if (cluster() && !refresh_needs_connection) {
+      if (auto refresh = router.next_refresh()) next = *refresh;
+    }
+    for (const ClusterRequest* request : held)
+      next = std::min({next, request->wake, request->deadline});
+    for (const auto& [connection, until] : draining) next = std::min(next, until);
+    if (next == kNever || (tick_armed && tick_due <= next)) return;
+    tick_armed = true;
+    tick_due = next;
+    tick_timer.expires_at(next);
+    tick_timer.async_wait([weak = weak_from_this(),
+                           generation = ++tick_generation](const boost::system::error_code& ec) {
+      auto self = weak.lock();
+      if (ec || !self || generation != self->tick_generation || self->stopped) return;
+      self->tick_armed = false;
+      self->on_tick();
+    });
+  }
+
+  void on_tick() {
+    const auto now = Clock::now();
+    release_held(now, false);
+    retire_idle(now);
+    maybe_refresh(now);
+    arm_tick();
+  }
+
+  // Connections of nodes that serve no slots any more close once the requests written there
+  // have their answers (or their deadlines have passed).
+  void retire(NodeId id, Clock::time_point now) {
+    if (static_cast<std::size_t>(id) >= nodes.size() || !nodes[id].connection) return;
+    draining.emplace_back(std::exchange(nodes[id].connection, nullptr),
+                          now + 2 * options.command_timeout);
+  }
+
+  void retire_idle(Clock::time_point now) {
+    std::erase_if(draining, [now](auto& entry) {
+      auto& [connection, until] = entry;
+      if (connection->in_flight() > 0 && now < until) return false;
+      connection->stop(Errc::kStoreUnavailable);
+      return true;
+    });
+  }
+
   // ---- cluster slot map ----------------------------------------------------------------------
 
-  void request_refresh() {
-    if (stopped) return;
-    if (refresh_in_flight) {
-      refresh_again = true;  // the answer in flight may predate what triggered this
-      return;
-    }
-    std::int32_t chosen = kNoNode;
-    for (const std::int32_t master : masters) {
-      const Node& node = nodes[static_cast<std::size_t>(master)];
-      if (node.connection && node.connection->up()) {
-        chosen = master;
+  void maybe_refresh(Clock::time_point now) {
+    if (!cluster() || stopped) return;
+    const auto due = router.next_refresh();
+    if (!due || *due > now) return;
+    NodeId chosen = kNoNode;
+    for (const NodeId candidate : router.refresh_candidates()) {
+      if (static_cast<std::size_t>(candidate) < nodes.size() && nodes[candidate].connection &&
+          nodes[candidate].connection->up()) {
+        chosen = candidate;
         break;
       }
     }
-    for (std::size_t i = 0; chosen == kNoNode && i < nodes.size(); ++i) {
-      if (nodes[i].connection && nodes[i].connection->up()) chosen = static_cast<std::int32_t>(i);
-    }
     if (chosen == kNoNode) {
-      // Nobody to ask: (re)connect to the seeds and ask the first node that comes up.
-      for (const auto& [host, port] : options.url.hosts) find_or_add_node(host, port);
-      refresh_wanted = true;
+      // Nobody to ask: (re)connect to the seeds; the first to come up is asked (on_up), and
+      // until then the timer does not keep asking.
+      refresh_needs_connection = true;
+      for (const NodeId seed : router.seeds()) ensure_connection(seed);
       return;
     }
-    refresh_in_flight = true;
+    refresh_needs_connection = false;
     static constexpr std::string_view kClusterSlots[] = {"CLUSTER", "SLOTS"};
     ReplyHandler handler = [this, chosen](std::error_code ec, Reply&& reply) {
       on_cluster_slots(chosen, ec, std::move(reply));
     };
-    if (nodes[static_cast<std::size_t>(chosen)].connection->send(kClusterSlots,
-                                                                 std::move(handler))) {
-      refresh_in_flight = false;
-      refresh_wanted = true;
-    }
+    router.refresh_started(now);
+    if (nodes[chosen].connection->send(kClusterSlots, std::move(handler)))
+      router.refresh_failed(now);
   }
 
-  void on_cluster_slots(std::int32_t asked, std::error_code ec, Reply&& reply) {
-    refresh_in_flight = false;
+  void on_cluster_slots(NodeId asked, std::error_code ec, Reply&& reply) {
     if (stopped) return;
-    // Copies: apply_slot_map() may add nodes.
-    const std::string host = nodes[static_cast<std::size_t>(asked)].host;
-    const std::string who =
-        internal::endpoint_name(host, nodes[static_cast<std::size_t>(asked)].port);
+    const auto now = Clock::now();
+    const auto& endpoint = router.endpoint(asked);
+    const std::string who = internal::endpoint_name(endpoint.host, endpoint.port);
     if (ec) {
+      router.refresh_failed(now);
       set_error(who + ": CLUSTER SLOTS failed: " + ec.message());
-      schedule_refresh(options.reconnect_max);
     } else {
-      internal::SlotMapResult result = internal::parse_cluster_slots(reply, host);
-      if (!result.error.empty()) {
-        set_error(who + ": CLUSTER SLOTS failed: " + result.error);
-        schedule_refresh(std::max(options.reconnect_max, std::chrono::milliseconds(1000)));
+      const internal::ClusterRouter::Applied applied = router.refresh_finished(reply, asked, now);
+      if (!applied.error.empty()) {
+        set_error(who + ": CLUSTER SLOTS failed: " + applied.error);
       } else {
-        apply_slot_map(result.ranges);
+        for (const NodeId master : router.masters()) ensure_connection(master);
+        for (const NodeId node : applied.retired) retire(node, now);
+        release_held(now, true);
       }
     }
-    if (refresh_again) {
-      refresh_again = false;
-      request_refresh();
-    }
-  }
-
-  void apply_slot_map(const std::vector<internal::SlotRange>& ranges) {
-    std::vector<std::int32_t> map(internal::kSlotCount, kNoNode);
-    std::vector<std::int32_t> new_masters;
-    for (const internal::SlotRange& range : ranges) {
-      const std::int32_t index = find_or_add_node(range.host, range.port);
-      std::fill(map.begin() + range.first, map.begin() + range.last + 1, index);
-      if (std::find(new_masters.begin(), new_masters.end(), index) == new_masters.end())
-        new_masters.push_back(index);
-    }
-    slots = std::move(map);
-    masters = std::move(new_masters);
-    // Nodes that serve no slots (replicas, removed masters, seeds) are closed; their requests
-    // fail, but the masters answer with MOVED anyway.
-    for (std::size_t i = 0; i < nodes.size(); ++i) {
-      const bool is_master =
-          std::find(masters.begin(), masters.end(), static_cast<std::int32_t>(i)) != masters.end();
-      if (!is_master && nodes[i].connection)
-        std::exchange(nodes[i].connection, nullptr)->stop(Errc::kStoreUnavailable);
-    }
     update_connected();
-    // While a master is unreachable, look again soon: a replica may be promoted.
-    schedule_refresh(shared->connected.load(std::memory_order_relaxed)
-                         ? std::chrono::duration_cast<std::chrono::milliseconds>(
-                               options.cluster_refresh_interval)
-                         : std::max(options.reconnect_max, std::chrono::milliseconds(1000)));
-  }
-
-  void schedule_refresh(std::chrono::milliseconds delay) {
-    if (stopped) return;
-    const auto when = std::chrono::steady_clock::now() + delay;
-    if (refresh_timer_armed && refresh_due <= when) return;
-    refresh_timer_armed = true;
-    refresh_due = when;
-    refresh_timer.expires_at(when);
-    refresh_timer.async_wait([weak = weak_from_this(), generation = ++refresh_generation](
-                                 const boost::system::error_code& ec) {
-      auto self = weak.lock();
-      if (ec || !self || generation != self->refresh_generation) return;
-      self->refresh_timer_armed = false;
-      self->request_refresh();
-    });
+    arm_tick();
   }
 
   asio::io_context& io;
@@ -502,17 +613,15 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   // Everything below is touched on the io thread only.
   std::vector<std::function<void()>> connect_callbacks;
   bool stopped = false;
-  std::vector<Node> nodes;
-  std::unordered_map<std::string, std::int32_t> node_index;
-  std::vector<std::int32_t> slots;    // slot -> node; empty until the first CLUSTER SLOTS
-  std::vector<std::int32_t> masters;  // nodes that own slots
-  bool refresh_in_flight = false;
-  bool refresh_again = false;
-  bool refresh_wanted = false;
-  asio::steady_timer refresh_timer;
-  bool refresh_timer_armed = false;
-  std::chrono::steady_clock::time_point refresh_due{};
-  std::uint64_t refresh_generation = 0;
+  std::vector<Node> nodes;  // standalone: one; cluster: indexed like the router's nodes
+  internal::ClusterRouter router;
+  std::vector<ClusterRequest*> held;  // waiting for a node, the slot map or a retry delay
+  std::vector<std::pair<std::shared_ptr<Connection>, Clock::time_point>> draining;
+  asio::steady_timer tick_timer;
+  bool tick_armed = false;
+  Clock::time_point tick_due{};
+  std::uint64_t tick_generation = 0;
+  bool refresh_needs_connection = false;  // a refresh is due but no connection is up to ask
   ClusterRequest* free_requests = nullptr;
 
   // Failures answered later on the io thread (never inside execute()); drained by one posted
@@ -550,7 +659,6 @@ Client::Client(asio::io_context& io, ClientOptions options) {
   if (!impl_->options.url.cluster) {
     const auto& [host, port] = impl_->options.url.hosts.front();
     impl_->nodes.push_back({host, port, nullptr});
-    impl_->node_index.emplace(internal::endpoint_name(host, port), 0);
     impl_->nodes[0].connection =
         std::make_shared<Connection>(io, impl_->config_for(host, port), impl_->shared, impl_.get());
     asio::post(io, [weak = std::weak_ptr<Connection>(impl_->nodes[0].connection)] {
@@ -569,14 +677,20 @@ Client::~Client() {
 
 void Client::execute(std::span<const std::string_view> args, std::string_view slot_key,
                      ReplyHandler handler) {
+  execute(args, slot_key, std::move(handler), std::nullopt);
+}
+
+void Client::execute(std::span<const std::string_view> args, std::string_view slot_key,
+                     ReplyHandler handler, std::optional<Deadline> deadline) {
   Impl& impl = *impl_;
   if (impl.on_io_thread()) {
-    impl.execute_here(args, slot_key, std::move(handler));
+    impl.execute_here(args, slot_key, std::move(handler), deadline);
     return;
   }
   Handoff item;
   internal::append_command(item.command, args);
   item.slot = impl.options.url.cluster ? internal::hash_slot(slot_key) : 0;
+  item.deadline = deadline;
   item.handler = std::move(handler);
   if (const std::error_code ec = impl.hand_over(std::move(item)))
     impl.call(item.handler, ec, Reply{});  // full or stopped: answered at once, here
@@ -605,6 +719,10 @@ std::string Client::last_error() const {
 
 std::uint64_t Client::writes() const {
   return impl_->shared->writes.load(std::memory_order_relaxed);
+}
+
+std::uint64_t Client::fast_failures() const {
+  return impl_->shared->fast_failures.load(std::memory_order_relaxed);
 }
 
 std::uint64_t Client::handler_errors() const {

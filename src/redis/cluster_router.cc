@@ -57,8 +57,7 @@ std::optional<ClusterRouter::Clock::time_point> ClusterRouter::next_refresh() co
   if (in_flight_) return std::nullopt;
   if (stale_ || slots_.empty() || failure_delay_ != Clock::duration::zero())
     return std::max(last_start_ + options_.min_refresh_gap, last_end_ + failure_delay_);
-  return last_end_ +
-         (degraded_ ? options_.degraded_refresh_interval : options_.refresh_interval);
+  return last_end_ + (degraded_ ? options_.degraded_refresh_interval : options_.refresh_interval);
 }
 
 std::vector<ClusterRouter::NodeId> ClusterRouter::refresh_candidates() const {

@@ -65,9 +65,9 @@ class ClusterRouter {
   };
 
   struct Applied {
-    std::string error;              // non-empty: the reply was no usable map; nothing changed
-    std::vector<NodeId> retired;    // every node that serves no slot now: close it when idle
-    bool changed = false;           // the slot -> node routes differ from before
+    std::string error;            // non-empty: the reply was no usable map; nothing changed
+    std::vector<NodeId> retired;  // every node that serves no slot now: close it when idle
+    bool changed = false;         // the slot -> node routes differ from before
   };
 
   ClusterRouter(const std::vector<std::pair<std::string, std::uint16_t>>& seeds, Options options);
@@ -82,9 +82,7 @@ class ClusterRouter {
 
   // ---- routing -------------------------------------------------------------------------------
   bool has_map() const { return !slots_.empty(); }
-  NodeId node_for(std::uint16_t slot) const {
-    return slots_.empty() ? kNoNode : slots_[slot];
-  }
+  NodeId node_for(std::uint16_t slot) const { return slots_.empty() ? kNoNode : slots_[slot]; }
   Step on_reply(const Reply& reply, NodeId from, Clock::time_point now);
   const Options& options() const { return options_; }
 

@@ -8,6 +8,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <boost/asio/write.hpp>
+#include <limits>
 #include <stdexcept>
 #include <utility>
 
@@ -27,6 +28,10 @@ constexpr std::size_t kReadBufferSize = 64 * 1024;
 constexpr std::chrono::seconds kWarningInterval{1};
 
 std::string describe(const error_code& ec) { return ec.message(); }
+
+std::int64_t nanoseconds_since_epoch(Connection::Clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+}
 
 std::string milliseconds_text(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + " ms";
@@ -56,6 +61,9 @@ Connection::Connection(asio::io_context& io, ConnectionConfig config,
       name_(endpoint_name(config_.host, config_.port)),
       shared_(std::move(shared)),
       listener_(listener),
+      breaker_(
+          config_.breaker_failures > 0 ? config_.breaker_failures : std::numeric_limits<int>::max(),
+          config_.breaker_open_for),
       mux_({.max_in_flight = config_.max_in_flight,
             .stall_after = config_.command_timeout,
             .on_handler_error = [shared = shared_, name = name_](
@@ -250,6 +258,7 @@ void Connection::on_transport_ready() {
 void Connection::become_up() {
   connect_timer_.cancel();
   state_ = State::kUp;
+  was_up_ = true;
   if (attempts_ > 0 || suppressed_warnings_ > 0) spdlog::info("redis {}: connected", name_);
   attempts_ = 0;
   if (listener_ != nullptr) listener_->on_up(*this);
@@ -313,32 +322,50 @@ void Connection::report(const std::string& text) {
   shared_->last_error = std::move(message);
 }
 
-std::error_code Connection::send(std::span<const std::string_view> args, ReplyHandler&& handler) {
+std::error_code Connection::admit() {
   if (state_ != State::kUp) return Errc::kStoreUnavailable;
-  if (auto ec = mux_.add(args, std::move(handler), Clock::now() + config_.command_timeout))
+  if (breaker_.is_open() && !breaker_.allow(nanoseconds_since_epoch(Clock::now()))) {
+    shared_->fast_failures.fetch_add(1, std::memory_order_relaxed);
+    return Errc::kCircuitOpen;
+  }
+  return {};
+}
+
+void Connection::update_breaker(std::uint64_t replies_before, std::uint64_t timeouts_before) {
+  // Any answer shows the server alive; only timeouts count against it (a lost connection is
+  // found by the reconnect, and requests fail fast while it is down anyway).
+  if (mux_.replies() != replies_before) breaker_.record_success();
+  const std::int64_t now = nanoseconds_since_epoch(Clock::now());
+  for (auto n = mux_.timeouts() - timeouts_before; n > 0; --n) breaker_.record_failure(now);
+}
+
+std::error_code Connection::send(std::span<const std::string_view> args, ReplyHandler&& handler,
+                                 std::optional<Clock::time_point> deadline) {
+  if (auto ec = admit()) return ec;
+  if (auto ec = mux_.add(args, std::move(handler), deadline_or_default(deadline))) return ec;
+  flush();
+  arm_timer();
+  return {};
+}
+
+std::error_code Connection::send_encoded(std::string_view command, ReplyHandler&& handler,
+                                         std::optional<Clock::time_point> deadline) {
+  if (auto ec = admit()) return ec;
+  if (auto ec = mux_.add_encoded(command, std::move(handler), deadline_or_default(deadline)))
     return ec;
   flush();
   arm_timer();
   return {};
 }
 
-std::error_code Connection::send_encoded(std::string_view command, ReplyHandler&& handler) {
-  if (state_ != State::kUp) return Errc::kStoreUnavailable;
-  if (auto ec =
-          mux_.add_encoded(command, std::move(handler), Clock::now() + config_.command_timeout))
-    return ec;
-  flush();
-  arm_timer();
-  return {};
-}
-
-std::error_code Connection::send_asking(std::string_view command, ReplyHandler&& handler) {
-  if (state_ != State::kUp) return Errc::kStoreUnavailable;
+std::error_code Connection::send_asking(std::string_view command, ReplyHandler&& handler,
+                                        std::optional<Clock::time_point> deadline) {
+  if (auto ec = admit()) return ec;
   if (mux_.room() < 2) return Errc::kOverloaded;
-  const auto deadline = Clock::now() + config_.command_timeout;
+  const auto when = deadline_or_default(deadline);
   const std::string_view asking[] = {"ASKING"};
-  (void)mux_.add(asking, nullptr, deadline);  // its +OK is dropped
-  (void)mux_.add_encoded(command, std::move(handler), deadline);
+  (void)mux_.add(asking, nullptr, when);  // its +OK is dropped
+  (void)mux_.add_encoded(command, std::move(handler), when);
   flush();
   arm_timer();
   return {};
@@ -375,7 +402,9 @@ void Connection::on_read(std::uint64_t epoch, const error_code& ec, std::size_t 
       ~EndBatch() { batching = false; }
     } end_batch{batching_};
     batching_ = true;
+    const std::uint64_t replies = mux_.replies();
     error = mux_.feed(std::string_view(read_buffer_.get(), n));
+    if (mux_.replies() != replies) breaker_.record_success();
   }
   if (epoch != epoch_) return;  // a handler stopped the connection
   if (error) {
@@ -435,7 +464,10 @@ void Connection::on_timer(std::uint64_t generation, const error_code&) {
   timer_armed_ = false;
   if (state_ != State::kHandshake && state_ != State::kUp) return;
   const std::uint64_t epoch = epoch_;
-  if (mux_.expire(Clock::now())) {
+  const std::uint64_t replies = mux_.replies(), timeouts = mux_.timeouts();
+  const bool stalled = mux_.expire(Clock::now());
+  update_breaker(replies, timeouts);
+  if (stalled) {
     // The oldest request is a full command timeout past its own deadline: the server is paused,
     // overloaded or gone without a FIN. A new connection is the only way to find out.
     fail("no reply for " + milliseconds_text(2 * config_.command_timeout) + "; reconnecting",

@@ -26,6 +26,7 @@
 #include <system_error>
 
 #include "../core/handler_guard.h"
+#include "circuit_breaker.h"
 #include "multiplexer.h"
 #include "pacer/error.h"
 #include "pacer/redis/reply.h"
@@ -36,6 +37,7 @@ namespace pacer::redis::internal {
 struct ClientShared {
   std::atomic<std::uint64_t> writes{0};
   std::atomic<std::uint64_t> handler_errors{0};  // completion handlers that threw
+  std::atomic<std::uint64_t> fast_failures{0};   // refused by an open circuit breaker
   std::atomic<bool> connected{false};
   mutable std::mutex mutex;
   std::string last_error;                    // guarded by mutex
@@ -60,6 +62,10 @@ struct ConnectionConfig {
   std::chrono::milliseconds reconnect_min{20};
   std::chrono::milliseconds reconnect_max{1000};
   std::size_t max_in_flight = 16384;
+  // The node's circuit breaker: this many timeouts in a row open it, and it stays open this
+  // long before one request probes the server again (0 failures: no breaker).
+  int breaker_failures = 5;
+  std::chrono::milliseconds breaker_open_for{200};
 };
 
 class Connection;
@@ -95,16 +101,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void stop(std::error_code ec);
 
   bool up() const { return state_ == State::kUp; }
+  // On its first attempt, never up yet: worth waiting for (a node just discovered), unlike one
+  // that failed (a dead server: requests fail fast).
+  bool connecting_first_time() const {
+    return !was_up_ && attempts_ == 0 &&
+           (state_ == State::kIdle || state_ == State::kConnecting || state_ == State::kHandshake);
+  }
+  std::size_t in_flight() const { return mux_.in_flight(); }
   const std::string& host() const { return config_.host; }
   std::uint16_t port() const { return config_.port; }
   const std::string& name() const { return name_; }
 
-  // Queue a command. On success the handler is taken; on error (kStoreUnavailable: not up,
-  // kOverloaded: full) it is left with the caller, who must fail it.
-  std::error_code send(std::span<const std::string_view> args, ReplyHandler&& handler);
-  std::error_code send_encoded(std::string_view command, ReplyHandler&& handler);
+  // Queue a command, failed with kTimeout at `deadline` (default: now + command_timeout). On
+  // success the handler is taken; on error (kStoreUnavailable: not up, kOverloaded: full,
+  // kCircuitOpen: the breaker is open) it is left with the caller, who must fail it.
+  std::error_code send(std::span<const std::string_view> args, ReplyHandler&& handler,
+                       std::optional<Clock::time_point> deadline = std::nullopt);
+  std::error_code send_encoded(std::string_view command, ReplyHandler&& handler,
+                               std::optional<Clock::time_point> deadline = std::nullopt);
   // ASKING then `command`, back to back (a cluster ASK redirect).
-  std::error_code send_asking(std::string_view command, ReplyHandler&& handler);
+  std::error_code send_asking(std::string_view command, ReplyHandler&& handler,
+                              std::optional<Clock::time_point> deadline = std::nullopt);
 
  private:
   enum class State : std::uint8_t { kIdle, kConnecting, kHandshake, kUp, kWaiting, kStopped };
@@ -127,6 +144,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void on_timer(std::uint64_t generation, const boost::system::error_code& ec);
   void op_done();
   Socket& socket();
+  // kCircuitOpen while the breaker refuses requests; else admits the request.
+  std::error_code admit();
+  Clock::time_point deadline_or_default(std::optional<Clock::time_point> deadline) const {
+    return deadline ? *deadline : Clock::now() + config_.command_timeout;
+  }
+  // After the multiplexer answered requests: replies close the breaker, timeouts count against.
+  void update_breaker(std::uint64_t replies_before, std::uint64_t timeouts_before);
   // Runs an I/O completion. Nothing may escape into io_context::run(): the read loop or the
   // timer would silently stop while the connection still looked up. An exception (out of
   // memory, a bug) fails the connection instead, which reconnects.
@@ -154,6 +178,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   ConnectionListener* listener_;
 
   State state_ = State::kIdle;
+  bool was_up_ = false;
+  pacer::detail::CircuitBreaker breaker_;
   // Bumped whenever the connection fails or restarts: completions of an older epoch are stale.
   std::uint64_t epoch_ = 0;
   Multiplexer mux_;

@@ -97,6 +97,7 @@ std::error_code Multiplexer::feed(std::string_view data) {
     // Take the request out before calling it: the handler may add requests or fail them all.
     ReplyHandler handler = std::move(queue_.front().handler);
     pop_front();
+    ++replies_;
     if (expired_ > 0) {
       --expired_;  // a late reply to a request that already had its kTimeout: dropped
       continue;
@@ -136,6 +137,7 @@ bool Multiplexer::expire_early(Clock::time_point now) {
     ReplyHandler handler =
         std::move(queue_[static_cast<std::size_t>(early.sequence - popped_)].handler);
     if (handler) {
+      ++timeouts_;
       call(handler, Errc::kTimeout, Reply{});
       if (epoch != epoch_) return false;
     }
@@ -151,6 +153,7 @@ bool Multiplexer::expire(Clock::time_point now) {
     ReplyHandler handler = std::move(queue_[expired_].handler);
     ++expired_;
     if (handler) {
+      ++timeouts_;
       call(handler, Errc::kTimeout, Reply{});
       if (epoch != epoch_) return false;
     }

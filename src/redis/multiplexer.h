@@ -61,6 +61,10 @@ class Multiplexer {
                               Clock::time_point deadline);
 
   std::size_t in_flight() const { return queue_.size(); }
+  // Replies received (late ones included: the server is alive), and requests failed with
+  // kTimeout, since construction.
+  std::uint64_t replies() const { return replies_; }
+  std::uint64_t timeouts() const { return timeouts_; }
   std::size_t room() const {
     return queue_.size() >= options_.max_in_flight ? 0 : options_.max_in_flight - queue_.size();
   }
@@ -114,7 +118,9 @@ class Multiplexer {
   std::uint64_t popped_ = 0;             // requests ever taken off the front
   Clock::time_point latest_deadline_{};  // the latest deadline queued since the queue was empty
   std::vector<Early> early_;             // usually empty
-  std::string pending_;                  // commands not yet handed to a write
+  std::uint64_t replies_ = 0;
+  std::uint64_t timeouts_ = 0;
+  std::string pending_;  // commands not yet handed to a write
   std::string written_;  // the write in flight; swapped with pending_, capacities kept
   bool writing_ = false;
   ReplyReader reader_;

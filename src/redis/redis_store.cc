@@ -14,8 +14,7 @@
 #include <stdexcept>
 #include <thread>
 
-#include "../store/circuit_breaker.h"
-#include "../store/deny_cache.h"
+#include "deny_cache.h"
 #include "pacer/detail/text.h"
 #include "pacer/redis/url.h"
 #include "script.h"
@@ -158,15 +157,12 @@ struct RedisStore::Impl {
   std::vector<std::thread> threads;
   std::vector<Lane> lanes;
   std::atomic<std::size_t> next_lane{0};
-  detail::CircuitBreaker breaker;
   std::unique_ptr<detail::DenyCache> deny_cache;
-  std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0},
-      fast_failures{0}, errors{0};
+  std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0}, errors{0};
   std::atomic<bool> shut_down{false};
 
   explicit Impl(RedisStoreOptions o)
       : options(std::move(o)),
-        breaker(options.breaker_failures, options.breaker_open_for),
         deny_cache(options.deny_cache_entries > 0
                        ? std::make_unique<detail::DenyCache>(options.deny_cache_entries)
                        : nullptr) {}
@@ -179,7 +175,9 @@ struct RedisStore::Impl {
                                    .connect_timeout = options.connect_timeout,
                                    .command_timeout = options.command_timeout,
                                    .max_in_flight = options.max_in_flight,
-                                   .reconnect_max = options.reconnect_max};
+                                   .reconnect_max = options.reconnect_max,
+                                   .breaker_failures = options.breaker_failures,
+                                   .breaker_open_for = options.breaker_open_for};
       auto client = std::make_unique<Client>(*io, std::move(client_options));
       Client* raw = client.get();
       // Loading the script on every (re)connected node saves the first NOSCRIPT round trip.
@@ -258,11 +256,6 @@ struct RedisStore::Impl {
       if (l.io->get_executor().running_in_this_thread()) return l;
     return lanes[next_lane.fetch_add(1, std::memory_order_relaxed) % lanes.size()];
   }
-
-  void fail() {
-    errors.fetch_add(1, std::memory_order_relaxed);
-    breaker.record_failure(monotonic_now());
-  }
 };
 
 RedisStore::RedisStore(RedisStoreOptions options)
@@ -330,8 +323,9 @@ namespace {
 
 // Everything a check needs once the call that started it has returned.
 struct Pending {
-  Pending(RedisKey&& k, const Policy& policy, std::int64_t c, CheckHandler d)
-      : caller_offset(k.caller_offset()),
+  Pending(RedisKey&& k, const Policy& policy, std::int64_t c, Client::Deadline by, CheckHandler d)
+      : deadline(by),
+        caller_offset(k.caller_offset()),
         caller_size(k.caller_size()),
         key(std::move(k).release()),
         cost(c),
@@ -343,6 +337,7 @@ struct Pending {
   std::string_view caller_key() const {
     return std::string_view(key).substr(caller_offset, caller_size);
   }
+  Client::Deadline deadline;  // of the whole decision, a NOSCRIPT reload included
   std::size_t caller_offset;
   std::size_t caller_size;
   std::string key;  // in Redis
@@ -370,7 +365,8 @@ struct RedisStore::Finish {
       impl->round_trips.fetch_add(1, std::memory_order_relaxed);
       const auto args = p.args.eval();
       const std::string_view key = p.key;
-      client->execute(args, key, Finish{impl, client, std::move(pending), true});
+      const Client::Deadline deadline = p.deadline;
+      client->execute(args, key, Finish{impl, client, std::move(pending), true}, deadline);
       return;
     }
     CheckResult result{ec, {}, p.caller_key()};
@@ -384,13 +380,10 @@ struct RedisStore::Finish {
         result.error = make_error_code(Errc::kProtocol);
       }
     }
-    if (result.error == Errc::kOverloaded) {
-      // Our own queue is full: says nothing about Redis, so the breaker does not hear of it.
-      impl->errors.fetch_add(1, std::memory_order_relaxed);
-    } else if (result.error) {
-      impl->fail();
+    if (result.error) {
+      // Refused by the node's open breaker: counted there (fast_failures), not as an error.
+      if (result.error != Errc::kCircuitOpen) impl->errors.fetch_add(1, std::memory_order_relaxed);
     } else {
-      impl->breaker.record_success();
       if (impl->deny_cache && result.decision.outcome == Outcome::kDenied)
         impl->deny_cache->remember(p.key, p.cost, monotonic_now(), result.decision);
     }
@@ -412,17 +405,16 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
       return done({{}, *denied, key});
     }
   }
-  if (!impl.breaker.allow(now)) {
-    impl.fast_failures.fetch_add(1, std::memory_order_relaxed);
-    return done({make_error_code(Errc::kCircuitOpen), {}, key});
-  }
 
-  auto pending = std::make_unique<Pending>(std::move(redis_key), policy, cost, std::move(done));
+  const Client::Deadline deadline =
+      Client::Deadline(std::chrono::nanoseconds(now)) + impl.options.command_timeout;
+  auto pending =
+      std::make_unique<Pending>(std::move(redis_key), policy, cost, deadline, std::move(done));
   Client* client = impl.lane().client.get();
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
   const auto args = pending->args.evalsha();
   const std::string_view routed_key = pending->key;
-  client->execute(args, routed_key, Finish{&impl, client, std::move(pending), false});
+  client->execute(args, routed_key, Finish{&impl, client, std::move(pending), false}, deadline);
 }
 
 void RedisStore::reset(const Policy& policy, std::string_view key, ResetHandler done) {
@@ -467,9 +459,12 @@ std::string RedisStore::last_error() const {
 
 RedisStoreStats RedisStore::stats() const {
   const Impl& i = *impl_;
-  RedisStoreStats stats{i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(),
-                        i.fast_failures.load(), i.errors.load()};
-  for (const Impl::Lane& lane : i.lanes) stats.handler_errors += lane.client->handler_errors();
+  RedisStoreStats stats{i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(), 0,
+                        i.errors.load()};
+  for (const Impl::Lane& lane : i.lanes) {
+    stats.fast_failures += lane.client->fast_failures();
+    stats.handler_errors += lane.client->handler_errors();
+  }
   return stats;
 }
 

@@ -173,14 +173,14 @@ TEST_F(ClusterRouterTest, MovedWithAnEmptyHostMeansTheNodeThatAnswered) {
 
 TEST_F(ClusterRouterTest, TryAgainAndClusterDownAreRetriedLater) {
   refresh(kThreeMasters);
-  EXPECT_EQ(router_.on_reply(parse("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
-                             node(7000), now_)
+  EXPECT_EQ(router_
+                .on_reply(parse("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
+                          node(7000), now_)
                 .kind,
             Kind::kRetryLater);
   EXPECT_EQ(router_.next_refresh(), now_ + router_.options().refresh_interval);
-  EXPECT_EQ(
-      router_.on_reply(parse("-CLUSTERDOWN The cluster is down\r\n"), node(7001), now_).kind,
-      Kind::kRetryLater);
+  EXPECT_EQ(router_.on_reply(parse("-CLUSTERDOWN The cluster is down\r\n"), node(7001), now_).kind,
+            Kind::kRetryLater);
   // CLUSTERDOWN means a failover may be under way: look at the map again soon.
   ASSERT_TRUE(router_.next_refresh().has_value());
   EXPECT_LE(*router_.next_refresh(), now_ + router_.options().min_refresh_gap);

@@ -279,15 +279,16 @@ class RedisServer {
 // cluster_state:ok. Slots are split evenly in node order (node 0 has slot 0).
 class RedisCluster {
  public:
-  explicit RedisCluster(int masters = 3, std::vector<std::string> args = {}) {
-    for (int i = 0; i < masters; ++i) {
+  // `masters` masters, each with `replicas` replicas (nodes masters..end, assigned by redis-cli).
+  explicit RedisCluster(int masters = 3, std::vector<std::string> args = {}, int replicas = 0) {
+    for (int i = 0; i < masters * (1 + replicas); ++i) {
       ServerOptions options;
       options.cluster = true;
       nodes_.push_back(std::make_unique<RedisServer>(args, options));
     }
     std::string command = "redis-cli --cluster create";
     for (const auto& node : nodes_) command += " 127.0.0.1:" + std::to_string(node->port());
-    command += " --cluster-replicas 0 --cluster-yes";
+    command += " --cluster-replicas " + std::to_string(replicas) + " --cluster-yes";
     int status = 0;
     const std::string output = detail::run(command, &status);
     if (status != 0) throw std::runtime_error("redis-cli --cluster create failed: " + output);
@@ -324,6 +325,36 @@ class RedisCluster {
   }
 
   std::string node_id(std::size_t i) { return node(i).cli({"CLUSTER", "MYID"}); }
+
+  // Whether node `i` is a master now (ROLE's first line).
+  bool is_master(std::size_t i) { return node(i).cli({"ROLE"}).starts_with("master"); }
+
+  // The index of a replica of master `i`.
+  std::size_t replica_of(std::size_t i) {
+    const std::string port = std::to_string(node(i).port());
+    for (std::size_t n = 0; n < nodes_.size(); ++n) {
+      if (n == i || !node(n).running()) continue;
+      const std::string info = node(n).cli({"INFO", "replication"});
+      if (info.find("role:slave") != std::string::npos &&
+          info.find("master_port:" + port + "\r") != std::string::npos)
+        return n;
+    }
+    throw std::runtime_error("node " + std::to_string(i) + " has no replica");
+  }
+
+  // Waits until replicas have caught up with their masters' replication offsets.
+  void wait_replicas_synced(std::chrono::seconds timeout = std::chrono::seconds(20)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (std::size_t n = 0; n < nodes_.size(); ++n) {
+      while (node(n).running() &&
+             node(n).cli({"INFO", "replication"}).find("master_link_status:down") !=
+                 std::string::npos) {
+        if (std::chrono::steady_clock::now() > deadline)
+          throw std::runtime_error("replica did not sync");
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      }
+    }
+  }
 
   // The index of the node that serves `slot`, as node `asking` sees it.
   std::size_t owner_of(int slot, std::size_t asking = 0) {

@@ -29,6 +29,7 @@
 #include <functional>
 #include <initializer_list>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -57,12 +58,18 @@ struct ClientOptions {
   RedisUrl url;
   TlsOptions tls;                                   // used when url.tls
   std::chrono::milliseconds connect_timeout{1000};  // resolve + connect + TLS + AUTH/SELECT
-  std::chrono::milliseconds command_timeout{100};   // per command (per hop), queueing to reply
+  // Per command, from execute() to the reply, redirects and retries included.
+  std::chrono::milliseconds command_timeout{100};
   std::size_t max_in_flight = 16384;  // queued + written per node; beyond it requests fail fast
   std::chrono::milliseconds reconnect_min{20};    // backoff after a failure, doubling up to...
   std::chrono::milliseconds reconnect_max{1000};  // ...this, with jitter
   std::chrono::seconds cluster_refresh_interval{30};
   int max_redirects = 5;  // MOVED/ASK hops per command before the redirect reaches the caller
+  // One circuit breaker per node: this many timeouts in a row open it; requests to that node
+  // then fail at once with kCircuitOpen, until after `breaker_open_for` one request probes it
+  // (its answer closes the breaker). Other nodes are not affected. 0 turns the breakers off.
+  int breaker_failures = 5;
+  std::chrono::milliseconds breaker_open_for{200};
 };
 
 using AllRepliesHandler =
@@ -80,15 +87,22 @@ class Client {
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 
+  using Deadline = std::chrono::steady_clock::time_point;
+
   // Sends one command. `args` are encoded before this returns. `slot_key` is the key whose hash
   // slot routes the command in cluster mode (ignored standalone). `handler` runs exactly once,
   // on `io` and never inside this call (except when the hand-over queue is full and after
   // stop(): then inside it): with kStoreUnavailable (not connected, stopped), kOverloaded
-  // (max_in_flight reached), kTimeout or kProtocol, or with the reply. Redis error
-  // replies arrive as Reply::Type::kError without an error code; MOVED and ASK are followed
-  // inside the client unless max_redirects is exceeded.
+  // (max_in_flight reached), kCircuitOpen (the node's breaker is open), kTimeout or kProtocol,
+  // or with the reply. Redis error replies arrive as Reply::Type::kError without an error code.
+  // Cluster: MOVED and ASK are followed (up to max_redirects), TRYAGAIN and CLUSTERDOWN retried,
+  // all before `deadline` (default: now + command_timeout); a command whose outcome is unknown
+  // (timed out, connection lost after it was written) is never sent again.
   void execute(std::span<const std::string_view> args, std::string_view slot_key,
                ReplyHandler handler);
+  // The same with the caller's deadline, e.g. the one of a first attempt this one follows.
+  void execute(std::span<const std::string_view> args, std::string_view slot_key,
+               ReplyHandler handler, std::optional<Deadline> deadline);
   void execute(std::initializer_list<std::string_view> args, std::string_view slot_key,
                ReplyHandler handler) {
     execute(std::span<const std::string_view>(args.begin(), args.size()), slot_key,
@@ -114,6 +128,8 @@ class Client {
 
   // Thread-safe. Number of write operations so far (one per pipelined batch), for tests/metrics.
   std::uint64_t writes() const;
+  // Thread-safe. Requests refused by an open circuit breaker.
+  std::uint64_t fast_failures() const;
   // Thread-safe. Completion handlers that threw (and were caught).
   std::uint64_t handler_errors() const;
 

@@ -37,7 +37,8 @@ struct RedisStoreOptions {
   std::string url = "redis://127.0.0.1:6379";
   TlsOptions tls;
   std::chrono::milliseconds connect_timeout{1000};
-  // Per command; a decision that takes longer fails with Errc::kTimeout (then the fail mode).
+  // Per decision, end to end: queueing, cluster redirects and retries, a NOSCRIPT reload. A
+  // decision that takes longer fails with Errc::kTimeout (then the fail mode).
   std::chrono::milliseconds command_timeout{50};
   std::size_t max_in_flight = 16384;
   std::chrono::milliseconds reconnect_max{500};
@@ -46,8 +47,9 @@ struct RedisStoreOptions {
   // Runs first on each of those threads, with its index: name it, pin it, set its scheduling.
   // An exception it throws is logged and the thread goes on.
   std::function<void(unsigned index)> on_io_thread_start;
-  // Consecutive failures that open the circuit, and how long it stays open before one
-  // request probes Redis again.
+  // Per Redis node (a cluster master, or the one server): consecutive timeouts that open its
+  // circuit, and how long it stays open before one request probes the node again. Checks for
+  // keys on other nodes go on. 0 turns the breakers off.
   int breaker_failures = 5;
   std::chrono::milliseconds breaker_open_for{200};
   // Keys remembered as denied (0 turns the deny cache off).
@@ -55,10 +57,10 @@ struct RedisStoreOptions {
 };
 
 struct RedisStoreStats {
-  std::uint64_t round_trips = 0;      // EVALSHA/EVAL/DEL sent
+  std::uint64_t round_trips = 0;      // EVALSHA/EVAL/DEL issued (fast failures included)
   std::uint64_t deny_cache_hits = 0;  // decisions answered locally
   std::uint64_t script_reloads = 0;   // NOSCRIPT answered by EVAL
-  std::uint64_t fast_failures = 0;    // refused while the circuit was open
+  std::uint64_t fast_failures = 0;    // refused while a node's circuit was open
   std::uint64_t errors = 0;           // failed round trips (timeouts, disconnects, ...)
   std::uint64_t handler_errors = 0;   // completion handlers that threw (caught, logged)
 };

@@ -1,8 +1,8 @@
-#include "../../src/store/deny_cache.h"
+#include "deny_cache.h"
 
 #include <gtest/gtest.h>
 
-#include "../../src/store/circuit_breaker.h"
+#include "circuit_breaker.h"
 
 namespace pacer::detail {
 namespace {
