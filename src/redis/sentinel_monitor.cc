@@ -472,10 +472,9 @@ void SentinelMonitor::on_subscription_closed(std::size_t index, const std::strin
 void SentinelMonitor::consider(const MasterAddress& address, const char* source) {
   if (stopped_) return;
   if (verifier_ && candidate_ == address) return;  // already being checked
-  if (master_ && *master_ == address) {
-    stop_verifier();  // a check of another address is moot now
-    return;
-  }
+  // The current master again. A check of another address goes on: this answer may come from a
+  // sentinel that has not yet seen the failover another one announced.
+  if (master_ && *master_ == address) return;
   spdlog::debug("redis sentinel: {} names {} as master '{}'", source,
                 endpoint_name(address.host, address.port), detail::printable(config_.master_name));
   stop_verifier();
