@@ -8,7 +8,7 @@ packages=(
   libboost-dev libboost-system-dev libssl-dev libhiredis-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
-  redis-server redis-tools openssl wrk bc python3 clang-14 libclang-rt-14-dev clang-format-14
+  redis-server redis-tools redis-sentinel openssl wrk bc python3 clang-14 libclang-rt-14-dev clang-format-14
   libtomlplusplus-dev nginx-light
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
@@ -28,5 +28,6 @@ sudo_cmd=()
 export DEBIAN_FRONTEND=noninteractive
 "${sudo_cmd[@]}" apt-get update -qq
 "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-# The Debian redis-server package starts a system instance on 6379, and nginx-light one on port
-# 80; tests start their own on free loopback ports (own configuration and prefix).
+# The Debian redis-server package starts a system instance on 6379, redis-sentinel one on 26379
+# and nginx-light one on port 80; tests start their own on free loopback ports (own configuration
+# and prefix). Sentinel tests run `redis-server <conf> --sentinel`.

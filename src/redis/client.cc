@@ -16,6 +16,7 @@
 #include "connection.h"
 #include "pacer/error.h"
 #include "resp.h"
+#include "sentinel_monitor.h"
 #include "spdlog/spdlog.h"
 
 namespace pacer::redis {
@@ -108,6 +109,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       stopped = true;
       shared->connected.store(false);
       tick_timer.cancel();
+      if (sentinel) std::exchange(sentinel, nullptr)->stop();
       // Stopping fails the requests in flight; their handlers (ours for cluster requests, then
       // the caller's) run now, while everything is still alive.
       for (Node& node : nodes) {
@@ -149,8 +151,10 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     return config;
   }
 
-  // The node's connection, opened if there is none (cluster).
+  // The node's connection, opened if there is none (cluster; standalone and Sentinel have
+  // theirs opened by the constructor or switch_master()).
   const std::shared_ptr<Connection>& ensure_connection(NodeId id) {
+    if (!cluster()) return nodes[0].connection;
     while (nodes.size() < router.node_count()) {
       const auto& endpoint = router.endpoint(static_cast<NodeId>(nodes.size()));
       nodes.push_back({endpoint.host, endpoint.port, nullptr});
@@ -196,6 +200,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       maybe_refresh(Clock::now());
       arm_tick();
     }
+    // The master may have failed over: the sentinels may know already.
+    if (sentinel && !nodes.empty() && &connection == nodes[0].connection.get()) sentinel->ask_now();
   }
 
   bool any_connection_up() const {
@@ -299,7 +305,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   void execute_here(std::span<const std::string_view> args, std::string_view slot_key,
                     ReplyHandler&& handler, std::optional<Clock::time_point> deadline) {
     if (!cluster() && !standalone_waits_for_first_connection()) {
-      if (stopped) return fail_later(std::move(handler), Errc::kStoreUnavailable);
+      // Sentinel: no connection until the master is known.
+      if (stopped || !nodes[0].connection)
+        return fail_later(std::move(handler), Errc::kStoreUnavailable);
       // Straight into the connection's write buffer: no copy of the command.
       if (auto ec = nodes[0].connection->send(args, std::move(handler), deadline))
         fail_later(std::move(handler), ec);
@@ -313,7 +321,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   void execute_encoded_here(std::string&& command, std::uint16_t slot, ReplyHandler&& handler,
                             std::optional<Clock::time_point> deadline) {
     if (!cluster() && !standalone_waits_for_first_connection()) {
-      if (stopped) return fail_later(std::move(handler), Errc::kStoreUnavailable);
+      if (stopped || !nodes[0].connection)
+        return fail_later(std::move(handler), Errc::kStoreUnavailable);
       if (auto ec = nodes[0].connection->send_encoded(command, std::move(handler), deadline))
         fail_later(std::move(handler), ec);
       return;
@@ -327,7 +336,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   // the moment it starts) waits for it within its deadline, like a cluster command waiting for
   // its node, instead of failing: it goes through the cluster path, to node 0.
   bool standalone_waits_for_first_connection() const {
-    return !stopped && nodes[0].connection->connecting_first_time();
+    return !stopped && nodes[0].connection && nodes[0].connection->connecting_first_time();
   }
 
   ClusterRequest* acquire() {
@@ -552,6 +561,46 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     });
   }
 
+  // ---- Sentinel ------------------------------------------------------------------------------
+
+  // The monitor found (or verified a new) master: node 0 connects there. Requests in flight on
+  // the old master fail with kStoreUnavailable: whether they ran is unknown, so they are never
+  // resent.
+  void switch_master(const std::string& host, std::uint16_t port) {
+    if (stopped) return;
+    Node& node = nodes[0];
+    if (node.connection && node.host == host && node.port == port) return;
+    if (!node.host.empty()) {
+      spdlog::warn("redis sentinel: master '{}' moved from {} to {}", options.url.master_name,
+                   internal::endpoint_name(node.host, node.port),
+                   internal::endpoint_name(host, port));
+    }
+    node.host = host;
+    node.port = port;
+    auto old = std::exchange(
+        node.connection, std::make_shared<Connection>(io, config_for(host, port), shared, this));
+    node.connection->start();
+    if (old) old->stop(Errc::kStoreUnavailable);  // its handlers run now; they may stop us
+    update_connected();
+  }
+
+  void start_sentinel() {
+    internal::SentinelMonitorConfig config;
+    config.sentinels = options.url.hosts;
+    config.master_name = options.url.master_name;
+    config.sentinel = config_for(options.url.hosts.front().first, options.url.hosts.front().second);
+    config.sentinel.username = options.url.sentinel_username;
+    config.sentinel.password = options.url.sentinel_password;
+    config.sentinel.db = 0;
+    config.data = config_for(options.url.hosts.front().first, options.url.hosts.front().second);
+    sentinel = std::make_shared<internal::SentinelMonitor>(
+        io, std::move(config), shared,
+        [weak = weak_from_this()](const internal::MasterAddress& master) {
+          if (auto self = weak.lock()) self->switch_master(master.host, master.port);
+        });
+    sentinel->start();
+  }
+
   // ---- cluster slot map ----------------------------------------------------------------------
 
   void maybe_refresh(Clock::time_point now) {
@@ -623,6 +672,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
   std::uint64_t tick_generation = 0;
   bool refresh_needs_connection = false;  // a refresh is due but no connection is up to ask
   ClusterRequest* free_requests = nullptr;
+  std::shared_ptr<internal::SentinelMonitor> sentinel;  // sentinel mode only
 
   // Failures answered later on the io thread (never inside execute()); drained by one posted
   // task, or by shutdown().
@@ -640,7 +690,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 Client::Client(asio::io_context& io, ClientOptions options) {
   if (options.url.hosts.empty())
     throw std::invalid_argument("invalid Redis client options: the URL names no host");
-  if (!options.url.cluster && options.url.hosts.size() > 1)
+  if (!options.url.cluster && !options.url.sentinel && options.url.hosts.size() > 1)
     throw std::invalid_argument(
         "invalid Redis client options: several hosts need cluster mode (redis+cluster://)");
   if (options.max_in_flight == 0)
@@ -655,8 +705,16 @@ Client::Client(asio::io_context& io, ClientOptions options) {
     impl_->tls =
         internal::make_tls_context(tls.ca_file, tls.cert_file, tls.key_file, tls.verify_peer);
   }
-  // Standalone: the connection object exists from the start, so execute() never finds none.
-  if (!impl_->options.url.cluster) {
+  if (impl_->options.url.sentinel) {
+    if (impl_->options.url.master_name.empty())
+      throw std::invalid_argument("invalid Redis client options: Sentinel needs a master name");
+    // Node 0 gets its connection when the sentinels have named a master that says it is one.
+    impl_->nodes.push_back({});
+    asio::post(io, [weak = std::weak_ptr<Impl>(impl_)] {
+      if (auto impl = weak.lock(); impl && !impl->stopped) impl->start_sentinel();
+    });
+  } else if (!impl_->options.url.cluster) {
+    // Standalone: the connection object exists from the start, so execute() never finds none.
     const auto& [host, port] = impl_->options.url.hosts.front();
     impl_->nodes.push_back({host, port, nullptr});
     impl_->nodes[0].connection =

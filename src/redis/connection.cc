@@ -184,22 +184,7 @@ void Connection::start_tls() {
     on_transport_ready();
     return;
   }
-  SSL* ssl = tls_->native_handle();
-  const std::string& name = config_.server_name.empty() ? config_.host : config_.server_name;
-  error_code not_ip;
-  asio::ip::make_address(name, not_ip);
-  // SNI carries host names only (RFC 6066), never IP addresses.
-  if (not_ip) SSL_set_tlsext_host_name(ssl, name.c_str());
-  if (config_.verify_peer) {
-    // Boost 1.74 has no host_name_verification: let OpenSSL check the name during the handshake.
-    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
-    if (not_ip) {
-      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-      X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
-    } else {
-      X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
-    }
-  }
+  prepare_tls_client(tls_->native_handle(), config_);
   ++stream_ops_;
   tls_->async_handshake(asio::ssl::stream_base::client,
                         [self = shared_from_this(), epoch = epoch_](const error_code& error) {
@@ -476,6 +461,24 @@ void Connection::on_timer(std::uint64_t generation, const error_code&) {
   }
   if (epoch != epoch_) return;
   arm_timer();
+}
+
+void prepare_tls_client(SSL* ssl, const ConnectionConfig& config) {
+  const std::string& name = config.server_name.empty() ? config.host : config.server_name;
+  error_code not_ip;
+  asio::ip::make_address(name, not_ip);
+  // SNI carries host names only (RFC 6066), never IP addresses.
+  if (not_ip) SSL_set_tlsext_host_name(ssl, name.c_str());
+  if (config.verify_peer) {
+    // Boost 1.74 has no host_name_verification: let OpenSSL check the name during the handshake.
+    X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+    if (not_ip) {
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      X509_VERIFY_PARAM_set1_host(param, name.c_str(), name.size());
+    } else {
+      X509_VERIFY_PARAM_set1_ip_asc(param, name.c_str());
+    }
+  }
 }
 
 std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& ca_file,

@@ -207,6 +207,10 @@ class Connection : public std::enable_shared_from_this<Connection> {
   int suppressed_warnings_ = 0;
 };
 
+// SNI and certificate name verification for a client handshake to `config.host` (or
+// `config.server_name`), as `config.verify_peer` says.
+void prepare_tls_client(SSL* ssl, const ConnectionConfig& config);
+
 // A TLS client context from `options` (CA file or system paths, client certificate, verify mode).
 // Throws std::invalid_argument naming the file that could not be used.
 std::shared_ptr<boost::asio::ssl::context> make_tls_context(const std::string& ca_file,

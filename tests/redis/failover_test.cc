@@ -44,7 +44,8 @@ class Load {
  public:
   Load(RedisStore& store, std::size_t keys, std::size_t concurrency)
       : store_(store), policy_(capacity_policy()), allowed_(keys), concurrency_(concurrency) {
-    const auto run = std::to_string(::getpid()) + ":" + std::to_string(Clock::now().time_since_epoch().count());
+    const auto run =
+        std::to_string(::getpid()) + ":" + std::to_string(Clock::now().time_since_epoch().count());
     for (std::size_t i = 0; i < keys; ++i) keys_.push_back("k" + std::to_string(i) + ":" + run);
   }
   ~Load() { stop(); }
@@ -167,10 +168,11 @@ TEST(ClusterOperations, ReshardingEverySlotOfAMasterUnderLoadLosesNothing) {
   wait_for_answers(load, before + 20'000, 20s);
   load.stop();
 
-  std::printf("resharding 5461 slots took %lld ms; %llu decisions, %llu errors (%s)\n",
-              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
-              static_cast<unsigned long long>(load.answers()),
-              static_cast<unsigned long long>(load.errors()), load.first_error().c_str());
+  std::printf(
+      "resharding 5461 slots took %lld ms; %llu decisions, %llu errors (%s)\n",
+      static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+      static_cast<unsigned long long>(load.answers()),
+      static_cast<unsigned long long>(load.errors()), load.first_error().c_str());
   EXPECT_EQ(load.errors(), 0u) << load.first_error();
   expect_exact_counts(load);
   EXPECT_EQ(cluster.owner_of(0), 1u);
@@ -206,7 +208,8 @@ TEST(ClusterOperations, AKilledMasterCostsErrorsOnlyUntilItsReplicaIsPromoted) {
   SKIP_WITHOUT_REDIS();
   // A short node timeout so the test is quick; "full coverage no" keeps the other masters
   // serving while one is down (docs/OPERATIONS.md says why an operator wants it too).
-  RedisCluster cluster(3, {"--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"}, 1);
+  RedisCluster cluster(
+      3, {"--cluster-node-timeout", "1000", "--cluster-require-full-coverage", "no"}, 1);
   cluster.wait_replicas_synced();
   RedisStoreOptions options = cluster_options(cluster);
   options.command_timeout = 50ms;
@@ -246,7 +249,8 @@ TEST(ClusterOperations, AKilledMasterCostsErrorsOnlyUntilItsReplicaIsPromoted) {
       static_cast<long long>(load.max_allowed()), static_cast<long long>(kCapacity));
   EXPECT_GT(load.errors(), 0u);  // the master's keys could not be answered for a while
   // Errors end within a moment of the promotion, and none come later.
-  EXPECT_LT(load.error_window(killed), std::chrono::duration_cast<std::chrono::milliseconds>(promoted - killed) + 1000ms);
+  EXPECT_LT(load.error_window(killed),
+            std::chrono::duration_cast<std::chrono::milliseconds>(promoted - killed) + 1000ms);
   EXPECT_EQ(load.errors(), errors_after);
   // Errors answered "closed" admit nothing. Replication is asynchronous: writes the replica had
   // not received when the master died are lost, so a key may admit again what those writes
@@ -303,8 +307,8 @@ TEST(ClusterOperations, ANodeThatClosesEveryConnectionCostsBoundedRetriesAndNoBu
   for (const bool cluster : {false, true}) {
     SCOPED_TRACE(cluster ? "cluster" : "standalone");
     SlamDoor door;
-    const std::string url = std::string(cluster ? "redis+cluster" : "redis") + "://127.0.0.1:" +
-                            std::to_string(door.port());
+    const std::string url = std::string(cluster ? "redis+cluster" : "redis") +
+                            "://127.0.0.1:" + std::to_string(door.port());
     RedisStore store({.url = url, .command_timeout = 50ms, .reconnect_max = 500ms});
     const Policy policy = capacity_policy();
     const double cpu_before = cpu_seconds();

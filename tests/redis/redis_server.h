@@ -6,6 +6,7 @@
 //   TestCertificates certs;                             // CA + server cert via the openssl CLI
 //   RedisServer tls({}, {.tls = &certs});               // TLS only (--port 0 --tls-port P)
 //   RedisCluster cluster(3);                            // 3 masters, slots assigned, state ok
+//   RedisSentinelGroup group;                           // master + replica + 3 sentinels
 //
 // Helpers: kill() (SIGKILL, a crash), restart() (same port and arguments), pause(ms) (CLIENT
 // PAUSE), cli(args) (redis-cli output). Tests skip themselves when redis-server is missing:
@@ -126,6 +127,9 @@ struct ServerOptions {
   const TestCertificates* tls = nullptr;  // TLS only: --port 0 --tls-port P
   bool cluster = false;                   // --cluster-enabled yes, own nodes.conf
   std::uint16_t port = 0;                 // 0: a free one
+  // Non-empty: a sentinel (`redis-server sentinel.conf --sentinel`); these lines are its
+  // configuration file, which the sentinel rewrites as it learns.
+  std::vector<std::string> sentinel_config;
 };
 
 class RedisServer {
@@ -208,6 +212,12 @@ class RedisServer {
  private:
   void start() {
     std::vector<std::string> argv = {"redis-server"};
+    if (!options_.sentinel_config.empty()) {
+      const auto file = dir_.path() / "sentinel.conf";
+      std::ofstream out(file);
+      for (const auto& line : options_.sentinel_config) out << line << '\n';
+      argv.insert(argv.end(), {file.string(), "--sentinel"});
+    }
     if (options_.tls) {
       argv.insert(argv.end(),
                   {"--port", "0", "--tls-port", std::to_string(port_), "--tls-cert-file",
@@ -415,6 +425,118 @@ class RedisCluster {
   }
 
   std::vector<std::unique_ptr<RedisServer>> nodes_;
+};
+
+// A master, one replica and `sentinels` sentinels monitoring it as `name` (quorum 2), with
+// short timeouts: down-after-milliseconds 500, failover-timeout 2000. Ready when every sentinel
+// knows the replica and the other sentinels (a failover can then be authorised).
+class RedisSentinelGroup {
+ public:
+  // Sentinel mode is part of redis-server (the redis-sentinel package only adds a service).
+  static bool available() { return RedisServer::available(); }
+
+  explicit RedisSentinelGroup(int sentinels = 3, std::string name = "mymaster")
+      : name_(std::move(name)) {
+    data_.push_back(std::make_unique<RedisServer>());
+    data_.push_back(std::make_unique<RedisServer>(
+        std::vector<std::string>{"--replicaof", "127.0.0.1", std::to_string(data_[0]->port())}));
+    wait_for(
+        [&] {
+          return data_[1]->cli({"INFO", "replication"}).find("master_link_status:up");
+        },
+        "the replica to sync");
+    for (int i = 0; i < sentinels; ++i) {
+      ServerOptions options;
+      options.sentinel_config = {
+          "sentinel monitor " + name_ + " 127.0.0.1 " + std::to_string(data_[0]->port()) + " 2",
+          "sentinel down-after-milliseconds " + name_ + " 500",
+          "sentinel failover-timeout " + name_ + " 2000",
+          "sentinel parallel-syncs " + name_ + " 1"};
+      sentinels_.push_back(std::make_unique<RedisServer>(std::vector<std::string>{}, options));
+    }
+    wait_ready();
+  }
+
+  RedisServer& data(std::size_t i) { return *data_.at(i); }  // 0: first master, 1: replica
+  RedisServer& sentinel(std::size_t i) { return *sentinels_.at(i); }
+  std::size_t sentinels() const { return sentinels_.size(); }
+  const std::string& name() const { return name_; }
+
+  // "redis+sentinel://127.0.0.1:P1,...,127.0.0.1:Pn/<name>" (`name` replaces the master name).
+  std::string url(const std::string& name = {}) const {
+    std::string out = "redis+sentinel://";
+    for (std::size_t i = 0; i < sentinels_.size(); ++i) {
+      if (i > 0) out += ',';
+      out += "127.0.0.1:" + std::to_string(sentinels_[i]->port());
+    }
+    return out + '/' + (name.empty() ? name_ : name);
+  }
+
+  // The master's port as the first running sentinel reports it (0: none answers).
+  std::uint16_t master_port() {
+    for (const auto& s : sentinels_) {
+      if (!s->running()) continue;
+      const auto lines = split(s->cli({"SENTINEL", "get-master-addr-by-name", name_}));
+      if (lines.size() == 2) return static_cast<std::uint16_t>(std::atoi(lines[1].c_str()));
+    }
+    return 0;
+  }
+  // The data node on `port` (throws if none).
+  RedisServer& data_on(std::uint16_t port) {
+    for (auto& node : data_)
+      if (node->port() == port) return *node;
+    throw std::runtime_error("no data node on port " + std::to_string(port));
+  }
+
+  // Waits until every running sentinel knows the replica and the other sentinels, and the
+  // data nodes agree on who is master.
+  void wait_ready(std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const std::string others = std::to_string(sentinels_.size() - 1);
+    wait_for(
+        [&]() -> std::size_t {
+          for (const auto& s : sentinels_) {
+            if (!s->running()) continue;
+            const auto fields = split(s->cli({"SENTINEL", "master", name_}));
+            if (field(fields, "num-slaves") != "1" ||
+                field(fields, "num-other-sentinels") != others ||
+                field(fields, "flags") != "master")
+              return std::string::npos;
+          }
+          return 0;
+        },
+        "the sentinels to know the replica and each other", timeout);
+  }
+
+  static std::vector<std::string> split(const std::string& text) {
+    std::vector<std::string> lines;
+    std::istringstream in(text);
+    for (std::string line; std::getline(in, line);) lines.push_back(line);
+    return lines;
+  }
+
+ private:
+  // redis-cli prints a flat list of name / value lines.
+  static std::string field(const std::vector<std::string>& lines, const std::string& name) {
+    for (std::size_t i = 0; i + 1 < lines.size(); i += 2)
+      if (lines[i] == name) return lines[i + 1];
+    return {};
+  }
+
+  // Polls `probe` (npos: not yet) every 50 ms.
+  template <class Probe>
+  static void wait_for(Probe probe, const char* what,
+                       std::chrono::seconds timeout = std::chrono::seconds(30)) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (probe() == std::string::npos) {
+      if (std::chrono::steady_clock::now() > deadline)
+        throw std::runtime_error(std::string("timed out waiting for ") + what);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+
+  std::string name_;
+  std::vector<std::unique_ptr<RedisServer>> data_;
+  std::vector<std::unique_ptr<RedisServer>> sentinels_;
 };
 
 }  // namespace pacer::redis::testing

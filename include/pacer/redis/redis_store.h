@@ -1,5 +1,5 @@
-// pacer/redis/redis_store.h — GCRA state in Redis (standalone, TLS, Cluster), shared by every
-// process that points at the same server.
+// pacer/redis/redis_store.h — GCRA state in Redis (standalone, TLS, Cluster, Sentinel), shared
+// by every process that points at the same server.
 //
 // One EVALSHA round trip per decision (the GCRA step as a Lua script over one hash-tagged
 // key, Redis TIME as the clock, integer microseconds), automatic pipelining, transparent
@@ -33,7 +33,10 @@ namespace pacer::redis {
 
 struct RedisStoreOptions {
   // redis://[user:password@]host:port[/db], rediss://... (TLS),
-  // redis+cluster://host:port[,host:port...] (Cluster; rediss+cluster:// with TLS).
+  // redis+cluster://host:port[,host:port...] (Cluster; rediss+cluster:// with TLS),
+  // redis+sentinel://[user:password@]sentinel:port[,...]/master_name[/db] (Sentinel; the
+  // master is discovered and followed through failovers; rediss+sentinel:// with TLS;
+  // `?sentinel_password=` when the sentinels require AUTH). See pacer/redis/url.h.
   std::string url = "redis://127.0.0.1:6379";
   TlsOptions tls;
   std::chrono::milliseconds connect_timeout{1000};
