@@ -178,12 +178,12 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   void on_up(Connection&) override {
     update_connected();
-    // Requests waiting for this node, or for a first slot map this node can now give.
-    release_held(Clock::now(), true);
     if (cluster()) {
       refresh_needs_connection = false;
-      maybe_refresh(Clock::now());
+      maybe_refresh(Clock::now());  // first: requests waiting for the map see it on its way
     }
+    // Requests waiting for this node, or for a first slot map this node can now give.
+    release_held(Clock::now(), true);
     arm_tick();
     // By index and by copy: a callback may register another one (and grow the vector).
     for (std::size_t i = 0; i < connect_callbacks.size() && !stopped; ++i) {

@@ -524,6 +524,62 @@ TEST_F(ClientTest, ClusterRoutesKeysToTheirNodes) {
   EXPECT_EQ(total, kKeys + 2);
 }
 
+// A server that takes traffic the moment it starts (pacer-demo under wrk) sends commands before
+// the first connection is up: they wait for it, within their deadline, instead of failing.
+TEST_F(ClientTest, CommandsSentBeforeTheFirstConnectionWaitForIt) {
+  RedisServer server;
+  RedisCluster cluster(3);
+  for (const std::string& url : {server.url(), cluster.url(1)}) {
+    SCOPED_TRACE(url);
+    ClientOptions opts = options(url);
+    opts.command_timeout = 500ms;
+    Client client(io_, opts);
+    auto early = start(client, {"SET", "early", "1"}, "early");
+    ASSERT_TRUE(run_until([&] { return early->calls > 0; }));
+    EXPECT_FALSE(early->error) << early->error.message();
+    EXPECT_EQ(early->reply.str, "OK");
+  }
+  // Nothing to wait for: a server that is not there fails at once, as before.
+  ClientOptions opts = options("redis://127.0.0.1:" + std::to_string(testing::free_port()));
+  Client nobody(io_, opts);
+  run_for(100ms);  // the first attempt is refused
+  const auto asked = Clock::now();
+  const Result result = call(nobody, {"PING"});
+  EXPECT_EQ(result.error, Errc::kStoreUnavailable);
+  EXPECT_LT(Clock::now() - asked, 50ms);
+}
+
+// The deadline is the caller's, however many hops: a MOVED after 60 ms on a busy node, then a
+// paused target, still fail at command_timeout (100 ms), not 100 ms after the redirect.
+TEST_F(ClientTest, ClusterRedirectsShareOneDeadline) {
+  RedisCluster cluster(3, {"--enable-debug-command", "yes"});
+  ClientOptions opts = options(cluster.url());
+  opts.command_timeout = 100ms;
+  Client client(io_, opts);
+  ASSERT_TRUE(connect(client));
+  const std::string key = "deadline-key";
+  const int slot = internal::hash_slot(key);
+  const std::size_t from = cluster.owner_of(slot);
+  const std::size_t to = (from + 1) % cluster.size();
+  ASSERT_EQ(call(client, {"SET", key, "1"}, key).reply.str, "OK");
+  ASSERT_EQ(call(client, {"DEL", key}, key).reply.integer, 1);
+  // The (empty) slot now belongs to `to`; the client still routes it to `from`.
+  const std::string to_id = cluster.node_id(to);
+  for (std::size_t n = 0; n < cluster.size(); ++n)
+    ASSERT_EQ(cluster.node(n).cli({"CLUSTER", "SETSLOT", std::to_string(slot), "NODE", to_id}),
+              "OK");
+  cluster.node(to).pause(1000ms);
+  std::thread busy([&] { cluster.node(from).cli({"DEBUG", "SLEEP", "0.06"}); });
+  std::this_thread::sleep_for(10ms);
+  const auto asked = Clock::now();
+  const Result result = call(client, {"GET", key}, key);
+  const auto took = Clock::now() - asked;
+  busy.join();
+  EXPECT_EQ(result.error, Errc::kTimeout);
+  EXPECT_GE(took, 95ms);
+  EXPECT_LT(took, 140ms) << "the redirect got a fresh timeout";
+}
+
 TEST_F(ClientTest, ClusterSlotMigrationUnderTraffic) {
   RedisCluster cluster(3);
   Client client(io_, options(cluster.url()));
