@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer targets with clang (ASan + UBSan) and runs each for a bounded time:
+# Builds the libFuzzer targets (CMake option PACER_BUILD_FUZZERS, the `fuzz` preset: clang-14,
+# ASan + UBSan, tests/fuzz/CMakeLists.txt lists them) and runs each for a bounded time:
 #   ip_fuzz    addresses, CIDRs, trusted proxies, proxy headers (src/http/ip.cc)
 #   resp_fuzz  the RESP reader over hiredis (src/redis/reply_reader.cc)
 #   http_fuzz  whole requests through HttpLimiter on a MemoryStore (http, limiter, store, core)
@@ -12,7 +13,7 @@
 #
 # Corpora grow in build/fuzz/<target>-corpus (seeded from tests/fuzz/corpus/<target>); a crash
 # fails the script, printing the log tail and the crashing input, kept in
-# build/fuzz/<target>-crashes/. Reproduce with: build/fuzz/<target> <input>.
+# build/fuzz/<target>-crashes/. Reproduce with: build/fuzz/tests/fuzz/<target> <input>.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -20,62 +21,10 @@ seconds=${FUZZ_SECONDS:-20}
 targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz}
 jobs=${FUZZ_JOBS:-1}
 out=$root/build/fuzz
-mkdir -p "$out/obj"
-cxx=clang++-14
-flags=(-std=c++20 -g -O1 -fsanitize=fuzzer-no-link,address,undefined -fno-sanitize-recover=all
-  -Iinclude -DSPDLOG_FMT_EXTERNAL -DSPDLOG_COMPILED_LIB -DSPDLOG_SHARED_LIB)
-
-# Compiles one source to an object, again only when the source or any header is newer, so a
-# second run does not rebuild the library sources. Globs pick up new files in each layer.
-stamp="$out/obj/.stamp"
-newer_header=$(find include src apps/pacerd apps/common -name "*.h" -newer "$stamp" 2>/dev/null | head -1) || true
-[[ -e "$stamp" && -z "$newer_header" ]] || rm -f "$out"/obj/*.o
-touch "$stamp"
-object() {
-  local src=$1 obj="$out/obj/$(echo "$1" | tr / _).o"
-  if [[ ! -e "$obj" || "$src" -nt "$obj" ]]; then
-    "$cxx" "${flags[@]}" -Isrc/redis -Iapps/pacerd -Iapps/common -c "$src" -o "$obj"
-  fi
-  echo "$obj"
-}
-objects() {
-  local src
-  for src in "$@"; do object "$src" || return 1; done
-}
-
-build() {
-  local objs libs=()
-  case $1 in
-    ip_fuzz)
-      objs=$(objects tests/fuzz/ip_fuzz.cc src/http/ip.cc src/http/request_view.cc src/core/text.cc)
-      ;;
-    resp_fuzz)
-      objs=$(objects tests/fuzz/resp_fuzz.cc src/redis/reply_reader.cc)
-      libs=(-lhiredis)
-      ;;
-    http_fuzz)
-      objs=$(objects tests/fuzz/http_fuzz.cc src/core/*.cc src/store/*.cc src/limiter/*.cc \
-        src/http/*.cc)
-      libs=(-lspdlog -lfmt -lcrypto -pthread)
-      ;;
-    pacerd_api_fuzz)
-      objs=$(objects tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc src/core/*.cc \
-        src/http/response.cc)
-      libs=(-lfmt)
-      ;;
-    *)
-      echo "fuzz: unknown target '$1' (expected ip_fuzz, resp_fuzz, http_fuzz or pacerd_api_fuzz)" >&2
-      exit 2
-      ;;
-  esac
-  # shellcheck disable=SC2086  # one object path per word
-  "$cxx" -fsanitize=fuzzer,address,undefined $objs "${libs[@]}" -o "$out/$1"
-}
-
-for target in $targets; do
-  echo "fuzz: building $target"
-  build "$target"
-done
+cmake --preset fuzz >/dev/null
+# shellcheck disable=SC2086  # one target per word
+cmake --build --preset fuzz --target $targets
+for target in $targets; do ln -sf "$out/tests/fuzz/$target" "$out/$target"; done
 
 status=0
 for target in $targets; do
