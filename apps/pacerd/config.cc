@@ -217,15 +217,12 @@ std::optional<ListenAddress> parse_listen(const toml::node& node, const std::str
     problems.add(node, key, "'" + detail::printable(host) + "' is not an IP address; " + expected);
     return std::nullopt;
   }
-  unsigned port = 0;
-  const auto [end, perr] =
-      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
-  if (port_text.empty() || perr != std::errc{} || end != port_text.data() + port_text.size() ||
-      port > 65535) {
+  const auto port = detail::parse_port(port_text, /*allow_zero=*/true);
+  if (!port) {
     problems.add(node, key, "the port must be a number from 0 to 65535");
     return std::nullopt;
   }
-  return ListenAddress{host, static_cast<std::uint16_t>(port)};
+  return ListenAddress{host, *port};
 }
 
 // "client_ip", "api_key" or "header:<Name>" with an HTTP token as the name.

@@ -1,5 +1,7 @@
 #include "pacer/detail/text.h"
 
+#include <charconv>
+
 namespace pacer::detail {
 
 std::string printable(std::string_view text) {
@@ -46,6 +48,16 @@ std::string to_hex(const unsigned char* bytes, std::size_t size) {
     out += kHex[bytes[i] & 0xf];
   }
   return out;
+}
+
+std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero) {
+  if (text.empty() || text.size() > 5) return std::nullopt;
+  for (const char c : text)
+    if (c < '0' || c > '9') return std::nullopt;
+  unsigned value = 0;
+  std::from_chars(text.data(), text.data() + text.size(), value);  // <= 5 digits: no overflow
+  if (value > 65535 || (value == 0 && !allow_zero)) return std::nullopt;
+  return static_cast<std::uint16_t>(value);
 }
 
 }  // namespace pacer::detail

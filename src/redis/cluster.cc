@@ -3,6 +3,8 @@
 #include <array>
 #include <charconv>
 
+#include "pacer/detail/text.h"
+
 namespace pacer::redis::internal {
 namespace {
 
@@ -17,15 +19,6 @@ constexpr std::array<std::uint16_t, 256> make_crc16_table() {
 }
 
 constexpr std::array<std::uint16_t, 256> kCrc16Table = make_crc16_table();
-
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned value = 0;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (text.empty() || ec != std::errc() || end != text.data() + text.size() || value == 0 ||
-      value > 65535)
-    return std::nullopt;
-  return static_cast<std::uint16_t>(value);
-}
 
 bool unknown_host(const Reply& host) {
   return host.type == Reply::Type::kNil || host.str.empty() || host.str == "?";
@@ -117,7 +110,7 @@ std::optional<Redirect> parse_redirect(const Reply& reply, std::string_view defa
   std::string_view endpoint = text.substr(space + 1);
   const auto colon = endpoint.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
-  const auto port = parse_port(endpoint.substr(colon + 1));
+  const auto port = detail::parse_port(endpoint.substr(colon + 1));
   if (!port) return std::nullopt;
   redirect.port = *port;
   std::string_view host = endpoint.substr(0, colon);

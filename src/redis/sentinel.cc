@@ -18,17 +18,6 @@ bool valid_host(std::string_view host) {
   return true;
 }
 
-std::optional<std::uint16_t> parse_port(std::string_view text) {
-  unsigned value = 0;
-  if (text.empty() || text.size() > 5) return std::nullopt;
-  for (const char c : text)
-    if (c < '0' || c > '9') return std::nullopt;
-  const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || value == 0 || value > 65535)
-    return std::nullopt;
-  return static_cast<std::uint16_t>(value);
-}
-
 bool is_text(const Reply& reply) {
   return reply.type == Reply::Type::kString || reply.type == Reply::Type::kStatus;
 }
@@ -64,7 +53,7 @@ MasterAddressResult parse_master_address(const Reply& reply) {
   const Reply& port = reply.elements[1];
   std::optional<std::uint16_t> number;
   if (is_text(port)) {
-    number = parse_port(port.str);
+    number = detail::parse_port(port.str);
   } else if (port.type == Reply::Type::kInteger && port.integer > 0 && port.integer <= 65535) {
     number = static_cast<std::uint16_t>(port.integer);
   }
@@ -94,8 +83,8 @@ std::optional<SwitchMaster> parse_switch_master(std::string_view payload) {
     if (begin == payload.size()) return std::nullopt;  // a trailing space
   }
   if (fields.size() != 5) return std::nullopt;
-  const auto from_port = parse_port(fields[2]);
-  const auto to_port = parse_port(fields[4]);
+  const auto from_port = detail::parse_port(fields[2]);
+  const auto to_port = detail::parse_port(fields[4]);
   if (!from_port || !to_port || !valid_host(fields[1]) || !valid_host(fields[3]))
     return std::nullopt;
   return SwitchMaster{std::string(fields[0]),

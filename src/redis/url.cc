@@ -89,12 +89,10 @@ std::pair<std::string, std::uint16_t> parse_host(std::string_view url, std::stri
   }
   std::uint16_t port_number = default_port;
   if (!port.empty()) {
-    unsigned value = 0;
-    const auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (!is_digits(port) || ec != std::errc() || end != port.data() + port.size() || value == 0 ||
-        value > 65535)
+    const auto parsed = detail::parse_port(port);
+    if (!parsed)
       fail(url, "port '" + detail::printable(port) + "' is not a number from 1 to 65535");
-    port_number = static_cast<std::uint16_t>(value);
+    port_number = *parsed;
   }
   return {std::string(host), port_number};
 }

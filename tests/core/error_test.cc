@@ -13,7 +13,7 @@ namespace pacer {
 namespace {
 
 TEST(ErrorTest, EveryCodeHasItsOwnMessageInThePacerCategory) {
-  const Errc codes[] = {Errc::kStoreUnavailable, Errc::kTimeout,  Errc::kCircuitOpen,
+  const Errc codes[] = {Errc::kStoreUnavailable, Errc::kTimeout,    Errc::kCircuitOpen,
                         Errc::kInvalidCost,      Errc::kInvalidKey, Errc::kProtocol,
                         Errc::kOverloaded,       Errc::kRateTooFine};
   std::set<std::string> messages;

@@ -3,6 +3,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -20,5 +22,9 @@ bool iequals(std::string_view a, std::string_view b);
 
 // Lower-case hexadecimal of `size` bytes.
 std::string to_hex(const unsigned char* bytes, std::size_t size);
+
+// A TCP port written in decimal digits only ("6379"): 1..65535, or 0..65535 with `allow_zero`
+// (a listener's "any free port"). Signs, spaces, leading '+' and empty text: nullopt.
+std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero = false);
 
 }  // namespace pacer::detail
