@@ -31,7 +31,7 @@ ctest --preset dev
 
 step "build: asan preset (unit tests, Redis safety tests)"
 cmake --preset asan >/dev/null
-cmake --build --preset asan --target pacer_core_test pacer_limiter_test pacer_http_test \
+cmake --build --preset asan --target pacer_core_test pacer_store_test pacer_limiter_test pacer_http_test \
   pacer_redis_unit_test pacer_redis_safety_test
 
 step "tests: unit under ASan + UBSan"
@@ -44,7 +44,7 @@ ctest --preset asan-redis
 
 step "build: tsan preset (limiter, HTTP layer, Redis store)"
 cmake --preset tsan >/dev/null
-cmake --build --preset tsan --target pacer_limiter_test pacer_http_test pacer_redis_unit_test \
+cmake --build --preset tsan --target pacer_store_test pacer_limiter_test pacer_http_test pacer_redis_unit_test \
   pacer_redis_store_test pacer_redis_safety_test
 
 step "tests: limiter, HTTP layer and Redis store under TSan"
