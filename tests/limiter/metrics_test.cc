@@ -30,10 +30,10 @@ TEST(MetricsTest, CountsEveryKindOfDecision) {
 
 TEST(MetricsTest, LatenciesLandInTheirBucketsAndTheSum) {
   Metrics metrics;
-  metrics.count_decision(true, false, 500ns);    // <= 1 us
-  metrics.count_decision(true, false, 1us);      // <= 1 us (bounds are inclusive)
-  metrics.count_decision(true, false, 30us);     // <= 50 us
-  metrics.count_decision(false, false, 20ms);    // +Inf
+  metrics.count_decision(true, false, 500ns);  // <= 1 us
+  metrics.count_decision(true, false, 1us);    // <= 1 us (bounds are inclusive)
+  metrics.count_decision(true, false, 30us);   // <= 50 us
+  metrics.count_decision(false, false, 20ms);  // +Inf
   const MetricsSnapshot s = metrics.snapshot();
   EXPECT_EQ(s.latency_count, 4u);
   EXPECT_EQ(s.latency_sum_ns, 500 + 1'000 + 30'000 + 20'000'000);
@@ -84,7 +84,8 @@ TEST(MetricsTest, PrometheusTextIsCumulativeAndNamed) {
   // The HELP text says in-process decisions are sampled.
   EXPECT_NE(text.find("one decision in 64 per thread"), std::string::npos);
   // Default prefix.
-  EXPECT_NE(metrics.snapshot().prometheus().find("pacer_requests_allowed_total"), std::string::npos);
+  EXPECT_NE(metrics.snapshot().prometheus().find("pacer_requests_allowed_total"),
+            std::string::npos);
 }
 
 }  // namespace
