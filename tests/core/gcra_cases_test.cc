@@ -1,11 +1,12 @@
 // gcra_step against the shared table of cases (tests/support/gcra_cases.h), which the Redis
 // script's test reads too.
+#include "../support/gcra_cases.h"
+
 #include <gtest/gtest.h>
 
 #include <cstdint>
 #include <vector>
 
-#include "../support/gcra_cases.h"
 #include "pacer/gcra.h"
 
 namespace pacer {
@@ -40,7 +41,8 @@ TEST(GcraCases, GcraStepGivesEveryExpectedDecisionAndState) {
     std::vector<std::int64_t> expected(rates.size(), kGcraCaseNow);
     if (c.tats_after) {
       ASSERT_EQ(c.tats_after->size(), rates.size());
-      for (std::size_t i = 0; i < rates.size(); ++i) expected[i] = kGcraCaseNow + (*c.tats_after)[i];
+      for (std::size_t i = 0; i < rates.size(); ++i)
+        expected[i] = kGcraCaseNow + (*c.tats_after)[i];
     }
     EXPECT_EQ(tats, expected);
   }

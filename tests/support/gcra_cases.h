@@ -67,6 +67,9 @@ inline const std::vector<GcraCase>& gcra_cases() {
   const GcraCaseRate hundred_per_s{100, s, 99};
   using O = Outcome;
   using V = std::vector<std::int64_t>;
+  // One case per line group: {name, rates, tats, cost, outcome, remaining, retry_after,
+  // reset_after, rate_index, tats_after} (clang-format would put every field on its own line).
+  // clang-format off
   static const std::vector<GcraCase> cases = {
       // new = now + 100; remaining = (500 - 100) / 100 = 4.
       {"fresh key, cost 1", {ten_per_s}, std::nullopt, 1, O::kAllowed, 4, 0, 100 * ms, 0,
@@ -152,6 +155,7 @@ inline const std::vector<GcraCase>& gcra_cases() {
        V{200 * ms, 3 * s, -1 * s}, 1, O::kAllowed, 0, 0, 3600 * ms, 2,
        V{300 * ms, 3600 * ms, 3600 * ms}},
   };
+  // clang-format on
   return cases;
 }
 
