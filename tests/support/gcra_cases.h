@@ -148,6 +148,13 @@ inline const std::vector<GcraCase>& gcra_cases() {
        V{100 * ms, s}, 4, O::kExceedsCapacity, 2, 0, s, 1, V{100 * ms, s}},
       {"several rates: a peek", {hundred_per_s, {1, s, 2}}, V{100 * ms, s}, 0, O::kAllowed, 2, 0,
        s, 1, V{100 * ms, s}},
+      // 1 per 1.001 ms: reset 1001 us, so the key's PX is rounded up to 2 ms (one rate and
+      // several rates store through different code in the script).
+      {"a TTL that is not whole milliseconds", {{1, 1001 * us, 0}}, std::nullopt, 1,
+       O::kAllowed, 0, 0, 1001 * us, 0, V{1001 * us}},
+      {"a TTL that is not whole milliseconds, two rates",
+       {{1, 1001 * us, 0}, {1'000'000, s, 1'000'000}}, std::nullopt, 1, O::kAllowed, 0, 0,
+       1001 * us, 0, V{1001 * us, us}},
       // 10/1s b4, 100/1m b9 (T 600 ms, tau 6 s), 1000/1h b0 (T = tau = 3.6 s), TATs 200 ms,
       // 3 s and a past one: new = 300 ms, 3.6 s, 3.6 s; remaining (500-300)/100 = 2,
       // (6-3.6)/0.6 = 4, (3.6-3.6)/3.6 = 0: the hourly rate reports.
