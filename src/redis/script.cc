@@ -2,6 +2,8 @@
 
 #include <openssl/evp.h>
 
+#include <bit>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -14,13 +16,17 @@ namespace {
 
 // Lua numbers are doubles: microsecond times (~2^51 today), tolerances (at most 2^61 ns, about
 // 2^51 us) and everything the client sends stay exact. Redis CPU is the ceiling of every Redis
-// deployment, so the script does only what must be atomic, and cheaply (measured with INFO
-// commandstats, docs/PERFORMANCE.md): one rate has its own path without tables; TATs are stored
-// as binary doubles (struct.pack and struct.unpack cost half of string.format and tonumber of
-// 16 digits); PX is formatted with '%d' (tostring would print 16 digits as 1.7e+15, and number
-// arguments are formatted by Redis with %.17g before 7.2, which is slower, and as 1e+08 by
-// 7.2.0-7.2.4, which PX refuses). A TAT more than 2^52 us ahead of now, or not a number, is
-// a fresh key.
+// deployment, so the script does only what must be atomic, and cheaply (each choice measured
+// in instructions per call under callgrind and in INFO commandstats, docs/PERFORMANCE.md):
+// - one rate has its own path without tables and answers with one integer;
+// - several rates answer with a packed string or the integer 0, not a table (converting a
+//   table reply costs Redis more than building it);
+// - TATs are stored as binary doubles: struct.pack and struct.unpack cost half of
+//   string.format and of tonumber on 16 digits;
+// - PX is formatted with '%d': tostring would print 16 digits as 1.7e+15, and number arguments
+//   are formatted by Redis with %.17g before 7.2 (slower) and as 1e+08 by 7.2.0-7.2.4 (which
+//   PX refuses).
+// A TAT more than 2^52 us ahead of now, or one that is not a number, is a fresh key.
 constexpr std::string_view kScript = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000000 + t[2]
@@ -43,36 +49,36 @@ end
 local n = #ARGV / 2
 local fmt = string.sub('<dddddddd', 1, n + 1)
 local v = redis.call('GET', key)
-local tats
+local t
 if v and #v == 8 * n then
-  tats = {struct.unpack(fmt, v)}
+  t = {struct.unpack(fmt, v)}
 else
-  tats = {}
+  t = {now, now, now, now, now, now, now, now}
   if v then
-    for d in string.gmatch(v, '%d+') do tats[#tats + 1] = tonumber(d) end
-    if #tats ~= n then tats = {} end
+    local i = 0
+    for d in string.gmatch(v, '%d+') do i = i + 1; t[i] = tonumber(d) end
+    if i ~= n then t = {now, now, now, now, now, now, now, now} end
   end
 end
-local offs, admit = {}, true
+local admit, idle = true, true
 for i = 1, n do
-  local off = (tats[i] or now) - now
-  if not (off > 0 and off < 4503599627370496) then off = 0 end
-  offs[i] = off
+  local off = t[i] - now
+  if not (off > 0 and off < 4503599627370496) then off = 0 else idle = false end
+  t[i] = off
   if off > ARGV[2 * i] + 0 then admit = false end
 end
+local offs = 0
+if not idle then offs = struct.pack(fmt, unpack(t, 1, n)) end
 if ARGV[1] == '0' then return offs end
-if not admit then
-  for i = 1, n do offs[i] = -1 - offs[i] end
-  return offs
-end
+if not admit then return '-' .. offs end
 local expiry = 0
 for i = 1, n do
-  local span = offs[i] + ARGV[2 * i - 1]
+  local span = t[i] + ARGV[2 * i - 1]
   if span > expiry then expiry = span end
-  tats[i] = now + span
+  t[i] = now + span
 end
 local ms = expiry + 999
-redis.call('SET', key, struct.pack(fmt, unpack(tats, 1, n)), 'PX',
+redis.call('SET', key, struct.pack(fmt, unpack(t, 1, n)), 'PX',
   string.format('%d', (ms - ms % 1000) / 1000))
 return offs
 )lua";
@@ -136,21 +142,29 @@ ScriptCall::ScriptCall(std::span<const Rate> rates, std::int64_t cost)
 std::optional<Decision> ScriptCall::decode(const Reply& reply) const {
   std::array<std::int64_t, Policy::kMaxRates> tats{};
   bool admitted = true;
-  auto offset = [&](std::size_t i, const Reply& value) {
-    if (value.type != Reply::Type::kInteger) return false;
-    const std::int64_t x = value.integer;
-    if (x < -kMaxOffset - 1 || x > kMaxOffset) return false;
-    if (i > 0 && (x >= 0) != admitted) return false;  // one verdict for all rates
-    admitted = x >= 0;
-    tats[i] = admitted ? x : -1 - x;
-    return true;
-  };
   if (size_ == 1) {
-    if (!offset(0, reply)) return std::nullopt;
+    if (reply.type != Reply::Type::kInteger) return std::nullopt;
+    const std::int64_t x = reply.integer;
+    if (x < -kMaxOffset - 1 || x > kMaxOffset) return std::nullopt;
+    admitted = x >= 0;
+    tats[0] = admitted ? x : -1 - x;
+  } else if (reply.type == Reply::Type::kInteger) {
+    if (reply.integer != 0) return std::nullopt;  // 0: every offset is 0
   } else {
-    if (reply.type != Reply::Type::kArray || reply.elements.size() != size_) return std::nullopt;
-    for (std::size_t i = 0; i < size_; ++i)
-      if (!offset(i, reply.elements[i])) return std::nullopt;
+    if (reply.type != Reply::Type::kString) return std::nullopt;
+    std::string_view packed = reply.str;
+    admitted = !packed.starts_with('-');
+    if (!admitted) packed.remove_prefix(1);
+    if (packed.size() != 8 * size_) return std::nullopt;
+    for (std::size_t i = 0; i < size_; ++i) {
+      // Little-endian IEEE-754 doubles ('<d'), like every platform Redis runs on here.
+      double offset = 0;
+      static_assert(sizeof offset == 8 && std::endian::native == std::endian::little);
+      std::memcpy(&offset, packed.data() + 8 * i, 8);
+      if (!(offset >= 0 && offset <= static_cast<double>(kMaxOffset))) return std::nullopt;
+      tats[i] = static_cast<std::int64_t>(offset);
+      if (static_cast<double>(tats[i]) != offset) return std::nullopt;
+    }
   }
 
   Decision d;

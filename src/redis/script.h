@@ -9,9 +9,11 @@
 //   EVALSHA <sha> 1 <key> <inc_1> <room_1> ... <inc_n> <room_n>
 //     inc = cost * T and room = tau - inc of each rate; inc_1 = 0 only reads (a peek, or a
 //     cost that exceeds a rate's capacity: nothing would be written either way)
-//   -> one rate: an integer x; n > 1 rates: an array of n integers x_i, all of one sign
-//      x >= 0: admitted (and written unless only read); max(tat - now, 0) before the step = x
-//      x < 0:  denied, nothing written; max(tat - now, 0) = -1 - x
+//   -> one rate: an integer x; x >= 0: admitted (written unless only read), and x is
+//      max(tat - now, 0) before the step; x < 0: denied, nothing written, -1 - x is that offset
+//   -> n > 1 rates: 8n bytes, each rate's max(tat - now, 0) as a little-endian double,
+//      prefixed by '-' when denied; or the integer 0 when admitted with every offset 0 (a fresh
+//      or idle key, the common case: no string to build)
 //
 // Admission is `max(tat - now, 0) <= room` for every rate, the step's `new_tat - tau <= now`.
 // The client checks that the script's verdict is the step's: a reply that disagrees is a

@@ -182,7 +182,7 @@ std::string describe(const Reply& reply) {
 }
 
 // The reply script.h promises for a step from `tats_before_us` (nullopt: no key) at `now_us`:
-// max(tat - now, 0) per rate; negative (-1 - x) when a write was asked and denied.
+// max(tat - now, 0) per rate, written here as -1 - x when a write was asked and denied.
 std::vector<std::int64_t> expected_reply(const std::optional<std::vector<std::int64_t>>& before_us,
                                          std::size_t n, std::int64_t now_us, bool denied) {
   std::vector<std::int64_t> out(n, 0);
@@ -193,10 +193,28 @@ std::vector<std::int64_t> expected_reply(const std::optional<std::vector<std::in
   return out;
 }
 
-std::vector<std::int64_t> reply_integers(const Reply& reply) {
-  if (reply.type == Reply::Type::kInteger) return {reply.integer};
+// The script's reply in the same form, read from the wire format of script.h (one rate: an
+// integer; several: the integer 0 when every offset is 0 and admitted, else 8 bytes per rate,
+// '-' first when denied). Anything else comes back empty.
+std::vector<std::int64_t> reply_integers(const Reply& reply, std::size_t n) {
+  if (n == 1)
+    return reply.type == Reply::Type::kInteger ? std::vector{reply.integer}
+                                               : std::vector<std::int64_t>{};
+  if (reply.type == Reply::Type::kInteger)
+    return reply.integer == 0 ? std::vector<std::int64_t>(n, 0) : std::vector<std::int64_t>{};
+  std::string packed = reply.str;
+  const bool denied = !packed.empty() && packed[0] == '-';
+  if (denied) packed.erase(0, 1);
+  if (reply.type != Reply::Type::kString || packed.size() != 8 * n) return {};
   std::vector<std::int64_t> out;
-  for (const Reply& e : reply.elements) out.push_back(e.integer);
+  for (std::size_t i = 0; i < n; ++i) {
+    double x = 0;
+    std::memcpy(&x, packed.data() + 8 * i, 8);
+    out.push_back(denied ? -1 - static_cast<std::int64_t>(x) : static_cast<std::int64_t>(x));
+  }
+  // A fresh or idle key that is admitted is answered with the integer 0, not a string.
+  if (!denied && std::all_of(out.begin(), out.end(), [](std::int64_t x) { return x == 0; }))
+    return {};
   return out;
 }
 
@@ -234,7 +252,7 @@ TEST(GcraScript, AgreesWithTheTableOfCases) {
       EXPECT_EQ(decision->reset_after.count(), c.reset_after_ns);
       EXPECT_EQ(decision->rate_index, c.rate_index);
       EXPECT_EQ(decision->limit, c.rates.at(c.rate_index).permits);
-      EXPECT_EQ(reply_integers(result.reply),
+      EXPECT_EQ(reply_integers(result.reply, rates.size()),
                 expected_reply(before, rates.size(), now_us,
                                call.writes() && c.outcome == Outcome::kDenied));
 
@@ -323,7 +341,9 @@ TEST(GcraScript, AgreesWithGcraStepOnRandomRatesStatesTimesAndCosts) {
     std::optional<std::vector<std::int64_t>> stored;  // us, as in Redis
     if (*rc::gen::inRange(0, 5) != 0) {
       stored.emplace();
-      for (const auto& r : random_rates) stored->push_back(now_us + GenOffset(r));
+      // TATs are times since the epoch: never negative (the decimal format has no sign).
+      for (const auto& r : random_rates)
+        stored->push_back(now_us + std::max(GenOffset(r), -now_us));
     }
     const std::string key = "prop:{" + std::to_string(run++) + "}";
     redis.store(key, stored, format);
@@ -366,7 +386,7 @@ TEST(GcraScript, AgreesWithGcraStepOnRandomRatesStatesTimesAndCosts) {
       RC_ASSERT(decision->reset_after == expected.reset_after);
       RC_ASSERT(decision->rate_index == expected.rate_index);
       RC_ASSERT(decision->limit == expected.limit);
-      RC_ASSERT(reply_integers(result.reply) ==
+      RC_ASSERT(reply_integers(result.reply, rates.size()) ==
                 expected_reply(before_us, rates.size(), now_us,
                                call.writes() && expected.outcome == Outcome::kDenied));
 
@@ -490,12 +510,27 @@ TEST(GcraScriptReply, RefusesRepliesThatContradictTheStep) {
   EXPECT_FALSE(exceeds.writes());
   EXPECT_FALSE(exceeds.decode(integer(-1)));
   EXPECT_EQ(to_string(exceeds.decode(integer(0))->outcome), "exceeds_capacity");
-  // Several rates: an array of one sign, one element per rate.
+  // Several rates: 8 bytes per rate ('-' first when denied), or 0 when all are 0.
   const ScriptCall both(two, 1);
-  EXPECT_TRUE(both.decode(array({integer(0), integer(0)})));
-  EXPECT_FALSE(both.decode(array({integer(0), integer(-1)})));
-  EXPECT_FALSE(both.decode(array({integer(0)})));
-  EXPECT_FALSE(both.decode(integer(0)));
+  auto packed = [](std::vector<double> offsets, bool denied) {
+    Reply r;
+    r.type = Reply::Type::kString;
+    r.str = denied ? "-" : "";
+    for (const double x : offsets) r.str.append(reinterpret_cast<const char*>(&x), 8);
+    return r;
+  };
+  EXPECT_TRUE(both.decode(integer(0)));
+  EXPECT_TRUE(both.decode(packed({250'000, 0}, false)));
+  const auto denied_both = both.decode(packed({450'000, 0}, true));
+  ASSERT_TRUE(denied_both);
+  EXPECT_EQ(denied_both->retry_after, std::chrono::milliseconds(50));
+  EXPECT_FALSE(both.decode(packed({450'000, 0}, false)));  // the step denies
+  EXPECT_FALSE(both.decode(packed({250'000, 0}, true)));   // the step admits
+  EXPECT_FALSE(both.decode(packed({0.5, 0}, false)));      // not whole microseconds
+  EXPECT_FALSE(both.decode(packed({-1, 0}, false)));       // offsets are >= 0
+  EXPECT_FALSE(both.decode(packed({0}, false)));           // one per rate
+  EXPECT_FALSE(both.decode(integer(1)));
+  EXPECT_FALSE(both.decode(array({integer(0), integer(0)})));
 }
 
 }  // namespace
