@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every benchmark of docs/PERFORMANCE.md in one run (release build), on this machine:
 #   in-process store (Google Benchmark), the HTTP layer, wrk against pacer-demo, and the Redis
-#   store with pacer-bench beside redis-benchmark on a scratch redis-server.
+#   store with pacer-bench beside redis-benchmark on a scratch redis-server (decisions/s and the
+#   script's Redis CPU per decision, usec_per_call, against the targets of issue 9).
 #   scripts/bench.sh [quick]      # quick: shorter runs
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,12 +27,26 @@ redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$d
 trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
 url="redis://127.0.0.1:$port"
-echo "-- 256 concurrent checks on one connection, one hot key; then redis-benchmark -P 16"
-"$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url" --concurrency 256 \
-  --seconds "$secs" --redis-benchmark 2>/dev/null
+bench=("$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url")
+# Redis CPU per decision (usec_per_call of EVALSHA in INFO commandstats, over the run) is the
+# ceiling of every Redis deployment: 1e6 / usec_per_call decisions/s per Redis core.
+field() { sed -n "s/.*$1=\([0-9.a-z]*\).*/\1/p" | head -1; }
+verdict() { python3 -c "import sys; v=sys.argv[1]; print('met' if v.replace('.','',1).isdigit() and float(v) <= float(sys.argv[2]) else 'NOT met')" "$1" "$2"; }
+three_rates=(--rate 1000/1s --rate 20000/1m --rate 1000000/1h --burst 1000)
+for shape in one three; do
+  if [ "$shape" = one ]; then extra=(); target=4; else extra=("${three_rates[@]}"); target=6; fi
+  echo "-- $shape rate(s): 64 concurrent checks, 10k keys; then redis-benchmark -c 32 -P 16 (same script, keys, arguments)"
+  out=$("${bench[@]}" --concurrency 64 --keys 10000 --seconds "$secs" --redis-benchmark "${extra[@]}" 2>/dev/null)
+  echo "$out" | grep -E 'decisions_per_s|redis_usec_per_call|redis_benchmark'
+  upc=$(echo "$out" | field redis_usec_per_call)
+  echo "   redis_usec_per_call=$upc target<=$target us: $(verdict "$upc" "$target")"
+  echo "   pacer-bench $(echo "$out" | field decisions_per_s)/s vs redis-benchmark ceiling $(echo "$out" | field redis_benchmark_c32_P16_per_s)/s (our script; the seed's is not here)"
+done
+echo "-- 256 concurrent checks on one connection, one hot key"
+"${bench[@]}" --concurrency 256 --seconds "$secs" 2>/dev/null | grep -E 'decisions_per_s|redis_usec_per_call'
 echo "-- 256 concurrent checks, 100k keys"
-"$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url" --concurrency 256 \
-  --keys 100000 --seconds "$secs" 2>/dev/null | grep decisions_per_s
+"${bench[@]}" --concurrency 256 --keys 100000 --seconds "$secs" 2>/dev/null |
+  grep -E 'decisions_per_s|redis_usec_per_call'
 echo "-- one sequential check at a time (latency)"
 "$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url" --concurrency 1 \
   --seconds "$secs" 2>/dev/null | grep decisions_per_s

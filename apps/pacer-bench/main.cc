@@ -1,10 +1,12 @@
 // pacer-bench — drives concurrent checks against a store for a bounded time and reports
-// decisions/s and latency percentiles.
+// decisions/s and latency percentiles; on Redis also the script's Redis CPU per decision
+// (`usec_per_call` of EVALSHA in INFO commandstats, read with redis-cli before and after).
 //
 //   pacer-bench --store memory --threads 2 --keys 1000000 --seconds 5
 //   pacer-bench --store redis --url redis://127.0.0.1:6379 --concurrency 256 --seconds 5
 //   pacer-bench --store redis --concurrency 1 --seconds 5             # sequential latency
 //   pacer-bench --store redis --redis-benchmark                       # + redis-benchmark ceiling
+//   pacer-bench --store redis --rate 1000/1s --rate 20000/1m --rate 1000000/1h  # three rates
 //   pacer-bench --store redis --keys 1 --rate 10/1s --burst 0 --print-admitted
 #include <fmt/format.h>
 
@@ -15,8 +17,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <mutex>
+#include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -36,7 +42,7 @@ struct Settings {
   double seconds = 5;
   std::uint64_t max_requests = 0;  // 0 = until time is up
   std::uint64_t keys = 1;
-  std::string rate = "1000000/1s";
+  std::vector<std::string> rates = {"1000000/1s"};  // one policy with all of them
   std::int64_t burst = 1'000'000;
   std::int64_t cost = 1;
   std::string key_prefix = "bench";
@@ -82,6 +88,76 @@ std::string key_for(const Settings& s, std::uint64_t i) {
   return fmt::format("{}:{{bench:load:k{}}}", s.key_prefix, i % s.keys);
 }
 
+std::string shell_quote(std::string_view text) {
+  std::string out = "'";
+  for (const char c : text) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs a shell command and returns its standard output.
+std::string run_command(const std::string& command) {
+  std::string out;
+  if (FILE* pipe = popen(command.c_str(), "r")) {
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
+      out.append(buffer, n);
+    pclose(pipe);
+  }
+  return out;
+}
+
+// "-h H -p P [-a password]" for redis-cli and redis-benchmark on the URL's first host.
+std::string redis_tool_target(const pacer::redis::RedisUrl& url) {
+  std::string target = fmt::format("-h {} -p {}", url.hosts[0].first, url.hosts[0].second);
+  if (!url.username.empty()) target += " --user " + shell_quote(url.username);
+  if (!url.password.empty()) target += " --no-auth-warning -a " + shell_quote(url.password);
+  return target;
+}
+
+// EVALSHA calls and the microseconds Redis spent in them (INFO commandstats), summed over the
+// URL's hosts (a cluster's seeds: list every master to count them all).
+struct ScriptCpu {
+  bool ok = false;
+  double calls = 0;
+  double usec = 0;
+};
+
+ScriptCpu read_script_cpu(const pacer::redis::RedisUrl& url) {
+  ScriptCpu total;
+  if (url.tls) return total;  // redis-cli would need the TLS files: not measured
+  for (const auto& [host, port] : url.hosts) {
+    pacer::redis::RedisUrl one = url;
+    one.hosts = {{host, port}};
+    const std::string stats =
+        run_command("redis-cli " + redis_tool_target(one) + " INFO commandstats 2>/dev/null");
+    // cmdstat_evalsha:calls=123,usec=456,usec_per_call=3.71,...
+    const auto at = stats.find("cmdstat_evalsha:calls=");
+    if (at == std::string::npos) {
+      if (stats.find("# Commandstats") == std::string::npos) return {};
+      total.ok = true;  // no EVALSHA on this node yet
+      continue;
+    }
+    const char* p = stats.c_str() + at + std::strlen("cmdstat_evalsha:calls=");
+    char* end = nullptr;
+    total.calls += std::strtod(p, &end);
+    const auto usec = stats.find("usec=", static_cast<std::size_t>(end - stats.c_str()));
+    if (usec == std::string::npos) return {};
+    total.usec += std::strtod(stats.c_str() + usec + 5, nullptr);
+    total.ok = true;
+  }
+  return total;
+}
+
+// usec_per_call of EVALSHA between two readings, or a negative number when unknown.
+double usec_per_call(const ScriptCpu& before, const ScriptCpu& after) {
+  if (!before.ok || !after.ok || after.calls <= before.calls) return -1;
+  return (after.usec - before.usec) / (after.calls - before.calls);
+}
+
+std::string format_usec(double usec) {
+  return usec < 0 ? std::string("unknown") : fmt::format("{:.2f}", usec);
+}
+
 void progress(const Settings& s, const Totals& totals, Clock::time_point start,
               std::atomic<bool>& stop) {
   while (!stop.load()) {
@@ -96,9 +172,15 @@ void progress(const Settings& s, const Totals& totals, Clock::time_point start,
 }
 
 int run(const Settings& s) {
-  const pacer::Policy policy("bench", {pacer::Rate::parse(s.rate, s.burst)});
+  std::vector<pacer::Rate> rates;
+  for (const std::string& rate : s.rates) rates.push_back(pacer::Rate::parse(rate, s.burst));
+  const pacer::Policy policy("bench", std::move(rates));
+  std::string rate_list;
+  for (const std::string& rate : s.rates) rate_list += (rate_list.empty() ? "" : ",") + rate;
   std::unique_ptr<pacer::Store> store;
   pacer::redis::RedisStore* redis = nullptr;
+  pacer::redis::RedisUrl url;
+  ScriptCpu cpu_before;
   if (s.store == "memory") {
     store = std::make_unique<pacer::MemoryStore>();
   } else if (s.store == "redis") {
@@ -115,6 +197,8 @@ int run(const Settings& s) {
     }
     redis = r.get();
     store = std::move(r);
+    url = pacer::redis::parse_redis_url(s.url);
+    cpu_before = read_script_cpu(url);
   } else {
     std::fprintf(stderr, "pacer-bench: invalid --store '%s': expected memory or redis\n",
                  s.store.c_str());
@@ -221,8 +305,9 @@ int run(const Settings& s) {
   Histogram all;
   for (const auto& h : histograms) all.merge(h);
   const std::uint64_t done = totals.done.load();
-  std::printf("store=%s concurrency=%u keys=%llu rate=%s burst=%lld\n", s.store.c_str(),
-              s.concurrency, static_cast<unsigned long long>(s.keys), s.rate.c_str(),
+  const ScriptCpu cpu_after = redis ? read_script_cpu(url) : ScriptCpu{};
+  std::printf("store=%s concurrency=%u keys=%llu rates=%s burst=%lld\n", s.store.c_str(),
+              s.concurrency, static_cast<unsigned long long>(s.keys), rate_list.c_str(),
               static_cast<long long>(s.burst));
   std::printf("checks=%llu allowed=%llu denied=%llu errors=%llu seconds=%.2f\n",
               static_cast<unsigned long long>(done),
@@ -241,9 +326,12 @@ int run(const Settings& s) {
         static_cast<unsigned long long>(st.deny_cache_hits),
         static_cast<unsigned long long>(st.script_reloads),
         done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
+    // Redis CPU per decision: the ceiling of a Redis deployment is 1e6 / this per core.
+    std::printf("redis_usec_per_call=%s rates=%zu\n",
+                format_usec(usec_per_call(cpu_before, cpu_after)).c_str(), policy.rates().size());
   }
   if (s.print_admitted) {
-    // What GCRA allows over the run on one key: burst + 1 at once, then one per T.
+    // What GCRA allows over the run on one key (first rate): burst + 1 at once, then one per T.
     const pacer::Rate& rate = policy.rates()[0];
     const double expected =
         std::floor(elapsed / (static_cast<double>(rate.emission_interval().count()) / 1e9)) +
@@ -253,31 +341,33 @@ int run(const Settings& s) {
   }
 
   if (s.redis_benchmark && redis) {
-    // The same script and arguments on one connection with 16 pipelined: the ceiling Redis
-    // itself reaches on this machine, measured right after the run above.
-    const auto url = pacer::redis::parse_redis_url(s.url);
-    const pacer::Rate& rate = policy.rates()[0];
-    const std::int64_t t_us = (rate.emission_interval().count() + 999) / 1000;
-    const std::string command = fmt::format(
-        "redis-benchmark -h {} -p {} -c 1 -P 16 -n {} -q EVALSHA {} 1 '{}' {} 1 {} {} 2>&1",
-        url.hosts[0].first, url.hosts[0].second, std::max<std::uint64_t>(done, 200'000),
-        pacer::redis::RedisStore::script_sha(), key_for(s, 0), s.cost, t_us,
-        t_us * (rate.burst() + 1));
+    // The same script and arguments from redis-benchmark, 32 connections with 16 pipelined
+    // each over the same keys: a shape that keeps Redis saturated, so its requests/s is the
+    // ceiling of this script on this machine (measured right after the run above).
+    std::string arguments;
+    for (const std::string& a : pacer::redis::RedisStore::script_arguments(policy, s.cost))
+      arguments += " " + a;
+    const std::string key =
+        s.keys > 1 ? fmt::format("{}:{{bench:load:k__rand_int__}}", s.key_prefix) : key_for(s, 0);
+    const std::string random = s.keys > 1 ? fmt::format(" -r {}", s.keys) : "";
+    const std::string command =
+        fmt::format("redis-benchmark {} -c 32 -P 16{} -n {} -q EVALSHA {} 1 {}{} 2>&1",
+                    redis_tool_target(url), random, std::max<std::uint64_t>(done, 200'000),
+                    pacer::redis::RedisStore::script_sha(), shell_quote(key), arguments);
+    const ScriptCpu before = read_script_cpu(url);
     double ceiling = 0;
-    if (FILE* pipe = popen(command.c_str(), "r")) {
-      char line[512];
-      while (std::fgets(line, sizeof line, pipe)) {
-        // "EVALSHA ...: 123456.78 requests per second" (after \r progress lines)
-        const std::string text(line);
-        const auto colon = text.rfind(": ");
-        if (text.find("requests per second") != std::string::npos && colon != std::string::npos)
-          ceiling = std::strtod(text.c_str() + colon + 2, nullptr);
-      }
-      pclose(pipe);
-    }
+    const std::string output = run_command(command);
+    // "EVALSHA ...: 123456.78 requests per second" (after \r progress lines)
+    const auto per_second = output.rfind(" requests per second");
+    const auto colon = output.rfind(": ", per_second);
+    if (per_second != std::string::npos && colon != std::string::npos)
+      ceiling = std::strtod(output.c_str() + colon + 2, nullptr);
+    const ScriptCpu after = read_script_cpu(url);
     if (ceiling > 0)
-      std::printf("redis_benchmark_P16_per_s=%.0f ratio=%.3f\n", ceiling,
-                  static_cast<double>(done) / elapsed / ceiling);
+      std::printf(
+          "redis_benchmark_c32_P16_per_s=%.0f ratio=%.3f redis_benchmark_usec_per_call=%s\n",
+          ceiling, static_cast<double>(done) / elapsed / ceiling,
+          format_usec(usec_per_call(before, after)).c_str());
     else
       std::printf("redis_benchmark: no result from: %s\n", command.c_str());
   }
@@ -297,8 +387,8 @@ int main(int argc, char** argv) {
   cli.add_option("--seconds", s.seconds, "how long to run")->check(CLI::Range(0.1, 3600.0));
   cli.add_option("--requests", s.max_requests, "stop after this many checks (0 = no limit)");
   cli.add_option("--keys", s.keys, "distinct keys (1 = one hot key)")->check(CLI::PositiveNumber);
-  cli.add_option("--rate", s.rate, "permits/period, e.g. 100/1s");
-  cli.add_option("--burst", s.burst, "burst")->check(CLI::NonNegativeNumber);
+  cli.add_option("--rate", s.rates, "permits/period, e.g. 100/1s; repeat for a policy of several");
+  cli.add_option("--burst", s.burst, "burst (of every rate)")->check(CLI::NonNegativeNumber);
   cli.add_option("--cost", s.cost, "cost of each check")->check(CLI::NonNegativeNumber);
   cli.add_option("--key-prefix", s.key_prefix, "prefix of the keys");
   cli.add_option("--io-threads", s.io_threads, "Redis I/O threads")->check(CLI::Range(1u, 64u));

@@ -76,29 +76,25 @@ bool rates_fit_microseconds(const Policy& policy) {
   return true;
 }
 
-// The arguments of one check, formatted into a fixed buffer (no allocation per number):
-//   EVALSHA <sha> 1 <key> <cost> <n> <T_1> <tau_1> ...   or   EVAL <script> 1 <key> ...
+// The arguments of one check (script.h), formatted into a fixed buffer (no allocation per
+// number):
+//   EVALSHA <sha> 1 <key> <inc_1> <room_1> ...   or   EVAL <script> 1 <key> ...
 // Not copyable: the views point into its own buffer.
 class ScriptArgs {
  public:
-  ScriptArgs(std::string_view key, const Policy& policy, std::int64_t cost) {
+  ScriptArgs(std::string_view key, const Policy& policy, std::int64_t cost)
+      : call_(policy.rates(), cost) {
     args_[2] = "1";
     args_[3] = key;
     count_ = 4;
-    number(cost);
-    number(static_cast<std::int64_t>(policy.rates().size()));
-    for (const Rate& rate : policy.rates()) {
-      // Rounded up, like the in-process store: never more than the configured rate.
-      const std::int64_t t_us = (rate.emission_interval().count() + kMicro - 1) / kMicro;
-      number(t_us);
-      number(t_us * (rate.burst() + 1));
-    }
+    for (const std::int64_t value : call_.arguments()) number(value);
   }
   ScriptArgs(const ScriptArgs&) = delete;
   ScriptArgs& operator=(const ScriptArgs&) = delete;
 
   std::span<const std::string_view> evalsha() { return with("EVALSHA", gcra_script_sha()); }
   std::span<const std::string_view> eval() { return with("EVAL", gcra_script()); }
+  const ScriptCall& call() const { return call_; }
 
  private:
   std::span<const std::string_view> with(std::string_view command, std::string_view script) {
@@ -113,30 +109,16 @@ class ScriptArgs {
     args_[count_++] = std::string_view(begin, static_cast<std::size_t>(end - begin));
   }
 
-  std::array<std::string_view, 6 + 2 * Policy::kMaxRates> args_;
-  std::array<char, 21 * (2 + 2 * Policy::kMaxRates)> digits_;
+  ScriptCall call_;
+  std::array<std::string_view, 4 + 2 * Policy::kMaxRates> args_;
+  std::array<char, 20 * 2 * Policy::kMaxRates> digits_;
   std::size_t count_ = 0;
   std::size_t used_ = 0;
 };
 
-// {outcome, remaining, retry_after_us, reset_after_us, rate_index} -> Decision.
-std::optional<Decision> parse_decision(const Reply& reply, std::span<const std::int64_t> permits) {
-  if (reply.type != Reply::Type::kArray || reply.elements.size() != 5) return std::nullopt;
-  for (const Reply& e : reply.elements)
-    if (e.type != Reply::Type::kInteger) return std::nullopt;
-  const auto& v = reply.elements;
-  const std::int64_t index = v[4].integer;
-  if (index < 0 || static_cast<std::size_t>(index) >= permits.size()) return std::nullopt;
-  Decision d;
-  d.outcome = v[0].integer == 1   ? Outcome::kAllowed
-              : v[0].integer == 0 ? Outcome::kDenied
-                                  : Outcome::kExceedsCapacity;
-  d.remaining = v[1].integer;
-  d.retry_after = std::chrono::microseconds{v[2].integer};
-  d.reset_after = std::chrono::microseconds{v[3].integer};
-  d.rate_index = static_cast<std::uint8_t>(index);
-  d.limit = permits[static_cast<std::size_t>(index)];
-  return d;
+// The script's reply -> the decision of the GCRA step (script.h).
+std::optional<Decision> parse_decision(const Reply& reply, const ScriptArgs& args) {
+  return args.call().decode(reply);
 }
 
 }  // namespace
@@ -309,6 +291,12 @@ RedisStore::~RedisStore() = default;
 
 std::string_view RedisStore::script() { return gcra_script(); }
 std::string_view RedisStore::script_sha() { return gcra_script_sha(); }
+std::vector<std::string> RedisStore::script_arguments(const Policy& policy, std::int64_t cost) {
+  std::vector<std::string> out;
+  for (const std::int64_t value : ScriptCall(policy.rates(), cost).arguments())
+    out.push_back(std::to_string(value));
+  return out;
+}
 
 void RedisStore::validate(const Policy& policy) {
   for (const Rate& rate : policy.rates()) {
@@ -329,11 +317,8 @@ struct Pending {
         caller_size(k.caller_size()),
         key(std::move(k).release()),
         cost(c),
-        rates(policy.rates().size()),
         args(key, policy, c),
-        done(std::move(d)) {
-    for (std::size_t i = 0; i < rates; ++i) permits[i] = policy.rates()[i].permits();
-  }
+        done(std::move(d)) {}
   std::string_view caller_key() const {
     return std::string_view(key).substr(caller_offset, caller_size);
   }
@@ -342,8 +327,6 @@ struct Pending {
   std::size_t caller_size;
   std::string key;  // in Redis
   std::int64_t cost;
-  std::size_t rates;
-  std::array<std::int64_t, Policy::kMaxRates> permits{};
   ScriptArgs args;  // refers to `key`
   CheckHandler done;
 };
@@ -371,7 +354,7 @@ struct RedisStore::Finish {
     }
     CheckResult result{ec, {}, p.caller_key()};
     if (!ec) {
-      if (auto decision = parse_decision(reply, {p.permits.data(), p.rates})) {
+      if (auto decision = parse_decision(reply, p.args)) {
         result.decision = *decision;
       } else {
         spdlog::warn("pacer: unexpected reply from Redis for key '{}': {}",

@@ -104,6 +104,9 @@ class RedisStore final : public Store {
   // The Lua script and its SHA-1, e.g. to run redis-benchmark against the same script.
   static std::string_view script();
   static std::string_view script_sha();
+  // The script's arguments after the key for a check of `cost` against `policy` (e.g. for
+  // redis-benchmark): EVALSHA <sha> 1 <key> <arguments...>.
+  static std::vector<std::string> script_arguments(const Policy& policy, std::int64_t cost);
 
  private:
   struct Impl;
