@@ -26,13 +26,17 @@
 #include "pacer/store.h"
 
 namespace pacer {
+namespace detail {
+class TscClock;
+}
 
 struct MemoryStoreOptions {
   // Upper bound on slots in use over all shards; at least 1024.
   std::size_t max_keys = 1'000'000;
   // Number of lock shards; rounded up to a power of two, at least 1.
   std::size_t shards = 64;
-  // Monotonic time in nanoseconds. Empty: std::chrono::steady_clock.
+  // Monotonic time in nanoseconds. Empty: std::chrono::steady_clock's time, read through the
+  // CPU's time-stamp counter where the kernel keeps time with it (docs/PERFORMANCE.md).
   std::function<std::int64_t()> clock;
 };
 
@@ -76,6 +80,7 @@ class MemoryStore final : public Store {
   std::size_t shard_mask_;
   std::size_t shard_bits_;
   std::unique_ptr<Shard[]> shards_;
+  std::unique_ptr<detail::TscClock> tsc_clock_;  // null: steady_clock (or options_.clock)
 };
 
 }  // namespace pacer
