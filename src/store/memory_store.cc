@@ -152,7 +152,7 @@ inline std::int64_t MemoryStore::now() const {
   return detail::steady_ns();
 }
 
-std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
+inline std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
   // A different SipHash key per policy: (policy, key) pairs collide only by chance (2^-64).
   const std::uint64_t hash =
       detail::siphash<1, 3>(hash_key_[0] ^ policy.name_digest(), hash_key_[1], key);
@@ -160,14 +160,15 @@ std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) c
 }
 
 // Low bits of the hash pick the slot, high bits the shard.
-MemoryStore::Shard& MemoryStore::shard_of(std::size_t rates, std::uint64_t hash) {
+inline MemoryStore::Shard& MemoryStore::shard_of(std::size_t rates, std::uint64_t hash) {
   Shard* shards = shards_[rates - 1].load(std::memory_order_acquire);
   if (shards == nullptr) [[unlikely]]
     shards = create_shards(rates);
   return shards[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
 }
 
-MemoryStore::Shard* MemoryStore::create_shards(std::size_t rates) {
+// Once per policy size: kept out of line so that the hot path saves no registers for it.
+[[gnu::noinline, gnu::cold]] MemoryStore::Shard* MemoryStore::create_shards(std::size_t rates) {
   std::unique_ptr<Shard[]> fresh(new Shard[options_.shards]);
   for (std::size_t i = 0; i < options_.shards; ++i) fresh[i].table.stride = rates + 1;
   Shard* expected = nullptr;
