@@ -1,4 +1,5 @@
-// In-process decisions: hot key, 1M random keys, thread scaling, bytes per live key.
+// In-process decisions: hot key, 1M random keys, thread scaling, bytes per live key, a flood
+// of exactly max_keys keys.
 //
 //   cmake --preset release && cmake --build --preset release --target pacer_store_benchmark
 //   build/release/bench/pacer_store_benchmark --benchmark_min_time=1
@@ -137,6 +138,26 @@ void BM_BytesPerLiveKey(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_BytesPerLiveKey)->Arg(1'000'000)->Iterations(1)->Unit(benchmark::kMillisecond);
+
+// A flood of exactly max_keys distinct keys of 1/hour, twice: the first pass must admit every
+// key and the second none (max_keys is exact: nothing is evicted before the bound).
+void BM_MaxKeysFlood(benchmark::State& state) {
+  const auto max_keys = static_cast<std::size_t>(state.range(0));
+  const pacer::Policy policy("flood", {pacer::Rate(1, hours(1))});
+  for (auto _ : state) {
+    KeyMaker key("f");
+    pacer::MemoryStore store({.max_keys = max_keys});
+    std::size_t admitted = 0;
+    for (int pass = 0; pass < 2; ++pass)
+      for (std::size_t i = 0; i < max_keys; ++i)
+        admitted += store.check_now(policy, key(i), 1).decision.allowed() ? 1 : 0;
+    const pacer::MemoryStoreStats stats = store.stats();
+    state.counters["admitted"] = static_cast<double>(admitted);
+    state.counters["keys"] = static_cast<double>(stats.keys);
+    state.counters["evictions"] = static_cast<double>(stats.evictions);
+  }
+}
+BENCHMARK(BM_MaxKeysFlood)->Arg(1'000'000)->Iterations(1)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -48,8 +48,8 @@ pacer::CheckResult check(pacer::Store& store, const pacer::Policy& policy, const
   return answer.get_future().get();
 }
 
-int gcra(const std::string& url, const std::string& rate_text, std::int64_t burst,
-         double seconds, double every, int burst_size) {
+int gcra(const std::string& url, const std::string& rate_text, std::int64_t burst, double seconds,
+         double every, int burst_size) {
   const pacer::Policy policy("plot", {pacer::Rate::parse(rate_text, burst)});
   const pacer::Rate& rate = policy.rates().front();
   auto store = open_store(url);
@@ -57,8 +57,7 @@ int gcra(const std::string& url, const std::string& rate_text, std::int64_t burs
   std::int64_t tat = 0;  // the exact step's state, fed the same arrival times
   std::int64_t admitted = 0, exact = 0;
   const auto start = Clock::now();
-  const double per_second =
-      1e9 / static_cast<double>(rate.emission_interval().count());
+  const double per_second = 1e9 / static_cast<double>(rate.emission_interval().count());
   std::printf("# seconds admitted exact_gcra bound\n");
   for (int round = 0; Clock::now() - start < std::chrono::duration<double>(seconds); ++round) {
     for (int i = 0; i < burst_size; ++i) {
@@ -66,9 +65,12 @@ int gcra(const std::string& url, const std::string& rate_text, std::int64_t burs
       const pacer::CheckResult result = check(*store, policy, key);
       if (result.error) throw std::runtime_error("check failed: " + result.error.message());
       admitted += result.decision.allowed() ? 1 : 0;
-      const std::int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(sent - start).count() + 1;
+      const std::int64_t now =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(sent - start).count() + 1;
       if (tat == 0) tat = now;
-      exact += pacer::gcra_step(policy.rates(), std::span<std::int64_t>(&tat, 1), now, 1).allowed() ? 1 : 0;
+      exact += pacer::gcra_step(policy.rates(), std::span<std::int64_t>(&tat, 1), now, 1).allowed()
+                   ? 1
+                   : 0;
       const double t = std::chrono::duration<double>(sent - start).count();
       std::printf("%.4f %lld %lld %.2f\n", t, static_cast<long long>(admitted),
                   static_cast<long long>(exact), static_cast<double>(burst + 1) + per_second * t);
@@ -93,9 +95,8 @@ int latency(const std::string& url, unsigned concurrency, double seconds) {
     const auto sent = Clock::now();
     store->check(policy, keys[(chain * 7919 + n) % keys.size()], 1,
                  [&, chain, n, sent](const pacer::CheckResult&) {
-                   samples[chain].push_back(std::chrono::duration<float, std::micro>(
-                                                Clock::now() - sent)
-                                                .count());
+                   samples[chain].push_back(
+                       std::chrono::duration<float, std::micro>(Clock::now() - sent).count());
                    if (stop.load(std::memory_order_relaxed)) {
                      running.fetch_sub(1);
                      return;
@@ -114,8 +115,8 @@ int latency(const std::string& url, unsigned concurrency, double seconds) {
   constexpr int kPoints = 200;
   for (int i = 0; i <= kPoints; ++i) {
     const double fraction = static_cast<double>(i) / kPoints;
-    const auto index = std::min(all.size() - 1,
-                                static_cast<std::size_t>(fraction * static_cast<double>(all.size())));
+    const auto index = std::min(
+        all.size() - 1, static_cast<std::size_t>(fraction * static_cast<double>(all.size())));
     std::printf("%.2f %.4f\n", static_cast<double>(all[index]), fraction);
   }
   return 0;

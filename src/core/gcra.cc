@@ -12,7 +12,7 @@ std::int64_t remaining_at(const Rate& rate, std::int64_t tat, std::int64_t now) 
   const std::int64_t used = tat - now;
   const std::int64_t left = rate.tolerance().count() - used;
   // A TAT more than tau ahead only happens if the clock stepped back; report no capacity.
-  return left <= 0 ? 0 : left / rate.emission_interval().count();
+  return left <= 0 ? 0 : rate.intervals_in(Nanos{left});
 }
 
 }  // namespace

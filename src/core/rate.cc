@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <charconv>
 #include <stdexcept>
 #include <string>
@@ -114,6 +115,16 @@ Rate::Rate(std::int64_t permits, Nanos period, std::int64_t burst)
              format_duration(period));
   }
   tolerance_ = Nanos{static_cast<std::int64_t>(tolerance)};
+  // Division by the invariant T: with l = ceil(log2 T) (at most 62 here),
+  // magic = floor(2^64 * (2^l - T) / T) + 1, and n / T = (hi + ((n - hi) >> 1)) >> (l - 1)
+  // where hi = (magic * n) >> 64; T = 1 (l = 0) works with both shifts 0 and magic 1.
+  const auto t = static_cast<std::uint64_t>(emission_interval_.count());
+  const int l = t == 1 ? 0 : 64 - std::countl_zero(t - 1);
+  __extension__ using Wide = unsigned __int128;
+  const Wide scaled = (Wide{1} << 64) * ((Wide{1} << l) - t);
+  interval_magic_ = static_cast<std::uint64_t>(scaled / t) + 1;
+  interval_shift1_ = static_cast<std::uint8_t>(l == 0 ? 0 : 1);
+  interval_shift2_ = static_cast<std::uint8_t>(l == 0 ? 0 : l - 1);
 }
 
 Rate Rate::parse(std::string_view text, std::int64_t burst) {

@@ -9,11 +9,19 @@
 #include "pacer/gcra.h"
 #include "siphash.h"
 #include "spin_lock.h"
+#include "tsc_clock.h"
 
 namespace pacer {
 namespace {
 
-constexpr std::size_t kMinCapacity = 16;
+// Small: with one shard per 256 keys at the bound, most shards hold a handful of keys.
+constexpr std::size_t kMinCapacity = 4;
+// The automatic shard count (one per 256 keys of max_keys) stops here.
+constexpr std::size_t kMaxAutoShards = std::size_t{1} << 16;
+
+// Copied into each result: a default-constructed std::error_code calls system_category()
+// through the PLT, which is measurable on the hot path.
+const std::error_code kNoError{};
 
 // Copies a handful of TATs. std::copy_n becomes a memcpy call, which costs more than the
 // copy for the usual one or two words.
@@ -87,75 +95,64 @@ struct Table {
 
 }  // namespace
 
+// The keys of one policy size (number of rates) whose hashes share their top bits: one table
+// and the lock that guards it, on one cache line. A decision writes this line and its key's
+// slot, nothing else; with many small shards, two threads working on unrelated keys rarely
+// write the same lines.
 struct alignas(64) MemoryStore::Shard {
   detail::SpinLock lock;
-  std::array<Table, Policy::kMaxRates> tables;  // by number of rates in the policy
-  std::size_t used = 0;                         // over all tables
-  std::size_t max_used = 0;
-  std::uint64_t evictions = 0;
+  Table table;
+  std::uint64_t evictions = 0;  // live entries evicted, or not stored, because the store was full
 
-  Table& table_for(std::size_t rates) {
-    Table& t = tables[rates - 1];
-    if (t.capacity == 0) {
-      t.stride = rates + 1;
-      t.allocate(kMinCapacity);
-    }
-    return t;
+  Table& ready_table() {
+    if (table.capacity == 0) table.allocate(kMinCapacity);
+    return table;
   }
 
-  // Makes room for one more entry in `t`; `home` is the new key's home slot.
-  void make_room(Table& t, std::uint64_t hash, std::int64_t now) {
-    if (used >= max_used) {
-      // Full: evict the entry near the new key's home that expires first.
-      std::size_t victim = t.capacity;
-      std::int64_t victim_expiry = INT64_MAX;
-      std::size_t seen = 0;
-      for (std::size_t i = hash & t.mask(), n = 0; n < t.capacity && seen < kEvictionWindow;
-           ++n, i = (i + 1) & t.mask()) {
-        if (t.slot(i)[0] == 0) continue;
-        ++seen;
-        if (const std::int64_t e = t.expiry(t.slot(i)); e < victim_expiry) {
-          victim_expiry = e;
-          victim = i;
-        }
+  // Removes, among the occupied slots next to `hash`'s home, the one that expires first.
+  // False when the table is empty.
+  bool evict_near(std::uint64_t hash, std::int64_t now) {
+    Table& t = table;
+    std::size_t victim = t.capacity;
+    std::int64_t victim_expiry = INT64_MAX;
+    std::size_t seen = 0;
+    for (std::size_t i = hash & t.mask(), n = 0; n < t.capacity && seen < kEvictionWindow;
+         ++n, i = (i + 1) & t.mask()) {
+      if (t.slot(i)[0] == 0) continue;
+      ++seen;
+      if (const std::int64_t e = t.expiry(t.slot(i)); e < victim_expiry) {
+        victim_expiry = e;
+        victim = i;
       }
-      if (victim != t.capacity) {
-        if (victim_expiry > now) ++evictions;
-        t.erase_at(victim);
-        --used;
-        return;
-      }
-      // This table is empty while others fill the shard: let it hold one entry anyway.
     }
-    if (4 * (t.used + 1) > 3 * t.capacity) {
-      used -= t.used;
-      t.rebuild(now);
-      used += t.used;
-    }
+    if (victim == t.capacity) return false;
+    if (victim_expiry > now) ++evictions;
+    t.erase_at(victim);
+    return true;
   }
 };
 
 MemoryStore::MemoryStore(MemoryStoreOptions options) : options_(std::move(options)) {
-  options_.shards = std::bit_ceil(std::max<std::size_t>(options_.shards, 1));
   options_.max_keys = std::max<std::size_t>(options_.max_keys, 1024);
-  shard_mask_ = options_.shards - 1;
+  if (options_.shards == 0) options_.shards = std::min(options_.max_keys / 256, kMaxAutoShards);
+  options_.shards = std::bit_ceil(std::max<std::size_t>(options_.shards, 1));
   shard_bits_ = static_cast<std::size_t>(std::countr_zero(options_.shards));
-  shards_ = std::make_unique<Shard[]>(options_.shards);
-  const std::size_t per_shard = std::max<std::size_t>(options_.max_keys / options_.shards, 16);
-  for (std::size_t i = 0; i < options_.shards; ++i) shards_[i].max_used = per_shard;
   std::random_device random;
   for (auto& word : hash_key_) word = (std::uint64_t{random()} << 32) | random();
+  if (!options_.clock) tsc_clock_ = detail::TscClock::create();
 }
 
-MemoryStore::~MemoryStore() = default;
+MemoryStore::~MemoryStore() {
+  for (auto& shards : shards_) delete[] shards.load(std::memory_order_relaxed);
+}
 
-std::int64_t MemoryStore::now() const {
+inline std::int64_t MemoryStore::now() const {
+  if (tsc_clock_) return tsc_clock_->now();
   if (options_.clock) return options_.clock();
-  return std::chrono::duration_cast<Nanos>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
+  return detail::steady_ns();
 }
 
-std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
+inline std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
   // A different SipHash key per policy: (policy, key) pairs collide only by chance (2^-64).
   const std::uint64_t hash =
       detail::siphash<1, 3>(hash_key_[0] ^ policy.name_digest(), hash_key_[1], key);
@@ -163,37 +160,86 @@ std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) c
 }
 
 // Low bits of the hash pick the slot, high bits the shard.
-MemoryStore::Shard& MemoryStore::shard_of(std::uint64_t hash) const {
-  return shards_[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+inline MemoryStore::Shard& MemoryStore::shard_of(std::size_t rates, std::uint64_t hash) {
+  Shard* shards = shards_[rates - 1].load(std::memory_order_acquire);
+  if (shards == nullptr) [[unlikely]]
+    shards = create_shards(rates);
+  return shards[shard_bits_ == 0 ? 0 : hash >> (64 - shard_bits_)];
+}
+
+// Once per policy size: kept out of line so that the hot path saves no registers for it.
+[[gnu::noinline, gnu::cold]] MemoryStore::Shard* MemoryStore::create_shards(std::size_t rates) {
+  std::unique_ptr<Shard[]> fresh(new Shard[options_.shards]);
+  for (std::size_t i = 0; i < options_.shards; ++i) fresh[i].table.stride = rates + 1;
+  Shard* expected = nullptr;
+  if (shards_[rates - 1].compare_exchange_strong(expected, fresh.get(), std::memory_order_acq_rel,
+                                                 std::memory_order_acquire))
+    return fresh.release();
+  return expected;  // another thread was first
+}
+
+bool MemoryStore::take_slot() {
+  std::size_t used = used_.load(std::memory_order_relaxed);
+  do {
+    if (used >= options_.max_keys) return false;
+  } while (!used_.compare_exchange_weak(used, used + 1, std::memory_order_relaxed));
+  return true;
+}
+
+void MemoryStore::release_slots(std::size_t n) {
+  if (n != 0) used_.fetch_sub(n, std::memory_order_relaxed);
+}
+
+// Rebuilds the shard's table without its expired entries (growing it if needed).
+void MemoryStore::rebuild(Shard& shard, std::int64_t now) {
+  const std::size_t before = shard.table.used;
+  shard.table.rebuild(now);
+  release_slots(before - shard.table.used);
+}
+
+std::int64_t* MemoryStore::insert(Shard& shard, std::uint64_t hash, std::int64_t now) {
+  // The global count makes max_keys exact. At the bound a new key takes the place of the
+  // entry near its home that expires first; in a shard with no entry at all it is not
+  // stored (as if evicted at once).
+  if (!take_slot() && !shard.evict_near(hash, now)) {
+    ++shard.evictions;
+    return nullptr;
+  }
+  Table& t = shard.table;
+  if (4 * (t.used + 1) > 3 * t.capacity) rebuild(shard, now);
+  return t.insert_new(hash);
 }
 
 CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, std::int64_t cost) {
-  if (cost < 0) return {make_error_code(Errc::kInvalidCost), {}, key};
+  // One named result on every path: it is built in the caller's frame and gcra_step writes
+  // the decision there directly (a copy of it cost 2-3 ns on the hot path).
+  CheckResult result{kNoError, {}, key};
+  if (cost < 0) {
+    result.error = make_error_code(Errc::kInvalidCost);
+    return result;
+  }
   const auto rates = policy.rates();
   const std::size_t n = rates.size();
   const std::uint64_t hash = hash_of(policy, key);
-  Shard& shard = shard_of(hash);
+  Shard& shard = shard_of(n, hash);
   const std::int64_t t_now = now();
 
-  std::array<std::int64_t, Policy::kMaxRates> tats;
-  CheckResult result;
-  result.key = key;
   std::lock_guard guard(shard.lock);
-  Table& table = shard.table_for(n);
+  Table& table = shard.ready_table();
   std::size_t i = hash & table.mask();
   std::size_t reusable = table.capacity;  // first expired slot on the chain, if any
   for (;; i = (i + 1) & table.mask()) {
     std::int64_t* s = table.slot(i);
     if (s[0] == static_cast<std::int64_t>(hash)) {
-      copy_tats(s + 1, n, tats.data());
-      gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
-      if (result.decision.allowed() && cost > 0) copy_tats(tats.data(), n, s + 1);
+      // The step updates the slot's TATs in place, and only when it admits with cost > 0.
+      gcra_step(rates, {s + 1, n}, t_now, cost, result.decision);
       return result;
     }
     if (s[0] == 0) break;
     if (reusable == table.capacity && table.expiry(s) <= t_now) reusable = i;
   }
 
+  std::array<std::int64_t, Policy::kMaxRates> tats;
   tats.fill(t_now);
   gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
   if (!result.decision.allowed() || cost == 0) return result;
@@ -202,9 +248,8 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
     s = table.slot(reusable);
     s[0] = static_cast<std::int64_t>(hash);
   } else {
-    shard.make_room(table, hash, t_now);
-    s = table.insert_new(hash);
-    ++shard.used;
+    s = insert(shard, hash, t_now);
+    if (s == nullptr) return result;
   }
   copy_tats(tats.data(), n, s + 1);
   return result;
@@ -216,16 +261,17 @@ void MemoryStore::check(const Policy& policy, std::string_view key, std::int64_t
 }
 
 void MemoryStore::reset_now(const Policy& policy, std::string_view key) {
+  const std::size_t n = policy.rates().size();
   const std::uint64_t hash = hash_of(policy, key);
-  Shard& shard = shard_of(hash);
+  Shard& shard = shard_of(n, hash);
   std::lock_guard guard(shard.lock);
-  Table& table = shard.table_for(policy.rates().size());
+  Table& table = shard.ready_table();
   for (std::size_t i = hash & table.mask();; i = (i + 1) & table.mask()) {
     const std::int64_t word = table.slot(i)[0];
     if (word == 0) return;
     if (word == static_cast<std::int64_t>(hash)) {
       table.erase_at(i);
-      --shard.used;
+      release_slots(1);
       return;
     }
   }
@@ -238,31 +284,31 @@ void MemoryStore::reset(const Policy& policy, std::string_view key, ResetHandler
 
 void MemoryStore::purge_expired() {
   const std::int64_t t_now = now();
-  for (std::size_t s = 0; s < options_.shards; ++s) {
-    Shard& shard = shards_[s];
-    std::lock_guard guard(shard.lock);
-    for (Table& table : shard.tables) {
-      if (table.capacity == 0) continue;
-      shard.used -= table.used;
-      table.rebuild(t_now);
-      shard.used += table.used;
+  for (auto& by_rates : shards_) {
+    Shard* shards = by_rates.load(std::memory_order_acquire);
+    if (shards == nullptr) continue;
+    for (std::size_t i = 0; i < options_.shards; ++i) {
+      std::lock_guard guard(shards[i].lock);
+      if (shards[i].table.capacity != 0) rebuild(shards[i], t_now);
     }
   }
 }
 
 MemoryStoreStats MemoryStore::stats() const {
   MemoryStoreStats stats;
-  for (std::size_t s = 0; s < options_.shards; ++s) {
-    Shard& shard = shards_[s];
-    std::lock_guard guard(shard.lock);
-    stats.keys += shard.used;
-    stats.evictions += shard.evictions;
-    for (const Table& table : shard.tables) {
+  for (auto& by_rates : shards_) {
+    Shard* shards = by_rates.load(std::memory_order_acquire);
+    if (shards == nullptr) continue;
+    for (std::size_t i = 0; i < options_.shards; ++i) {
+      std::lock_guard guard(shards[i].lock);
+      const Table& table = shards[i].table;
+      stats.keys += table.used;
+      stats.evictions += shards[i].evictions;
       stats.capacity += table.capacity;
       stats.bytes += table.capacity * table.stride * sizeof(std::int64_t);
     }
+    stats.bytes += options_.shards * sizeof(Shard);
   }
-  stats.bytes += options_.shards * sizeof(Shard);
   return stats;
 }
 

@@ -385,5 +385,41 @@ TEST(PolicyTest, RejectsNineRates) {
   EXPECT_THAT(message, HasSubstr("9"));
 }
 
+// intervals_in replaces a divide by a multiply and shifts; it must agree with the divide for
+// every emission interval a Rate can have and every span the GCRA step can ask about.
+TEST(RateIntervalsIn, AgreesWithDivisionAtTheEdges) {
+  const std::int64_t intervals[] = {1,
+                                    2,
+                                    3,
+                                    7,
+                                    1'000,
+                                    1'000'000'007,
+                                    (std::int64_t{1} << 32) - 1,
+                                    std::int64_t{1} << 32,
+                                    (std::int64_t{1} << 60) + 1,
+                                    std::int64_t{1} << 61};  // the longest tolerance
+  for (const std::int64_t t : intervals) {
+    const Rate rate(1, std::chrono::nanoseconds(t));
+    ASSERT_EQ(rate.emission_interval().count(), t);
+    for (const std::int64_t n : {std::int64_t{0}, std::int64_t{1}, t - 1, t, t + 1, 2 * t - 1,
+                                 INT64_MAX / 2, INT64_MAX - 1, INT64_MAX}) {
+      if (n < 0) continue;
+      EXPECT_EQ(rate.intervals_in(std::chrono::nanoseconds(n)), n / t) << n << " / " << t;
+    }
+  }
+}
+
+RC_GTEST_PROP(RateIntervalsInProperty, AgreesWithDivision, ()) {
+  const auto permits = *rc::gen::inRange<std::int64_t>(1, 1'000'000);
+  const auto period =
+      *rc::gen::oneOf(rc::gen::inRange<std::int64_t>(permits, 1'000'000'000),
+                      rc::gen::inRange<std::int64_t>(permits, std::int64_t{1} << 61));
+  const Rate rate(permits, std::chrono::nanoseconds(period));
+  const std::int64_t t = rate.emission_interval().count();
+  const auto n = *rc::gen::oneOf(rc::gen::inRange<std::int64_t>(0, 4 * t),
+                                 rc::gen::inRange<std::int64_t>(0, INT64_MAX));
+  RC_ASSERT(rate.intervals_in(std::chrono::nanoseconds(n)) == n / t);
+}
+
 }  // namespace
 }  // namespace pacer

@@ -151,6 +151,56 @@ TEST(MemoryStore, KeyFloodIsBoundedAndKeepsAbusiveKeys) {
   EXPECT_FALSE(store.check_now(policy, "abuser", 1).decision.allowed());
 }
 
+// max_keys is exact (it used to be enforced per shard, so a flood of exactly max_keys keys
+// evicted some of them early and admitted them again). Up to the bound every new key is
+// stored; at the bound a new key takes the place of one entry, and the count stays put.
+TEST(MemoryStore, FloodOfExactlyMaxKeysKeepsEveryKey) {
+  FakeClock clock;
+  const std::size_t max_keys = 100'000;
+  MemoryStore store({.max_keys = max_keys, .clock = clock.fn()});
+  const Policy policy("p", {Rate(1, std::chrono::hours(1))});
+  for (std::size_t i = 0; i < max_keys; ++i)
+    ASSERT_TRUE(store.check_now(policy, "ip:" + std::to_string(i), 1).decision.allowed()) << i;
+  EXPECT_EQ(store.stats().keys, max_keys);
+  EXPECT_EQ(store.stats().evictions, 0u);
+  std::size_t admitted_again = 0;
+  for (std::size_t i = 0; i < max_keys; ++i)
+    admitted_again += store.check_now(policy, "ip:" + std::to_string(i), 1).decision.allowed();
+  EXPECT_EQ(admitted_again, 0u);
+
+  // One key more: admitted (it is new), and one entry makes room for it.
+  EXPECT_TRUE(store.check_now(policy, "one-more", 1).decision.allowed());
+  EXPECT_EQ(store.stats().keys, max_keys);
+  EXPECT_EQ(store.stats().evictions, 1u);
+  // Resets give slots back.
+  store.reset_now(policy, "one-more");
+  EXPECT_EQ(store.stats().keys, max_keys - 1);
+}
+
+// The same from two threads at once: the global count admits exactly max_keys entries.
+TEST(MemoryStore, ConcurrentFloodOfExactlyMaxKeysKeepsEveryKey) {
+  FakeClock clock;
+  const std::size_t max_keys = 50'000;
+  MemoryStore store({.max_keys = max_keys, .clock = clock.fn()});
+  const Policy policy("p", {Rate(1, std::chrono::hours(1))});
+  std::atomic<std::size_t> admitted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 2; ++t) {
+    threads.emplace_back([&, t] {
+      for (std::size_t i = 0; i < max_keys / 2; ++i)
+        if (store.check_now(policy, std::to_string(t) + ":" + std::to_string(i), 1)
+                .decision.allowed())
+          admitted.fetch_add(1);
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(admitted.load(), max_keys);
+  EXPECT_EQ(store.stats().keys, max_keys);
+  EXPECT_EQ(store.stats().evictions, 0u);
+  EXPECT_TRUE(store.check_now(policy, "one-more", 1).decision.allowed());
+  EXPECT_EQ(store.stats().keys, max_keys);
+}
+
 TEST(MemoryStore, ConcurrentHammeringOfOneKeyAdmitsExactly) {
   FakeClock clock;  // frozen: only the burst may pass
   MemoryStore store({.clock = clock.fn()});
