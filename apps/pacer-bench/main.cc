@@ -212,12 +212,13 @@ int run(const Settings& s) {
   std::thread reporter([&] { progress(s, totals, start, stop); });
 
   auto count = [&](const pacer::CheckResult& r) {
-    if (r.error)
+    if (r.error) {
       totals.errors.fetch_add(1, std::memory_order_relaxed);
-    else if (r.decision.allowed())
+    } else if (r.decision.allowed()) {
       totals.allowed.fetch_add(1, std::memory_order_relaxed);
-    else
+    } else {
       totals.denied.fetch_add(1, std::memory_order_relaxed);
+    }
     totals.done.fetch_add(1, std::memory_order_relaxed);
   };
 
@@ -363,13 +364,14 @@ int run(const Settings& s) {
     if (per_second != std::string::npos && colon != std::string::npos)
       ceiling = std::strtod(output.c_str() + colon + 2, nullptr);
     const ScriptCpu after = read_script_cpu(url);
-    if (ceiling > 0)
+    if (ceiling > 0) {
       std::printf(
           "redis_benchmark_c32_P16_per_s=%.0f ratio=%.3f redis_benchmark_usec_per_call=%s\n",
           ceiling, static_cast<double>(done) / elapsed / ceiling,
           format_usec(usec_per_call(before, after)).c_str());
-    else
+    } else {
       std::printf("redis_benchmark: no result from: %s\n", command.c_str());
+    }
   }
   return 0;
 }

@@ -54,9 +54,10 @@ bool parse_item(const json& object, bool batch, std::size_t index, ApiCall call,
     error = {field_name(batch, index, field), std::move(message)};
     return false;
   };
-  if (!object.is_object())
+  if (!object.is_object()) {
     return fail("", std::string("expected an object {\"policy\": ..., \"key\": ...}, got ") +
                         type_name(object));
+  }
   bool has_policy = false, has_key = false;
   for (const auto& [name, value] : object.items()) {
     if (name == "policy") {
@@ -68,9 +69,10 @@ bool parse_item(const json& object, bool batch, std::size_t index, ApiCall call,
       if (!value.is_string()) return fail("key", "must be a string, got " + show(value));
       const auto& key = value.get_ref<const std::string&>();
       if (key.empty()) return fail("key", "must not be empty");
-      if (key.size() > limits.max_key_bytes)
+      if (key.size() > limits.max_key_bytes) {
         return fail("key", fmt::format("is {} bytes long; at most {} are allowed", key.size(),
                                        limits.max_key_bytes));
+      }
       item.key = key;
       has_key = true;
     } else if (name == "cost" && call == ApiCall::kCheck) {
@@ -113,9 +115,10 @@ std::variant<ApiRequest, ApiError> parse_api_request(std::string_view body, ApiC
   if (document.is_array()) {
     request.batch = true;
     if (document.empty()) return ApiError{"", "an empty batch: expected 1 or more requests"};
-    if (document.size() > limits.max_batch)
+    if (document.size() > limits.max_batch) {
       return ApiError{"", fmt::format("a batch of {} requests; at most {} are allowed",
                                       document.size(), limits.max_batch)};
+    }
     request.items.resize(document.size());
     for (std::size_t i = 0; i < document.size(); ++i)
       if (!parse_item(document[i], true, i, call, limits, request.items[i], error)) return error;

@@ -205,9 +205,9 @@ std::optional<ListenAddress> parse_listen(const toml::node& node, const std::str
   }
   std::string host = text.substr(0, colon);
   const std::string port_text = text.substr(colon + 1);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
     host = host.substr(1, host.size() - 2);
-  else if (host.find(':') != std::string::npos) {
+  } else if (host.find(':') != std::string::npos) {
     problems.add(node, key, "IPv6 addresses need brackets, e.g. \"[::1]:9090\"");
     return std::nullopt;
   }
@@ -323,14 +323,16 @@ void read_store(Section& s, Config& c) {
     c.max_keys = static_cast<std::size_t>(*v);
   if (auto prefix = s.string("key_prefix")) {
     bool ok = !prefix->empty() && prefix->size() <= 64;
-    for (const char ch : *prefix)
+    for (const char ch : *prefix) {
       ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||
                   ch == '.' || ch == ':');
-    if (ok)
+    }
+    if (ok) {
       c.key_prefix = *prefix;
-    else
+    } else {
       s.problems().add(*s.node("key_prefix"), s.name("key_prefix"),
                        "must be 1 to 64 characters of [A-Za-z0-9_.:-]");
+    }
   }
 }
 
@@ -350,9 +352,10 @@ void read_policy(const toml::table& table, std::size_t index, Config& c, Problem
     problems.add(table.source(), s.name("rates"), nullptr,
                  "missing: e.g. rates = [{ limit = \"10/1m\", burst = 5 }]");
   } else if (const auto* arr = rates_node->as_array()) {
-    if (arr->empty() || arr->size() > Policy::kMaxRates)
+    if (arr->empty() || arr->size() > Policy::kMaxRates) {
       problems.add(*rates_node, s.name("rates"),
                    fmt::format("expected 1 to {} rates", Policy::kMaxRates));
+    }
     for (std::size_t i = 0; i < arr->size(); ++i) {
       const toml::node& item = *arr->get(i);
       const std::string key = fmt::format("{}[{}]", s.name("rates"), i);
@@ -486,21 +489,25 @@ Config parse_config(std::string_view text, const std::string& path) {
       if (on_main) c.admin_on_main = *on_main;
       if (const auto* n = s.node("listen")) {
         if (auto a = parse_listen(*n, "admin.listen", problems)) c.admin_listen = *a;
-        if (c.admin_on_main)
+        if (c.admin_on_main) {
           problems.add(*s.node("on_main"), "admin.on_main",
                        "cannot be true with admin.listen: the admin endpoints are served on one "
                        "listener");
+        }
       } else if (!on_main) {
         problems.add(t->source(), "admin.listen", nullptr,
                      "missing: e.g. \"127.0.0.1:9091\" (or on_main = true)");
       }
     }
-    for (const char* section : {"server", "admin", "store"})
-      if (const auto* t = root[section].as_table())
-        for (auto&& [key, node] : *t)
+    for (const char* section : {"server", "admin", "store"}) {
+      if (const auto* t = root[section].as_table()) {
+        for (auto&& [key, node] : *t) {
           c.locations.emplace(
               fmt::format("{}.{}", section, key.str()),
               fmt::format("{}:{}", node.source().begin.line, node.source().begin.column));
+        }
+      }
+    }
     if (const auto* t = top.table("api")) {
       Section s(*t, "api", problems);
       if (auto v = s.integer("max_batch", 1, 100'000)) c.max_batch = static_cast<std::size_t>(*v);
@@ -529,9 +536,10 @@ Config parse_config(std::string_view text, const std::string& path) {
         read_policy(*arr->get(i)->as_table(), i, c, problems, names);
     }
   }
-  if (c.admin_listen && c.admin_listen->port != 0 && *c.admin_listen == c.listen)
+  if (c.admin_listen && c.admin_listen->port != 0 && *c.admin_listen == c.listen) {
     problems.add_plain(detail::printable(path) + ": admin.listen = \"" +
                        c.admin_listen->to_string() + "\": must differ from server.listen");
+  }
   if (!problems.empty()) throw ConfigError(problems.text());
   return c;
 }

@@ -100,9 +100,10 @@ int main(int argc, char** argv) {
     auto server = listen(config.listen, config, config.threads, "server.listen",
                          handler(pacer::pacerd::Listener::kMain));
     std::unique_ptr<pacer::beast::Server> admin;
-    if (config.admin_listen)
+    if (config.admin_listen) {
       admin = listen(*config.admin_listen, config, 1, "admin.listen",
                      handler(pacer::pacerd::Listener::kAdmin));
+    }
     // Redis clients run on the servers' worker threads, the admin listener's too: no hand-off
     // between HTTP and Redis, and a listener that drains keeps the clients its requests wait on
     // (a worker ends its io_context once its last connection is done).
@@ -129,17 +130,18 @@ int main(int argc, char** argv) {
         main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
         pacer::detail::printable(config_path));
     if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
-    if (admin_on_main)
+    if (admin_on_main) {
       spdlog::warn(
           "event=admin_on_main /metrics, /v1/config and /v1/reset are served on http://{} ({}); "
           "any client of it can reset limits; [admin] listen = \"127.0.0.1:<port>\" moves them",
           main_address, explicit_on_main ? "admin.on_main = true" : "a loopback address");
-    else if (!admin_anywhere)
+    } else if (!admin_anywhere) {
       spdlog::warn(
           "event=admin_disabled /metrics, /v1/config and /v1/reset are not served: "
           "server.listen = \"{}\" is not a loopback address; add [admin] listen = "
           "\"127.0.0.1:<port>\" (or admin.on_main = true)",
           main_address);
+    }
 
     // Reloads: SIGHUP at once, and a change of the file within a second. SIGTERM / SIGINT:
     // both listeners stop accepting, and in-flight requests finish (up to shutdown_grace).

@@ -159,9 +159,10 @@ void guarded(beast::Send& send, unsigned version, Function&& function) noexcept 
   } catch (const std::exception& e) {
     try {
       spdlog::error("event=internal_error error={}", e.what());
-      if (send)
+      if (send) {
         send(respond(bhttp::status::internal_server_error, version,
                      R"({"error":"internal_error","field":"","message":"see the server log"})"));
+      }
     } catch (...) {
     }
   } catch (...) {
@@ -187,10 +188,11 @@ http::Identity make_identity(const std::vector<std::string>& selectors, const Co
 
 json policy_json(const Service::RuntimePolicy& p) {
   json rates = json::array();
-  for (const Rate& r : p.config.policy.rates())
+  for (const Rate& r : p.config.policy.rates()) {
     rates.push_back({{"limit", fmt::format("{}/{}", r.permits(), format_duration(r.period()))},
                      {"burst", r.burst()},
                      {"emission_interval_ns", r.emission_interval().count()}});
+  }
   return {{"name", p.config.policy.name()},
           {"rates", rates},
           {"identity", p.config.identity},
@@ -208,10 +210,11 @@ Service::Service(Config config, ConfigFile file, std::vector<boost::asio::io_con
     const redis::RedisStoreOptions options{.url = config.store_url,
                                            .connect_timeout = config.connect_timeout,
                                            .command_timeout = config.timeout};
-    if (io.empty())
+    if (io.empty()) {
       store_ = std::make_unique<redis::RedisStore>(options);
-    else
+    } else {
       store_ = std::make_unique<redis::RedisStore>(options, std::move(io));
+    }
   }
   runtime_.store(build(std::move(config), nullptr));
 }
@@ -458,9 +461,10 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
                             send = std::move(send)](const Decision& d) mutable {
                              guarded(send, version, [&] {
                                const bool shadow = p->config.shadow;
-                               if (record)
+                               if (record) {
                                  p->stats->record(d, shadow, Clock::now() - start,
                                                   p->config.policy.name(), log_key);
+                               }
                                std::string body;
                                append_decision_json(body, p->config.policy.name(), d, shadow);
                                auto res = respond(bhttp::status::ok, version, std::move(body));
@@ -520,9 +524,10 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     auto done = [batch, i](const Decision& d) {
       batch->decisions[i] = d;
       const RuntimePolicy* policy = batch->policies[i];
-      if (batch->record[i])
+      if (batch->record[i]) {
         policy->stats->record(d, policy->config.shadow, Clock::now() - batch->start,
                               policy->config.policy.name(), batch->keys[i]);
+      }
       if (batch->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) batch->finish();
     };
     try {
@@ -660,9 +665,10 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
             } else {
               http::append_headers(p->config.policy, d, runtime->config.headers, headers);
               // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
-              if (d.outcome == Outcome::kDenied)
+              if (d.outcome == Outcome::kDenied) {
                 headers.emplace_back("X-Pacer-Retry-After-Ms",
                                      std::to_string(http::ceil_milliseconds(d.retry_after)));
+              }
             }
           }
           headers.emplace_back("X-Pacer-Outcome", std::string(to_string(d.outcome)));
@@ -692,9 +698,10 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
   }
   family("store_errors_total", "counter",
          "Decisions the store could not make (answered by the fail mode).");
-  for (const auto& [name, p] : runtime.policies)
+  for (const auto& [name, p] : runtime.policies) {
     fmt::format_to(out, "pacerd_store_errors_total{{policy=\"{}\"}} {}\n", name,
                    p.stats->store_errors.load());
+  }
   family("decision_duration_seconds", "histogram",
          "Time from asking the limiter to its answer, per policy.");
   for (const auto& [name, p] : runtime.policies) {
@@ -702,14 +709,15 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
     const auto& bounds = MetricsSnapshot::kBucketBounds;
     for (std::size_t i = 0; i <= bounds.size(); ++i) {
       cumulative += p.stats->buckets[i].load();
-      if (i < bounds.size())
+      if (i < bounds.size()) {
         fmt::format_to(out,
                        "pacerd_decision_duration_seconds_bucket{{policy=\"{}\",le=\"{}\"}} {}\n",
                        name, static_cast<double>(bounds[i]) / 1e9, cumulative);
-      else
+      } else {
         fmt::format_to(out,
                        "pacerd_decision_duration_seconds_bucket{{policy=\"{}\",le=\"+Inf\"}} {}\n",
                        name, cumulative);
+      }
     }
     fmt::format_to(out, "pacerd_decision_duration_seconds_sum{{policy=\"{}\"}} {}\n", name,
                    static_cast<double>(p.stats->latency_sum_ns.load()) / 1e9);

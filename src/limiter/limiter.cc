@@ -145,20 +145,22 @@ void Limiter::State::complete(const Policy& policy, std::string_view key, std::i
 void Limiter::validate(const Policy& policy) const {
   if (policy.finest_interval() >= resolution_) return;
   for (const Rate& rate : policy.rates()) {
-    if (rate.emission_interval() < resolution_)
+    if (rate.emission_interval() < resolution_) {
       throw std::invalid_argument("invalid rate '" + rate.to_string() + "' in policy '" +
                                   policy.name() + "': one permit every " +
                                   std::to_string(rate.emission_interval().count()) +
                                   " ns is finer than the store's resolution of " +
                                   std::to_string(resolution_.count()) + " ns");
+    }
   }
 }
 
 void Limiter::require_blocking_allowed(const char* call) const {
-  if (!inline_store_ && store_->on_io_thread())
+  if (!inline_store_ && store_->on_io_thread()) {
     throw std::logic_error(std::string("pacer: blocking Limiter::") + call +
                            " called on a thread that runs the store's I/O; it would wait for "
                            "itself. Use the asynchronous form on that thread");
+  }
 }
 
 void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,

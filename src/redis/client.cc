@@ -690,9 +690,10 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 Client::Client(asio::io_context& io, ClientOptions options) {
   if (options.url.hosts.empty())
     throw std::invalid_argument("invalid Redis client options: the URL names no host");
-  if (!options.url.cluster && !options.url.sentinel && options.url.hosts.size() > 1)
+  if (!options.url.cluster && !options.url.sentinel && options.url.hosts.size() > 1) {
     throw std::invalid_argument(
         "invalid Redis client options: several hosts need cluster mode (redis+cluster://)");
+  }
   if (options.max_in_flight == 0)
     throw std::invalid_argument("invalid Redis client options: max_in_flight must be at least 1");
   if (options.command_timeout.count() <= 0 || options.connect_timeout.count() <= 0)

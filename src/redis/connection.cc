@@ -193,9 +193,10 @@ void Connection::start_tls() {
                           if (error) {
                             std::string text = "TLS handshake failed: " + describe(error);
                             const long result = SSL_get_verify_result(self->tls_->native_handle());
-                            if (result != X509_V_OK)
+                            if (result != X509_V_OK) {
                               text += std::string(" (certificate verification: ") +
                                       X509_verify_cert_error_string(result) + ")";
+                            }
                             self->fail(text, Errc::kStoreUnavailable);
                             return;
                           }
@@ -503,9 +504,10 @@ std::shared_ptr<asio::ssl::context> make_tls_context(const std::string& ca_file,
     throw std::invalid_argument("a TLS client certificate needs both cert_file and key_file");
   if (!cert_file.empty()) {
     context->use_certificate_chain_file(cert_file, ec);
-    if (ec)
+    if (ec) {
       throw std::invalid_argument("cannot use TLS certificate file '" + cert_file +
                                   "': " + ec.message());
+    }
     context->use_private_key_file(key_file, asio::ssl::context::pem, ec);
     if (ec)
       throw std::invalid_argument("cannot use TLS key file '" + key_file + "': " + ec.message());

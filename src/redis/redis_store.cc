@@ -300,10 +300,11 @@ std::vector<std::string> RedisStore::script_arguments(const Policy& policy, std:
 
 void RedisStore::validate(const Policy& policy) {
   for (const Rate& rate : policy.rates()) {
-    if (rate.emission_interval().count() < kMicro)
+    if (rate.emission_interval().count() < kMicro) {
       throw std::invalid_argument("invalid rate '" + rate.to_string() + "' in policy '" +
                                   policy.name() +
                                   "' for Redis: more than one permit per microsecond");
+    }
   }
 }
 

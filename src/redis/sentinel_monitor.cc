@@ -203,9 +203,10 @@ class SentinelSubscriber : public std::enable_shared_from_this<SentinelSubscribe
       if (status == ReplyReader::Status::kNeedMore) break;
       if (status == ReplyReader::Status::kError)
         return fail("protocol error: " + std::string(reader_.error()));
-      if (reply.is_error())
+      if (reply.is_error()) {
         return fail((expect_auth_ok_ ? "AUTH failed: " : "SUBSCRIBE failed: ") +
                     detail::printable(reply.str));
+      }
       if (expect_auth_ok_ && reply.type == Reply::Type::kStatus) {
         expect_auth_ok_ = false;
         continue;
@@ -363,12 +364,14 @@ void SentinelMonitor::on_answer(std::uint64_t epoch, std::error_code ec, Reply&&
   const std::string name = sentinel_name(query_index_);
   if (ec) return attempt_failed(name + ": no answer: " + ec.message());
   const MasterAddressResult result = parse_master_address(reply);
-  if (result.unknown_master)
+  if (result.unknown_master) {
     return attempt_failed(name + " knows no master named '" +
                           detail::printable(config_.master_name) + "'");
-  if (!result.address)
+  }
+  if (!result.address) {
     return attempt_failed(
         name + ": unusable answer to get-master-addr-by-name: " + detail::printable(result.error));
+  }
   asking_ = false;
   attempt_timer_.cancel();
   rotation_.succeed();
