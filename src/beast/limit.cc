@@ -5,13 +5,21 @@
 #include <array>
 #include <exception>
 #include <memory>
+#include <span>
 
 #include "pacer/beast/request_view.h"
+#include "session.h"
 
 namespace pacer::beast {
 namespace {
 
 namespace bhttp = boost::beast::http;
+
+// "Name: value\r\n" for each header.
+void append_lines(std::string& out, std::span<const http::HeaderList::value_type> headers) {
+  for (const auto& [name, value] : headers)
+    out.append(name).append(": ").append(value).append("\r\n");
+}
 
 // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
 void insert(Response& response, std::string_view name, const std::string& value) {
@@ -50,8 +58,18 @@ class Exchange {
     std::unique_ptr<Exchange> exchange;
     void operator()(Response&& response) {
       Exchange& x = *exchange;
-      for (std::size_t i = 0; i < x.header_count_; ++i)
-        insert(response, x.headers_[i].first, x.headers_[i].second);
+      const std::span<const http::HeaderList::value_type> kept(x.headers_.data(), x.header_count_);
+      // Our own server takes the headers as ready-made lines, written after the response's
+      // fields, instead of a Beast field (an allocation and a tree insert) each.
+      if (auto* responder = x.send_.target<internal::Session::Responder>()) {
+        thread_local std::string lines;  // capacity reused
+        lines.clear();
+        append_lines(lines, kept);
+        append_lines(lines, x.more_headers_);
+        (*responder)(std::move(response), lines);
+        return;
+      }
+      for (const auto& [name, value] : kept) insert(response, name, value);
       add_headers(x.more_headers_, response);
       x.send_(std::move(response));
     }

@@ -90,16 +90,17 @@ Session::Session(Worker& worker, Socket&& socket) : worker_(worker), stream_(std
   client_.worker = worker.index;
 }
 
-void Session::deliver(std::shared_ptr<Session> self, std::uint64_t generation,
-                      Response&& response) {
+void Session::deliver(std::shared_ptr<Session> self, std::uint64_t generation, Response&& response,
+                      std::string_view fields) {
   if (self->worker_.ioc.get_executor().running_in_this_thread()) {
-    self->on_response(generation, std::move(response));
+    self->on_response(generation, std::move(response), fields);
     return;
   }
   Session* session = self.get();
   asio::post(session->worker_.ioc,
-             [self = std::move(self), generation, response = std::move(response)]() mutable {
-               self->on_response(generation, std::move(response));
+             [self = std::move(self), generation, response = std::move(response),
+              fields = std::string(fields)]() mutable {
+               self->on_response(generation, std::move(response), fields);
              });
 }
 
@@ -239,13 +240,15 @@ void Session::on_dropped(std::uint64_t generation) {
   answer_internal_error();
 }
 
-void Session::on_response(std::uint64_t generation, Response&& response) {
+void Session::on_response(std::uint64_t generation, Response&& response, std::string_view fields) {
   // A stale answer (after a 500 for a throwing handler) or one for a closed connection.
   if (state_ != State::kHandling || generation != generation_) return;
+  fields_.assign(fields);
   write(std::move(response), /*force_close=*/false, /*drain=*/false);
 }
 
 void Session::answer_internal_error() {
+  fields_.clear();
   Response response{bhttp::status::internal_server_error, version_};
   response.set(bhttp::field::content_type, "application/json");
   response.body() = kInternalError;
@@ -253,6 +256,7 @@ void Session::answer_internal_error() {
 }
 
 void Session::answer_error(bhttp::status status, std::string_view body) {
+  fields_.clear();
   Response response{status, 11};
   response.set(bhttp::field::content_type, "application/json");
   response.body() = body;
@@ -304,6 +308,7 @@ void Session::serialize_response() {
     out_.append(name.data(), name.size()).append(": ").append(value.data(), value.size());
     out_ += "\r\n";
   }
+  out_ += fields_;
   out_ += "\r\n";
   out_ += response_.body();
 }

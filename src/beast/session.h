@@ -20,8 +20,9 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void start() { read_request(); }
 
-  // Any thread: the handler's answer for request `generation`.
-  static void deliver(std::shared_ptr<Session> self, std::uint64_t generation, Response&& response);
+  // Any thread: the handler's answer for request `generation`, and raw header lines to add.
+  static void deliver(std::shared_ptr<Session> self, std::uint64_t generation, Response&& response,
+                      std::string_view fields);
 
   // Any thread: the Send for request `generation` was destroyed without being called.
   static void dropped(std::shared_ptr<Session> self, std::uint64_t generation) noexcept;
@@ -42,50 +43,6 @@ class Session : public std::enable_shared_from_this<Session> {
   Session* prev = nullptr;
   Session* next = nullptr;
 
- private:
-  enum class State : unsigned char {
-    kReadingHeader,
-    kReadingBody,
-    kHandling,
-    kWriting,
-    kClosing,
-    kDone
-  };
-
-  const ServerOptions& options() const { return worker_.server.options; }
-
-  void read_request();
-
-  void on_header(error_code ec);
-
-  void read_body();
-
-  void on_read_error(error_code ec);
-
-  void dispatch();
-
-  void on_dropped(std::uint64_t generation);
-
-  void on_response(std::uint64_t generation, Response&& response);
-
-  void answer_internal_error();
-
-  // The request could not be read completely: answer and close, draining what the client sends.
-  void answer_error(bhttp::status status, std::string_view body);
-
-  void write(Response&& response, bool force_close, bool drain);
-
-  // One contiguous buffer per response: Beast's serializer hands the kernel a buffer per
-  // header name, separator and value, which costs more than the copy (measured: about
-  // 0.1 us per extra header under wrk). The body is a string with Content-Length set above.
-  void serialize_response();
-
-  void on_write(error_code ec);
-
-  void close(bool drain);
-
-  void drain_some();
-
   // The callable inside Send. Answers 500 when destroyed without having been called.
   class Responder {
    public:
@@ -101,7 +58,12 @@ class Session : public std::enable_shared_from_this<Session> {
     }
 
     void operator()(Response&& response) {
-      if (session_) Session::deliver(std::move(session_), generation_, std::move(response));
+      if (session_) Session::deliver(std::move(session_), generation_, std::move(response), {});
+    }
+    // With `fields` ("Name: value\r\n" lines) written after the response's own header fields:
+    // an adapter's headers without a Beast field (an allocation) each (see limit.cc).
+    void operator()(Response&& response, std::string_view fields) {
+      if (session_) Session::deliver(std::move(session_), generation_, std::move(response), fields);
     }
 
    private:
@@ -109,12 +71,45 @@ class Session : public std::enable_shared_from_this<Session> {
     std::uint64_t generation_;
   };
 
+ private:
+  enum class State : unsigned char {
+    kReadingHeader,
+    kReadingBody,
+    kHandling,
+    kWriting,
+    kClosing,
+    kDone
+  };
+
+  const ServerOptions& options() const { return worker_.server.options; }
+  void read_request();
+  void on_header(error_code ec);
+  void read_body();
+  void on_read_error(error_code ec);
+  void dispatch();
+  void on_dropped(std::uint64_t generation);
+  void on_response(std::uint64_t generation, Response&& response, std::string_view fields);
+  void answer_internal_error();
+
+  // The request could not be read completely: answer and close, draining what the client sends.
+  void answer_error(bhttp::status status, std::string_view body);
+
+  void write(Response&& response, bool force_close, bool drain);
+  // One contiguous buffer per response: Beast's serializer hands the kernel a buffer per
+  // header name, separator and value, which costs more than the copy (measured: about
+  // 0.1 us per extra header under wrk). The body is a string with Content-Length set above.
+  void serialize_response();
+  void on_write(error_code ec);
+  void close(bool drain);
+  void drain_some();
+
   Worker& worker_;
   Stream stream_;
   bb::flat_buffer buffer_;  // per connection, reused for every request
   std::optional<Parser> parser_;
-  Response response_;  // being written
-  std::string out_;    // response_ serialised; its capacity is reused
+  Response response_;   // being written
+  std::string out_;     // response_ serialised; its capacity is reused
+  std::string fields_;  // raw header lines for response_ (Responder); capacity reused
   ClientEndpoint client_;
   std::uint64_t generation_ = 0;  // of the request being handled
   State state_ = State::kReadingHeader;
