@@ -259,7 +259,9 @@ void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
   if (owned) delete pending;
 }
 
-void HttpLimiter::prepare(Pending& pending, const RequestView& request, VerdictHandler done) const {
+void HttpLimiter::prepare(Pending& pending, const RequestView& request, bool middleware,
+                          const LimitRule* route, const RuleText* route_text,
+                          VerdictHandler done) const {
   const Rules& rules = *pending.rules;
   pending.done = std::move(done);
   auto add = [&](const LimitRule& rule, const RuleText& text) {
@@ -270,13 +272,18 @@ void HttpLimiter::prepare(Pending& pending, const RequestView& request, VerdictH
     append_key(step.key, rule, &text, request);
     step.cost = rule.cost ? rule.cost(request) : 1;
   };
-  if (rules.middleware && !rules.excluded(request))
-    add(rules.middleware->options.rule, rules.middleware->text);
-  if (const Rules::Route* route = rules.route_rule(request)) add(route->rule, route->text);
+  if (middleware) add(rules.middleware->options.rule, rules.middleware->text);
+  if (route != nullptr) add(*route, *route_text);
 }
 
 void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
   const Rules* rules = current_.load(std::memory_order_acquire);
+  const bool middleware = rules->middleware && !rules->excluded(request);
+  const Rules::Route* route = rules->route_rule(request);
+  // No limit applies: the request passes, without headers.
+  if (!middleware && route == nullptr) return done(Verdict{});
+  const LimitRule* route_rule = route != nullptr ? &route->rule : nullptr;
+  const RuleText* route_text = route != nullptr ? &route->text : nullptr;
   if (limiter_.store().completes_inline()) {
     // Every step finishes before this call returns: the state can live on the stack, and the
     // keys in this thread's spare strings (given back on the way out, also when a step throws).
@@ -291,14 +298,14 @@ void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
       }
       Pending& pending;
     } lent(pending);
-    prepare(pending, request, std::move(done));
+    prepare(pending, request, middleware, route_rule, route_text, std::move(done));
     run(PendingPtr(&pending, {.owned = false}), 0);
     return;
   }
   PendingPtr pending(new Pending, {.owned = true});
   pending->rules = rules;
   pending->keep = rules->shared_from_this();
-  prepare(*pending, request, std::move(done));
+  prepare(*pending, request, middleware, route_rule, route_text, std::move(done));
   run(std::move(pending), 0);
 }
 

@@ -119,7 +119,8 @@ class HttpLimiter {
     void operator()(Pending* pending) const;
   };
   using PendingPtr = std::unique_ptr<Pending, PendingDeleter>;
-  void prepare(Pending& pending, const RequestView& request, VerdictHandler done) const;
+  void prepare(Pending& pending, const RequestView& request, bool middleware,
+               const LimitRule* route, const RuleText* route_text, VerdictHandler done) const;
   // Appends the storage key of `rule`, with its request-independent part from `text` if given.
   void append_key(std::string& out, const LimitRule& rule, const RuleText* text,
                   const RequestView& request) const;
