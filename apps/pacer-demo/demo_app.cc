@@ -184,32 +184,6 @@ beast::Response json_invalid(const std::string& error, unsigned version) {
                        version);
 }
 
-constexpr std::string_view kInternalError = R"({"detail":"Internal Server Error"})";
-
-// One allocation holds what the (possibly asynchronous) completion needs; the view refers to
-// the request inside it, so neither moves again.
-struct Exchange {
-  Exchange(beast::Request&& r, const beast::Connection& c, beast::Send s)
-      : request(std::move(r)), view(request, c), send(std::move(s)) {}
-  beast::Request request;
-  beast::BeastRequestView view;
-  beast::Send send;
-};
-
-void answer_internal_error(Exchange& exchange, const char* what) noexcept {
-  try {
-    spdlog::error("pacer-demo: answering {} {} failed: {}",
-                  detail::printable(exchange.view.method()),
-                  detail::printable(exchange.view.path()), what);
-    beast::Response res{bhttp::status::internal_server_error, exchange.request.version()};
-    res.set(bhttp::field::content_type, "application/json");
-    res.body() = kInternalError;
-    exchange.send(std::move(res));  // ignored if the failure was in the first send
-  } catch (...) {
-    // Out of memory: the Send, destroyed unanswered with the exchange, answers 500 itself.
-  }
-}
-
 // "10 per 1m, burst=5", as the original demo describes its limit.
 std::string rate_text(const RateSettings& s) {
   return fmt::format("{} per {}, burst={}", s.permits, s.period, s.burst);
@@ -327,6 +301,12 @@ DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
   route("POST", "/post", Policy("post", {Rate(3, std::chrono::minutes(1), 0)}), by_ip);
   route("GET", "/api-key", Policy("api_key", {Rate(20, std::chrono::minutes(1), 5)}),
         http::Identity::first_of({http::Identity::api_key(), by_ip}));
+  // The limits wrap the routes: 429 (or 503) before a route runs, RateLimit-* on its answer.
+  handler_ = beast::with_limits(
+      *http_,
+      [this](beast::Request&& request, const beast::ClientEndpoint& client, beast::Send send) {
+        send(this->route(request, beast::BeastRequestView(request, client)));
+      });
   if (config_.use_middleware) {
     http_->set_middleware(
         {.rule = {.policy = Policy("global", {make_rate("MIDDLEWARE", config_.middleware)}),
@@ -343,33 +323,9 @@ DemoApp::~DemoApp() {
   store_->shutdown();
 }
 
-void DemoApp::handle(beast::Request&& request, const beast::Connection& connection,
+void DemoApp::handle(beast::Request&& request, const beast::ClientEndpoint& client,
                      beast::Send send) {
-  auto exchange = std::make_unique<Exchange>(std::move(request), connection, std::move(send));
-  const http::RequestView& view = exchange->view;
-  // The completion may run inside a Redis connection's read handler: nothing may escape it.
-  // Whatever throws while answering is this request's 500, and only this request's.
-  http_->check(view, [this, exchange = std::move(exchange)](http::Verdict&& v) noexcept {
-    try {
-      beast::Response res;
-      if (v.status != 0) {
-        res = beast::Response{static_cast<bhttp::status>(v.status), exchange->request.version()};
-        res.set(bhttp::field::content_type, "application/json");
-        res.body() = std::move(v.body);
-      } else {
-        res = route(exchange->request, exchange->view);
-      }
-      // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
-      for (auto& [name, value] : v.headers)
-        res.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
-                   value);
-      exchange->send(std::move(res));
-    } catch (const std::exception& e) {
-      answer_internal_error(*exchange, e.what());
-    } catch (...) {
-      answer_internal_error(*exchange, "unknown exception");
-    }
-  });
+  handler_(std::move(request), client, std::move(send));
 }
 
 beast::Response DemoApp::route(const beast::Request& req, const http::RequestView& view) const {

@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 
+#include "pacer/beast/limit.h"
 #include "pacer/beast/server.h"
 #include "pacer/http/http_limiter.h"
 #include "pacer/limiter.h"
@@ -61,7 +62,7 @@ class DemoApp {
   ~DemoApp();
 
   // The request handler to give to pacer::beast::Server.
-  void handle(beast::Request&& request, const beast::Connection& connection, beast::Send send);
+  void handle(beast::Request&& request, const beast::ClientEndpoint& client, beast::Send send);
 
   const DemoConfig& config() const { return config_; }
   Limiter& limiter() { return *limiter_; }
@@ -78,6 +79,7 @@ class DemoApp {
   std::unique_ptr<Store> store_;
   std::unique_ptr<Limiter> limiter_;
   std::unique_ptr<http::HttpLimiter> http_;
+  beast::Handler handler_;  // the routes behind the limits
   const beast::Server* server_ = nullptr;
 };
 

@@ -64,7 +64,7 @@ int main(int argc, char** argv) {
                                         .threads = config.threads,
                                         .handle_signals = true,
                                         .max_connections = config.max_connections},
-            [&app](pacer::beast::Request&& req, const pacer::beast::Connection& conn,
+            [&app](pacer::beast::Request&& req, const pacer::beast::ClientEndpoint& conn,
                    pacer::beast::Send send) {
               app->handle(std::move(req), conn, std::move(send));
             });

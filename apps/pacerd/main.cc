@@ -91,7 +91,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<pacer::pacerd::Service> service;
     auto handler = [&service](pacer::pacerd::Listener listener) {
       return [&service, listener](pacer::beast::Request&& request,
-                                  const pacer::beast::Connection& connection,
+                                  const pacer::beast::ClientEndpoint& connection,
                                   pacer::beast::Send send) {
         service->handle(std::move(request), connection, std::move(send), listener);
       };

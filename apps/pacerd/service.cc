@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "api.h"
+#include "pacer/beast/limit.h"
 #include "pacer/detail/text.h"
 #include "pacer/http/http_limiter.h"
 #include "pacer/http/identity.h"
@@ -134,12 +135,6 @@ beast::Response error_response(bhttp::status status, unsigned version, std::stri
                                std::string field, std::string message) {
   return respond(status, version,
                  error_body(error, ApiError{std::move(field), std::move(message)}));
-}
-
-void add_headers(beast::Response& res, const http::HeaderList& headers) {
-  // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
-  for (const auto& [name, value] : headers)
-    res.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()), value);
 }
 
 // What clients are told for a shadow policy: allowed, with the state as it is.
@@ -347,7 +342,7 @@ std::string Service::last_reload_error() const {
   return last_reload_error_;
 }
 
-void Service::handle(beast::Request&& request, const beast::Connection& connection,
+void Service::handle(beast::Request&& request, const beast::ClientEndpoint& connection,
                      beast::Send send, Listener listener) {
   const unsigned version = request.version();
   // Counted from here until the answer is handed to the server (pacerd_http_requests_in_flight).
@@ -472,7 +467,7 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
                                  http::HeaderList headers;
                                  http::append_headers(p->config.policy, as_told(d, shadow),
                                                       runtime->config.headers, headers);
-                                 add_headers(res, headers);
+                                 beast::add_headers(headers, res);
                                }
                                send(std::move(res));
                              });
@@ -610,7 +605,7 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
 }
 
 void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name,
-                   const beast::Request& request, const beast::Connection& connection,
+                   const beast::Request& request, const beast::ClientEndpoint& connection,
                    beast::Send send) {
   const unsigned version = request.version();
   const RuntimePolicy* p = runtime->find(name);
@@ -672,7 +667,7 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
             }
           }
           headers.emplace_back("X-Pacer-Outcome", std::string(to_string(d.outcome)));
-          add_headers(res, headers);
+          beast::add_headers(headers, res);
           send(std::move(res));
         });
       });

@@ -39,7 +39,7 @@ class Service {
   Service& operator=(const Service&) = delete;
 
   // The handler for both listeners; `listener` decides which routes exist.
-  void handle(beast::Request&& request, const beast::Connection& connection, beast::Send send,
+  void handle(beast::Request&& request, const beast::ClientEndpoint& connection, beast::Send send,
               Listener listener);
 
   // Reads the file again and swaps it in when valid; otherwise keeps the running one and
@@ -66,7 +66,8 @@ class Service {
   void reset(std::shared_ptr<const Runtime> runtime, const beast::Request& request,
              beast::Send send);
   void auth(std::shared_ptr<const Runtime> runtime, std::string_view policy,
-            const beast::Request& request, const beast::Connection& connection, beast::Send send);
+            const beast::Request& request, const beast::ClientEndpoint& connection,
+            beast::Send send);
   beast::Response metrics(const Runtime& runtime, unsigned version) const;
   beast::Response config_json(const Runtime& runtime, unsigned version) const;
 

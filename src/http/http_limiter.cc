@@ -4,24 +4,48 @@
 #include <memory>
 #include <stdexcept>
 
+#include "header_text.h"
+#include "key_text.h"
 #include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
 
-// Route templates may contain braces ("/items/{id}"), which would break the Redis Cluster
-// hash tag; they become angle brackets. Anything else unsafe is hashed.
-std::string scope_text(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c == '{') c = '<';
-    if (c == '}') c = '>';
+// Appends the scope written after `mark` as it goes into a key: route templates may contain
+// braces ("/items/{id}"), which would break the Redis Cluster hash tag; they become angle
+// brackets. Anything else unsafe is hashed.
+void finish_scope(std::string& out, std::size_t mark) {
+  for (std::size_t i = mark; i < out.size(); ++i) {
+    if (out[i] == '{') out[i] = '<';
+    if (out[i] == '}') out[i] = '>';
   }
-  return sanitize_identity(out);
+  internal::sanitize_tail(out, mark);
 }
 
-// Enough for every header append_headers may add: one allocation per verdict.
+// "<prefix>:{<policy>:"
+void append_key_head(std::string& out, std::string_view prefix, std::string_view policy) {
+  out.append(prefix).append(":{").append(policy).append(":");
+}
+
+// Enough for every header append_headers may add: one allocation per verdict at most.
 constexpr std::size_t kHeaderReserve = 8;
+
+// Verdicts take their header list from here and give it back once their handler has run (unless
+// the handler kept it): an allowed request reuses the list's storage instead of allocating one.
+thread_local HeaderList t_spare_headers;
+
+HeaderList take_header_list() {
+  HeaderList list = std::move(t_spare_headers);
+  list.clear();
+  list.reserve(kHeaderReserve);
+  return list;
+}
+
+void recycle_header_list(HeaderList& list) {
+  if (list.capacity() < kHeaderReserve) return;  // moved away by the handler
+  list.clear();
+  t_spare_headers = std::move(list);
+}
 
 bool path_matches(std::string_view pattern, std::string_view path) {
   if (!pattern.empty() && pattern.back() == '*')
@@ -39,24 +63,58 @@ Scope parse_scope(std::string_view text) {
                               "': expected route, method_route or app");
 }
 
+// What a rule's keys and headers share across requests, rendered when the rule is added.
+struct HttpLimiter::RuleText {
+  RuleText(std::string_view prefix, const LimitRule& rule, const HeaderOptions& options,
+           const std::string* fixed_route)
+      : headers(internal::render_policy_headers(rule.policy, options)) {
+    append_key_head(key_head, prefix, rule.policy.name());
+    // A route's own limit only sees requests for that route: its scope is known already.
+    if (rule.scope == Scope::kApp || (rule.scope == Scope::kRoute && fixed_route != nullptr)) {
+      const std::size_t mark = key_head.size();
+      key_head.append(rule.scope == Scope::kApp ? std::string_view("app") : *fixed_route);
+      finish_scope(key_head, mark);
+      key_head.append(":");
+      scope_fixed = true;
+    }
+  }
+
+  std::string key_head;  // "<prefix>:{<policy>:", and "<scope>:" when scope_fixed
+  bool scope_fixed = false;
+  internal::PolicyHeaderText headers;
+};
+
 // One published rule table, with everything a pending request needs after the HttpLimiter is
 // gone (a Limiter handle and the options). Immutable once published.
 struct HttpLimiter::Rules : std::enable_shared_from_this<HttpLimiter::Rules> {
   struct Route {
+    Route(std::string m, std::string r, LimitRule l, const HttpLimiterOptions& limiter_options)
+        : method(std::move(m)),
+          route(std::move(r)),
+          rule(std::move(l)),
+          text(limiter_options.key_prefix, rule, limiter_options.headers, &route) {}
     std::string method;
     std::string route;
     LimitRule rule;
+    RuleText text;
+  };
+  struct Middleware {
+    Middleware(MiddlewareOptions o, const HttpLimiterOptions& limiter_options)
+        : options(std::move(o)),
+          text(limiter_options.key_prefix, options.rule, limiter_options.headers, nullptr) {}
+    MiddlewareOptions options;
+    RuleText text;
   };
 
   Rules(const Limiter& l, const HttpLimiterOptions& o) : limiter(l), options(o) {}
 
   bool excluded(const RequestView& request) const;
-  const LimitRule* route_rule(const RequestView& request) const;
+  const Route* route_rule(const RequestView& request) const;
 
   Limiter limiter;
   HttpLimiterOptions options;
-  std::optional<MiddlewareOptions> middleware;
   // Shared between tables, so publishing a change copies pointers, not rules.
+  std::shared_ptr<const Middleware> middleware;
   std::vector<std::shared_ptr<const Route>> routes;
 };
 
@@ -64,6 +122,7 @@ struct HttpLimiter::Rules : std::enable_shared_from_this<HttpLimiter::Rules> {
 struct HttpLimiter::Pending {
   struct Step {
     const LimitRule* rule;
+    const RuleText* text;
     std::string key;
     std::int64_t cost;
     Decision decision;
@@ -74,6 +133,15 @@ struct HttpLimiter::Pending {
   std::size_t count = 0;
   VerdictHandler done;
 };
+
+namespace {
+
+// Key storage for checks that complete inline: a step's key is built in one of these, which
+// keep their capacity from request to request on this thread. A check started from inside a
+// verdict handler finds them lent out and builds its keys in fresh strings.
+thread_local std::array<std::string, 2> t_spare_keys;
+
+}  // namespace
 
 HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
     : limiter_(limiter), options_(std::move(options)) {
@@ -95,9 +163,10 @@ void HttpLimiter::publish(std::shared_ptr<Rules> rules) {
 
 void HttpLimiter::set_middleware(MiddlewareOptions options) {
   limiter_.validate(options.rule.policy);
+  auto middleware = std::make_shared<const Rules::Middleware>(std::move(options), options_);
   std::lock_guard lock(mutex_);
   auto next = std::make_shared<Rules>(*tables_.back());
-  next->middleware = std::move(options);
+  next->middleware = std::move(middleware);
   publish(std::move(next));
 }
 
@@ -111,101 +180,132 @@ void HttpLimiter::add_route(std::string method, std::string route, LimitRule rul
                                   detail::printable(route) + "'");
   }
   auto next = std::make_shared<Rules>(now);
-  next->routes.push_back(std::make_shared<const Rules::Route>(
-      Rules::Route{std::move(method), std::move(route), std::move(rule)}));
+  next->routes.push_back(std::make_shared<const Rules::Route>(std::move(method), std::move(route),
+                                                              std::move(rule), options_));
   publish(std::move(next));
 }
 
 bool HttpLimiter::Rules::excluded(const RequestView& request) const {
-  for (const std::string& method : middleware->exclude_methods)
+  for (const std::string& method : middleware->options.exclude_methods)
     if (iequals(method, request.method())) return true;
-  for (const std::string& pattern : middleware->exclude_paths)
+  for (const std::string& pattern : middleware->options.exclude_paths)
     if (path_matches(pattern, request.path())) return true;
   return false;
 }
 
-const LimitRule* HttpLimiter::Rules::route_rule(const RequestView& request) const {
+const HttpLimiter::Rules::Route* HttpLimiter::Rules::route_rule(const RequestView& request) const {
   const std::string_view route = request.route();
-  const LimitRule* any_method = nullptr;
+  const Route* any_method = nullptr;
   for (const auto& r : routes) {
     if (r->route != route) continue;
     if (r->method.empty())
-      any_method = &r->rule;
+      any_method = r.get();
     else if (iequals(r->method, request.method()))
-      return &r->rule;
+      return r.get();
   }
   return any_method;
 }
 
-namespace {
-
-// `scope_part` and `identity_part` already safe in a key.
-std::string join_key(std::string_view prefix, std::string_view policy, std::string_view scope_part,
-                     std::string_view identity_part) {
+std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
+                        std::string_view identity) {
   std::string key;
-  key.reserve(prefix.size() + policy.size() + scope_part.size() + identity_part.size() + 6);
-  key.append(prefix).append(":{").append(policy).append(":");
-  key.append(scope_part).append(":").append(identity_part).append("}");
+  key.reserve(prefix.size() + policy.size() + scope.size() + identity.size() + 6);
+  append_key_head(key, prefix, policy);
+  const std::size_t mark = key.size();
+  key.append(scope);
+  finish_scope(key, mark);
+  key.append(":");
+  internal::append_sanitized(key, identity);
+  key.append("}");
   return key;
 }
 
-}  // namespace
-
-std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
-                        std::string_view identity) {
-  return join_key(prefix, policy, scope_text(scope), sanitize_identity(identity));
-}
-
-std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
-  std::string scope;
-  switch (rule.scope) {
-    case Scope::kApp:
-      scope = "app";
-      break;
-    case Scope::kRoute:
-      scope = request.route();
-      break;
-    case Scope::kMethodRoute:
-      scope = std::string(request.method()) + " " + std::string(request.route());
-      break;
+void HttpLimiter::append_key(std::string& out, const LimitRule& rule, const RuleText* text,
+                             const RequestView& request) const {
+  if (text != nullptr) {
+    out.append(text->key_head);
+  } else {
+    append_key_head(out, options_.key_prefix, rule.policy.name());
+  }
+  if (text == nullptr || !text->scope_fixed) {
+    const std::size_t mark = out.size();
+    switch (rule.scope) {
+      case Scope::kApp:
+        out.append("app");
+        break;
+      case Scope::kRoute:
+        out.append(request.route());
+        break;
+      case Scope::kMethodRoute:
+        out.append(request.method()).append(" ").append(request.route());
+        break;
+    }
+    finish_scope(out, mark);
+    out.append(":");
   }
   // An identity that does not apply (no fallback configured) shares one anonymous bucket.
   // Identities come sanitised from Identity (identity.h).
-  return join_key(options_.key_prefix, rule.policy.name(), scope_text(scope),
-                  rule.identity(request).value_or("anonymous"));
+  if (!rule.identity.append_to(request, out)) out.append("anonymous");
+  out.append("}");
+}
+
+std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
+  std::string key;
+  append_key(key, rule, nullptr, request);
+  return key;
 }
 
 void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
   if (owned) delete pending;
 }
 
-void HttpLimiter::prepare(Pending& pending, const RequestView& request, VerdictHandler done) const {
+void HttpLimiter::prepare(Pending& pending, const RequestView& request, bool middleware,
+                          const LimitRule* route, const RuleText* route_text,
+                          VerdictHandler done) const {
   const Rules& rules = *pending.rules;
   pending.done = std::move(done);
-  auto add = [&](const LimitRule& rule) {
+  auto add = [&](const LimitRule& rule, const RuleText& text) {
     Pending::Step& step = pending.steps[pending.count++];
     step.rule = &rule;
-    step.key = storage_key(rule, request);
+    step.text = &text;
+    step.key.clear();
+    append_key(step.key, rule, &text, request);
     step.cost = rule.cost ? rule.cost(request) : 1;
   };
-  if (rules.middleware && !rules.excluded(request)) add(rules.middleware->rule);
-  if (const LimitRule* rule = rules.route_rule(request)) add(*rule);
+  if (middleware) add(rules.middleware->options.rule, rules.middleware->text);
+  if (route != nullptr) add(*route, *route_text);
 }
 
 void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
   const Rules* rules = current_.load(std::memory_order_acquire);
+  const bool middleware = rules->middleware && !rules->excluded(request);
+  const Rules::Route* route = rules->route_rule(request);
+  // No limit applies: the request passes, without headers.
+  if (!middleware && route == nullptr) return done(Verdict{});
+  const LimitRule* route_rule = route != nullptr ? &route->rule : nullptr;
+  const RuleText* route_text = route != nullptr ? &route->text : nullptr;
   if (limiter_.store().completes_inline()) {
-    // Every step finishes before this call returns: the state can live on the stack.
+    // Every step finishes before this call returns: the state can live on the stack, and the
+    // keys in this thread's spare strings (given back on the way out, also when a step throws).
     Pending pending;
     pending.rules = rules;
-    prepare(pending, request, std::move(done));
+    struct LentKeys {
+      explicit LentKeys(Pending& p) : pending(p) { swap(); }
+      ~LentKeys() { swap(); }
+      void swap() {
+        for (std::size_t i = 0; i < t_spare_keys.size(); ++i)
+          pending.steps[i].key.swap(t_spare_keys[i]);
+      }
+      Pending& pending;
+    } lent(pending);
+    prepare(pending, request, middleware, route_rule, route_text, std::move(done));
     run(PendingPtr(&pending, {.owned = false}), 0);
     return;
   }
   PendingPtr pending(new Pending, {.owned = true});
   pending->rules = rules;
   pending->keep = rules->shared_from_this();
-  prepare(*pending, request, std::move(done));
+  prepare(*pending, request, middleware, route_rule, route_text, std::move(done));
   run(std::move(pending), 0);
 }
 
@@ -220,12 +320,12 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
       if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining)
         reporter = &s;
     }
-    if (reporter != nullptr) {
-      verdict.headers.reserve(kHeaderReserve);
-      append_headers(reporter->rule->policy, reporter->decision, rules.options.headers,
-                     verdict.headers);
-    }
+    if (reporter == nullptr) return pending->done(std::move(verdict));
+    verdict.headers = take_header_list();
+    internal::append_headers(reporter->text->headers, reporter->decision, rules.options.headers,
+                             verdict.headers);
     pending->done(std::move(verdict));
+    recycle_header_list(verdict.headers);
     return;
   }
   Pending::Step& step = pending->steps[index];
@@ -245,7 +345,7 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
           verdict.body = unavailable_body();
         } else {
           verdict.status = 429;
-          append_headers(s.rule->policy, decision, options.headers, verdict.headers);
+          internal::append_headers(s.text->headers, decision, options.headers, verdict.headers);
           verdict.body = too_many_requests_body(decision, s.rule->body);
         }
         pending->done(std::move(verdict));

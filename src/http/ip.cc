@@ -241,6 +241,15 @@ void append_hex(std::string& out, unsigned value) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   if (text.empty() || text.size() > kMaxAddressText) return std::nullopt;
+  // The common case, a socket peer: a bare dotted quad.
+  if (text.size() <= 15 && text.find(':') == std::string_view::npos) {
+    const auto v4 = parse_v4(text);
+    if (!v4) return std::nullopt;
+    IpAddress ip;
+    std::copy(v4->begin(), v4->end(), ip.bytes_.begin());
+    ip.v4_ = true;
+    return ip;
+  }
   std::string_view host = text;
   bool v6_only = false;
   if (text.front() == '[') {
@@ -282,13 +291,25 @@ std::optional<IpAddress> IpAddress::parse(std::string_view text) {
 
 std::string IpAddress::to_string() const {
   std::string out;
+  append_to(out);
+  return out;
+}
+
+void IpAddress::append_to(std::string& out) const {
   if (v4_) {
+    char text[16];  // "255.255.255.255"
+    std::size_t length = 0;
     for (std::size_t i = 0; i < 4; ++i) {
-      if (i > 0) out += '.';
-      out += std::to_string(bytes_[i]);
+      if (i > 0) text[length++] = '.';
+      const unsigned octet = bytes_[i];
+      if (octet >= 100) text[length++] = static_cast<char>('0' + octet / 100);
+      if (octet >= 10) text[length++] = static_cast<char>('0' + octet / 10 % 10);
+      text[length++] = static_cast<char>('0' + octet % 10);
     }
-    return out;
+    out.append(text, length);
+    return;
   }
+  const std::size_t start = out.size();
   std::array<unsigned, 8> words{};
   for (std::size_t i = 0; i < 8; ++i) words[i] = (unsigned{bytes_[2 * i]} << 8) | bytes_[2 * i + 1];
   // RFC 5952 4.2: compress the longest run of two or more zero words, the first if tied.
@@ -312,11 +333,10 @@ std::string IpAddress::to_string() const {
       i += best_length;
       continue;
     }
-    if (!out.empty() && out.back() != ':') out += ':';
+    if (out.size() > start && out.back() != ':') out += ':';
     append_hex(out, words[i]);
     ++i;
   }
-  return out;
 }
 
 IpAddress IpAddress::masked(int prefix_bits) const {

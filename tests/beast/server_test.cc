@@ -33,7 +33,7 @@ namespace {
 using namespace std::chrono_literals;
 namespace http = boost::beast::http;
 using pacer::beast::BeastRequestView;
-using pacer::beast::Connection;
+using pacer::beast::ClientEndpoint;
 using pacer::beast::Handler;
 using pacer::beast::Request;
 using pacer::beast::Response;
@@ -170,7 +170,7 @@ Response text(const Request& request, std::string body, http::status status = ht
 }
 
 // Answers "<METHOD> <target>|<body>" and tells which connection and worker served it.
-void echo(Request&& request, const Connection& connection, Send send) {
+void echo(Request&& request, const ClientEndpoint& connection, Send send) {
   Response response = text(request, std::string(request.method_string()) + " " +
                                         std::string(request.target()) + "|" + request.body());
   response.set("X-Peer-Port", std::to_string(connection.peer_port));
@@ -315,7 +315,7 @@ TEST(BeastServer, AnswersGarbageWith400) {
 }
 
 TEST(BeastServer, ThrowingHandlerGets500AndServerKeepsServing) {
-  auto server = start_server([](Request&& request, const Connection& connection, Send send) {
+  auto server = start_server([](Request&& request, const ClientEndpoint& connection, Send send) {
     if (request.target() == "/throw") throw std::runtime_error("boom");
     echo(std::move(request), connection, std::move(send));
   });
@@ -335,7 +335,7 @@ TEST(BeastServer, ThrowingHandlerGets500AndServerKeepsServing) {
 
 TEST(BeastServer, DroppedSendGets500) {
   Later later;
-  auto server = start_server([&](Request&& request, const Connection& connection, Send send) {
+  auto server = start_server([&](Request&& request, const ClientEndpoint& connection, Send send) {
     if (request.target() == "/drop") return;
     if (request.target() == "/drop-elsewhere") {
       later.run([send = std::move(send)]() mutable { Send gone = std::move(send); });
@@ -358,7 +358,7 @@ TEST(BeastServer, DroppedSendGets500) {
 TEST(BeastServer, SendCanBeCalledLaterFromAnotherThread) {
   Later later;
   std::atomic<std::thread::id> handler_thread, sender_thread;
-  auto server = start_server([&](Request&& request, const Connection&, Send send) {
+  auto server = start_server([&](Request&& request, const ClientEndpoint&, Send send) {
     handler_thread = std::this_thread::get_id();
     later.run([&, request = std::move(request), send = std::move(send)]() mutable {
       std::this_thread::sleep_for(50ms);
@@ -377,7 +377,7 @@ TEST(BeastServer, SendCanBeCalledLaterFromAnotherThread) {
 }
 
 TEST(BeastServer, FixesUpHeadAndNoContentResponses) {
-  auto server = start_server([](Request&& request, const Connection&, Send send) {
+  auto server = start_server([](Request&& request, const ClientEndpoint&, Send send) {
     if (request.target() == "/empty") {
       send(text(request, "ignored", http::status::no_content));
       return;
@@ -427,7 +427,7 @@ TEST(BeastRequestView, SplitsTargetAndLooksUpHeaders) {
   request.set(http::field::content_type, "text/plain");
   request.insert("X-Forwarded-For", "1.1.1.1");
   request.insert("x-forwarded-for", "2.2.2.2, 3.3.3.3");
-  const Connection connection{"10.0.0.1", 4242, 0};
+  const ClientEndpoint connection{"10.0.0.1", 4242, 0};
   BeastRequestView view(request, connection);
 
   EXPECT_EQ(view.method(), "GET");
@@ -465,7 +465,7 @@ TEST(BeastRequestView, SplitsTargetAndLooksUpHeaders) {
 }
 
 TEST(BeastRequestView, WorksOverARealConnection) {
-  auto server = start_server([](Request&& request, const Connection& connection, Send send) {
+  auto server = start_server([](Request&& request, const ClientEndpoint& connection, Send send) {
     BeastRequestView view(request, connection);
     send(text(request, std::string(view.path()) + "|" + std::string(view.query()) + "|" +
                            std::string(view.peer_address()) + "|" +
@@ -483,7 +483,7 @@ TEST(BeastRequestView, WorksOverARealConnection) {
 TEST(BeastServer, StopLetsInFlightRequestsFinish) {
   Later later;
   std::promise<void> entered;
-  auto server = start_server([&](Request&& request, const Connection&, Send send) {
+  auto server = start_server([&](Request&& request, const ClientEndpoint&, Send send) {
     entered.set_value();
     later.run([request = std::move(request), send = std::move(send)]() mutable {
       std::this_thread::sleep_for(300ms);
@@ -534,7 +534,7 @@ TEST(BeastServer, StopForceClosesAfterGrace) {
   auto options = test_options();
   options.shutdown_grace = 1s;
   auto server = start_server(
-      [&](Request&&, const Connection&, Send send) {
+      [&](Request&&, const ClientEndpoint&, Send send) {
         std::lock_guard lock(mutex);
         parked.push_back(std::move(send));
         entered.set_value();
@@ -556,7 +556,7 @@ TEST(BeastServer, StopForceClosesAfterGrace) {
 
 TEST(BeastServer, StopFromHandler) {
   Server* self = nullptr;
-  auto server = start_server([&](Request&& request, const Connection&, Send send) {
+  auto server = start_server([&](Request&& request, const ClientEndpoint&, Send send) {
     self->stop();
     send(text(request, "bye"));
   });
@@ -589,7 +589,7 @@ TEST(BeastServer, TwoThreadsServeConcurrentClients) {
   std::condition_variable cv;
   int inside = 0;
   auto server = start_server(
-      [&](Request&& request, const Connection& connection, Send send) {
+      [&](Request&& request, const ClientEndpoint& connection, Send send) {
         if (request.target() == "/together") {
           // Returns only once the other worker is inside its handler too.
           std::unique_lock lock(mutex);
@@ -677,7 +677,7 @@ struct Recorder {
   std::vector<std::string> targets;
 
   Handler handler() {
-    return [this](Request&& request, const Connection& connection, Send send) {
+    return [this](Request&& request, const ClientEndpoint& connection, Send send) {
       {
         std::lock_guard lock(mutex);
         targets.emplace_back(request.target());
@@ -817,7 +817,7 @@ TEST(BeastServer, AtTheCapShedsIdleThenSlowestHeadersThenRefuses) {
   auto options = test_options();
   options.max_connections = 3;
   auto server = start_server(
-      [&](Request&& request, const Connection& connection, Send send) {
+      [&](Request&& request, const ClientEndpoint& connection, Send send) {
         if (request.target() == "/park") {
           std::lock_guard lock(mutex);
           parked.push_back(std::move(send));
@@ -899,7 +899,7 @@ TEST(BeastServer, RefusalsAreLoggedAtABoundedRate) {
   auto options = test_options();
   options.max_connections = 1;
   auto server = start_server(
-      [&](Request&&, const Connection&, Send send) {
+      [&](Request&&, const ClientEndpoint&, Send send) {
         std::lock_guard lock(mutex);
         parked.push_back(std::move(send));
       },

@@ -41,5 +41,28 @@ TEST(UniqueFunction, DestroysCapturesExactlyOnce) {
   EXPECT_EQ(counter.use_count(), 1);
 }
 
+// target<T>() finds the callable when it is a T, inline or on the heap, like std::function.
+TEST(UniqueFunction, TargetIsTheStoredCallableOfThatType) {
+  struct Small {
+    int value;
+    int operator()() const { return value; }
+  };
+  struct Big {
+    char pad[200];
+    int value;
+    int operator()() const { return value; }
+  };
+  UniqueFunction<int()> small = Small{7};
+  UniqueFunction<int()> big = Big{{}, 9};
+  ASSERT_NE(small.target<Small>(), nullptr);
+  EXPECT_EQ(small.target<Small>()->value, 7);
+  EXPECT_EQ(small.target<Big>(), nullptr);
+  ASSERT_NE(big.target<Big>(), nullptr);
+  EXPECT_EQ(big.target<Big>()->value, 9);
+  EXPECT_EQ(big.target<Small>(), nullptr);
+  UniqueFunction<int()> empty;
+  EXPECT_EQ(empty.target<Small>(), nullptr);
+}
+
 }  // namespace
 }  // namespace pacer::detail

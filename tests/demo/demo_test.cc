@@ -22,7 +22,7 @@ class Demo {
   explicit Demo(DemoConfig config) : app_(std::move(config)) {
     server_ = std::make_unique<beast::Server>(
         beast::ServerOptions{.host = "127.0.0.1", .port = 0, .threads = 2},
-        [this](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
+        [this](beast::Request&& req, const beast::ClientEndpoint& conn, beast::Send send) {
           app_.handle(std::move(req), conn, std::move(send));
         });
     app_.set_server(server_.get());

@@ -16,7 +16,7 @@ TEST(DemoHostile, RandomBytesNeverHurtTheNextRequestOnTheMemoryStore) {
   DemoApp app(DemoConfig{.fail_mode = FailMode::kClosed});
   beast::Server server(
       {.host = "127.0.0.1", .port = 0, .threads = 2},
-      [&app](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
+      [&app](beast::Request&& req, const beast::ClientEndpoint& conn, beast::Send send) {
         app.handle(std::move(req), conn, std::move(send));
       });
   server.start();

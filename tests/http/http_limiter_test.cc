@@ -61,6 +61,83 @@ TEST(HttpLimiter, StorageKeyHasOneHashTagPerPolicyScopeAndIdentity) {
   EXPECT_EQ(http.storage_key(by_route, r), "svc:{items:app:ip:192.0.2.10}");
 }
 
+// Keys are built in place from parts rendered when a rule is added; whatever path builds them,
+// the store sees exactly storage_key(rule, request).
+TEST(HttpLimiter, KeysReachingTheStoreAreTheStorageKeys) {
+  std::vector<std::string> seen;
+  MemoryStore store;
+  Limiter limiter(store,
+                  {.on_decision = [&](const DecisionEvent& e) { seen.emplace_back(e.key); }});
+  HttpLimiter http(limiter, {.key_prefix = "svc"});
+  LimitRule global = rule("global", Rate(100, seconds(60)));  // scope from each request's route
+  LimitRule by_route = rule("items", Rate(100, seconds(60)));
+  LimitRule by_method = rule("any", Rate(100, seconds(60)));
+  by_method.scope = Scope::kMethodRoute;
+  LimitRule whole_app = rule("app", Rate(100, seconds(60)));
+  whole_app.scope = Scope::kApp;
+  whole_app.identity = Identity::api_key();  // no key on the request: the anonymous bucket
+  http.set_middleware({.rule = global});
+  http.add_route("GET", "/items/{id}", by_route);
+  http.add_route("", "/any/{x}", by_method);
+  http.add_route("POST", "/app", whole_app);
+
+  auto check = [&](SimpleRequest r, const LimitRule& route_rule, std::string_view global_key,
+                   std::string_view route_key) {
+    seen.clear();
+    EXPECT_EQ(run(http, r).status, 0);
+    ASSERT_EQ(seen.size(), 2U);
+    EXPECT_EQ(seen[0], global_key);
+    EXPECT_EQ(seen[0], http.storage_key(global, r));
+    EXPECT_EQ(seen[1], route_key);
+    EXPECT_EQ(seen[1], http.storage_key(route_rule, r));
+  };
+  SimpleRequest items = get("/items/42");
+  items.route_ = "/items/{id}";
+  check(items, by_route, "svc:{global:/items/<id>:ip:192.0.2.10}",
+        "svc:{items:/items/<id>:ip:192.0.2.10}");
+  SimpleRequest any = get("/any/1", "2001:db8::1");
+  any.route_ = "/any/{x}";
+  any.method_ = "delete";
+  check(any, by_method, "svc:{global:/any/<x>:ip:2001:db8::1}",
+        "svc:{any:delete /any/<x>:ip:2001:db8::1}");
+  SimpleRequest app = get("/app");
+  app.method_ = "POST";
+  check(app, whole_app, "svc:{global:/app:ip:192.0.2.10}", "svc:{app:app:anonymous}");
+  // A scope that is not safe in a key is hashed, the same way on every path.
+  SimpleRequest odd = get("/" + std::string(200, 'x'));
+  seen.clear();
+  run(http, odd);
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0],
+            "svc:{global:" + hash_identity("/" + std::string(200, 'x')) + ":ip:192.0.2.10}");
+  EXPECT_EQ(seen[0], http.storage_key(global, odd));
+  EXPECT_EQ(storage_key("svc", "global", "/" + std::string(200, 'x'), "ip:192.0.2.10"), seen[0]);
+}
+
+// Verdicts lend their header list and keys from per-thread storage: a handler may keep the
+// headers, or check another request from inside the handler, and every verdict stays right.
+TEST(HttpLimiter, VerdictHandlersMayKeepHeadersAndCheckAgain) {
+  Fixture f;
+  HttpLimiter http(f.limiter);
+  http.add_route("GET", "/a", rule("a", Rate(10, seconds(60), 4)));
+  http.add_route("GET", "/b", rule("b", Rate(20, seconds(60), 9)));
+  HeaderList kept;
+  http.check(get("/a"), [&](Verdict&& v) { kept = std::move(v.headers); });
+  ASSERT_EQ(kept.size(), 3U);
+  EXPECT_EQ(kept[1].second, "4");
+  std::string outer_remaining, inner_remaining;
+  http.check(get("/a"), [&](Verdict&& outer) {
+    http.check(get("/b"),
+               [&](Verdict&& inner) { inner_remaining = header(inner, "RateLimit-Remaining"); });
+    outer_remaining = header(outer, "RateLimit-Remaining");
+  });
+  EXPECT_EQ(outer_remaining, "3");
+  EXPECT_EQ(inner_remaining, "9");
+  EXPECT_EQ(header(run(http, get("/a")), "RateLimit-Remaining"), "2");
+  EXPECT_EQ(header(run(http, get("/b")), "RateLimit-Remaining"), "8");
+  EXPECT_EQ(kept[1].second, "4");
+}
+
 TEST(HttpLimiter, NoLimitsMeansPassWithoutHeaders) {
   Fixture f;
   HttpLimiter http(f.limiter);

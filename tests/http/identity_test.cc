@@ -102,5 +102,56 @@ TEST(Identity, HashIsStableAcrossProcesses) {
   EXPECT_EQ(hash_identity("abc"), "h:ba7816bf8f01cfea414140de5dae2223");
 }
 
+// append_to writes what operator() returns after whatever the string holds, and leaves the
+// string alone when the selector does not apply (the HTTP layer builds keys this way).
+TEST(Identity, AppendToWritesTheSameTextInPlaceOrNothing) {
+  SimpleRequest r = request_from("2001:db8::7");
+  r.headers_ = {{"X-API-Key", "k1"}, {"X-Tenant", "{blue}"}};
+  r.attributes_ = {{"user", "u7"}, {"org", std::string(200, 'o')}};
+  const std::vector<Identity> applies = {
+      Identity::client_ip(),
+      Identity::api_key(),
+      Identity::header("X-Tenant"),
+      Identity::header("X-Tenant", /*hashed=*/true),
+      Identity::user(),
+      Identity::org(),
+      Identity::custom("tenant", [](const RequestView&) { return std::string("t{1}"); }),
+      Identity::first_of({Identity::header("X-Missing"), Identity::user()}),
+      Identity::all_of({Identity::org(), Identity::user()}),
+      Identity::all_of({Identity::client_ip(), Identity::user()}),
+  };
+  for (const Identity& who : applies) {
+    const std::optional<std::string> expected = who(r);
+    ASSERT_TRUE(expected.has_value());
+    std::string out = "prefix:";
+    EXPECT_TRUE(who.append_to(r, out));
+    EXPECT_EQ(out, "prefix:" + *expected);
+  }
+  const std::vector<Identity> does_not_apply = {
+      Identity::header("X-Missing"),
+      Identity::attribute("team"),
+      Identity::custom("none", [](const RequestView&) { return std::optional<std::string>(); }),
+      Identity::first_of({Identity::header("X-Missing"), Identity::attribute("team")}),
+      Identity::all_of({Identity::user(), Identity::attribute("team")}),
+  };
+  for (const Identity& who : does_not_apply) {
+    EXPECT_EQ(who(r), std::nullopt);
+    std::string out = "prefix:";
+    EXPECT_FALSE(who.append_to(r, out));
+    EXPECT_EQ(out, "prefix:");
+  }
+  // A joined identity that is too long is hashed as a whole, and only that part of the string.
+  auto text = [](char c) {
+    return [c](const RequestView&) { return std::optional<std::string>(std::string(100, c)); };
+  };
+  const Identity joined =
+      Identity::all_of({Identity::custom("a", text('a')), Identity::custom("b", text('b'))});
+  std::string out = "prefix:";
+  ASSERT_TRUE(joined.append_to(r, out));
+  EXPECT_EQ(
+      out, "prefix:" + hash_identity("a:" + std::string(100, 'a') + "|b:" + std::string(100, 'b')));
+  EXPECT_EQ(joined(r), out.substr(7));
+}
+
 }  // namespace
 }  // namespace pacer::http

@@ -108,6 +108,17 @@ TEST(IpAddressParse, Ipv6CanonicalFormIsRfc5952) {
   EXPECT_EQ(parsed("64:ff9b::1.2.3.4"), "64:ff9b::102:304");
 }
 
+// append_to writes to_string() after what the string holds, even text ending in ':'.
+TEST(IpAddress, AppendToWritesTheTextForm) {
+  for (std::string_view text : {"0.0.0.0", "9.10.99.100", "203.0.113.255", "::", "::1",
+                                "1::", "2001:db8::1", "1:2:3:4:5:6:7:8", "2001:0:0:1::1"}) {
+    std::string out = "ip:";
+    ip(text).append_to(out);
+    EXPECT_EQ(out, "ip:" + ip(text).to_string());
+    EXPECT_EQ(ip(text).to_string(), text);
+  }
+}
+
 TEST(IpAddressParse, Ipv6Brackets) {
   EXPECT_EQ(parsed("[2001:db8::1]"), "2001:db8::1");
   EXPECT_EQ(parsed("[::1]:443"), "::1");

@@ -158,7 +158,7 @@ beast::Response serve(Service& service, Listener listener, bhttp::verb method,
   beast::Response response;
   // The in-process store answers inline.
   service.handle(
-      std::move(request), beast::Connection{.peer_address = "127.0.0.1"},
+      std::move(request), beast::ClientEndpoint{.peer_address = "127.0.0.1"},
       [&](beast::Response&& r) { response = std::move(r); }, listener);
   return response;
 }

@@ -20,7 +20,7 @@ TEST(DemoOnRedis, LimitsHealthAndMetricsFollowRedis) {
   std::unique_ptr<DemoApp> app;
   beast::Server server(
       {.host = "127.0.0.1", .port = 0, .threads = 2},
-      [&app](beast::Request&& req, const beast::Connection& conn, beast::Send send) {
+      [&app](beast::Request&& req, const beast::ClientEndpoint& conn, beast::Send send) {
         app->handle(std::move(req), conn, std::move(send));
       });
   std::vector<boost::asio::io_context*> workers;

@@ -1,5 +1,4 @@
-// pacer/beast/server.h — a small HTTP/1.1 server on Boost.Beast, and a RequestView over its
-// requests for the pacer HTTP layer.
+// pacer/beast/server.h — a small HTTP/1.1 server on Boost.Beast.
 //
 // Every worker thread runs its own io_context with its own listening socket on the same port
 // (SO_REUSEPORT; the kernel spreads connections), so a connection lives on one thread from accept
@@ -7,15 +6,17 @@
 // on the connection's thread and answers through `send`, now or later, from any thread.
 //
 //   pacer::beast::Server server({.port = 8080, .handle_signals = true},
-//       [](pacer::beast::Request&& request, const pacer::beast::Connection& connection,
+//       [](pacer::beast::Request&& request, const pacer::beast::ClientEndpoint& client,
 //          pacer::beast::Send send) {
-//         pacer::beast::BeastRequestView view(request, connection);
 //         pacer::beast::Response response{boost::beast::http::status::ok, request.version()};
 //         response.set(boost::beast::http::field::content_type, "text/plain");
-//         response.body() = "hello " + std::string(view.peer_address());
+//         response.body() = "hello " + client.peer_address;
 //         send(std::move(response));  // Content-Length, keep-alive and Server are filled in
 //       });
 //   server.run();  // until SIGINT/SIGTERM or server.stop()
+//
+// Rate limiting is a wrapper around the handler (pacer/beast/limit.h), and BeastRequestView
+// (pacer/beast/request_view.h) shows a request to the framework-neutral HTTP layer.
 //
 // Connection cap: at most ServerOptions::max_connections connections are open (split evenly over
 // the workers; by default the soft RLIMIT_NOFILE less 64, and the soft limit is first raised to
@@ -31,14 +32,12 @@
 // run as a second, smuggled request); another coding before chunked is 501 and close.
 //
 // Lifetime rules: the handler is called concurrently from all worker threads. `request` dies when
-// the handler returns (move it into whatever answers later); `connection` is valid until `send`
+// the handler returns (move it into whatever answers later); `client` is valid until `send`
 // is called. Every Send must be called or destroyed before the Server is destroyed (one dropped
 // without being called answers 500). Do not call wait() or destroy the Server from a handler
 // (stop() is fine).
 #pragma once
 
-#include <boost/beast/http/message.hpp>
-#include <boost/beast/http/string_body.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -49,33 +48,14 @@
 #include <utility>
 #include <vector>
 
-#include "pacer/detail/unique_function.h"
-#include "pacer/http/request_view.h"
+#include "pacer/beast/message.h"
+#include "pacer/beast/request_view.h"
 
 namespace boost::asio {
 class io_context;
 }  // namespace boost::asio
 
 namespace pacer::beast {
-
-namespace http = boost::beast::http;
-using Request = http::request<http::string_body>;
-using Response = http::response<http::string_body>;
-
-// Completes a request. May be called later and from any thread; call exactly once (further calls
-// are ignored). Destroying it without calling it answers 500 and logs an error.
-using Send = pacer::detail::UniqueFunction<void(Response&&)>;
-
-// Everything the handler may need about the connection.
-struct Connection {
-  std::string peer_address;  // textual IP, no port; IPv4-mapped IPv6 addresses as plain IPv4
-  std::uint16_t peer_port = 0;
-  // Index of the worker thread (0 .. threads - 1) that owns the connection; lets a handler pick
-  // per-thread state without locking. See Server::io_context().
-  unsigned worker = 0;
-};
-
-using Handler = std::function<void(Request&& request, const Connection& connection, Send send)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
@@ -105,31 +85,6 @@ struct ServerStats {
   // Exceptions that escaped a completion handler into a worker's io_context::run() (a bug in
   // that handler: it is logged, and the worker goes on).
   std::uint64_t escaped_exceptions = 0;
-};
-
-// A RequestView over a Beast request (for the pacer HTTP layer). Holds references; the request and
-// connection must outlive it.
-class BeastRequestView final : public pacer::http::RequestView {
- public:
-  BeastRequestView(const Request& request, const Connection& connection);
-
-  // Values for attribute(), e.g. the user or org found by an authentication step.
-  void set_attribute(std::string name, std::string value);
-
-  std::string_view method() const override;
-  std::string_view path() const override;   // the target without "?query"
-  std::string_view query() const override;  // after the first '?', empty when none
-  std::string_view peer_address() const override;
-  std::optional<std::string_view> header(std::string_view name) const override;
-  std::string header_list(std::string_view name) const override;
-  std::optional<std::string_view> attribute(std::string_view name) const override;
-
- private:
-  const Request& request_;
-  const Connection& connection_;
-  std::string_view target_;
-  std::size_t query_start_;  // index of '?' in target_, or target_.size()
-  std::vector<std::pair<std::string, std::string>> attributes_;
 };
 
 class Server {
@@ -166,7 +121,7 @@ class Server {
   ServerStats stats() const;  // thread-safe
 
   // The io_context of worker `worker` (0 .. threads() - 1), e.g. to run per-thread clients on the
-  // same thread as the connections they serve (see Connection::worker).
+  // same thread as the connections they serve (see ClientEndpoint::worker).
   boost::asio::io_context& io_context(unsigned worker);
 
   struct Impl;

@@ -52,6 +52,14 @@ class UniqueFunction<R(Args...)> {
 
   R operator()(Args... args) { return ops_->invoke(storage_, std::forward<Args>(args)...); }
 
+  // The stored callable if it is a T, else nullptr (like std::function::target).
+  template <class T>
+  T* target() noexcept {
+    if (ops_ == &kInlineOps<T>) return std::launder(reinterpret_cast<T*>(storage_));
+    if (ops_ == &kHeapOps<T>) return *reinterpret_cast<T**>(storage_);
+    return nullptr;
+  }
+
  private:
   struct Ops {
     R (*invoke)(void*, Args&&...);

@@ -110,6 +110,7 @@ class HttpLimiter {
   const Limiter& limiter() const { return limiter_; }
 
  private:
+  struct RuleText;
   struct Rules;
   struct Pending;
   // Owns a heap Pending; borrows one on the stack when the store answers inline.
@@ -118,7 +119,11 @@ class HttpLimiter {
     void operator()(Pending* pending) const;
   };
   using PendingPtr = std::unique_ptr<Pending, PendingDeleter>;
-  void prepare(Pending& pending, const RequestView& request, VerdictHandler done) const;
+  void prepare(Pending& pending, const RequestView& request, bool middleware,
+               const LimitRule* route, const RuleText* route_text, VerdictHandler done) const;
+  // Appends the storage key of `rule`, with its request-independent part from `text` if given.
+  void append_key(std::string& out, const LimitRule& rule, const RuleText* text,
+                  const RequestView& request) const;
   void publish(std::shared_ptr<Rules> rules);
   static void run(PendingPtr pending, std::size_t step);
 

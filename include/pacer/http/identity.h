@@ -8,6 +8,7 @@
 //
 //   auto who = Identity::first_of({Identity::api_key(), Identity::client_ip()});
 //   std::optional<std::string> id = who(request);  // "key:3f2a…" or "ip:203.0.113.7"
+//   who.append_to(request, key);  // the same text, written at the end of `key` (no temporary)
 #pragma once
 
 #include <functional>
@@ -50,12 +51,22 @@ class Identity {
   static Identity all_of(std::vector<Identity> selectors);
 
   std::optional<std::string> operator()(const RequestView& request) const {
-    return function_(request);
+    std::string out;
+    if (!append_to(request, out)) return std::nullopt;
+    return out;
+  }
+
+  // Appends what operator() would return to `out` and returns true, or returns false and leaves
+  // `out` as it was when the selector does not apply. The built-in selectors write in place:
+  // the HTTP layer builds storage keys this way without a temporary string per request.
+  bool append_to(const RequestView& request, std::string& out) const {
+    return append_(request, out);
   }
 
  private:
-  explicit Identity(Function function) : function_(std::move(function)) {}
-  Function function_;
+  using Appender = std::function<bool(const RequestView&, std::string&)>;
+  explicit Identity(Appender append) : append_(std::move(append)) {}
+  Appender append_;
 };
 
 }  // namespace pacer::http

@@ -38,6 +38,8 @@ class IpAddress {
   const std::array<std::uint8_t, 16>& bytes() const { return bytes_; }
   // Dotted quad, or RFC 5952 IPv6 ("2001:db8::1", lower case, longest zero run compressed).
   std::string to_string() const;
+  // Appends to_string() to `out`, without a temporary.
+  void append_to(std::string& out) const;
   // Keeps the first `prefix_bits` bits and zeroes the rest. Throws std::invalid_argument unless
   // prefix_bits is 0..32 (IPv4) or 0..128 (IPv6).
   IpAddress masked(int prefix_bits) const;

@@ -1,0 +1,138 @@
+#include "pacer/beast/limit.h"
+
+#include <spdlog/spdlog.h>
+
+#include <array>
+#include <exception>
+#include <memory>
+#include <span>
+
+#include "pacer/beast/request_view.h"
+#include "session.h"
+
+namespace pacer::beast {
+namespace {
+
+namespace bhttp = boost::beast::http;
+
+// "Name: value\r\n" for each header.
+void append_lines(std::string& out, std::span<const http::HeaderList::value_type> headers) {
+  for (const auto& [name, value] : headers)
+    out.append(name).append(": ").append(value).append("\r\n");
+}
+
+// RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
+void insert(Response& response, std::string_view name, const std::string& value) {
+  response.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
+                  value);
+}
+
+// One allocation holds what the (possibly asynchronous) verdict and the response need; the view
+// refers to the request inside it, so neither moves until the request goes to the handler.
+class Exchange {
+ public:
+  Exchange(Request&& request, const ClientEndpoint& client, Send send)
+      : request_(std::move(request)),
+        client_(client),
+        view_(request_, client_),
+        send_(std::move(send)) {}
+
+  const BeastRequestView& view() const { return view_; }
+
+  // Sends the answer for a stopped request.
+  void refuse(const http::Verdict& verdict) {
+    send_(verdict_response(verdict, request_.version()));
+  }
+
+  // Hands the request to `next`, with a Send that adds the verdict's headers to its response.
+  static void pass(std::unique_ptr<Exchange> self, http::Verdict& verdict, const Handler& next) {
+    self->keep_headers(verdict.headers);
+    Request request = std::move(self->request_);
+    const ClientEndpoint& client = self->client_;
+    next(std::move(request), client, Send(AddHeaders{std::move(self)}));
+  }
+
+ private:
+  // The Send given to the application's handler.
+  struct AddHeaders {
+    std::unique_ptr<Exchange> exchange;
+    void operator()(Response&& response) {
+      Exchange& x = *exchange;
+      const std::span<const http::HeaderList::value_type> kept(x.headers_.data(), x.header_count_);
+      // Our own server takes the headers as ready-made lines, written after the response's
+      // fields, instead of a Beast field (an allocation and a tree insert) each.
+      if (auto* responder = x.send_.target<internal::Session::Responder>()) {
+        thread_local std::string lines;  // capacity reused
+        lines.clear();
+        append_lines(lines, kept);
+        append_lines(lines, x.more_headers_);
+        (*responder)(std::move(response), lines);
+        return;
+      }
+      for (const auto& [name, value] : kept) insert(response, name, value);
+      add_headers(x.more_headers_, response);
+      x.send_(std::move(response));
+    }
+  };
+
+  // Copied out of the verdict, whose list the HTTP layer reuses for the next request.
+  void keep_headers(http::HeaderList& headers) {
+    if (headers.size() > headers_.size()) {
+      more_headers_ = std::move(headers);
+      return;
+    }
+    for (auto& header : headers) headers_[header_count_++] = std::move(header);
+  }
+
+  Request request_;
+  const ClientEndpoint& client_;  // valid until send_ is called (server.h)
+  BeastRequestView view_;
+  Send send_;
+  std::array<std::pair<std::string_view, std::string>, 8> headers_;
+  std::size_t header_count_ = 0;
+  http::HeaderList more_headers_;
+};
+
+void handler_threw(const char* what) noexcept {
+  try {
+    spdlog::error("pacer::beast: answering a rate-limited request failed: {}", what);
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void add_headers(const http::HeaderList& headers, Response& response) {
+  for (const auto& [name, value] : headers) insert(response, name, value);
+}
+
+Response verdict_response(const http::Verdict& verdict, unsigned version) {
+  Response response{static_cast<bhttp::status>(verdict.status), version};
+  response.set(bhttp::field::content_type, "application/json");
+  response.body() = verdict.body;
+  add_headers(verdict.headers, response);
+  return response;
+}
+
+Handler with_limits(const http::HttpLimiter& limits, Handler next) {
+  return [&limits, next = std::move(next)](Request&& request, const ClientEndpoint& client,
+                                           Send send) {
+    auto exchange = std::make_unique<Exchange>(std::move(request), client, std::move(send));
+    const http::RequestView& view = exchange->view();
+    // The verdict may come inside a Redis connection's read handler: nothing may escape it.
+    limits.check(view, [&next, exchange = std::move(exchange)](http::Verdict&& verdict) mutable {
+      try {
+        if (verdict.status != 0) return exchange->refuse(verdict);
+        Exchange::pass(std::move(exchange), verdict, next);
+      } catch (const std::exception& e) {
+        handler_threw(e.what());
+      } catch (...) {
+        handler_threw("unknown exception");
+      }
+      // An exception left the Send unanswered: destroyed (here, or with the handler's frame), it
+      // answers 500 for this request only.
+    });
+  };
+}
+
+}  // namespace pacer::beast

@@ -1,0 +1,218 @@
+#include "worker.h"
+
+#include <boost/asio/socket_base.hpp>
+#include <cerrno>
+#include <exception>
+
+#include "session.h"
+#include "spdlog/spdlog.h"
+
+namespace pacer::beast::internal {
+namespace {
+
+using ReusePort = asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+}  // namespace
+
+void Worker::listen(const tcp::endpoint& endpoint, bool reuse_port) {
+  const std::string& host = server.options.host;
+  error_code ec;
+  acceptor.open(endpoint.protocol(), ec);
+  if (ec) fail("open a socket for", endpoint, host, ec);
+  acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+  if (!ec && reuse_port) acceptor.set_option(ReusePort(true), ec);
+  if (ec) fail("set socket options for", endpoint, host, ec);
+  acceptor.bind(endpoint, ec);
+  if (ec) fail("bind", endpoint, host, ec);
+  acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail("listen on", endpoint, host, ec);
+}
+
+void Worker::accept() {
+  acceptor.async_accept([this](error_code ec, Socket socket) {
+    if (stopping || ec == asio::error::operation_aborted) return;
+    if (ec) return on_accept_error(ec);
+    admit(std::move(socket));
+    accept();
+  });
+}
+
+// The connection that can best be closed to make room, or null. In this order: one that was
+// answered and only drains, the oldest idle keep-alive one, the one that has been reading its
+// header the longest (slowloris). Never one whose request is being handled or answered.
+Session* Worker::find_victim(const char*& what) const {
+  Session* idle = nullptr;
+  Session* slow = nullptr;
+  for (Session* session = sessions; session != nullptr; session = session->next) {
+    if (session->draining()) {
+      what = "an answered connection still draining";
+      return session;
+    }
+    if (idle == nullptr && session->idle_keep_alive()) idle = session;
+    if (slow == nullptr && session->reading_header()) slow = session;
+  }
+  if (idle != nullptr) {
+    what = "the oldest idle keep-alive connection";
+    return idle;
+  }
+  what = "the connection reading its request header the longest";
+  return slow;
+}
+
+void Worker::admit(Socket&& socket) {
+  if (open >= max_connections) {
+    const char* what = "";
+    Session* victim = find_victim(what);
+    std::uint64_t skipped = 0;
+    if (victim == nullptr) {
+      refused.fetch_add(1, std::memory_order_relaxed);
+      error_code ignored;
+      const auto peer = socket.remote_endpoint(ignored);
+      socket.close(ignored);
+      if (cap_log.allow(skipped)) {
+        spdlog::warn(
+            "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
+            "refused a new one from {}{}",
+            index, max_connections, peer.address().to_string(), skipped_note(skipped));
+      }
+      return;
+    }
+    shed.fetch_add(1, std::memory_order_relaxed);
+    if (cap_log.allow(skipped)) {
+      spdlog::warn(
+          "pacer::beast: worker {}: connection cap of {} reached: closed {} (from {}) "
+          "to make room{}",
+          index, max_connections, what, victim->peer(), skipped_note(skipped));
+    }
+    victim->finish();
+  }
+  error_code ignored;
+  socket.set_option(tcp::no_delay(true), ignored);
+  auto session = std::make_shared<Session>(*this, std::move(socket));
+  link(session.get());
+  session->start();
+}
+
+void Worker::on_accept_error(const error_code& ec) {
+  if (ec == asio::error::connection_aborted) return accept();  // the client gave up
+  accept_failures.fetch_add(1, std::memory_order_relaxed);
+  // Out of descriptors (EMFILE, ENFILE) or memory: make room the way the cap does, then accept
+  // again at once. Other errors, or nothing to close: wait a little instead of spinning.
+  const bool out_of_resources = ec.category() == boost::system::system_category() &&
+                                (ec.value() == EMFILE || ec.value() == ENFILE ||
+                                 ec.value() == ENOBUFS || ec.value() == ENOMEM);
+  const char* what = "";
+  Session* victim = out_of_resources ? find_victim(what) : nullptr;
+  std::uint64_t skipped = 0;
+  if (accept_log.allow(skipped)) {
+    spdlog::warn("pacer::beast: worker {}: accept failed: {} ({} connections open); {}{}", index,
+                 ec.message(), open,
+                 victim != nullptr ? std::string("closing ") + what : "retrying in 100 ms",
+                 skipped_note(skipped));
+  }
+  if (victim != nullptr) {
+    shed.fetch_add(1, std::memory_order_relaxed);
+    victim->finish();
+    return accept();
+  }
+  accept_retry.expires_after(std::chrono::milliseconds(100));
+  accept_retry.async_wait([this](error_code wait_ec) {
+    if (!wait_ec && !stopping) accept();
+  });
+}
+
+void Worker::run() {
+  for (;;) {
+    try {
+      ioc.run();
+      return;
+    } catch (const std::exception& e) {
+      // Whatever threw was a completion of something running on this io_context (ours, or a
+      // client the application runs here) and has lost its continuation. Handlers must not
+      // throw (pacer/store.h); say so loudly and keep serving the other connections.
+      escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error(
+          "pacer::beast: worker {}: an exception escaped a completion handler ({}); "
+          "that operation is lost, the worker goes on",
+          index, e.what());
+    } catch (...) {
+      escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
+      spdlog::error(
+          "pacer::beast: worker {}: an exception of unknown type escaped a completion "
+          "handler; that operation is lost, the worker goes on",
+          index);
+    }
+  }
+}
+
+void Worker::begin_shutdown() {
+  if (stopping) return;
+  stopping = true;
+  error_code ignored;
+  acceptor.close(ignored);
+  accept_retry.cancel();
+  if (index == 0 && server.signals) server.signals->cancel(ignored);
+  for (Session* session = sessions; session != nullptr;) {
+    Session* next = session->next;  // close_if_idle() may unlink `session`
+    session->close_if_idle();
+    session = next;
+  }
+  if (sessions == nullptr) {
+    // Also ends anything else the user runs on this io_context (see Server::io_context()).
+    ioc.stop();
+    return;
+  }
+  grace.expires_after(server.options.shutdown_grace);
+  grace.async_wait([this](error_code ec) {
+    if (ec) return;  // everything finished in time
+    unsigned forced = 0;
+    while (sessions != nullptr) {
+      sessions->finish();
+      ++forced;
+    }
+    spdlog::warn("pacer::beast: worker {}: closed {} connection(s) still busy after the grace",
+                 index, forced);
+    ioc.stop();
+  });
+}
+
+void Worker::append(Session* session) {
+  session->prev = tail;
+  session->next = nullptr;
+  if (tail != nullptr) tail->next = session;
+  tail = session;
+  if (sessions == nullptr) sessions = session;
+}
+
+void Worker::detach(Session* session) {
+  if (session->prev != nullptr) session->prev->next = session->next;
+  if (session->next != nullptr) session->next->prev = session->prev;
+  if (sessions == session) sessions = session->next;
+  if (tail == session) tail = session->prev;
+  session->prev = session->next = nullptr;
+}
+
+void Worker::link(Session* session) {
+  append(session);
+  ++open;
+  open_count.store(open, std::memory_order_relaxed);
+}
+
+// To the tail: the session starts to wait for a request now.
+void Worker::requeue(Session* session) {
+  if (tail == session) return;
+  detach(session);
+  append(session);
+}
+
+void Worker::unlink(Session* session) {
+  detach(session);
+  --open;
+  open_count.store(open, std::memory_order_relaxed);
+  if (stopping && sessions == nullptr) {
+    grace.cancel();
+    ioc.stop();
+  }
+}
+
+}  // namespace pacer::beast::internal

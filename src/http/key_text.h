@@ -1,0 +1,27 @@
+// Building identities and storage keys in place (DESIGN §4): the pieces identity.cc and
+// http_limiter.cc share, each appending to a caller's string instead of returning a new one.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <string_view>
+
+namespace pacer::http::internal {
+
+// Longer identities (and scopes) are replaced by their hash.
+inline constexpr std::size_t kMaxIdentityBytes = 128;
+
+// True when `value` may not appear in a key as it is: '{', '}', control characters, too long.
+bool needs_hash(std::string_view value);
+
+// Appends hash_identity(value).
+void append_hash(std::string& out, std::string_view value);
+
+// Appends sanitize_identity(value).
+void append_sanitized(std::string& out, std::string_view value);
+
+// Replaces what was appended after `mark` by its hash when it is not safe in a key, so
+// out.substr(mark) ends up as sanitize_identity(out.substr(mark)).
+void sanitize_tail(std::string& out, std::size_t mark);
+
+}  // namespace pacer::http::internal
