@@ -12,12 +12,8 @@ a=$1
 b=$2
 secs=${3:-5}
 rounds=${ROUNDS:-3}
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-dir=$(mktemp -d)
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-  --daemonize yes --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+# shellcheck source=scripts/lib/scratch_redis.sh
+source "$(dirname "$0")/../scripts/lib/scratch_redis.sh"
 three_rates=(--rate 1000/1s --rate 20000/1m --rate 1000000/1h --burst 1000)
 for round in $(seq "$rounds"); do
   for shape in one three; do

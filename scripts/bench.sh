@@ -20,13 +20,8 @@ echo "== wrk: pacer-demo /limited vs / (same server, same run)"
 scripts/wrk-demo.sh "$secs" 3 | tail -2
 
 echo "== Redis store (scratch redis-server on a free port)"
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-dir=$(mktemp -d)
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-  --daemonize yes --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-url="redis://127.0.0.1:$port"
+# shellcheck source=scripts/lib/scratch_redis.sh
+source scripts/lib/scratch_redis.sh
 bench=("$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url")
 # Redis CPU per decision (usec_per_call of EVALSHA in INFO commandstats, over the run) is the
 # ceiling of every Redis deployment: 1e6 / usec_per_call decisions/s per Redis core.
@@ -54,6 +49,9 @@ echo "-- one abusive key: 1000 checks/s against 10/s for 10 s (deny cache)"
 "$bin/apps/pacer-bench/pacer-bench" --store redis --url "$url" --keys 1 --rate 10/1s --burst 0 \
   --send-rate 1000 --seconds 10 --print-admitted --key-prefix abuse 2>/dev/null |
   grep -E 'checks=|round_trip_share|admitted'
+
+echo "== Redis Cluster (3 masters): io_threads 1 vs 2 (target: 2 > 1)"
+bench/cluster_io_threads.sh "$bin/apps/pacer-bench/pacer-bench" "$secs" 1
 
 echo "== pacerd: /v1/check vs pacer-demo /, nginx auth_request vs limit_req"
 bench/pacerd_bench.sh "$secs" 1

@@ -16,13 +16,8 @@ img=docs/img
 data=$img/data
 mkdir -p "$data"
 
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-dir=$(mktemp -d)
-redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" \
-  --daemonize yes --logfile "$dir/redis.log" --pidfile "$dir/redis.pid"
-trap 'redis-cli -p "$port" shutdown nosave >/dev/null 2>&1 || true; rm -rf "$dir"' EXIT
-for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
-url="redis://127.0.0.1:$port"
+# shellcheck source=scripts/lib/scratch_redis.sh
+source scripts/lib/scratch_redis.sh
 
 echo "plot: bursty client (10/s, burst 9; 25 requests every second for 8 s)"
 "$bin/bench/pacer-plot-data" gcra --url "$url" --rate 10/1s --burst 9 --seconds 8 --every 1 \

@@ -7,7 +7,7 @@
 
 #include <string>
 
-#include "reply_reader.h"
+#include "replies.h"
 
 namespace pacer::redis::internal {
 namespace {
@@ -15,14 +15,7 @@ namespace {
 using namespace std::chrono_literals;
 using Kind = ClusterRouter::Step::Kind;
 using Clock = ClusterRouter::Clock;
-
-Reply parse(std::string_view resp) {
-  ReplyReader reader;
-  EXPECT_TRUE(reader.feed(resp));
-  Reply reply;
-  EXPECT_EQ(reader.next(reply), ReplyReader::Status::kReply) << resp;
-  return reply;
-}
+const auto parse = test_replies::read_one;
 
 // `CLUSTER SLOTS` of a 3-master cluster with one replica each (redis-server 7.0, ports 7000-7005).
 constexpr std::string_view kThreeMasters =

@@ -3,38 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include "replies.h"
+
 namespace pacer::redis::internal {
 namespace {
 
-Reply integer(std::int64_t value) {
-  Reply r;
-  r.type = Reply::Type::kInteger;
-  r.integer = value;
-  return r;
-}
-
-Reply string(std::string value) {
-  Reply r;
-  r.type = Reply::Type::kString;
-  r.str = std::move(value);
-  return r;
-}
-
-Reply nil() { return Reply{}; }
-
-Reply array(std::vector<Reply> elements) {
-  Reply r;
-  r.type = Reply::Type::kArray;
-  r.elements = std::move(elements);
-  return r;
-}
-
-Reply error(std::string text) {
-  Reply r;
-  r.type = Reply::Type::kError;
-  r.str = std::move(text);
-  return r;
-}
+using namespace test_replies;
 
 TEST(ClusterTest, Crc16MatchesTheClusterSpecTestVector) {
   EXPECT_EQ(crc16("123456789"), 0x31C3);

@@ -29,12 +29,15 @@
 #include "pacer/gcra.h"
 #include "pacer/redis/client.h"
 #include "redis_server.h"
+#include "replies.h"
 
 namespace pacer::redis {
 namespace {
 
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
+using test_replies::array;
+using test_replies::integer;
 using testing::RedisServer;
 
 constexpr std::int64_t kMicro = 1'000;
@@ -458,20 +461,6 @@ TEST(GcraScript, ForeignValuesAreReadOrTreatedAsAFreshKey) {
 // ---------------------------------------------------------------------------------------------
 // The client refuses replies that are not the script's answer, or whose verdict contradicts
 // gcra_step (no server needed).
-
-Reply integer(std::int64_t value) {
-  Reply r;
-  r.type = Reply::Type::kInteger;
-  r.integer = value;
-  return r;
-}
-
-Reply array(std::vector<Reply> elements) {
-  Reply r;
-  r.type = Reply::Type::kArray;
-  r.elements = std::move(elements);
-  return r;
-}
 
 TEST(GcraScriptReply, DecodesOffsetsThroughGcraStep) {
   const std::vector<Rate> one = {Rate(10, std::chrono::seconds(1), 4)};  // T 100 ms, tau 500 ms

@@ -6,40 +6,13 @@
 
 #include <random>
 
-#include "reply_reader.h"
+#include "replies.h"
 
 namespace pacer::redis::internal {
 namespace {
 
-// One reply from raw RESP bytes, as a connection would read it.
-Reply read_one(std::string_view bytes) {
-  ReplyReader reader;
-  EXPECT_TRUE(reader.feed(bytes)) << reader.error();
-  Reply reply;
-  EXPECT_EQ(reader.next(reply), ReplyReader::Status::kReply) << reader.error();
-  return reply;
-}
-
-Reply text(std::string value) {
-  Reply r;
-  r.type = Reply::Type::kString;
-  r.str = std::move(value);
-  return r;
-}
-
-Reply integer(std::int64_t value) {
-  Reply r;
-  r.type = Reply::Type::kInteger;
-  r.integer = value;
-  return r;
-}
-
-Reply array(std::vector<Reply> elements) {
-  Reply r;
-  r.type = Reply::Type::kArray;
-  r.elements = std::move(elements);
-  return r;
-}
+using namespace test_replies;
+const auto text = test_replies::string;
 
 // Recorded from redis-server 7.0 --sentinel.
 constexpr std::string_view kMasterAddress = "*2\r\n$9\r\n127.0.0.1\r\n$5\r\n40001\r\n";
