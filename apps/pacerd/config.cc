@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "pacer/detail/text.h"
+#include "pacer/http/identity.h"
 #include "pacer/http/ip.h"
 #include "pacer/redis/redis_store.h"
 #include "pacer/redis/url.h"
@@ -322,16 +323,11 @@ void read_store(Section& s, Config& c) {
   if (auto v = s.integer("max_keys", 1024, 1'000'000'000))
     c.max_keys = static_cast<std::size_t>(*v);
   if (auto prefix = s.string("key_prefix")) {
-    bool ok = !prefix->empty() && prefix->size() <= 64;
-    for (const char ch : *prefix) {
-      ok = ok && (std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == '-' ||
-                  ch == '.' || ch == ':');
-    }
-    if (ok) {
+    if (http::valid_key_prefix(*prefix)) {
       c.key_prefix = *prefix;
     } else {
       s.problems().add(*s.node("key_prefix"), s.name("key_prefix"),
-                       "must be 1 to 64 characters of [A-Za-z0-9_.:-]");
+                       "must be 1 to 64 bytes without braces or control characters");
     }
   }
 }

@@ -333,10 +333,8 @@ class ClientIp {
   ClientIp(const std::string& trusted, std::vector<std::string> headers, int ipv6_prefix) {
     options_.trusted_proxies = http::TrustedProxies::parse(trusted);
     options_.headers = std::move(headers);
-    if (ipv6_prefix < 0 || ipv6_prefix > 128)
-      throw std::invalid_argument("invalid ipv6_prefix " + std::to_string(ipv6_prefix) +
-                                  ": must be 0..128");
     options_.ipv6_prefix = ipv6_prefix;
+    options_.validate();
   }
 
   // The client address; a peer that is not an IP address is returned as it is, no peer at all
@@ -410,7 +408,7 @@ struct EngineOptions {
 
 // app_name becomes the first part of every storage key.
 void check_key_prefix(const std::string& prefix) {
-  if (prefix.empty() || prefix.size() > 64 || http::sanitize_identity(prefix) != prefix)
+  if (!http::valid_key_prefix(prefix))
     throw std::invalid_argument("invalid app_name '" + prefix +
                                 "': 1..64 bytes without braces or control characters");
 }

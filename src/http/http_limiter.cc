@@ -146,7 +146,7 @@ thread_local std::array<std::string, 2> t_spare_keys;
 HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
     : limiter_(limiter), options_(std::move(options)) {
   const std::string& prefix = options_.key_prefix;
-  if (prefix.empty() || prefix.size() > 64 || sanitize_identity(prefix) != prefix)
+  if (!valid_key_prefix(prefix))
     throw std::invalid_argument("invalid key prefix '" + detail::printable(prefix) +
                                 "': must be 1 to 64 printable characters without braces");
   publish(std::make_shared<Rules>(limiter_, options_));

@@ -69,10 +69,12 @@ std::string sanitize_identity(std::string_view value) {
   return out;
 }
 
+bool valid_key_prefix(std::string_view prefix) {
+  return !prefix.empty() && prefix.size() <= 64 && sanitize_identity(prefix) == prefix;
+}
+
 Identity Identity::client_ip(ClientIpOptions options) {
-  if (options.ipv6_prefix < 0 || options.ipv6_prefix > 128)
-    throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(options.ipv6_prefix) +
-                                "': must be 0..128");
+  options.validate();
   return Identity([options = std::move(options)](const RequestView& request, std::string& out) {
     const auto ip = http::client_ip(request, options);
     out.append("ip:");

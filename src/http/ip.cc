@@ -460,10 +460,14 @@ std::string TrustedProxies::to_string() const {
 
 // ---- client_ip --------------------------------------------------------------------------------
 
-std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
-  if (options.ipv6_prefix < 0 || options.ipv6_prefix > 128)
-    throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(options.ipv6_prefix) +
+void ClientIpOptions::validate() const {
+  if (ipv6_prefix < 0 || ipv6_prefix > 128)
+    throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(ipv6_prefix) +
                                 "': must be 0..128");
+}
+
+std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
+  options.validate();
   const auto peer = IpAddress::parse(request.peer_address());
   if (!peer) return std::nullopt;
 

@@ -24,8 +24,6 @@ namespace {
 
 namespace asio = boost::asio;
 
-constexpr std::int64_t kMicro = 1'000;  // ns per us
-
 std::int64_t monotonic_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
@@ -70,11 +68,11 @@ class RedisKey {
   std::size_t caller_size_;
 };
 
-bool rates_fit_microseconds(const Policy& policy) {
-  for (const Rate& rate : policy.rates())
-    if (rate.emission_interval().count() < kMicro) return false;
-  return true;
-}
+// Redis TIME counts microseconds: a rate of more than one permit per microsecond cannot be
+// kept there. The one rule behind RedisStore::validate(), resolution() and every check.
+constexpr Nanos kRedisResolution = std::chrono::microseconds(1);
+
+bool fits_redis_time(const Policy& policy) { return policy.finest_interval() >= kRedisResolution; }
 
 // The arguments of one check (script.h), formatted into a fixed buffer (no allocation per
 // number):
@@ -298,9 +296,12 @@ std::vector<std::string> RedisStore::script_arguments(const Policy& policy, std:
   return out;
 }
 
+Nanos RedisStore::resolution() const { return kRedisResolution; }
+
 void RedisStore::validate(const Policy& policy) {
+  if (fits_redis_time(policy)) return;
   for (const Rate& rate : policy.rates()) {
-    if (rate.emission_interval().count() < kMicro) {
+    if (rate.emission_interval() < kRedisResolution) {
       throw std::invalid_argument("invalid rate '" + rate.to_string() + "' in policy '" +
                                   policy.name() +
                                   "' for Redis: more than one permit per microsecond");
@@ -379,7 +380,7 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
                        CheckHandler done) {
   Impl& impl = *impl_;
   if (cost < 0) return done({make_error_code(Errc::kInvalidCost), {}, key});
-  if (!rates_fit_microseconds(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
+  if (!fits_redis_time(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
 
   RedisKey redis_key(policy, key);
   const std::int64_t now = monotonic_now();

@@ -155,3 +155,36 @@ TEST(Identity, AppendToWritesTheSameTextInPlaceOrNothing) {
 
 }  // namespace
 }  // namespace pacer::http
+
+namespace pacer::http {
+namespace {
+
+// One rule for key prefixes (HttpLimiter, pacerd, the Python package's app_name).
+TEST(KeyPrefixTest, OneRuleForEveryPrefix) {
+  const std::string longest(64, 'p');
+  for (const std::string_view good :
+       {std::string_view("pacer"), std::string_view("edge-1"), std::string_view("app.v2"),
+        std::string_view("a:b"), std::string_view("a b"), std::string_view(longest)})
+    EXPECT_TRUE(valid_key_prefix(good)) << good;
+  for (const std::string& bad :
+       {std::string(), std::string(65, 'p'), std::string("a{b"), std::string("a}b"),
+        std::string("a\x7f"), std::string("a\nb"), std::string("a\0b", 3)})
+    EXPECT_FALSE(valid_key_prefix(bad)) << bad;
+}
+
+TEST(KeyPrefixTest, ClientIpOptionsNameABadIpv6Prefix) {
+  ClientIpOptions options;
+  options.ipv6_prefix = 129;
+  EXPECT_THROW(options.validate(), std::invalid_argument);
+  try {
+    Identity::client_ip(options);
+    ADD_FAILURE() << "no throw";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("'129'"), std::string::npos) << e.what();
+  }
+  options.ipv6_prefix = 64;
+  EXPECT_NO_THROW(options.validate());
+}
+
+}  // namespace
+}  // namespace pacer::http

@@ -28,6 +28,11 @@ std::string hash_identity(std::string_view value);
 // The value itself when it is safe to put in a storage key, else hash_identity(value).
 std::string sanitize_identity(std::string_view value);
 
+// Whether `prefix` may start storage keys (DESIGN §4): 1 to 64 bytes that sanitize_identity
+// keeps as they are (no braces, no control characters). HttpLimiterOptions::key_prefix,
+// pacerd's `key_prefix` and the Python package's `app_name` all follow this rule.
+bool valid_key_prefix(std::string_view prefix);
+
 class Identity {
  public:
   using Function = std::function<std::optional<std::string>(const RequestView&)>;

@@ -109,6 +109,9 @@ struct ClientIpOptions {
   // Aggregate IPv6 clients to this prefix (64 treats a typical customer network as one client);
   // 128 = no aggregation. client_ip throws std::invalid_argument unless 0..128.
   int ipv6_prefix = 128;
+
+  // Throws std::invalid_argument naming the value when ipv6_prefix is not 0..128.
+  void validate() const;
 };
 
 // At most this many hops of a list header are examined; a longer chain of trusted hops is

@@ -87,7 +87,7 @@ class RedisStore final : public Store {
              CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
   bool connected() const override;
-  Nanos resolution() const override { return std::chrono::microseconds(1); }
+  Nanos resolution() const override;  // 1 us: Redis TIME
   bool on_io_thread() const override;
   void shutdown() override;
 
