@@ -196,7 +196,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     update_connected();
     if (cluster() && router.is_master(node_of(connection))) {
       // A failover may move its slots.
-      router.want_refresh(Clock::now());
+      router.want_refresh();
       maybe_refresh(Clock::now());
       arm_tick();
     }
@@ -418,7 +418,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     if (ec || stopped || reply.type != Reply::Type::kError)
       return finish(request, ec, std::move(reply));
     const auto now = Clock::now();
-    const internal::ClusterRouter::Step step = router.on_reply(reply, node, now);
+    const internal::ClusterRouter::Step step = router.on_reply(reply, node);
     using Kind = internal::ClusterRouter::Step::Kind;
     switch (step.kind) {
       case Kind::kDeliver:

@@ -24,8 +24,7 @@ bool ClusterRouter::is_master(NodeId node) const {
   return std::find(masters_.begin(), masters_.end(), node) != masters_.end();
 }
 
-ClusterRouter::Step ClusterRouter::on_reply(const Reply& reply, NodeId from,
-                                            Clock::time_point now) {
+ClusterRouter::Step ClusterRouter::on_reply(const Reply& reply, NodeId from) {
   if (reply.type != Reply::Type::kError) return {};
   if (auto redirect = parse_redirect(reply, endpoint(from).host)) {
     const NodeId target = find_or_add(redirect->host, redirect->port);
@@ -35,23 +34,19 @@ ClusterRouter::Step ClusterRouter::on_reply(const Reply& reply, NodeId from,
     if (!slots_.empty() && slots_[redirect->slot] != target) {
       slots_[redirect->slot] = target;
       if (!is_master(target)) masters_.push_back(target);
-      want_refresh(now);
-    } else if (slots_.empty()) {
-      want_refresh(now);
-    }
+      want_refresh();
+    }  // (without a map yet, one is wanted anyway: next_refresh())
     return {Step::Kind::kResend, target};
   }
   // A slot being migrated with keys on both sides (multi-key commands), or a cluster that has
   // lost a master and not yet promoted its replica: the command did not run.
   if (reply.is_error_prefix("TRYAGAIN")) return {Step::Kind::kRetryLater, kNoNode};
   if (reply.is_error_prefix("CLUSTERDOWN")) {
-    want_refresh(now);
+    want_refresh();
     return {Step::Kind::kRetryLater, kNoNode};
   }
   return {};
 }
-
-void ClusterRouter::want_refresh(Clock::time_point) { stale_ = true; }
 
 std::optional<ClusterRouter::Clock::time_point> ClusterRouter::next_refresh() const {
   if (in_flight_) return std::nullopt;

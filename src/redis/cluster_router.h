@@ -83,13 +83,13 @@ class ClusterRouter {
   // ---- routing -------------------------------------------------------------------------------
   bool has_map() const { return !slots_.empty(); }
   NodeId node_for(std::uint16_t slot) const { return slots_.empty() ? kNoNode : slots_[slot]; }
-  Step on_reply(const Reply& reply, NodeId from, Clock::time_point now);
+  Step on_reply(const Reply& reply, NodeId from);
   const Options& options() const { return options_; }
 
   // ---- slot map refresh (one in flight at a time) --------------------------------------------
   // Something suggests the map is stale (a node went down, CLUSTERDOWN, a connection came up
   // before the first map).
-  void want_refresh(Clock::time_point now);
+  void want_refresh() { stale_ = true; }
   // While a master is unreachable the map is polled faster.
   void set_degraded(bool degraded) { degraded_ = degraded; }
   // When a refresh should start: nullopt while one is in flight.

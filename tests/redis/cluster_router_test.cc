@@ -90,21 +90,19 @@ TEST_F(ClusterRouterTest, RoutesSlotsToMastersAndRetiresEveryOtherNode) {
 
 TEST_F(ClusterRouterTest, OrdinaryRepliesAndErrorsGoToTheCaller) {
   refresh(kThreeMasters);
-  EXPECT_EQ(router_.on_reply(parse(":1\r\n"), node(7000), now_).kind, Kind::kDeliver);
-  EXPECT_EQ(router_.on_reply(parse("-NOSCRIPT No matching script\r\n"), node(7000), now_).kind,
+  EXPECT_EQ(router_.on_reply(parse(":1\r\n"), node(7000)).kind, Kind::kDeliver);
+  EXPECT_EQ(router_.on_reply(parse("-NOSCRIPT No matching script\r\n"), node(7000)).kind,
             Kind::kDeliver);
-  EXPECT_EQ(router_.on_reply(parse("-ERR unknown command\r\n"), node(7000), now_).kind,
-            Kind::kDeliver);
+  EXPECT_EQ(router_.on_reply(parse("-ERR unknown command\r\n"), node(7000)).kind, Kind::kDeliver);
   // Malformed redirects are errors like any other.
-  EXPECT_EQ(router_.on_reply(parse("-MOVED 99999 127.0.0.1:7001\r\n"), node(7000), now_).kind,
+  EXPECT_EQ(router_.on_reply(parse("-MOVED 99999 127.0.0.1:7001\r\n"), node(7000)).kind,
             Kind::kDeliver);
-  EXPECT_EQ(router_.on_reply(parse("-MOVED 12 nowhere\r\n"), node(7000), now_).kind,
-            Kind::kDeliver);
+  EXPECT_EQ(router_.on_reply(parse("-MOVED 12 nowhere\r\n"), node(7000)).kind, Kind::kDeliver);
 }
 
 TEST_F(ClusterRouterTest, AskIsFollowedOnceWithoutChangingTheMap) {
   refresh(kThreeMasters);
-  const auto step = router_.on_reply(parse("-ASK 100 127.0.0.1:7001\r\n"), node(7000), now_);
+  const auto step = router_.on_reply(parse("-ASK 100 127.0.0.1:7001\r\n"), node(7000));
   EXPECT_EQ(step.kind, Kind::kResendAsking);
   EXPECT_EQ(step.node, node(7001));
   EXPECT_EQ(router_.node_for(100), node(7000));
@@ -116,7 +114,7 @@ TEST_F(ClusterRouterTest, ManyMovedRepliesForOneMoveAskForOneRefresh) {
   const auto started = router_.refreshes_started();
   // 256 commands for slot 100 were in flight when it moved to 7001: each is redirected.
   for (int i = 0; i < 256; ++i) {
-    const auto step = router_.on_reply(parse("-MOVED 100 127.0.0.1:7001\r\n"), node(7000), now_);
+    const auto step = router_.on_reply(parse("-MOVED 100 127.0.0.1:7001\r\n"), node(7000));
     ASSERT_EQ(step.kind, Kind::kResend);
     ASSERT_EQ(step.node, node(7001));
   }
@@ -134,11 +132,10 @@ TEST_F(ClusterRouterTest, ManyMovedRepliesForOneMoveAskForOneRefresh) {
 
 TEST_F(ClusterRouterTest, AMoveDuringARefreshInFlightAsksForExactlyOneMore) {
   refresh(kThreeMasters);
-  router_.want_refresh(now_);
+  router_.want_refresh();
   router_.refresh_started(now_);
   EXPECT_FALSE(router_.next_refresh().has_value());  // one at a time
-  for (int i = 0; i < 10; ++i)
-    router_.on_reply(parse("-MOVED 200 127.0.0.1:7002\r\n"), node(7000), now_);
+  for (int i = 0; i < 10; ++i) router_.on_reply(parse("-MOVED 200 127.0.0.1:7002\r\n"), node(7000));
   // The answer in flight may predate the move: one more refresh after it, not ten.
   router_.refresh_finished(parse(kThreeMasters), node(7000), now_ + 1ms);
   ASSERT_TRUE(router_.next_refresh().has_value());
@@ -151,7 +148,7 @@ TEST_F(ClusterRouterTest, AMoveDuringARefreshInFlightAsksForExactlyOneMore) {
 
 TEST_F(ClusterRouterTest, MovedToANewNodeMakesItAMasterAtOnce) {
   refresh(kThreeMasters);
-  const auto step = router_.on_reply(parse("-MOVED 3000 127.0.0.1:7006\r\n"), node(7000), now_);
+  const auto step = router_.on_reply(parse("-MOVED 3000 127.0.0.1:7006\r\n"), node(7000));
   EXPECT_EQ(step.kind, Kind::kResend);
   EXPECT_EQ(router_.endpoint(step.node).port, 7006);
   EXPECT_TRUE(router_.is_master(step.node));
@@ -160,7 +157,7 @@ TEST_F(ClusterRouterTest, MovedToANewNodeMakesItAMasterAtOnce) {
 
 TEST_F(ClusterRouterTest, MovedWithAnEmptyHostMeansTheNodeThatAnswered) {
   refresh(kThreeMasters);
-  const auto step = router_.on_reply(parse("-MOVED 3000 :7001\r\n"), node(7000), now_);
+  const auto step = router_.on_reply(parse("-MOVED 3000 :7001\r\n"), node(7000));
   EXPECT_EQ(step.node, node(7001));
 }
 
@@ -168,11 +165,11 @@ TEST_F(ClusterRouterTest, TryAgainAndClusterDownAreRetriedLater) {
   refresh(kThreeMasters);
   EXPECT_EQ(router_
                 .on_reply(parse("-TRYAGAIN Multiple keys request during rehashing of slot\r\n"),
-                          node(7000), now_)
+                          node(7000))
                 .kind,
             Kind::kRetryLater);
   EXPECT_EQ(router_.next_refresh(), now_ + router_.options().refresh_interval);
-  EXPECT_EQ(router_.on_reply(parse("-CLUSTERDOWN The cluster is down\r\n"), node(7001), now_).kind,
+  EXPECT_EQ(router_.on_reply(parse("-CLUSTERDOWN The cluster is down\r\n"), node(7001)).kind,
             Kind::kRetryLater);
   // CLUSTERDOWN means a failover may be under way: look at the map again soon.
   ASSERT_TRUE(router_.next_refresh().has_value());
@@ -193,7 +190,7 @@ TEST_F(ClusterRouterTest, FailoverRetiresTheOldMasterAndRoutesToThePromotedRepli
 
 TEST_F(ClusterRouterTest, BadMapsChangeNothingAndAreRetriedWithBackoff) {
   refresh(kThreeMasters);
-  router_.want_refresh(now_);
+  router_.want_refresh();
   const auto first = refresh("-ERR This instance has cluster support disabled\r\n");
   EXPECT_FALSE(first.error.empty());
   EXPECT_EQ(router_.node_for(0), node(7000));
