@@ -12,12 +12,22 @@ cmake --preset release >/dev/null
 cmake --build --preset release --target pacer_store_benchmark pacer_http_benchmark pacer-demo pacer-bench >/dev/null
 bin=build/release
 
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
 echo "== in-process store"
-"$bin/bench/pacer_store_benchmark" --benchmark_min_time=1 2>/dev/null | grep -E '^BM_'
+"$bin/bench/pacer_store_benchmark" --benchmark_min_time=1 --benchmark_out="$out/store.json" \
+  --benchmark_out_format=json 2>/dev/null | grep -E '^BM_'
 echo "== HTTP layer (no sockets)"
-"$bin/bench/pacer_http_benchmark" 2>/dev/null | grep -E '^BM_'
-echo "== wrk: pacer-demo /limited vs / (same server, same run)"
-scripts/wrk-demo.sh "$secs" 3 | tail -2
+"$bin/bench/pacer_http_benchmark" --benchmark_out="$out/http.json" --benchmark_out_format=json \
+  2>/dev/null | grep -E '^BM_'
+echo "== wrk: pacer-demo limited vs unlimited route (same server, same run)"
+for c in 16 64 256; do
+  echo "-- $c connections"
+  CONNECTIONS=$c scripts/wrk-demo.sh "$secs" 3 | tee "$out/wrk-$c.txt" | tail -2
+done
+echo "== issue 10 figures beside their targets (this run)"
+python3 bench/targets.py "$out"
+rm -rf "$out"  # the scratch Redis below sets its own EXIT trap
 
 echo "== Redis store (scratch redis-server on a free port)"
 # shellcheck source=scripts/lib/scratch_redis.sh
