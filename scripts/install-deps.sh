@@ -8,7 +8,7 @@ packages=(
   libboost-dev libboost-system-dev libssl-dev libhiredis-dev
   nlohmann-json3-dev libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
-  redis-server redis-tools redis-sentinel openssl wrk bc python3 clang-14 libclang-rt-14-dev clang-format-14
+  redis-server redis-tools redis-sentinel openssl wrk bc python3 clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   libtomlplusplus-dev nginx-light
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv

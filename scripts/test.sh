@@ -4,7 +4,8 @@
 #   4. unit tests and the Redis safety tests again under ASan + UBSan
 #   5. the limiter, HTTP layer and Redis store tests under TSan
 #   6. a short fuzz run of every parser of untrusted input
-# and, before building, that every C++ file is formatted (scripts/format.sh --check).
+# and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
+# dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,9 @@ scripts/format.sh --check
 step "build: dev preset"
 cmake --preset dev >/dev/null
 cmake --build --preset dev
+
+step "tidy: clang-tidy with .clang-tidy over src/ and apps/ (the analyzer in shallow mode)"
+scripts/tidy.sh
 
 # Redis integration tests start their own redis-server processes (standalone, TLS with
 # certificates made by openssl at test time, a 3-master cluster) on free loopback ports and

@@ -261,7 +261,7 @@ void validate(const DemoConfig& config) {
   check_host(config.host);
 }
 
-DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
+DemoApp::DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>& io)
     : config_(std::move(config)) {
   validate(config_);
   if (config_.redis_url.empty()) {
@@ -278,7 +278,7 @@ DemoApp::DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io)
                      to_string(config_.fail_mode));
       store_ = std::move(redis);
     } else {
-      store_ = std::make_unique<redis::RedisStore>(options, std::move(io));
+      store_ = std::make_unique<redis::RedisStore>(options, io);
     }
   }
   limiter_ = std::make_unique<Limiter>(*store_, LimiterOptions{.fail_mode = config_.fail_mode});

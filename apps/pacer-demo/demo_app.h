@@ -58,7 +58,7 @@ class DemoApp {
   // With `io` (the HTTP server's worker contexts), the Redis store runs one client on each, so
   // a request and its Redis round trip stay on one thread. The contexts must not be running
   // yet and must outlive the DemoApp (destroy it after they stop).
-  explicit DemoApp(DemoConfig config, std::vector<boost::asio::io_context*> io = {});
+  explicit DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>& io = {});
   ~DemoApp();
 
   // The request handler to give to pacer::beast::Server.

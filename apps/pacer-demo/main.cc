@@ -79,7 +79,7 @@ int main(int argc, char** argv) {
     // Redis clients run on the server's worker threads: no hand-off between HTTP and Redis.
     std::vector<boost::asio::io_context*> workers;
     for (unsigned i = 0; i < server.threads(); ++i) workers.push_back(&server.io_context(i));
-    app = std::make_unique<pacer::demo::DemoApp>(config, std::move(workers));
+    app = std::make_unique<pacer::demo::DemoApp>(config, workers);
     app->set_server(&server);
     spdlog::info("pacer-demo '{}' listening on http://{}:{} ({} threads, {})", config.service_name,
                  config.host, server.port(), server.threads(),

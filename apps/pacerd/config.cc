@@ -12,6 +12,7 @@
 #include <fstream>
 #include <set>
 #include <sstream>
+#include <system_error>
 
 #include "pacer/detail/text.h"
 #include "pacer/http/identity.h"
@@ -23,7 +24,7 @@ namespace pacer::pacerd {
 namespace {
 
 constexpr std::size_t kMaxPolicies = 1000;
-constexpr std::size_t kMaxFileBytes = 4 * 1024 * 1024;
+constexpr std::size_t kMaxFileBytes = std::size_t{4} * 1024 * 1024;
 
 FileStamp stamp_of(const struct stat& st) {
   return {
@@ -248,7 +249,7 @@ void read_server(Section& s, Config& c) {
     c.idle_timeout = std::chrono::ceil<std::chrono::seconds>(*v);
   if (auto v = s.duration("shutdown_grace", std::chrono::seconds(1), std::chrono::minutes(10)))
     c.shutdown_grace = std::chrono::ceil<std::chrono::seconds>(*v);
-  if (auto v = s.integer("max_body_bytes", 1024, 64 * 1024 * 1024))
+  if (auto v = s.integer("max_body_bytes", 1024, std::int64_t{64} * 1024 * 1024))
     c.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("ipv6_prefix", 0, 128)) c.ipv6_prefix = static_cast<int>(*v);
   if (const auto* n = s.node("trusted_proxies")) {
@@ -548,23 +549,30 @@ FileStamp stamp_file(const std::string& path) {
 
 ConfigFile read_config_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw ConfigError(detail::printable(path) + ": cannot open: " + std::strerror(errno));
+  if (fd < 0) {
+    throw ConfigError(detail::printable(path) +
+                      ": cannot open: " + std::system_category().message(errno));
+  }
   struct Closer {
     int fd;
     ~Closer() { ::close(fd); }
   } closer{fd};
   ConfigFile file;
   struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    throw ConfigError(detail::printable(path) + ": cannot examine: " + std::strerror(errno));
+  if (::fstat(fd, &st) != 0) {
+    throw ConfigError(detail::printable(path) +
+                      ": cannot examine: " + std::system_category().message(errno));
+  }
   file.stamp = stamp_of(st);
   file.text.resize(kMaxFileBytes + 1);
   std::size_t got = 0;
   while (got < file.text.size()) {
     const ssize_t n = ::read(fd, file.text.data() + got, file.text.size() - got);
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0)
-      throw ConfigError(detail::printable(path) + ": cannot read: " + std::strerror(errno));
+    if (n < 0) {
+      throw ConfigError(detail::printable(path) +
+                        ": cannot read: " + std::system_category().message(errno));
+    }
     if (n == 0) break;
     got += static_cast<std::size_t>(n);
   }

@@ -55,7 +55,7 @@ struct Config {
   std::size_t max_connections = 0;
   std::chrono::seconds idle_timeout{30};
   std::chrono::seconds shutdown_grace{5};
-  std::size_t max_body_bytes = 1024 * 1024;
+  std::size_t max_body_bytes = std::size_t{1024} * 1024;
   std::string trusted_proxies = "loopback";
   int ipv6_prefix = 128;
 

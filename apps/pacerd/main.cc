@@ -47,9 +47,7 @@ std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress&
   }
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   // SIGHUP, SIGTERM and SIGINT are for the control thread alone (sigtimedwait): blocked before
   // any thread starts, so every thread created later inherits the mask.
   sigset_t signals;
@@ -121,8 +119,7 @@ int main(int argc, char** argv) {
     const bool admin_on_main = config.admin_endpoints_on_main();
     const bool admin_anywhere = admin_on_main || config.admin_listen.has_value();
     const bool explicit_on_main = config.admin_on_main;
-    service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(file),
-                                                       std::move(workers));
+    service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(file), workers);
     service->set_servers(server.get(), admin.get());
     spdlog::info(
         "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
@@ -206,4 +203,19 @@ int main(int argc, char** argv) {
     return 2;
   }
   return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Whatever escapes run() (its own handlers catch configuration and start-up errors) is
+  // reported, not left to std::terminate.
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "pacerd: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "pacerd: unknown exception\n");
+  }
+  return 2;
 }

@@ -197,7 +197,7 @@ json policy_json(const Service::RuntimePolicy& p) {
 
 }  // namespace
 
-Service::Service(Config config, ConfigFile file, std::vector<boost::asio::io_context*> io)
+Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::io_context*>& io)
     : config_text_(std::move(file.text)), file_stamp_(file.stamp) {
   if (config.memory_store()) {
     store_ = std::make_unique<MemoryStore>(MemoryStoreOptions{.max_keys = config.max_keys});
@@ -208,7 +208,7 @@ Service::Service(Config config, ConfigFile file, std::vector<boost::asio::io_con
     if (io.empty()) {
       store_ = std::make_unique<redis::RedisStore>(options);
     } else {
-      store_ = std::make_unique<redis::RedisStore>(options, std::move(io));
+      store_ = std::make_unique<redis::RedisStore>(options, io);
     }
   }
   runtime_.store(build(std::move(config), nullptr));
@@ -559,7 +559,8 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
     bool batch = false;
   };
   auto resets = std::make_shared<Resets>();
-  resets->runtime = runtime;
+  resets->runtime = std::move(runtime);
+  const Runtime& rt = *resets->runtime;  // alive while `resets` is, to the end of this call
   resets->errors.resize(n);
   resets->pending = n;
   resets->send = std::move(send);
@@ -567,7 +568,7 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
   resets->batch = api.batch;
   std::vector<const RuntimePolicy*> policies(n);
   for (std::size_t i = 0; i < n; ++i) {
-    policies[i] = runtime->find(api.items[i].policy);
+    policies[i] = rt.find(api.items[i].policy);
     if (policies[i] == nullptr) {
       resets->send(error_response(
           bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
@@ -595,12 +596,10 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
   };
   for (std::size_t i = 0; i < n; ++i) {
     const std::string key = policies[i]->storage_key(api.items[i].key);
-    runtime->limiter.reset(policies[i]->config.policy, key,
-                           [resets, i, finish](std::error_code ec) {
-                             resets->errors[i] = ec;
-                             if (resets->pending.fetch_sub(1, std::memory_order_acq_rel) == 1)
-                               finish(*resets);
-                           });
+    rt.limiter.reset(policies[i]->config.policy, key, [resets, i, finish](std::error_code ec) {
+      resets->errors[i] = ec;
+      if (resets->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) finish(*resets);
+    });
   }
 }
 

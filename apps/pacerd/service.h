@@ -33,7 +33,7 @@ class Service {
   // With `io` (the HTTP server's worker contexts, not running yet), a Redis store runs one
   // client on each. Throws std::invalid_argument when the store cannot be set up.
   // `file` is what `config` was read from: its text and stamp tell later changes apart.
-  Service(Config config, ConfigFile file, std::vector<boost::asio::io_context*> io = {});
+  Service(Config config, ConfigFile file, const std::vector<boost::asio::io_context*>& io = {});
   ~Service();
   Service(const Service&) = delete;
   Service& operator=(const Service&) = delete;

@@ -5,8 +5,8 @@
 #include <algorithm>
 #include <boost/asio/dispatch.hpp>
 #include <cerrno>
-#include <cstring>
 #include <stdexcept>
+#include <system_error>
 
 #include "spdlog/spdlog.h"
 #include "worker.h"
@@ -57,7 +57,7 @@ std::size_t descriptor_limit(bool raise, std::string& note) {
       note += ", raised from " + std::to_string(before);
     } else {
       limit.rlim_cur = before;
-      note += std::string(", could not raise: ") + std::strerror(errno);
+      note += std::string(", could not raise: ") + std::system_category().message(errno);
     }
   }
   return static_cast<std::size_t>(std::min(limit.rlim_cur, kMaxDescriptors));
@@ -100,8 +100,9 @@ void ensure_port_free(const tcp::endpoint& endpoint, const std::string& host) {
 Server::Impl::Impl(ServerOptions options_in, Handler handler_in)
     : options(std::move(options_in)), handler(std::move(handler_in)) {
   if (!handler) throw std::invalid_argument("pacer::beast::Server: the handler is empty");
-  const unsigned count =
-      options.threads != 0 ? options.threads : std::max(1U, std::thread::hardware_concurrency());
+  unsigned count = options.threads;
+  if (count == 0) count = std::thread::hardware_concurrency();  // one per core
+  if (count == 0) count = 1;                                    // the core count is unknown
   tcp::endpoint endpoint = resolve(options.host, options.port);
   const bool reuse_port = count > 1;
   if (reuse_port && endpoint.port() != 0) ensure_port_free(endpoint, options.host);

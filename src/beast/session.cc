@@ -28,7 +28,7 @@ constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 // before closing keeps the kernel from answering with RST, which would destroy our response in
 // the client's receive buffer before it reads it.
 constexpr std::chrono::seconds kDrainTime{2};
-constexpr std::size_t kDrainLimit = 16 * 1024 * 1024;
+constexpr std::size_t kDrainLimit = std::size_t{16} * 1024 * 1024;
 
 bool is_http_error(const error_code& ec) {
   static const auto& category = make_error_code(bhttp::error::end_of_stream).category();
@@ -316,7 +316,7 @@ void Session::serialize_response() {
 void Session::on_write(error_code ec) {
   if (state_ == State::kDone) return;
   response_ = Response{};  // don't keep a large body around while idle
-  if (out_.capacity() > 64 * 1024) std::string().swap(out_);
+  if (out_.capacity() > std::size_t{64} * 1024) std::string().swap(out_);
   if (ec) return finish();
   if (close_after_write_ || worker_.stopping) return close(drain_after_write_);
   read_request();
@@ -337,7 +337,7 @@ void Session::close(bool drain) {
 
 void Session::drain_some() {
   stream_.expires_at(drain_deadline_);
-  stream_.async_read_some(buffer_.prepare(16 * 1024),
+  stream_.async_read_some(buffer_.prepare(std::size_t{16} * 1024),
                           [self = shared_from_this()](error_code ec, std::size_t n) {
                             if (self->state_ == State::kDone) return;
                             self->drained_ += n;

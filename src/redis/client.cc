@@ -80,6 +80,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
         router(options.url.hosts, router_options(options)),
         tick_timer(io_in) {}
 
+  // shutdown()'s only throwing steps are Asio's timer cancel(), which throws on OS errors an
+  // epoll timer never reports; if one ever did, std::terminate beats handlers never run.
+  // NOLINTNEXTLINE(bugprone-exception-escape)
   ~Impl() {
     shutdown();
     while (free_requests != nullptr) delete std::exchange(free_requests, free_requests->next_free);
@@ -234,9 +237,11 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   // ---- requests ------------------------------------------------------------------------------
 
-  // Calls a handler of ours; what it throws is reported and goes no further.
+  // Calls a handler of ours; what it throws is reported and goes no further. A null handler
+  // drops the reply, as the multiplexer's do.
   template <class Handler, class... Args>
   void call(Handler& handler, Args&&... args) noexcept {
+    if (!handler) return;
     pacer::internal::call_guarded(
         handler,
         [this](std::string_view what) { shared->handler_threw(options.url.to_string(), what); },
@@ -267,8 +272,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
 
   // ---- hand-over from other threads ----------------------------------------------------------
 
-  // Any thread. Returns the error to answer at once (kOverloaded, kStoreUnavailable), or none.
-  std::error_code hand_over(Handoff&& item) {
+  // Any thread. On success `item` is moved from; on error (kOverloaded, kStoreUnavailable) it is
+  // left untouched, for the caller to answer at once.
+  std::error_code hand_over(Handoff& item) {
     bool post = false;
     {
       std::lock_guard lock(inbox_mutex);
@@ -309,7 +315,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       if (stopped || !nodes[0].connection)
         return fail_later(std::move(handler), Errc::kStoreUnavailable);
       // Straight into the connection's write buffer: no copy of the command.
-      if (auto ec = nodes[0].connection->send(args, std::move(handler), deadline))
+      if (auto ec = nodes[0].connection->send(args, handler, deadline))
         fail_later(std::move(handler), ec);
       return;
     }
@@ -323,7 +329,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
     if (!cluster() && !standalone_waits_for_first_connection()) {
       if (stopped || !nodes[0].connection)
         return fail_later(std::move(handler), Errc::kStoreUnavailable);
-      if (auto ec = nodes[0].connection->send_encoded(command, std::move(handler), deadline))
+      if (auto ec = nodes[0].connection->send_encoded(command, handler, deadline))
         fail_later(std::move(handler), ec);
       return;
     }
@@ -407,8 +413,8 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       on_cluster_reply(request, node, ec, std::move(reply));
     };
     const std::error_code ec =
-        asking ? connection->send_asking(request->command, std::move(handler), request->deadline)
-               : connection->send_encoded(request->command, std::move(handler), request->deadline);
+        asking ? connection->send_asking(request->command, handler, request->deadline)
+               : connection->send_encoded(request->command, handler, request->deadline);
     if (ec) finish_later(request, ec);
   }
 
@@ -491,8 +497,9 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       std::size_t remaining;
       std::error_code error;
     };
-    auto* gather =
-        new Gather{std::move(handler), std::vector<Reply>(targets.size()), targets.size(), {}};
+    // Every part runs exactly once (on the I/O thread); the last one answers.
+    auto gather = std::make_shared<Gather>(
+        Gather{std::move(handler), std::vector<Reply>(targets.size()), targets.size(), {}});
     for (std::size_t i = 0; i < targets.size(); ++i) {
       ReplyHandler part = [gather, i](std::error_code ec, Reply&& reply) {
         if (ec) {
@@ -501,12 +508,11 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
           gather->replies[i] = std::move(reply);
         }
         if (--gather->remaining == 0) {
-          std::unique_ptr<Gather> done(gather);
-          done->handler(done->error, std::move(done->replies));  // the caller's guard catches
+          gather->handler(gather->error, std::move(gather->replies));  // the caller's guard catches
         }
       };
       const auto& connection = cluster() ? ensure_connection(targets[i]) : nodes[0].connection;
-      const std::error_code ec = connection ? connection->send_encoded(command, std::move(part))
+      const std::error_code ec = connection ? connection->send_encoded(command, part)
                                             : std::error_code(Errc::kStoreUnavailable);
       if (ec) fail_later(std::move(part), ec);
     }
@@ -628,8 +634,7 @@ struct Client::Impl final : internal::ConnectionListener, std::enable_shared_fro
       on_cluster_slots(chosen, ec, std::move(reply));
     };
     router.refresh_started(now);
-    if (nodes[chosen].connection->send(kClusterSlots, std::move(handler)))
-      router.refresh_failed(now);
+    if (nodes[chosen].connection->send(kClusterSlots, handler)) router.refresh_failed(now);
   }
 
   void on_cluster_slots(NodeId asked, std::error_code ec, Reply&& reply) {
@@ -730,6 +735,8 @@ Client::Client(asio::io_context& io, ClientOptions options) {
   }
 }
 
+// See ~Impl: nothing throws in practice.
+// NOLINTNEXTLINE(bugprone-exception-escape)
 Client::~Client() {
   if (impl_) impl_->shutdown();
 }
@@ -751,7 +758,7 @@ void Client::execute(std::span<const std::string_view> args, std::string_view sl
   item.slot = impl.options.url.cluster ? internal::hash_slot(slot_key) : 0;
   item.deadline = deadline;
   item.handler = std::move(handler);
-  if (const std::error_code ec = impl.hand_over(std::move(item)))
+  if (const std::error_code ec = impl.hand_over(item))
     impl.call(item.handler, ec, Reply{});  // full or stopped: answered at once, here
 }
 
@@ -765,7 +772,7 @@ void Client::execute_on_all(std::span<const std::string_view> args, AllRepliesHa
   Handoff item;
   item.command = std::move(command);
   item.all = std::move(handler);
-  if (const std::error_code ec = impl_->hand_over(std::move(item)))
+  if (const std::error_code ec = impl_->hand_over(item))
     impl_->call(item.all, ec, std::vector<Reply>{});
 }
 

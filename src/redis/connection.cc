@@ -24,7 +24,7 @@ using boost::system::error_code;
 using tcp = asio::ip::tcp;
 
 // Large enough for a few thousand pipelined replies per read system call.
-constexpr std::size_t kReadBufferSize = 64 * 1024;
+constexpr std::size_t kReadBufferSize = std::size_t{64} * 1024;
 constexpr std::chrono::seconds kWarningInterval{1};
 
 std::string describe(const error_code& ec) { return ec.message(); }
@@ -325,7 +325,7 @@ void Connection::update_breaker(std::uint64_t replies_before, std::uint64_t time
   for (auto n = mux_.timeouts() - timeouts_before; n > 0; --n) breaker_.record_failure(now);
 }
 
-std::error_code Connection::send(std::span<const std::string_view> args, ReplyHandler&& handler,
+std::error_code Connection::send(std::span<const std::string_view> args, ReplyHandler& handler,
                                  std::optional<Clock::time_point> deadline) {
   if (auto ec = admit()) return ec;
   if (auto ec = mux_.add(args, std::move(handler), deadline_or_default(deadline))) return ec;
@@ -334,7 +334,7 @@ std::error_code Connection::send(std::span<const std::string_view> args, ReplyHa
   return {};
 }
 
-std::error_code Connection::send_encoded(std::string_view command, ReplyHandler&& handler,
+std::error_code Connection::send_encoded(std::string_view command, ReplyHandler& handler,
                                          std::optional<Clock::time_point> deadline) {
   if (auto ec = admit()) return ec;
   if (auto ec = mux_.add_encoded(command, std::move(handler), deadline_or_default(deadline)))
@@ -344,7 +344,7 @@ std::error_code Connection::send_encoded(std::string_view command, ReplyHandler&
   return {};
 }
 
-std::error_code Connection::send_asking(std::string_view command, ReplyHandler&& handler,
+std::error_code Connection::send_asking(std::string_view command, ReplyHandler& handler,
                                         std::optional<Clock::time_point> deadline) {
   if (auto ec = admit()) return ec;
   if (mux_.room() < 2) return Errc::kOverloaded;

@@ -113,14 +113,14 @@ class Connection : public std::enable_shared_from_this<Connection> {
   const std::string& name() const { return name_; }
 
   // Queue a command, failed with kTimeout at `deadline` (default: now + command_timeout). On
-  // success the handler is taken; on error (kStoreUnavailable: not up, kOverloaded: full,
-  // kCircuitOpen: the breaker is open) it is left with the caller, who must fail it.
-  std::error_code send(std::span<const std::string_view> args, ReplyHandler&& handler,
+  // success `handler` is moved from; on error (kStoreUnavailable: not up, kOverloaded: full,
+  // kCircuitOpen: the breaker is open) it is left untouched, and the caller must fail it.
+  std::error_code send(std::span<const std::string_view> args, ReplyHandler& handler,
                        std::optional<Clock::time_point> deadline = std::nullopt);
-  std::error_code send_encoded(std::string_view command, ReplyHandler&& handler,
+  std::error_code send_encoded(std::string_view command, ReplyHandler& handler,
                                std::optional<Clock::time_point> deadline = std::nullopt);
   // ASKING then `command`, back to back (a cluster ASK redirect).
-  std::error_code send_asking(std::string_view command, ReplyHandler&& handler,
+  std::error_code send_asking(std::string_view command, ReplyHandler& handler,
                               std::optional<Clock::time_point> deadline = std::nullopt);
 
  private:

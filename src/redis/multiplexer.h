@@ -27,6 +27,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "pacer/redis/reply.h"
@@ -46,7 +47,7 @@ class Multiplexer {
     std::function<void(std::string_view what)> on_handler_error;
   };
 
-  explicit Multiplexer(Options options) : options_(options) {}
+  explicit Multiplexer(Options options) : options_(std::move(options)) {}
   // Fails what is left with kStoreUnavailable: every handler runs exactly once.
   ~Multiplexer();
   Multiplexer(const Multiplexer&) = delete;

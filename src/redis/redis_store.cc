@@ -109,7 +109,7 @@ class ScriptArgs {
 
   ScriptCall call_;
   std::array<std::string_view, 4 + 2 * Policy::kMaxRates> args_;
-  std::array<char, 20 * 2 * Policy::kMaxRates> digits_;
+  std::array<char, std::size_t{20} * 2 * Policy::kMaxRates> digits_;
   std::size_t count_ = 0;
   std::size_t used_ = 0;
 };
@@ -279,7 +279,7 @@ RedisStore::RedisStore(RedisStoreOptions options)
   }
 }
 
-RedisStore::RedisStore(RedisStoreOptions options, std::vector<asio::io_context*> contexts)
+RedisStore::RedisStore(RedisStoreOptions options, const std::vector<asio::io_context*>& contexts)
     : impl_(std::make_unique<Impl>(std::move(options))) {
   if (contexts.empty()) throw std::invalid_argument("RedisStore: no io_context given");
   impl_->start(contexts);

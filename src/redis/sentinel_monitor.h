@@ -51,7 +51,7 @@ class SentinelMonitor final : public ConnectionListener,
 
   SentinelMonitor(boost::asio::io_context& io, SentinelMonitorConfig config,
                   std::shared_ptr<ClientShared> shared, MasterHandler on_master);
-  ~SentinelMonitor();
+  ~SentinelMonitor();  // NOLINT(bugprone-exception-escape): see sentinel_monitor.cc
   SentinelMonitor(const SentinelMonitor&) = delete;
   SentinelMonitor& operator=(const SentinelMonitor&) = delete;
 

@@ -78,9 +78,10 @@ std::int64_t TscClock::reanchor() noexcept {
     const auto ns = static_cast<Wide>(pair.ns - old_ns);
     mult = static_cast<std::uint64_t>((ns << kShift) / ticks);
     // Ticks in one interval, and never so many that delta * mult overflows 64 bits.
-    if (mult != 0)
+    if (mult != 0) {
       horizon = std::min<std::uint64_t>((std::uint64_t{kReanchorAfterNs} << kShift) / mult,
                                         UINT64_MAX / mult);
+    }
   }
   anchor_precise_ = precise;
   mult_.store(mult, std::memory_order_relaxed);

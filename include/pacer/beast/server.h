@@ -59,11 +59,11 @@ namespace pacer::beast {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  std::uint16_t port = 8000;               // 0 = pick a free port (see Server::port())
-  unsigned threads = 0;                    // 0 = std::thread::hardware_concurrency()
-  std::size_t header_limit = 8 * 1024;     // bigger request headers -> 431 and close
-  std::size_t body_limit = 1024 * 1024;    // bigger bodies -> 413 and close
-  std::chrono::seconds idle_timeout{30};   // keep-alive idle / slow client read timeout
+  std::uint16_t port = 8000;                          // 0 = pick a free port (see Server::port())
+  unsigned threads = 0;                               // 0 = std::thread::hardware_concurrency()
+  std::size_t header_limit = std::size_t{8} * 1024;   // bigger request headers -> 431 and close
+  std::size_t body_limit = std::size_t{1024} * 1024;  // bigger bodies -> 413 and close
+  std::chrono::seconds idle_timeout{30};              // keep-alive idle / slow client read timeout
   std::chrono::seconds shutdown_grace{5};  // how long in-flight requests may finish on stop()
   bool handle_signals = false;             // stop() on SIGINT/SIGTERM
   std::string server_header = "pacer";     // value of the Server header on every response

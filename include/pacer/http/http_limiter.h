@@ -84,7 +84,7 @@ class HttpLimiter {
 
   // Shares `limiter`'s state (a Limiter is a handle). Throws std::invalid_argument for a bad
   // key prefix.
-  HttpLimiter(const Limiter& limiter, HttpLimiterOptions options = {});
+  explicit HttpLimiter(const Limiter& limiter, HttpLimiterOptions options = {});
   ~HttpLimiter();
 
   // Rules may change while requests are checked: each change publishes a new rule table;

@@ -83,7 +83,7 @@ class Client {
   Client(boost::asio::io_context& io, ClientOptions options);
   // Fails pending requests (their handlers run inside the destructor). Destroy the client on
   // the io thread or after `io` has stopped (not while another thread runs it).
-  ~Client();
+  ~Client();  // NOLINT(bugprone-exception-escape): see client.cc
   Client(const Client&) = delete;
   Client& operator=(const Client&) = delete;
 

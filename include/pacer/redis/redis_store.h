@@ -77,7 +77,7 @@ class RedisStore final : public Store {
   // store is destroyed. Shut down or destroy the store from a thread that does not run them
   // (it hands the work to them and waits), from one of them, or after they stopped or before
   // they first ran; not while one of them is being started.
-  RedisStore(RedisStoreOptions options, std::vector<boost::asio::io_context*> contexts);
+  RedisStore(RedisStoreOptions options, const std::vector<boost::asio::io_context*>& contexts);
   // shutdown(), then stops the store's own threads.
   ~RedisStore() override;
   RedisStore(const RedisStore&) = delete;
