@@ -8,7 +8,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::http {
 namespace {
@@ -86,7 +86,7 @@ bool valid_port(std::string_view s) {
 }
 
 [[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {
-  throw std::invalid_argument("invalid CIDR '" + detail::printable(text) +
+  throw std::invalid_argument("invalid CIDR '" + pacer::internal::printable(text) +
                               "': " + std::string(why));
 }
 
@@ -132,7 +132,7 @@ void split_list(std::string_view value, HopRing& hops) {
     std::size_t comma = value.find(',', pos);
     if (comma == std::string_view::npos) comma = value.size();
     // RFC 9110 list syntax: empty elements ("a,,b", a blank header line) are not hops.
-    const std::string_view hop = detail::trim(value.substr(pos, comma - pos));
+    const std::string_view hop = pacer::internal::trim(value.substr(pos, comma - pos));
     if (!hop.empty()) hops.push(hop);
     pos = comma + 1;
   }
@@ -191,7 +191,7 @@ std::string_view forwarded_for(std::string_view element) {
   std::size_t pos = 0;
   while (pos <= element.size()) {
     const std::size_t semi = find_unquoted(element, pos, ';', unbalanced);
-    const std::string_view pair = detail::trim(element.substr(pos, semi - pos));
+    const std::string_view pair = pacer::internal::trim(element.substr(pos, semi - pos));
     pos = semi + 1;
     if (pair.empty()) continue;
     const std::size_t eq = pair.find('=');
@@ -220,7 +220,7 @@ void split_forwarded(std::string_view value, HopRing& hops) {
   while (pos <= value.size()) {
     bool unbalanced = false;
     const std::size_t comma = find_unquoted(value, pos, ',', unbalanced);
-    const std::string_view element = detail::trim(value.substr(pos, comma - pos));
+    const std::string_view element = pacer::internal::trim(value.substr(pos, comma - pos));
     pos = comma + 1;
     if (element.empty()) continue;
     // "unknown" and "_hidden" identifiers come back as themselves and fail to parse in the
@@ -363,7 +363,7 @@ Cidr::Cidr(const IpAddress& address, int prefix_bits)
     : network_(address.masked(prefix_bits)), prefix_bits_(prefix_bits) {}
 
 Cidr Cidr::parse(std::string_view text) {
-  const std::string_view s = detail::trim(text);
+  const std::string_view s = pacer::internal::trim(text);
   const std::size_t slash = s.find('/');
   const std::string_view address = s.substr(0, slash);
   if (address.empty() || address.size() > kMaxV6Text) fail_cidr(text, "not an IP address");
@@ -487,7 +487,7 @@ std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOpt
         }
         client = walk_hops(hops, options.trusted_proxies);
       } else {
-        client = IpAddress::parse(detail::trim(value));
+        client = IpAddress::parse(pacer::internal::trim(value));
       }
       break;  // the first present header decides, even when it yields nothing usable
     }

@@ -25,8 +25,8 @@
 #include <string_view>
 #include <system_error>
 
-#include "../core/handler_guard.h"
 #include "circuit_breaker.h"
+#include "core/handler_guard.h"
 #include "multiplexer.h"
 #include "pacer/error.h"
 #include "pacer/redis/reply.h"

@@ -14,8 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/text.h"
 #include "deny_cache.h"
-#include "pacer/detail/text.h"
 #include "pacer/redis/url.h"
 #include "script.h"
 
@@ -360,8 +360,8 @@ struct RedisStore::Finish {
         result.decision = *decision;
       } else {
         spdlog::warn("pacer: unexpected reply from Redis for key '{}': {}",
-                     detail::printable(p.key),
-                     detail::printable(reply.is_error() ? reply.str : "not a decision"));
+                     pacer::internal::printable(p.key),
+                     pacer::internal::printable(reply.is_error() ? reply.str : "not a decision"));
         result.error = make_error_code(Errc::kProtocol);
       }
     }
