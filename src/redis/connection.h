@@ -179,7 +179,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   State state_ = State::kIdle;
   bool was_up_ = false;
-  pacer::detail::CircuitBreaker breaker_;
+  CircuitBreaker breaker_;
   // Bumped whenever the connection fails or restarts: completions of an older epoch are stale.
   std::uint64_t epoch_ = 0;
   Multiplexer mux_;

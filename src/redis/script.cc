@@ -11,7 +11,7 @@
 #include "core/text.h"
 #include "pacer/gcra.h"
 
-namespace pacer::redis {
+namespace pacer::redis::internal {
 namespace {
 
 // Lua numbers are doubles: microsecond times (~2^51 today), tolerances (at most 2^61 ns, about
@@ -177,4 +177,4 @@ std::optional<Decision> ScriptCall::decode(const Reply& reply) const {
   return d;
 }
 
-}  // namespace pacer::redis
+}  // namespace pacer::redis::internal
