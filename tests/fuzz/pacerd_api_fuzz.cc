@@ -4,7 +4,7 @@
 //
 //   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
 //     -Iapps/pacerd -Iapps/common tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc \
-//     src/core/*.cc -lfmt -o pacerd_api_fuzz
+//     src/http/response.cc src/core/*.cc -lfmt -o pacerd_api_fuzz
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
