@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (CMake option PACER_BUILD_FUZZERS, the `fuzz` preset: clang-14,
 # ASan + UBSan, tests/fuzz/CMakeLists.txt lists them) and runs each for a bounded time:
-#   ip_fuzz    addresses, CIDRs, trusted proxies, proxy headers (src/http/ip.cc)
+#   ip_fuzz    addresses, CIDRs, trusted proxies (src/http/address.cc), proxy headers
+#              (src/http/client_ip.cc)
 #   resp_fuzz  the RESP reader over hiredis (src/redis/reply_reader.cc)
 #   http_fuzz  whole requests through HttpLimiter on a MemoryStore (http, limiter, store, core)
 #   pacerd_api_fuzz  pacerd's JSON request parser (apps/pacerd/api.cc)

@@ -12,8 +12,8 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
+#include "core/text.h"
 #include "json_depth.h"
-#include "pacer/detail/text.h"
 
 namespace pacer::demo {
 namespace {
@@ -28,7 +28,7 @@ std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
       value > max)
-    throw std::invalid_argument(std::string("invalid ") + name + " '" + detail::printable(text) +
+    throw std::invalid_argument(std::string("invalid ") + name + " '" + internal::printable(text) +
                                 "': expected a whole number from " + std::to_string(min) + " to " +
                                 std::to_string(max));
   return value;
@@ -39,13 +39,14 @@ bool parse_bool(const char* name, std::string_view text) {
     return true;
   if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE")
     return false;
-  throw std::invalid_argument(std::string("invalid ") + name + " '" + detail::printable(text) +
+  throw std::invalid_argument(std::string("invalid ") + name + " '" + internal::printable(text) +
                               "': expected true or false");
 }
 
 [[noreturn]] void invalid(const std::string& name, std::string_view value,
                           const std::string& reason) {
-  throw std::invalid_argument("invalid " + name + " '" + detail::printable(value) + "': " + reason);
+  throw std::invalid_argument("invalid " + name + " '" + internal::printable(value) +
+                              "': " + reason);
 }
 
 // Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
@@ -151,7 +152,7 @@ Rate make_rate(const std::string& prefix, const RateSettings& s) {
     // Only the combination is wrong (an emission interval below 1 ns, an overflow).
     throw std::invalid_argument("invalid " + prefix + "_PERMITS / " + prefix + "_PERIOD / " +
                                 prefix + "_BURST " + std::to_string(s.permits) + " / '" +
-                                detail::printable(s.period) + "' / " + std::to_string(s.burst) +
+                                internal::printable(s.period) + "' / " + std::to_string(s.burst) +
                                 ": " + e.what());
   }
 }

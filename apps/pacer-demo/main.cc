@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <exception>
 
+#include "core/text.h"
 #include "demo_app.h"
-#include "pacer/detail/text.h"
 
 int main(int argc, char** argv) {
   using pacer::demo::DemoConfig;
@@ -70,8 +70,9 @@ int main(int argc, char** argv) {
             });
       } catch (const std::exception& e) {
         // Name the settings the operator can change, not only the socket call that failed.
-        throw std::runtime_error("cannot listen on HOST '" + pacer::detail::printable(config.host) +
-                                 "' PORT " + std::to_string(config.port) + ": " + e.what());
+        throw std::runtime_error("cannot listen on HOST '" +
+                                 pacer::internal::printable(config.host) + "' PORT " +
+                                 std::to_string(config.port) + ": " + e.what());
       }
     };
     std::unique_ptr<pacer::beast::Server> server_owner = server_or_error();

@@ -14,7 +14,7 @@
 #include <sstream>
 #include <system_error>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/ip.h"
 #include "pacer/redis/redis_store.h"
@@ -41,7 +41,7 @@ class Problems {
 
   void add(const toml::source_region& where, const std::string& key, const toml::node* value,
            const std::string& reason) {
-    std::string line = fmt::format("{}:{}:{}: {}", detail::printable(file_), where.begin.line,
+    std::string line = fmt::format("{}:{}:{}: {}", internal::printable(file_), where.begin.line,
                                    where.begin.column, key);
     if (value != nullptr) line += " = " + show(*value);
     lines_.push_back({where.begin.line, where.begin.column, line + ": " + reason});
@@ -64,7 +64,7 @@ class Problems {
 
   // The value as written (strings quoted), safe for a log line.
   static std::string show(const toml::node& node) {
-    if (const auto* s = node.as_string()) return "\"" + detail::printable(s->get()) + "\"";
+    if (const auto* s = node.as_string()) return "\"" + internal::printable(s->get()) + "\"";
     if (node.is_table()) return "{...}";
     if (node.is_array()) return "[...]";
     if (const auto* i = node.as_integer()) return std::to_string(i->get());
@@ -216,10 +216,11 @@ std::optional<ListenAddress> parse_listen(const toml::node& node, const std::str
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
   if (ec && host != "localhost") {
-    problems.add(node, key, "'" + detail::printable(host) + "' is not an IP address; " + expected);
+    problems.add(node, key,
+                 "'" + internal::printable(host) + "' is not an IP address; " + expected);
     return std::nullopt;
   }
-  const auto port = detail::parse_port(port_text, /*allow_zero=*/true);
+  const auto port = internal::parse_port(port_text, /*allow_zero=*/true);
   if (!port) {
     problems.add(node, key, "the port must be a number from 0 to 65535");
     return std::nullopt;
@@ -463,9 +464,9 @@ Config parse_config(std::string_view text, const std::string& path) {
   try {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}", detail::printable(path),
+    throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}", internal::printable(path),
                                   e.source().begin.line, e.source().begin.column,
-                                  detail::printable(e.description())));
+                                  internal::printable(e.description())));
   }
   Config c;
   c.file = path;
@@ -520,7 +521,7 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
     const toml::node* policies = top.node("policy");
     if (policies == nullptr) {
-      problems.add_plain(detail::printable(path) +
+      problems.add_plain(internal::printable(path) +
                          ": policy: missing: at least one [[policy]] table is needed");
     } else if (const auto* arr = policies->as_array();
                arr == nullptr || !arr->is_array_of_tables()) {
@@ -534,7 +535,7 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
   }
   if (c.admin_listen && c.admin_listen->port != 0 && *c.admin_listen == c.listen) {
-    problems.add_plain(detail::printable(path) + ": admin.listen = \"" +
+    problems.add_plain(internal::printable(path) + ": admin.listen = \"" +
                        c.admin_listen->to_string() + "\": must differ from server.listen");
   }
   if (!problems.empty()) throw ConfigError(problems.text());
@@ -550,7 +551,7 @@ FileStamp stamp_file(const std::string& path) {
 ConfigFile read_config_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw ConfigError(detail::printable(path) +
+    throw ConfigError(internal::printable(path) +
                       ": cannot open: " + std::system_category().message(errno));
   }
   struct Closer {
@@ -560,7 +561,7 @@ ConfigFile read_config_file(const std::string& path) {
   ConfigFile file;
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    throw ConfigError(detail::printable(path) +
+    throw ConfigError(internal::printable(path) +
                       ": cannot examine: " + std::system_category().message(errno));
   }
   file.stamp = stamp_of(st);
@@ -570,7 +571,7 @@ ConfigFile read_config_file(const std::string& path) {
     const ssize_t n = ::read(fd, file.text.data() + got, file.text.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      throw ConfigError(detail::printable(path) +
+      throw ConfigError(internal::printable(path) +
                         ": cannot read: " + std::system_category().message(errno));
     }
     if (n == 0) break;
@@ -578,7 +579,7 @@ ConfigFile read_config_file(const std::string& path) {
   }
   file.text.resize(got);
   if (got > kMaxFileBytes)
-    throw ConfigError(detail::printable(path) + ": larger than 4 MiB; not a pacerd config");
+    throw ConfigError(internal::printable(path) + ": larger than 4 MiB; not a pacerd config");
   return file;
 }
 
@@ -602,7 +603,7 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
     if (a == b) return;
     // Where the new file says it (or, when the key was removed, the file alone).
     const auto at = next.locations.find(key);
-    out.push_back(fmt::format("{}{}: {} ({} -> {})", detail::printable(next.file),
+    out.push_back(fmt::format("{}{}: {} ({} -> {})", internal::printable(next.file),
                               at == next.locations.end() ? "" : ":" + at->second, key, a, b));
   };
   differs("server.listen", listen.to_string(), next.listen.to_string());
@@ -627,7 +628,7 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
 }
 
 std::string Config::summary() const {
-  std::string out = fmt::format("config {}: ok\n", detail::printable(file));
+  std::string out = fmt::format("config {}: ok\n", internal::printable(file));
   fmt::format_to(
       std::back_inserter(out), "  listen          {}{}\n", listen.to_string(),
       admin_listen ? fmt::format(" (admin {})", admin_listen->to_string()) : std::string());

@@ -19,7 +19,7 @@
 #include <thread>
 
 #include "config.h"
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "service.h"
 
 namespace {
@@ -125,7 +125,7 @@ int run(int argc, char** argv) {
         "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
         "policies={} config={}",
         main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
-        pacer::detail::printable(config_path));
+        pacer::internal::printable(config_path));
     if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
     if (admin_on_main) {
       spdlog::warn(

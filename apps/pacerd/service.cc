@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "api.h"
+#include "core/text.h"
 #include "pacer/beast/limit.h"
-#include "pacer/detail/text.h"
 #include "pacer/http/http_limiter.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/response.h"
@@ -50,7 +50,7 @@ struct PolicyStats {
         spdlog::info(
             "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} "
             "unlogged_since_last={}",
-            policy, detail::printable(key), to_string(d.outcome),
+            policy, internal::printable(key), to_string(d.outcome),
             http::ceil_milliseconds(d.retry_after), shadow_unlogged.exchange(0));
       } else {
         shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
@@ -363,9 +363,9 @@ void Service::handle(beast::Request&& request, const beast::ClientEndpoint& conn
       auto res = error_response(
           bhttp::status::method_not_allowed, version, "method_not_allowed", "",
           fmt::format("{} {} is not served; use {}",
-                      detail::printable(std::string_view(request.method_string().data(),
-                                                         request.method_string().size())),
-                      detail::printable(path), std::string(bhttp::to_string(allowed))));
+                      internal::printable(std::string_view(request.method_string().data(),
+                                                           request.method_string().size())),
+                      internal::printable(path), std::string(bhttp::to_string(allowed))));
       res.set(bhttp::field::allow, bhttp::to_string(allowed));
       send(std::move(res));
       return false;
@@ -406,7 +406,7 @@ void Service::handle(beast::Request&& request, const beast::ClientEndpoint& conn
       send(error_response(
           bhttp::status::not_found, version, "not_found", "",
           !admin_elsewhere || (path != "/v1/reset" && path != "/v1/config" && path != "/metrics")
-              ? "no such endpoint: " + detail::printable(path)
+              ? "no such endpoint: " + internal::printable(path)
           : runtime->config.admin_listen
               ? "served on the admin listener only"
               : "not served on a non-loopback listener; add [admin] listen = \"127.0.0.1:<port>\" "
@@ -433,9 +433,10 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
       std::string names;
       for (const auto& [name, p] : runtime->policies)
         names.append(names.empty() ? "" : ", ").append(name);
-      send(error_response(
-          bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
-          "unknown policy '" + detail::printable(api.items[i].policy) + "'; configured: " + names));
+      send(error_response(bhttp::status::bad_request, version, "invalid_request",
+                          item_field(api, i, "policy"),
+                          "unknown policy '" + internal::printable(api.items[i].policy) +
+                              "'; configured: " + names));
       return;
     }
   }
@@ -572,7 +573,7 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
     if (policies[i] == nullptr) {
       resets->send(error_response(
           bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
-          "unknown policy '" + detail::printable(api.items[i].policy) + "'"));
+          "unknown policy '" + internal::printable(api.items[i].policy) + "'"));
       return;
     }
     resets->policies.push_back(api.items[i].policy);
@@ -609,9 +610,9 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
   const unsigned version = request.version();
   const RuntimePolicy* p = runtime->find(name);
   if (p == nullptr) {
-    spdlog::warn("event=auth_unknown_policy policy={}", detail::printable(name));
+    spdlog::warn("event=auth_unknown_policy policy={}", internal::printable(name));
     send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
-                        "no policy '" + detail::printable(name) + "'"));
+                        "no policy '" + internal::printable(name) + "'"));
     return;
   }
   const beast::BeastRequestView view(request, connection);

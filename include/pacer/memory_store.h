@@ -32,8 +32,8 @@
 #include "pacer/store.h"
 
 namespace pacer {
-namespace detail {
-class TscClock;
+namespace internal {
+class TscClock;  // src/store/tsc_clock.h
 }
 
 struct MemoryStoreOptions {
@@ -93,7 +93,7 @@ class MemoryStore final : public Store {
   std::size_t shard_bits_;
   // options_.shards shards per policy size (number of rates), allocated on first use.
   std::array<std::atomic<Shard*>, Policy::kMaxRates> shards_{};
-  std::unique_ptr<detail::TscClock> tsc_clock_;  // null: steady_clock (or options_.clock)
+  std::unique_ptr<internal::TscClock> tsc_clock_;  // null: steady_clock (or options_.clock)
   // Slots in use over all shards; written only when a key is stored or dropped.
   alignas(64) std::atomic<std::size_t> used_{0};
 };

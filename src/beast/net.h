@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "../core/handler_guard.h"
+#include "core/handler_guard.h"
 #include "pacer/beast/message.h"
 
 namespace pacer::beast::internal {

@@ -9,7 +9,7 @@
 #include <exception>
 #include <limits>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "pacer/http/request_view.h"
 #include "spdlog/spdlog.h"
 
@@ -55,7 +55,7 @@ Framing check_transfer_encoding(const Parser& parser) {
     std::string_view list = to_std(it->value());
     while (!list.empty()) {
       const auto comma = list.find(',');
-      const std::string_view element = pacer::detail::trim(list.substr(0, comma));
+      const std::string_view element = pacer::internal::trim(list.substr(0, comma));
       list = comma == std::string_view::npos ? std::string_view() : list.substr(comma + 1);
       if (element.empty()) continue;  // empty list elements are allowed and mean nothing
       // Chunked was applied already: nothing may follow it, not even chunked again.

@@ -7,7 +7,7 @@
 #include <stdexcept>
 #include <string>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer {
 namespace {
@@ -32,7 +32,7 @@ constexpr std::array<Unit, 7> kUnits{{{"ns", 1},
                                       {"d", 86'400'000'000'000}}};
 
 [[noreturn]] void fail(std::string_view what, std::string_view value, std::string_view why) {
-  throw std::invalid_argument(std::string(what) + " '" + detail::printable(value) +
+  throw std::invalid_argument(std::string(what) + " '" + internal::printable(value) +
                               "': " + std::string(why));
 }
 
@@ -44,7 +44,7 @@ bool all_digits(std::string_view s) {
 
 }  // namespace
 
-using detail::trim;
+using internal::trim;
 
 Nanos parse_duration(std::string_view text) {
   constexpr std::string_view kWhat = "invalid duration";

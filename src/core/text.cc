@@ -1,8 +1,8 @@
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 #include <charconv>
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 std::string printable(std::string_view text) {
   constexpr std::size_t kMaxShown = 80;
@@ -60,4 +60,4 @@ std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero) 
   return static_cast<std::uint16_t>(value);
 }
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

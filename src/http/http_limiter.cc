@@ -4,9 +4,9 @@
 #include <memory>
 #include <stdexcept>
 
+#include "core/text.h"
 #include "header_text.h"
 #include "key_text.h"
-#include "pacer/detail/text.h"
 
 namespace pacer::http {
 namespace {
@@ -59,7 +59,7 @@ Scope parse_scope(std::string_view text) {
   if (text == "route") return Scope::kRoute;
   if (text == "method_route") return Scope::kMethodRoute;
   if (text == "app") return Scope::kApp;
-  throw std::invalid_argument("invalid scope '" + detail::printable(text) +
+  throw std::invalid_argument("invalid scope '" + pacer::internal::printable(text) +
                               "': expected route, method_route or app");
 }
 
@@ -147,7 +147,7 @@ HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
     : limiter_(limiter), options_(std::move(options)) {
   const std::string& prefix = options_.key_prefix;
   if (!valid_key_prefix(prefix))
-    throw std::invalid_argument("invalid key prefix '" + detail::printable(prefix) +
+    throw std::invalid_argument("invalid key prefix '" + pacer::internal::printable(prefix) +
                                 "': must be 1 to 64 printable characters without braces");
   publish(std::make_shared<Rules>(limiter_, options_));
 }
@@ -176,8 +176,8 @@ void HttpLimiter::add_route(std::string method, std::string route, LimitRule rul
   const Rules& now = *tables_.back();
   for (const auto& r : now.routes) {
     if (r->method == method && r->route == route)
-      throw std::invalid_argument("duplicate route limit '" + detail::printable(method) + " " +
-                                  detail::printable(route) + "'");
+      throw std::invalid_argument("duplicate route limit '" + pacer::internal::printable(method) +
+                                  " " + pacer::internal::printable(route) + "'");
   }
   auto next = std::make_shared<Rules>(now);
   next->routes.push_back(std::make_shared<const Rules::Route>(std::move(method), std::move(route),

@@ -4,8 +4,8 @@
 
 #include <stdexcept>
 
+#include "core/text.h"
 #include "key_text.h"
-#include "pacer/detail/text.h"
 
 namespace pacer::http {
 
@@ -23,7 +23,7 @@ void append_hash(std::string& out, std::string_view value) {
   unsigned int length = 0;
   if (EVP_Digest(value.data(), value.size(), digest, &length, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("SHA-256 is unavailable in this OpenSSL build");
-  out.append("h:").append(detail::to_hex(digest, 16));
+  out.append("h:").append(pacer::internal::to_hex(digest, 16));
 }
 
 void append_sanitized(std::string& out, std::string_view value) {
@@ -55,7 +55,7 @@ void append_tagged(std::string& out, std::string_view tag, std::string_view valu
 
 }  // namespace
 
-using detail::trim;
+using pacer::internal::trim;
 
 std::string hash_identity(std::string_view value) {
   std::string out;
@@ -141,7 +141,7 @@ Identity Identity::org() { return attribute("org"); }
 
 Identity Identity::custom(std::string tag, Function function) {
   if (tag.empty() || internal::needs_hash(tag))
-    throw std::invalid_argument("invalid identity tag '" + detail::printable(tag) +
+    throw std::invalid_argument("invalid identity tag '" + pacer::internal::printable(tag) +
                                 "': must be short and printable");
   if (!function) throw std::invalid_argument("invalid identity '" + tag + "': function is empty");
   return Identity([tag = std::move(tag), function = std::move(function)](const RequestView& request,

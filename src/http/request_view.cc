@@ -1,10 +1,10 @@
 #include "pacer/http/request_view.h"
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::http {
 
-bool iequals(std::string_view a, std::string_view b) { return detail::iequals(a, b); }
+bool iequals(std::string_view a, std::string_view b) { return pacer::internal::iequals(a, b); }
 
 std::optional<std::string_view> SimpleRequest::header(std::string_view name) const {
   for (const auto& [key, value] : headers_)

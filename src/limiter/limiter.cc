@@ -7,9 +7,9 @@
 #include <stdexcept>
 #include <string>
 
-#include "../core/handler_guard.h"
-#include "pacer/detail/rendezvous.h"
-#include "pacer/detail/text.h"
+#include "core/handler_guard.h"
+#include "core/text.h"
+#include "limiter/rendezvous.h"
 
 namespace pacer {
 namespace {
@@ -26,7 +26,7 @@ FailMode parse_fail_mode(std::string_view text) {
   if (text == "open") return FailMode::kOpen;
   if (text == "closed") return FailMode::kClosed;
   if (text == "local") return FailMode::kLocal;
-  throw std::invalid_argument("invalid fail mode '" + detail::printable(text) +
+  throw std::invalid_argument("invalid fail mode '" + internal::printable(text) +
                               "': expected open, closed or local");
 }
 
@@ -195,7 +195,7 @@ void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cos
 
 Decision Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost) const {
   require_blocking_allowed("check");
-  detail::Rendezvous<Decision> rendezvous;
+  internal::Rendezvous<Decision> rendezvous;
   check(policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });
   return rendezvous.wait();
 }
@@ -208,7 +208,7 @@ void Limiter::reset(const Policy& policy, std::string_view key, ResetHandler don
 
 std::error_code Limiter::reset(const Policy& policy, std::string_view key) const {
   require_blocking_allowed("reset");
-  detail::Rendezvous<std::error_code> rendezvous;
+  internal::Rendezvous<std::error_code> rendezvous;
   reset(policy, key, [&](std::error_code ec) { rendezvous.deliver(ec); });
   return rendezvous.wait();
 }

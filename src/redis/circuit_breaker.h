@@ -8,7 +8,7 @@
 #include <chrono>
 #include <cstdint>
 
-namespace pacer::detail {
+namespace pacer::redis::internal {
 
 class CircuitBreaker {
  public:
@@ -53,4 +53,4 @@ class CircuitBreaker {
   std::atomic<bool> probing_{false};
 };
 
-}  // namespace pacer::detail
+}  // namespace pacer::redis::internal

@@ -10,10 +10,10 @@
 #include <unordered_map>
 #include <utility>
 
-#include "../core/handler_guard.h"
 #include "cluster.h"
 #include "cluster_router.h"
 #include "connection.h"
+#include "core/handler_guard.h"
 #include "pacer/error.h"
 #include "resp.h"
 #include "sentinel_monitor.h"

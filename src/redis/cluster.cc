@@ -3,7 +3,7 @@
 #include <array>
 #include <charconv>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::redis::internal {
 namespace {
@@ -110,7 +110,7 @@ std::optional<Redirect> parse_redirect(const Reply& reply, std::string_view defa
   std::string_view endpoint = text.substr(space + 1);
   const auto colon = endpoint.rfind(':');
   if (colon == std::string_view::npos) return std::nullopt;
-  const auto port = detail::parse_port(endpoint.substr(colon + 1));
+  const auto port = pacer::internal::parse_port(endpoint.substr(colon + 1));
   if (!port) return std::nullopt;
   redirect.port = *port;
   std::string_view host = endpoint.substr(0, colon);

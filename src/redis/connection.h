@@ -25,8 +25,8 @@
 #include <string_view>
 #include <system_error>
 
-#include "../core/handler_guard.h"
 #include "circuit_breaker.h"
+#include "core/handler_guard.h"
 #include "multiplexer.h"
 #include "pacer/error.h"
 #include "pacer/redis/reply.h"
@@ -179,7 +179,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   State state_ = State::kIdle;
   bool was_up_ = false;
-  pacer::detail::CircuitBreaker breaker_;
+  CircuitBreaker breaker_;
   // Bumped whenever the connection fails or restarts: completions of an older epoch are stale.
   std::uint64_t epoch_ = 0;
   Multiplexer mux_;

@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace pacer::detail {
+namespace pacer::redis::internal {
 
 DenyCache::DenyCache(std::size_t max_entries)
     : max_per_shard_(std::max<std::size_t>(max_entries / kShards, 1)) {}
@@ -62,4 +62,4 @@ std::size_t DenyCache::size() const {
   return n;
 }
 
-}  // namespace pacer::detail
+}  // namespace pacer::redis::internal

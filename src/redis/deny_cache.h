@@ -17,7 +17,7 @@
 
 #include "pacer/decision.h"
 
-namespace pacer::detail {
+namespace pacer::redis::internal {
 
 class DenyCache {
  public:
@@ -54,4 +54,4 @@ class DenyCache {
   std::array<Shard, kShards> shards_;
 };
 
-}  // namespace pacer::detail
+}  // namespace pacer::redis::internal

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <utility>
 
-#include "../core/handler_guard.h"
+#include "core/handler_guard.h"
 #include "pacer/error.h"
 #include "resp.h"
 

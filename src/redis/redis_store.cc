@@ -14,8 +14,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/text.h"
 #include "deny_cache.h"
-#include "pacer/detail/text.h"
 #include "pacer/redis/url.h"
 #include "script.h"
 
@@ -23,6 +23,9 @@ namespace pacer::redis {
 namespace {
 
 namespace asio = boost::asio;
+using internal::gcra_script;
+using internal::gcra_script_sha;
+using internal::ScriptCall;
 
 std::int64_t monotonic_now() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -137,14 +140,14 @@ struct RedisStore::Impl {
   std::vector<std::thread> threads;
   std::vector<Lane> lanes;
   std::atomic<std::size_t> next_lane{0};
-  std::unique_ptr<detail::DenyCache> deny_cache;
+  std::unique_ptr<internal::DenyCache> deny_cache;
   std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0}, errors{0};
   std::atomic<bool> shut_down{false};
 
   explicit Impl(RedisStoreOptions o)
       : options(std::move(o)),
         deny_cache(options.deny_cache_entries > 0
-                       ? std::make_unique<detail::DenyCache>(options.deny_cache_entries)
+                       ? std::make_unique<internal::DenyCache>(options.deny_cache_entries)
                        : nullptr) {}
 
   void start(const std::vector<asio::io_context*>& contexts) {
@@ -360,8 +363,8 @@ struct RedisStore::Finish {
         result.decision = *decision;
       } else {
         spdlog::warn("pacer: unexpected reply from Redis for key '{}': {}",
-                     detail::printable(p.key),
-                     detail::printable(reply.is_error() ? reply.str : "not a decision"));
+                     pacer::internal::printable(p.key),
+                     pacer::internal::printable(reply.is_error() ? reply.str : "not a decision"));
         result.error = make_error_code(Errc::kProtocol);
       }
     }

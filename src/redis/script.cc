@@ -8,10 +8,10 @@
 #include <string>
 #include <utility>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "pacer/gcra.h"
 
-namespace pacer::redis {
+namespace pacer::redis::internal {
 namespace {
 
 // Lua numbers are doubles: microsecond times (~2^51 today), tolerances (at most 2^61 ns, about
@@ -91,7 +91,7 @@ std::string sha1_hex(std::string_view text) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int length = 0;
   EVP_Digest(text.data(), text.size(), digest, &length, EVP_sha1(), nullptr);
-  return detail::to_hex(digest, length);
+  return pacer::internal::to_hex(digest, length);
 }
 
 template <std::size_t... I>
@@ -177,4 +177,4 @@ std::optional<Decision> ScriptCall::decode(const Reply& reply) const {
   return d;
 }
 
-}  // namespace pacer::redis
+}  // namespace pacer::redis::internal

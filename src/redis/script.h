@@ -36,7 +36,7 @@
 #include "pacer/rate.h"
 #include "pacer/redis/reply.h"
 
-namespace pacer::redis {
+namespace pacer::redis::internal {
 
 std::string_view gcra_script();
 // Lower-case hex SHA-1 of gcra_script(), as SCRIPT LOAD and EVALSHA name it.
@@ -69,4 +69,4 @@ class ScriptCall {
   bool writes_ = false;
 };
 
-}  // namespace pacer::redis
+}  // namespace pacer::redis::internal

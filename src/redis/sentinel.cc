@@ -3,10 +3,13 @@
 #include <charconv>
 #include <vector>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::redis::internal {
 namespace {
+
+using pacer::internal::parse_port;
+using pacer::internal::printable;
 
 // Host names and IP addresses: 1..255 printable bytes without spaces.
 bool valid_host(std::string_view host) {
@@ -22,7 +25,9 @@ bool is_text(const Reply& reply) {
   return reply.type == Reply::Type::kString || reply.type == Reply::Type::kStatus;
 }
 
-bool iequals_ascii(std::string_view a, std::string_view b) { return detail::iequals(a, b); }
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  return pacer::internal::iequals(a, b);
+}
 
 }  // namespace
 
@@ -53,16 +58,16 @@ MasterAddressResult parse_master_address(const Reply& reply) {
   const Reply& port = reply.elements[1];
   std::optional<std::uint16_t> number;
   if (is_text(port)) {
-    number = detail::parse_port(port.str);
+    number = parse_port(port.str);
   } else if (port.type == Reply::Type::kInteger && port.integer > 0 && port.integer <= 65535) {
     number = static_cast<std::uint16_t>(port.integer);
   }
   if (!valid_host(reply.elements[0].str)) {
-    result.error = "bad host '" + detail::printable(reply.elements[0].str) + "' in the address";
+    result.error = "bad host '" + printable(reply.elements[0].str) + "' in the address";
     return result;
   }
   if (!number) {
-    result.error = "bad port '" + detail::printable(is_text(port) ? port.str : "?") + "'";
+    result.error = "bad port '" + printable(is_text(port) ? port.str : "?") + "'";
     return result;
   }
   result.address = MasterAddress{reply.elements[0].str, *number};
@@ -83,8 +88,8 @@ std::optional<SwitchMaster> parse_switch_master(std::string_view payload) {
     if (begin == payload.size()) return std::nullopt;  // a trailing space
   }
   if (fields.size() != 5) return std::nullopt;
-  const auto from_port = detail::parse_port(fields[2]);
-  const auto to_port = detail::parse_port(fields[4]);
+  const auto from_port = parse_port(fields[2]);
+  const auto to_port = parse_port(fields[4]);
   if (!from_port || !to_port || !valid_host(fields[1]) || !valid_host(fields[3]))
     return std::nullopt;
   return SwitchMaster{std::string(fields[0]),

@@ -8,7 +8,7 @@
 #include <string_view>
 
 #include "cluster.h"
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "reply_reader.h"
 #include "resp.h"
 #include "spdlog/spdlog.h"
@@ -19,6 +19,7 @@ namespace {
 namespace asio = boost::asio;
 using boost::system::error_code;
 using tcp = asio::ip::tcp;
+using pacer::internal::printable;
 
 constexpr std::size_t kReadBufferSize = 4096;
 constexpr std::chrono::seconds kWarningInterval{1};
@@ -205,7 +206,7 @@ class SentinelSubscriber : public std::enable_shared_from_this<SentinelSubscribe
         return fail("protocol error: " + std::string(reader_.error()));
       if (reply.is_error()) {
         return fail((expect_auth_ok_ ? "AUTH failed: " : "SUBSCRIBE failed: ") +
-                    detail::printable(reply.str));
+                    printable(reply.str));
       }
       if (expect_auth_ok_ && reply.type == Reply::Type::kStatus) {
         expect_auth_ok_ = false;
@@ -368,12 +369,11 @@ void SentinelMonitor::on_answer(std::uint64_t epoch, std::error_code ec, Reply&&
   if (ec) return attempt_failed(name + ": no answer: " + ec.message());
   const MasterAddressResult result = parse_master_address(reply);
   if (result.unknown_master) {
-    return attempt_failed(name + " knows no master named '" +
-                          detail::printable(config_.master_name) + "'");
+    return attempt_failed(name + " knows no master named '" + printable(config_.master_name) + "'");
   }
   if (!result.address) {
     return attempt_failed(
-        name + ": unusable answer to get-master-addr-by-name: " + detail::printable(result.error));
+        name + ": unusable answer to get-master-addr-by-name: " + printable(result.error));
   }
   asking_ = false;
   attempt_timer_.cancel();
@@ -452,14 +452,14 @@ void SentinelMonitor::on_switch_master(std::size_t index, std::string_view paylo
   if (stopped_) return;
   const auto message = parse_switch_master(payload);
   if (!message) {
-    report(sentinel_name(index) + ": malformed +switch-master message '" +
-           detail::printable(payload) + "'");
+    report(sentinel_name(index) + ": malformed +switch-master message '" + printable(payload) +
+           "'");
     ask_now();
     return;
   }
   if (message->master_name != config_.master_name) return;
   spdlog::info("redis {}: +switch-master {} {} -> {}", sentinel_name(index),
-               detail::printable(message->master_name),
+               printable(message->master_name),
                endpoint_name(message->from.host, message->from.port),
                endpoint_name(message->to.host, message->to.port));
   consider(message->to, "+switch-master");
@@ -482,7 +482,7 @@ void SentinelMonitor::consider(const MasterAddress& address, const char* source)
   // sentinel that has not yet seen the failover another one announced.
   if (master_ && *master_ == address) return;
   spdlog::debug("redis sentinel: {} names {} as master '{}'", source,
-                endpoint_name(address.host, address.port), detail::printable(config_.master_name));
+                endpoint_name(address.host, address.port), printable(config_.master_name));
   stop_verifier();
   candidate_ = address;
   role_sent_ = false;
@@ -527,14 +527,14 @@ void SentinelMonitor::on_role(std::uint64_t epoch, std::error_code ec, Reply&& r
   const Role role = parse_role(reply);
   if (role != Role::kMaster) {
     return verify_failed(name + " (announced master) reports role " + std::string(role_name(role)) +
-                         (reply.is_error() ? " (" + detail::printable(reply.str) + ")" : "") +
+                         (reply.is_error() ? " (" + printable(reply.str) + ")" : "") +
                          "; asking the sentinels again");
   }
   const MasterAddress address = candidate_;
   stop_verifier();
   const bool first = !master_;
   master_ = address;
-  spdlog::info("redis sentinel: master '{}' is {}{}", detail::printable(config_.master_name), name,
+  spdlog::info("redis sentinel: master '{}' is {}{}", printable(config_.master_name), name,
                first ? "" : " (switched)");
   if (on_master_) {
     const MasterHandler handler = on_master_;  // it may stop us

@@ -4,7 +4,7 @@
 #include <limits>
 #include <stdexcept>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::redis {
 namespace {
@@ -15,10 +15,12 @@ constexpr std::string_view kSchemes =
     "redis://, rediss://, redis+cluster://, rediss+cluster://, redis+sentinel:// or "
     "rediss+sentinel://";
 
-using detail::iequals;
+using pacer::internal::iequals;
+using pacer::internal::parse_port;
+using pacer::internal::printable;
 
 [[noreturn]] void fail(std::string_view url, const std::string& what) {
-  throw std::invalid_argument("invalid Redis URL '" + detail::printable(mask_redis_url(url)) +
+  throw std::invalid_argument("invalid Redis URL '" + printable(mask_redis_url(url)) +
                               "': " + what);
 }
 
@@ -85,13 +87,12 @@ std::pair<std::string, std::uint16_t> parse_host(std::string_view url, std::stri
     const auto u = static_cast<unsigned char>(c);
     if (u <= 0x20 || u == 0x7f || c == '[' || c == ']' || c == '@' || c == '?' || c == '#' ||
         c == '%' || c == '/')
-      fail(url, "invalid character in host '" + detail::printable(host) + "'");
+      fail(url, "invalid character in host '" + printable(host) + "'");
   }
   std::uint16_t port_number = default_port;
   if (!port.empty()) {
-    const auto parsed = detail::parse_port(port);
-    if (!parsed)
-      fail(url, "port '" + detail::printable(port) + "' is not a number from 1 to 65535");
+    const auto parsed = parse_port(port);
+    if (!parsed) fail(url, "port '" + printable(port) + "' is not a number from 1 to 65535");
     port_number = *parsed;
   }
   return {std::string(host), port_number};
@@ -112,7 +113,7 @@ int parse_db(std::string_view url, std::string_view path) {
   int db = 0;
   const auto [end, ec] = std::from_chars(path.data(), path.data() + path.size(), db);
   if (!is_digits(path) || ec != std::errc() || end != path.data() + path.size())
-    fail(url, "database '" + detail::printable(path) + "' is not a number from 0 up");
+    fail(url, "database '" + printable(path) + "' is not a number from 0 up");
   return db;
 }
 
@@ -139,7 +140,7 @@ void parse_query(std::string_view url, std::string_view query, RedisUrl& out) {
       have_username = true;
       out.sentinel_username = percent_decode(url, value, "sentinel_username");
     } else {
-      fail(url, "unknown query parameter '" + detail::printable(key) +
+      fail(url, "unknown query parameter '" + printable(key) +
                     "': expected sentinel_password or sentinel_username");
     }
     if (amp == std::string_view::npos) break;
@@ -212,8 +213,7 @@ RedisUrl parse_redis_url(std::string_view url) {
   } else if (iequals(scheme, "rediss+sentinel")) {
     out.tls = out.sentinel = true;
   } else {
-    fail(url,
-         "unknown scheme '" + detail::printable(scheme) + "': expected " + std::string(kSchemes));
+    fail(url, "unknown scheme '" + printable(scheme) + "': expected " + std::string(kSchemes));
   }
 
   std::string_view rest = url.substr(scheme_end + 3);
@@ -237,7 +237,7 @@ RedisUrl parse_redis_url(std::string_view url) {
     out.username = percent_decode(url, userinfo.substr(0, colon), "user name");
     out.password = percent_decode(url, userinfo.substr(colon + 1), "password");
     if (out.password.empty() && !out.username.empty())
-      fail(url, "empty password for user '" + detail::printable(out.username) + "'");
+      fail(url, "empty password for user '" + printable(out.username) + "'");
   }
 
   const auto slash = rest.find('/');
@@ -254,7 +254,7 @@ RedisUrl parse_redis_url(std::string_view url) {
     for (const char c : out.master_name) {
       const auto u = static_cast<unsigned char>(c);
       if (u <= 0x20 || u == 0x7f)
-        fail(url, "invalid character in master name '" + detail::printable(out.master_name) + "'");
+        fail(url, "invalid character in master name '" + printable(out.master_name) + "'");
     }
     if (db_slash != std::string_view::npos) {
       const std::string_view db = path.substr(db_slash + 1);

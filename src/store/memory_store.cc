@@ -100,7 +100,7 @@ struct Table {
 // slot, nothing else; with many small shards, two threads working on unrelated keys rarely
 // write the same lines.
 struct alignas(64) MemoryStore::Shard {
-  detail::SpinLock lock;
+  internal::SpinLock lock;
   Table table;
   std::uint64_t evictions = 0;  // live entries evicted, or not stored, because the store was full
 
@@ -139,7 +139,7 @@ MemoryStore::MemoryStore(MemoryStoreOptions options) : options_(std::move(option
   shard_bits_ = static_cast<std::size_t>(std::countr_zero(options_.shards));
   std::random_device random;
   for (auto& word : hash_key_) word = (std::uint64_t{random()} << 32) | random();
-  if (!options_.clock) tsc_clock_ = detail::TscClock::create();
+  if (!options_.clock) tsc_clock_ = internal::TscClock::create();
 }
 
 MemoryStore::~MemoryStore() {
@@ -149,13 +149,13 @@ MemoryStore::~MemoryStore() {
 inline std::int64_t MemoryStore::now() const {
   if (tsc_clock_) return tsc_clock_->now();
   if (options_.clock) return options_.clock();
-  return detail::steady_ns();
+  return internal::steady_ns();
 }
 
 inline std::uint64_t MemoryStore::hash_of(const Policy& policy, std::string_view key) const {
   // A different SipHash key per policy: (policy, key) pairs collide only by chance (2^-64).
   const std::uint64_t hash =
-      detail::siphash<1, 3>(hash_key_[0] ^ policy.name_digest(), hash_key_[1], key);
+      internal::siphash<1, 3>(hash_key_[0] ^ policy.name_digest(), hash_key_[1], key);
   return hash == 0 ? 1 : hash;  // 0 marks an empty slot
 }
 

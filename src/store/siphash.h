@@ -6,7 +6,7 @@
 #include <cstring>
 #include <string_view>
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 // Inlined into its one caller on the hot path, where its rounds overlap with the work around.
 template <int CompressionRounds, int FinalizationRounds>
@@ -54,4 +54,4 @@ template <int CompressionRounds, int FinalizationRounds>
   return v0 ^ v1 ^ v2 ^ v3;
 }
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

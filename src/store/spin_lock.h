@@ -5,7 +5,7 @@
 #include <atomic>
 #include <thread>
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 inline void cpu_relax() noexcept {
 #if defined(__x86_64__) || defined(__i386__)
@@ -36,4 +36,4 @@ class SpinLock {
   std::atomic<bool> locked_{false};
 };
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

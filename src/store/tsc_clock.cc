@@ -4,7 +4,7 @@
 #include <fstream>
 #include <string>
 
-namespace pacer::detail {
+namespace pacer::internal {
 namespace {
 
 // The fast path extrapolates at most this far from the last steady_clock reading.
@@ -95,4 +95,4 @@ std::int64_t TscClock::reanchor() noexcept {
 #endif
 }
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

@@ -30,7 +30,7 @@
 #include <x86intrin.h>
 #endif
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 inline std::int64_t steady_ns() noexcept {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -80,4 +80,4 @@ class alignas(64) TscClock {
   bool anchor_precise_ = false;            // written and read only by the anchoring thread
 };
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

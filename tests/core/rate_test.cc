@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer {
 namespace {
@@ -42,15 +42,15 @@ std::string InvalidArgumentMessage(F&& f) {
 // The bad value is checked in quotes so that a short value such as "1" or "" cannot be matched
 // by accident somewhere else in the message.
 // Errors quote the value made printable (control and non-ASCII bytes as \xNN, at most 80 bytes).
-std::string Quoted(std::string_view value) { return "'" + detail::printable(value) + "'"; }
+std::string Quoted(std::string_view value) { return "'" + internal::printable(value) + "'"; }
 
 // ---------------------------------------------------------------------------------------------
 // parse_duration
 
 TEST(PrintableTest, EscapesAndTruncatesForLogs) {
-  EXPECT_EQ(detail::printable("tab\t"), "tab\\x09");
-  EXPECT_EQ(detail::printable("caf\xc3\xa9"), "caf\\xc3\\xa9");
-  EXPECT_EQ(detail::printable(std::string(100, 'a')), std::string(80, 'a') + "...");
+  EXPECT_EQ(internal::printable("tab\t"), "tab\\x09");
+  EXPECT_EQ(internal::printable("caf\xc3\xa9"), "caf\\xc3\\xa9");
+  EXPECT_EQ(internal::printable(std::string(100, 'a')), std::string(80, 'a') + "...");
 }
 
 TEST(ParseDurationTest, AcceptsEveryDocumentedUnit) {

@@ -1,9 +1,9 @@
-// pacer/detail/text.h: the small parsers every configuration and reply parser shares.
-#include "pacer/detail/text.h"
+// src/core/text.h: the small parsers every configuration and reply parser shares.
+#include "core/text.h"
 
 #include <gtest/gtest.h>
 
-namespace pacer::detail {
+namespace pacer::internal {
 namespace {
 
 TEST(TextTest, PortsAreDecimalDigitsInRange) {
@@ -26,4 +26,4 @@ TEST(TextTest, PrintableQuotesAnythingSafely) {
 }
 
 }  // namespace
-}  // namespace pacer::detail
+}  // namespace pacer::internal

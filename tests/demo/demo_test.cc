@@ -5,9 +5,9 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "core/text.h"
 #include "demo_app.h"
 #include "http_client.h"
-#include "pacer/detail/text.h"
 
 namespace pacer::demo {
 namespace {
@@ -221,7 +221,7 @@ TEST(Demo, MalformedBodiesAreAll422AndTheServerCarriesOn) {
   };
   int n = 0;
   for (const auto& text : bodies) {
-    SCOPED_TRACE("body #" + std::to_string(n) + ": " + pacer::detail::printable(text));
+    SCOPED_TRACE("body #" + std::to_string(n) + ": " + pacer::internal::printable(text));
     HttpClient c = demo.client();
     const Reply r = c.send(bhttp::verb::post, "/post",
                            {{"X-Forwarded-For", "198.51.100." + std::to_string(++n)}}, text);
@@ -443,7 +443,7 @@ TEST(DemoConfig, BadSettingsNameTheVariableAndTheValue) {
       {"HOST", ""},
       {"HOST", "-leading.example"}};
   for (const auto& [name, value] : cases) {
-    SCOPED_TRACE(name + "=" + pacer::detail::printable(value));
+    SCOPED_TRACE(name + "=" + pacer::internal::printable(value));
     try {
       DemoConfig c = config_from_env([&](const char* n) -> const char* {
         if (name == n) return value.c_str();
@@ -455,7 +455,7 @@ TEST(DemoConfig, BadSettingsNameTheVariableAndTheValue) {
     } catch (const std::invalid_argument& e) {
       const std::string message = e.what();
       EXPECT_NE(message.find(name), std::string::npos) << message;
-      EXPECT_NE(message.find(pacer::detail::printable(value)), std::string::npos) << message;
+      EXPECT_NE(message.find(pacer::internal::printable(value)), std::string::npos) << message;
       // Other variables of the same family are not blamed.
       for (const char* other : {"RATE_PERMITS", "RATE_PERIOD", "RATE_BURST"}) {
         if (name.rfind("RATE_", 0) == 0 && name != other) {

@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
 #include "raw_client.h"
 
 namespace pacer::testing::hostile {
@@ -352,7 +352,7 @@ class Generator {
 };
 
 inline std::string describe(const std::string& bytes) {
-  return "(" + std::to_string(bytes.size()) + " bytes) " + pacer::detail::printable(bytes);
+  return "(" + std::to_string(bytes.size()) + " bytes) " + pacer::internal::printable(bytes);
 }
 
 }  // namespace detail

@@ -2,8 +2,9 @@
 // resolution with the input as proxy headers from a trusted peer. Beyond "no crash, no
 // out-of-bounds read" it checks round trips and that resolution only ever yields an address.
 //
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude \
-//     tests/fuzz/ip_fuzz.cc src/http/ip.cc src/http/request_view.cc -o ip_fuzz
+//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+//     tests/fuzz/ip_fuzz.cc src/http/address.cc src/http/client_ip.cc src/http/request_view.cc \
+//     src/core/text.cc -o ip_fuzz
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

@@ -2,8 +2,9 @@
 // check, peek and reset. Beyond "no crash, no exception": a request is either items within the
 // limits or an error whose body is valid JSON naming a field.
 //
-//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Iapps/pacerd \
-//     tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc src/core/*.cc -lfmt -o pacerd_api_fuzz
+//   clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -Iinclude -Isrc \
+//     -Iapps/pacerd -Iapps/common tests/fuzz/pacerd_api_fuzz.cc apps/pacerd/api.cc \
+//     src/http/response.cc src/core/*.cc -lfmt -o pacerd_api_fuzz
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>

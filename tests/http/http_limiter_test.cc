@@ -7,7 +7,7 @@
 #include <thread>
 
 #include "../support/held_store.h"
-#include "pacer/detail/text.h"
+#include "core/text.h"
 
 namespace pacer::http {
 namespace {
@@ -314,7 +314,7 @@ TEST(HttpLimiter, BadConfigurationNamesTheValue) {
       HttpLimiter http(f.limiter, {.key_prefix = prefix});
       ADD_FAILURE() << prefix;
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find("'" + detail::printable(prefix) + "'"),
+      EXPECT_NE(std::string(e.what()).find("'" + pacer::internal::printable(prefix) + "'"),
                 std::string::npos)
           << e.what();
     }

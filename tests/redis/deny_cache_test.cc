@@ -4,7 +4,7 @@
 
 #include "circuit_breaker.h"
 
-namespace pacer::detail {
+namespace pacer::redis::internal {
 namespace {
 
 constexpr std::int64_t kMs = 1'000'000;
@@ -93,4 +93,4 @@ TEST(CircuitBreaker, SuccessResetsTheFailureCount) {
 }
 
 }  // namespace
-}  // namespace pacer::detail
+}  // namespace pacer::redis::internal

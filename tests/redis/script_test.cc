@@ -31,7 +31,7 @@
 #include "redis_server.h"
 #include "replies.h"
 
-namespace pacer::redis {
+namespace pacer::redis::internal {
 namespace {
 
 namespace asio = boost::asio;
@@ -523,4 +523,4 @@ TEST(GcraScriptReply, RefusesRepliesThatContradictTheStep) {
 }
 
 }  // namespace
-}  // namespace pacer::redis
+}  // namespace pacer::redis::internal

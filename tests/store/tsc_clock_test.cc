@@ -10,7 +10,7 @@
 #include <thread>
 #include <vector>
 
-namespace pacer::detail {
+namespace pacer::internal {
 namespace {
 
 constexpr std::int64_t kTolerance = 2'000;  // ns
@@ -53,4 +53,4 @@ TEST(TscClock, ExtrapolatesAfterAnIdleSpell) {
 }
 
 }  // namespace
-}  // namespace pacer::detail
+}  // namespace pacer::internal

@@ -1,4 +1,4 @@
-// pacer/detail/rendezvous.h — turns a completion handler into a blocking call.
+// Turns a completion handler into a blocking call (Limiter::check and reset).
 //
 // When the handler runs inline (in-process store) this costs two atomic exchanges and no
 // lock; when it runs on another thread the caller sleeps on a condition variable. The
@@ -10,7 +10,7 @@
 #include <mutex>
 #include <utility>
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 template <class T>
 class Rendezvous {
@@ -42,4 +42,4 @@ class Rendezvous {
   bool woken_ = false;
 };
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

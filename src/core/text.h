@@ -1,5 +1,5 @@
-// pacer/detail/text.h — small text helpers shared by the parsers of configuration and
-// requests.
+// Small text helpers shared by the parsers of configuration, requests and replies (src/ only:
+// no public header needs them, so they are not installed).
 #pragma once
 
 #include <cstddef>
@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-namespace pacer::detail {
+namespace pacer::internal {
 
 // Configuration text made safe to quote in an error message (which ends up in logs): at most
 // 80 bytes, printable ASCII, anything else as \xNN.
@@ -27,4 +27,4 @@ std::string to_hex(const unsigned char* bytes, std::size_t size);
 // (a listener's "any free port"). Signs, spaces, leading '+' and empty text: nullopt.
 std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero = false);
 
-}  // namespace pacer::detail
+}  // namespace pacer::internal

@@ -1,14 +1,14 @@
-#include "pacer/http/ip.h"
-
+// IpAddress, Cidr and TrustedProxies (pacer/http/ip.h): strict parsing and printing of the
+// values a trust decision is made of. The proxy-header walk is in client_ip.cc.
 #include <arpa/inet.h>
 
 #include <algorithm>
 #include <charconv>
-#include <cstring>
 #include <stdexcept>
 #include <string>
 
-#include "pacer/detail/text.h"
+#include "core/text.h"
+#include "pacer/http/ip.h"
 
 namespace pacer::http {
 namespace {
@@ -23,10 +23,6 @@ using Bytes = std::array<std::uint8_t, 16>;
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
-
-bool ends_with_ci(std::string_view s, std::string_view suffix) {
-  return s.size() >= suffix.size() && iequals(s.substr(s.size() - suffix.size()), suffix);
-}
 
 // Strict dotted quad: four decimal parts 0..255, no leading zeros, nothing else.
 std::optional<std::array<std::uint8_t, 4>> parse_v4(std::string_view s) {
@@ -86,147 +82,8 @@ bool valid_port(std::string_view s) {
 }
 
 [[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {
-  throw std::invalid_argument("invalid CIDR '" + detail::printable(text) +
+  throw std::invalid_argument("invalid CIDR '" + pacer::internal::printable(text) +
                               "': " + std::string(why));
-}
-
-// Hops of a list header in order, keeping only the right-most kMaxForwardedHops (all the walk
-// may examine) in fixed storage, so a huge header costs one pass and no allocation per hop.
-// An empty view marks a hop that is present but not an address.
-class HopRing {
- public:
-  void push(std::string_view hop) {
-    hops_[count_ % hops_.size()] = hop;
-    ++count_;
-  }
-  std::size_t count() const { return count_; }
-  // k = 0 is the right-most hop; k < min(count(), kMaxForwardedHops).
-  std::string_view from_right(std::size_t k) const {
-    return hops_[(count_ - 1 - k) % hops_.size()];
-  }
-
- private:
-  std::array<std::string_view, kMaxForwardedHops> hops_{};
-  std::size_t count_ = 0;
-};
-
-// The client chosen by walking `hops` from the right, or nullopt when the peer must be used.
-std::optional<IpAddress> walk_hops(const HopRing& hops, const TrustedProxies& trusted) {
-  const std::size_t examined = std::min<std::size_t>(hops.count(), kMaxForwardedHops);
-  std::optional<IpAddress> leftmost;
-  for (std::size_t k = 0; k < examined; ++k) {
-    const auto ip = IpAddress::parse(hops.from_right(k));
-    // Trusted proxies write well-formed addresses, so garbage means the walk has reached
-    // client-controlled text: nothing from here on can be believed.
-    if (!ip) return std::nullopt;
-    if (!trusted.contains(*ip)) return ip;
-    leftmost = ip;
-  }
-  if (hops.count() > examined) return std::nullopt;
-  return leftmost;
-}
-
-void split_list(std::string_view value, HopRing& hops) {
-  std::size_t pos = 0;
-  while (pos <= value.size()) {
-    std::size_t comma = value.find(',', pos);
-    if (comma == std::string_view::npos) comma = value.size();
-    // RFC 9110 list syntax: empty elements ("a,,b", a blank header line) are not hops.
-    const std::string_view hop = detail::trim(value.substr(pos, comma - pos));
-    if (!hop.empty()) hops.push(hop);
-    pos = comma + 1;
-  }
-}
-
-// Index of the first `delim` at or after `pos` that is outside a quoted-string, or
-// text.size(). Sets `unbalanced` when a quoted-string runs to the end of `text`.
-std::size_t find_unquoted(std::string_view text, std::size_t pos, char delim, bool& unbalanced) {
-  bool quoted = false;
-  for (std::size_t i = pos; i < text.size(); ++i) {
-    const char c = text[i];
-    if (quoted) {
-      if (c == '\\') {
-        ++i;  // quoted-pair; may step past the end, which the loop condition handles
-      } else if (c == '"') {
-        quoted = false;
-      }
-    } else if (c == '"') {
-      quoted = true;
-    } else if (c == delim) {
-      return i;
-    }
-  }
-  if (quoted) unbalanced = true;
-  return text.size();
-}
-
-bool is_tchar(char c) {
-  if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) return true;
-  return std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
-// RFC 7239 allows an obfuscated port ("_abc") next to a real address; the address is still
-// usable, so drop the port rather than the hop.
-std::string_view strip_obfuscated_port(std::string_view node) {
-  std::size_t colon = std::string_view::npos;
-  if (!node.empty() && node.front() == '[') {
-    const std::size_t close = node.find(']');
-    if (close != std::string_view::npos && close + 1 < node.size()) colon = close + 1;
-  } else if (std::count(node.begin(), node.end(), ':') == 1) {
-    colon = node.find(':');
-  }
-  if (colon != std::string_view::npos && node[colon] == ':' && colon + 1 < node.size() &&
-      node[colon + 1] == '_')
-    return node.substr(0, colon);
-  return node;
-}
-
-// The node named by the for= parameter of one Forwarded element, or an empty view when the
-// element is malformed, has no (or a repeated) for=, or the value needs unescaping (which no
-// address does).
-std::string_view forwarded_for(std::string_view element) {
-  bool unbalanced = false;
-  std::string_view node;
-  bool seen_for = false;
-  std::size_t pos = 0;
-  while (pos <= element.size()) {
-    const std::size_t semi = find_unquoted(element, pos, ';', unbalanced);
-    const std::string_view pair = detail::trim(element.substr(pos, semi - pos));
-    pos = semi + 1;
-    if (pair.empty()) continue;
-    const std::size_t eq = pair.find('=');
-    if (eq == std::string_view::npos || eq == 0) return {};
-    const std::string_view name = pair.substr(0, eq);
-    if (!std::all_of(name.begin(), name.end(), is_tchar)) return {};
-    if (!iequals(name, "for")) continue;
-    if (seen_for) return {};
-    seen_for = true;
-    std::string_view value = pair.substr(eq + 1);
-    if (!value.empty() && value.front() == '"') {
-      if (value.size() < 2 || value.back() != '"') return {};
-      value = value.substr(1, value.size() - 2);
-      if (value.find_first_of("\"\\") != std::string_view::npos) return {};
-    } else if (value.find_first_of("\" \t") != std::string_view::npos) {
-      return {};
-    }
-    node = strip_obfuscated_port(value);
-  }
-  if (unbalanced) return {};
-  return node;
-}
-
-void split_forwarded(std::string_view value, HopRing& hops) {
-  std::size_t pos = 0;
-  while (pos <= value.size()) {
-    bool unbalanced = false;
-    const std::size_t comma = find_unquoted(value, pos, ',', unbalanced);
-    const std::string_view element = detail::trim(value.substr(pos, comma - pos));
-    pos = comma + 1;
-    if (element.empty()) continue;
-    // "unknown" and "_hidden" identifiers come back as themselves and fail to parse in the
-    // walk, which is the treatment they need: the proxy could not say who the client is.
-    hops.push(unbalanced ? std::string_view() : forwarded_for(element));
-  }
 }
 
 void append_hex(std::string& out, unsigned value) {
@@ -363,7 +220,7 @@ Cidr::Cidr(const IpAddress& address, int prefix_bits)
     : network_(address.masked(prefix_bits)), prefix_bits_(prefix_bits) {}
 
 Cidr Cidr::parse(std::string_view text) {
-  const std::string_view s = detail::trim(text);
+  const std::string_view s = pacer::internal::trim(text);
   const std::size_t slash = s.find('/');
   const std::string_view address = s.substr(0, slash);
   if (address.empty() || address.size() > kMaxV6Text) fail_cidr(text, "not an IP address");
@@ -456,45 +313,6 @@ std::string TrustedProxies::to_string() const {
     out += cidr.to_string();
   }
   return out;
-}
-
-// ---- client_ip --------------------------------------------------------------------------------
-
-void ClientIpOptions::validate() const {
-  if (ipv6_prefix < 0 || ipv6_prefix > 128)
-    throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(ipv6_prefix) +
-                                "': must be 0..128");
-}
-
-std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
-  options.validate();
-  const auto peer = IpAddress::parse(request.peer_address());
-  if (!peer) return std::nullopt;
-
-  std::optional<IpAddress> client;
-  if (options.trusted_proxies.contains(*peer)) {
-    for (const std::string& name : options.headers) {
-      if (!request.header(name)) continue;
-      // header_list joins repeated lines, so a second copy of a single-value header shows up
-      // as a list and is rejected below rather than silently picking one of them.
-      const std::string value = request.header_list(name);
-      if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
-        HopRing hops;
-        if (iequals(name, "Forwarded")) {
-          split_forwarded(value, hops);
-        } else {
-          split_list(value, hops);
-        }
-        client = walk_hops(hops, options.trusted_proxies);
-      } else {
-        client = IpAddress::parse(detail::trim(value));
-      }
-      break;  // the first present header decides, even when it yields nothing usable
-    }
-  }
-  IpAddress result = client.value_or(*peer);
-  if (!result.is_v4() && options.ipv6_prefix < 128) result = result.masked(options.ipv6_prefix);
-  return result;
 }
 
 }  // namespace pacer::http
