@@ -42,6 +42,8 @@ class ScriptedStore final : public Store {
     done(fail ? make_error_code(Errc::kTimeout) : std::error_code{});
   }
   bool connected() const override { return !fail; }
+  bool completes_inline() const override { return answers_inline; }
+  bool answers_inline = false;  // says so; answer_from_thread must stay false then
 };
 
 const Policy kPolicy("p", {Rate(10, seconds(60), 2)});
@@ -133,6 +135,30 @@ TEST(Limiter, BlockingCheckWaitsForAnAsyncStore) {
   Limiter limiter(store);
   EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
   EXPECT_EQ(limiter.peek(kPolicy, "k").remaining, 2);
+}
+
+// A store other than the in-process one that answers inline: both forms of check() get the
+// decision, with the fail mode, metrics and hooks of any store.
+TEST(Limiter, AnotherInlineStoreIsAnsweredInline) {
+  ScriptedStore store;
+  store.answers_inline = true;
+  int decisions = 0;
+  Limiter limiter(store, {.fail_mode = FailMode::kClosed,
+                          .on_decision = [&](const DecisionEvent&) { ++decisions; }});
+  EXPECT_EQ(limiter.check(kPolicy, "k").outcome, Outcome::kUnavailable);
+  bool answered = false;
+  limiter.check(kPolicy, "k", 1, [&](const Decision& d) {
+    answered = true;
+    EXPECT_EQ(d.outcome, Outcome::kUnavailable);
+  });
+  EXPECT_TRUE(answered);
+  store.fail = false;
+  EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
+  EXPECT_EQ(decisions, 3);
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.errors, 2u);
+  EXPECT_EQ(m.allowed, 1u);
+  EXPECT_EQ(m.denied, 2u);
 }
 
 TEST(Limiter, InvalidArgumentsNameTheValue) {
