@@ -17,7 +17,7 @@ echo "== in-process store"
 echo "== HTTP layer (no sockets)"
 "$bin/bench/pacer_http_benchmark" 2>/dev/null | grep -E '^BM_'
 echo "== wrk: pacer-demo /limited vs / (same server, same run)"
-scripts/wrk-demo.sh "$secs" 3 | tail -2
+scripts/wrk-demo.sh "$secs" 3 | tail -3
 
 echo "== Redis store (scratch redis-server on a free port)"
 # shellcheck source=scripts/lib/scratch_redis.sh
