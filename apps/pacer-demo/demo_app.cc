@@ -163,11 +163,16 @@ std::string to_text(const json& value) {
   return value.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-beast::Response json_response(bhttp::status status, const json& body, unsigned version) {
+// A body already serialised.
+beast::Response json_text_response(bhttp::status status, std::string body, unsigned version) {
   beast::Response res{status, version};
   res.set(bhttp::field::content_type, "application/json");
-  res.body() = to_text(body);
+  res.body() = std::move(body);
   return res;
+}
+
+beast::Response json_response(bhttp::status status, const json& body, unsigned version) {
+  return json_text_response(status, to_text(body), version);
 }
 
 // Deeper bodies are refused before parsing: serialising a value is recursive, and echoing a
@@ -192,6 +197,14 @@ std::string rate_text(const RateSettings& s) {
 
 json rate_json(const RateSettings& s) {
   return {{"permits", s.permits}, {"period", s.period}, {"burst", s.burst}};
+}
+
+// The original demo's per-route bodies: service, endpoint, message, rate_limit.
+std::string endpoint_body(const DemoConfig& config, std::string_view name, std::string rate) {
+  return to_text({{"service", config.service_name},
+                  {"endpoint", name},
+                  {"message", "Request successful"},
+                  {"rate_limit", std::move(rate)}});
 }
 
 }  // namespace
@@ -262,8 +275,16 @@ void validate(const DemoConfig& config) {
   check_host(config.host);
 }
 
+DemoApp::Bodies::Bodies(const DemoConfig& config)
+    : root(to_text({{"service", config.service_name},
+                    {"message", "Request successful"},
+                    {"rate_limit", rate_text(config.rate)}})),
+      limited(endpoint_body(config, "limited", rate_text(config.rate))),
+      custom(endpoint_body(config, "custom", "5 per 10s, burst=2")),
+      api_key(endpoint_body(config, "api-key", "20 per 1m with API key, burst=5")) {}
+
 DemoApp::DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>& io)
-    : config_(std::move(config)) {
+    : config_(std::move(config)), bodies_(config_) {
   validate(config_);
   if (config_.redis_url.empty()) {
     store_ = std::make_unique<MemoryStore>();
@@ -342,11 +363,7 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   };
   if (path == "/") {
     if (!get) return not_allowed();
-    return json_response(bhttp::status::ok,
-                         {{"service", config_.service_name},
-                          {"message", "Request successful"},
-                          {"rate_limit", rate_text(config_.rate)}},
-                         version);
+    return json_text_response(bhttp::status::ok, bodies_.root, version);
   }
   if (path == "/health") {
     if (!get) return not_allowed();
@@ -426,26 +443,17 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
                           {"service", config_.service_name}},
                          version);
   }
-  // The original demo's per-route bodies: service, endpoint, message, rate_limit.
-  auto endpoint = [&](std::string_view name, std::string rate) {
-    return json_response(bhttp::status::ok,
-                         {{"service", config_.service_name},
-                          {"endpoint", name},
-                          {"message", "Request successful"},
-                          {"rate_limit", std::move(rate)}},
-                         version);
-  };
   if (path == "/limited") {
     if (!get) return not_allowed();
-    return endpoint("limited", rate_text(config_.rate));
+    return json_text_response(bhttp::status::ok, bodies_.limited, version);
   }
   if (path == "/custom") {
     if (!get) return not_allowed();
-    return endpoint("custom", "5 per 10s, burst=2");
+    return json_text_response(bhttp::status::ok, bodies_.custom, version);
   }
   if (path == "/api-key") {
     if (!get) return not_allowed();
-    return endpoint("api-key", "20 per 1m with API key, burst=5");
+    return json_text_response(bhttp::status::ok, bodies_.api_key, version);
   }
   if (path == "/post") {
     if (method != "POST") return not_allowed();

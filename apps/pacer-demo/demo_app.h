@@ -75,7 +75,18 @@ class DemoApp {
  private:
   beast::Response route(const beast::Request& request, const http::RequestView& view) const;
 
+  // The bodies that depend only on the configuration, rendered once: a request copies its
+  // route's instead of building and serialising a JSON value.
+  struct Bodies {
+    explicit Bodies(const DemoConfig& config);
+    std::string root;     // GET /
+    std::string limited;  // GET /limited
+    std::string custom;   // GET /custom
+    std::string api_key;  // GET /api-key
+  };
+
   DemoConfig config_;
+  Bodies bodies_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Limiter> limiter_;
   std::unique_ptr<http::HttpLimiter> http_;

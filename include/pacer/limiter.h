@@ -99,8 +99,11 @@ class Limiter {
  private:
   struct State;  // what a completion touches; defined in limiter.cc
   void require_blocking_allowed(const char* call) const;
+  // Both forms of check() for a store that completes inline.
+  Decision check_inline(const Policy& policy, std::string_view key, std::int64_t cost) const;
 
   Store* store_;
+  MemoryStore* memory_store_;  // store_, when it is the in-process store
   bool inline_store_;
   Nanos resolution_;
   std::shared_ptr<State> state_;

@@ -41,6 +41,10 @@ std::string_view BeastRequestView::query() const {
 
 std::string_view BeastRequestView::peer_address() const { return client_.peer_address; }
 
+const pacer::http::IpAddress* BeastRequestView::peer_ip() const {
+  return client_.peer_ip ? &*client_.peer_ip : nullptr;
+}
+
 std::optional<std::string_view> BeastRequestView::header(std::string_view name) const {
   const auto it = request_.find(to_beast(name));
   if (it == request_.end()) return std::nullopt;

@@ -85,6 +85,8 @@ Session::Session(Worker& worker, Socket&& socket) : worker_(worker), stream_(std
     if (address.is_v6() && address.to_v6().is_v4_mapped())
       address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
     client_.peer_address = address.to_string();
+    // Parsed here once, not by the client-IP identity on every request of the connection.
+    client_.peer_ip = pacer::http::IpAddress::parse(client_.peer_address);
     client_.peer_port = peer.port();
   }
   client_.worker = worker.index;

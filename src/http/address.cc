@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -27,25 +28,22 @@ bool is_hex(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' 
 // Strict dotted quad: four decimal parts 0..255, no leading zeros, nothing else.
 std::optional<std::array<std::uint8_t, 4>> parse_v4(std::string_view s) {
   std::array<std::uint8_t, 4> out{};
-  std::size_t i = 0;
+  const char* p = s.data();
+  const char* const end = p + s.size();
   for (std::size_t part = 0; part < 4; ++part) {
     if (part > 0) {
-      if (i >= s.size() || s[i] != '.') return std::nullopt;
-      ++i;
+      if (p == end || *p != '.') return std::nullopt;
+      ++p;
     }
-    const std::size_t start = i;
-    unsigned value = 0;
-    // Reading at most 4 digits keeps `value` small whatever the input.
-    while (i < s.size() && i - start < 4 && is_digit(s[i])) {
-      value = value * 10 + static_cast<unsigned>(s[i] - '0');
-      ++i;
-    }
-    const std::size_t length = i - start;
-    if (length == 0 || length > 3 || value > 255 || (length > 1 && s[start] == '0'))
-      return std::nullopt;
+    if (p == end || !is_digit(*p)) return std::nullopt;
+    unsigned value = static_cast<unsigned>(*p++ - '0');
+    // At most two more digits, and none after a leading zero.
+    for (int more = value == 0 ? 0 : 2; more > 0 && p != end && is_digit(*p); --more)
+      value = value * 10 + static_cast<unsigned>(*p++ - '0');
+    if (value > 255 || (p != end && is_digit(*p))) return std::nullopt;
     out[part] = static_cast<std::uint8_t>(value);
   }
-  if (i != s.size()) return std::nullopt;
+  if (p != end) return std::nullopt;
   return out;
 }
 
@@ -86,6 +84,28 @@ bool valid_port(std::string_view s) {
                               "': " + std::string(why));
 }
 
+// "0." to "255.", with the number of digits.
+struct DecimalOctet {
+  char text[4];
+  std::size_t length;
+};
+
+constexpr std::array<DecimalOctet, 256> make_decimal_octets() {
+  std::array<DecimalOctet, 256> table{};
+  for (unsigned v = 0; v < 256; ++v) {
+    DecimalOctet& octet = table[v];
+    std::size_t n = 0;
+    if (v >= 100) octet.text[n++] = static_cast<char>('0' + v / 100);
+    if (v >= 10) octet.text[n++] = static_cast<char>('0' + v / 10 % 10);
+    octet.text[n++] = static_cast<char>('0' + v % 10);
+    octet.length = n;
+    if (n < 4) octet.text[n] = '.';
+  }
+  return table;
+}
+
+constexpr std::array<DecimalOctet, 256> kDecimalOctets = make_decimal_octets();
+
 void append_hex(std::string& out, unsigned value) {
   char buffer[8];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value, 16);
@@ -98,14 +118,14 @@ void append_hex(std::string& out, unsigned value) {
 
 std::optional<IpAddress> IpAddress::parse(std::string_view text) {
   if (text.empty() || text.size() > kMaxAddressText) return std::nullopt;
-  // The common case, a socket peer: a bare dotted quad.
-  if (text.size() <= 15 && text.find(':') == std::string_view::npos) {
-    const auto v4 = parse_v4(text);
-    if (!v4) return std::nullopt;
-    IpAddress ip;
-    std::copy(v4->begin(), v4->end(), ip.bytes_.begin());
-    ip.v4_ = true;
-    return ip;
+  // The common case, a socket peer: a bare dotted quad. Anything else falls through.
+  if (text.size() <= 15) {
+    if (const auto v4 = parse_v4(text)) {
+      IpAddress ip;
+      std::copy(v4->begin(), v4->end(), ip.bytes_.begin());
+      ip.v4_ = true;
+      return ip;
+    }
   }
   std::string_view host = text;
   bool v6_only = false;
@@ -154,16 +174,16 @@ std::string IpAddress::to_string() const {
 
 void IpAddress::append_to(std::string& out) const {
   if (v4_) {
-    char text[16];  // "255.255.255.255"
+    // Each octet is copied from a table as four bytes: its digits and a '.', of which the
+    // digits and (but after the last) the dot are kept. Client-IP keys are built per request.
+    char text[20];  // "255.255.255.255" and room for the last octet's 4-byte copy
     std::size_t length = 0;
     for (std::size_t i = 0; i < 4; ++i) {
-      if (i > 0) text[length++] = '.';
-      const unsigned octet = bytes_[i];
-      if (octet >= 100) text[length++] = static_cast<char>('0' + octet / 100);
-      if (octet >= 10) text[length++] = static_cast<char>('0' + octet / 10 % 10);
-      text[length++] = static_cast<char>('0' + octet % 10);
+      const DecimalOctet& octet = kDecimalOctets[bytes_[i]];
+      std::memcpy(text + length, octet.text, 4);
+      length += octet.length + 1;
     }
-    out.append(text, length);
+    out.append(text, length - 1);
     return;
   }
   const std::size_t start = out.size();
@@ -256,7 +276,16 @@ Cidr Cidr::parse(std::string_view text) {
 }
 
 bool Cidr::contains(const IpAddress& ip) const {
-  return ip.is_v4() == network_.is_v4() && ip.masked(prefix_bits_) == network_;
+  if (ip.is_v4() != network_.is_v4()) return false;
+  // ip.masked(prefix_bits_) == network_, without building the masked copy (host bits of
+  // network_ are zero): the whole bytes of the prefix, then the bits of a partial byte.
+  const auto full = static_cast<std::size_t>(prefix_bits_ / 8);
+  const int rest = prefix_bits_ % 8;
+  const auto& a = ip.bytes();
+  const auto& n = network_.bytes();
+  for (std::size_t i = 0; i < full; ++i)
+    if (a[i] != n[i]) return false;
+  return rest == 0 || ((a[full] ^ n[full]) & (0xff << (8 - rest)) & 0xff) == 0;
 }
 
 std::string Cidr::to_string() const {

@@ -165,7 +165,9 @@ void ClientIpOptions::validate() const {
 
 std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
   options.validate();
-  const auto peer = IpAddress::parse(request.peer_address());
+  const IpAddress* parsed = request.peer_ip();
+  const auto peer = parsed != nullptr ? std::optional<IpAddress>(*parsed)
+                                      : IpAddress::parse(request.peer_address());
   if (!peer) return std::nullopt;
 
   std::optional<IpAddress> client;

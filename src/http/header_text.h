@@ -2,7 +2,9 @@
 // (pacer/http/response.h has the public form).
 #pragma once
 
+#include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pacer/http/response.h"
@@ -15,6 +17,8 @@ struct PolicyHeaderText {
   std::string x_ratelimit_policy;        // "Policy(api): 100/1m (burst=10)"; x_ratelimit_policy
   std::string ratelimit_policy;          // "\"api\";q=100;w=60"; ietf_draft
   std::vector<std::string> quota_names;  // "api", "api.1", ... one per rate; ietf_draft
+  // RateLimit-Limit of each rate (its permits) in decimal; ratelimit
+  std::vector<std::pair<std::int64_t, std::string>> limits;
 };
 
 // Empty strings for the headers `options` leaves out.
@@ -25,8 +29,8 @@ PolicyHeaderText render_policy_headers(const Policy& policy, const HeaderOptions
 void append_headers(const PolicyHeaderText& text, const Decision& decision,
                     const HeaderOptions& options, HeaderList& out);
 
-// `name: value` with the number written by std::to_chars (short enough for the string's
-// inline buffer: no allocation).
+// `name: value` with the number in decimal (short enough for the string's inline buffer: no
+// allocation).
 void append_number(HeaderList& out, std::string_view name, std::int64_t value);
 
 }  // namespace pacer::http::internal

@@ -2,6 +2,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 
 #include "core/text.h"
@@ -137,14 +138,42 @@ struct HttpLimiter::Pending {
 namespace {
 
 // Key storage for checks that complete inline: a step's key is built in one of these, which
-// keep their capacity from request to request on this thread. A check started from inside a
-// verdict handler finds them lent out and builds its keys in fresh strings.
-thread_local std::array<std::string, 2> t_spare_keys;
+// keep their capacity from request to request on this thread. A check started while they are
+// lent out (from a hook or a cost function) builds its keys in its own strings.
+struct SpareKeys {
+  std::array<std::string, 2> keys;
+  bool lent = false;
+};
+thread_local SpareKeys t_spare_keys;
+
+class LentKeys {
+ public:
+  LentKeys() {
+    if (t_spare_keys.lent) {
+      keys_ = &own_.emplace();
+    } else {
+      keys_ = &t_spare_keys.keys;
+      t_spare_keys.lent = true;
+    }
+  }
+  ~LentKeys() {
+    if (keys_ == &t_spare_keys.keys) t_spare_keys.lent = false;
+  }
+  LentKeys(const LentKeys&) = delete;
+  LentKeys& operator=(const LentKeys&) = delete;
+  std::string& operator[](std::size_t i) { return (*keys_)[i]; }
+
+ private:
+  std::array<std::string, 2>* keys_;
+  std::optional<std::array<std::string, 2>> own_;
+};
 
 }  // namespace
 
 HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
-    : limiter_(limiter), options_(std::move(options)) {
+    : limiter_(limiter),
+      inline_store_(limiter.store().completes_inline()),
+      options_(std::move(options)) {
   const std::string& prefix = options_.key_prefix;
   if (!valid_key_prefix(prefix))
     throw std::invalid_argument("invalid key prefix '" + pacer::internal::printable(prefix) +
@@ -200,7 +229,7 @@ const HttpLimiter::Rules::Route* HttpLimiter::Rules::route_rule(const RequestVie
     if (r->route != route) continue;
     if (r->method.empty())
       any_method = r.get();
-    else if (iequals(r->method, request.method()))
+    else if (r->method == request.method() || iequals(r->method, request.method()))
       return r.get();
   }
   return any_method;
@@ -246,17 +275,13 @@ void HttpLimiter::append_key(std::string& out, const LimitRule& rule, const Rule
   // An identity that does not apply (no fallback configured) shares one anonymous bucket.
   // Identities come sanitised from Identity (identity.h).
   if (!rule.identity.append_to(request, out)) out.append("anonymous");
-  out.append("}");
+  out += '}';
 }
 
 std::string HttpLimiter::storage_key(const LimitRule& rule, const RequestView& request) const {
   std::string key;
   append_key(key, rule, nullptr, request);
   return key;
-}
-
-void HttpLimiter::PendingDeleter::operator()(Pending* pending) const {
-  if (owned) delete pending;
 }
 
 void HttpLimiter::prepare(Pending& pending, const RequestView& request, bool middleware,
@@ -284,49 +309,96 @@ void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
   if (!middleware && route == nullptr) return done(Verdict{});
   const LimitRule* route_rule = route != nullptr ? &route->rule : nullptr;
   const RuleText* route_text = route != nullptr ? &route->text : nullptr;
-  if (limiter_.store().completes_inline()) {
-    // Every step finishes before this call returns: the state can live on the stack, and the
-    // keys in this thread's spare strings (given back on the way out, also when a step throws).
-    Pending pending;
-    pending.rules = rules;
-    struct LentKeys {
-      explicit LentKeys(Pending& p) : pending(p) { swap(); }
-      ~LentKeys() { swap(); }
-      void swap() {
-        for (std::size_t i = 0; i < t_spare_keys.size(); ++i)
-          pending.steps[i].key.swap(t_spare_keys[i]);
-      }
-      Pending& pending;
-    } lent(pending);
-    prepare(pending, request, middleware, route_rule, route_text, std::move(done));
-    run(PendingPtr(&pending, {.owned = false}), 0);
-    return;
-  }
-  PendingPtr pending(new Pending, {.owned = true});
+  if (inline_store_) return check_inline(*rules, request, middleware, route_rule, route_text, done);
+  auto pending = std::make_unique<Pending>();
   pending->rules = rules;
   pending->keep = rules->shared_from_this();
   prepare(*pending, request, middleware, route_rule, route_text, std::move(done));
   run(std::move(pending), 0);
 }
 
+void HttpLimiter::check_inline(const Rules& rules, const RequestView& request, bool middleware,
+                               const LimitRule* route, const RuleText* route_text,
+                               VerdictHandler& done) const {
+  // Every step finishes before the limiter returns: the steps are decided one after the other
+  // in this frame, with the keys in this thread's spare strings. As in run(), every key and
+  // cost is known before the first step is decided, and the first step that is not allowed
+  // answers.
+  struct Step {
+    const LimitRule* rule;
+    const RuleText* text;
+    std::int64_t cost;
+    Decision decision;
+  };
+  std::array<Step, 2> steps;  // middleware, route
+  std::size_t count = 0;
+  std::size_t decided = 0;
+  {
+    LentKeys keys;  // given back before the verdict handler runs
+    auto add = [&](const LimitRule& rule, const RuleText& text) {
+      std::string& key = keys[count];
+      key.clear();
+      append_key(key, rule, &text, request);
+      steps[count++] = {&rule, &text, rule.cost ? rule.cost(request) : 1, {}};
+    };
+    if (middleware) add(rules.middleware->options.rule, rules.middleware->text);
+    if (route != nullptr) add(*route, *route_text);
+    while (decided < count) {
+      Step& step = steps[decided];
+      step.decision = rules.limiter.check(step.rule->policy, keys[decided], step.cost);
+      if (!step.decision.allowed()) break;
+      ++decided;
+    }
+  }
+  if (decided < count) {
+    const Step& step = steps[decided];
+    return done(refusal(*step.text, step.decision, step.rule->body, rules.options));
+  }
+  // Every limit passed: report the one closest to denying (the route's on a tie).
+  const Step* reporter = &steps[0];
+  for (std::size_t i = 1; i < count; ++i)
+    if (steps[i].decision.remaining <= reporter->decision.remaining) reporter = &steps[i];
+  pass(*reporter->text, reporter->decision, rules.options, done);
+}
+
+void HttpLimiter::pass(const RuleText& text, const Decision& decision,
+                       const HttpLimiterOptions& options, VerdictHandler& done) {
+  Verdict verdict;
+  verdict.headers = take_header_list();
+  internal::append_headers(text.headers, decision, options.headers, verdict.headers);
+  done(std::move(verdict));
+  recycle_header_list(verdict.headers);
+}
+
+Verdict HttpLimiter::refusal(const RuleText& text, const Decision& decision, BodyStyle body,
+                             const HttpLimiterOptions& options) {
+  Verdict verdict;
+  verdict.headers.reserve(kHeaderReserve);
+  if (decision.outcome == Outcome::kUnavailable) {
+    verdict.status = 503;
+    verdict.headers.emplace_back("Retry-After",
+                                 std::to_string(options.unavailable_retry_after.count()));
+    verdict.body = unavailable_body();
+  } else {
+    verdict.status = 429;
+    internal::append_headers(text.headers, decision, options.headers, verdict.headers);
+    verdict.body = too_many_requests_body(decision, body);
+  }
+  return verdict;
+}
+
 void HttpLimiter::run(PendingPtr pending, std::size_t index) {
   const Rules& rules = *pending->rules;
   if (index == pending->count) {
     // Every limit passed: report the one closest to denying (the route's on a tie).
-    Verdict verdict;
     const Pending::Step* reporter = nullptr;
     for (std::size_t i = 0; i < pending->count; ++i) {
       const Pending::Step& s = pending->steps[i];
       if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining)
         reporter = &s;
     }
-    if (reporter == nullptr) return pending->done(std::move(verdict));
-    verdict.headers = take_header_list();
-    internal::append_headers(reporter->text->headers, reporter->decision, rules.options.headers,
-                             verdict.headers);
-    pending->done(std::move(verdict));
-    recycle_header_list(verdict.headers);
-    return;
+    if (reporter == nullptr) return pending->done(Verdict{});
+    return pass(*reporter->text, reporter->decision, rules.options, pending->done);
   }
   Pending::Step& step = pending->steps[index];
   rules.limiter.check(
@@ -335,20 +407,7 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
         Pending::Step& s = pending->steps[index];
         s.decision = decision;
         if (decision.allowed()) return run(std::move(pending), index + 1);
-        const HttpLimiterOptions& options = pending->rules->options;
-        Verdict verdict;
-        verdict.headers.reserve(kHeaderReserve);
-        if (decision.outcome == Outcome::kUnavailable) {
-          verdict.status = 503;
-          verdict.headers.emplace_back("Retry-After",
-                                       std::to_string(options.unavailable_retry_after.count()));
-          verdict.body = unavailable_body();
-        } else {
-          verdict.status = 429;
-          internal::append_headers(s.text->headers, decision, options.headers, verdict.headers);
-          verdict.body = too_many_requests_body(decision, s.rule->body);
-        }
-        pending->done(std::move(verdict));
+        pending->done(refusal(*s.text, decision, s.rule->body, pending->rules->options));
       });
 }
 

@@ -4,6 +4,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -49,9 +50,14 @@ struct Limiter::State {
                   ? std::make_unique<MemoryStore>(options.local_store)
                   : nullptr) {}
 
+  // Counts the decision, calls the hooks and returns what the caller is told.
+  Decision decide(const Policy& policy, std::string_view key, std::int64_t cost,
+                  const CheckResult& result, std::chrono::steady_clock::time_point started);
   void complete(const Policy& policy, std::string_view key, std::int64_t cost,
                 const CheckResult& result, std::chrono::steady_clock::time_point started,
-                DecisionHandler& done);
+                DecisionHandler& done) {
+    done(decide(policy, key, cost, result, started));
+  }
   Decision fallback(const Policy& policy, std::string_view key, std::int64_t cost);
   template <class Event, class Hook>
   void call_hook(const Hook& hook, const Event& event) noexcept;
@@ -81,6 +87,7 @@ struct Limiter::State {
 
 Limiter::Limiter(Store& store, LimiterOptions options)
     : store_(&store),
+      memory_store_(dynamic_cast<MemoryStore*>(&store)),
       inline_store_(store.completes_inline()),
       resolution_(store.resolution()),
       state_(std::make_shared<State>(std::move(options))) {}
@@ -123,10 +130,9 @@ Decision Limiter::State::fallback(const Policy& policy, std::string_view key, st
   return d;
 }
 
-void Limiter::State::complete(const Policy& policy, std::string_view key, std::int64_t cost,
-                              const CheckResult& result,
-                              std::chrono::steady_clock::time_point started,
-                              DecisionHandler& done) {
+Decision Limiter::State::decide(const Policy& policy, std::string_view key, std::int64_t cost,
+                                const CheckResult& result,
+                                std::chrono::steady_clock::time_point started) {
   Decision decision = result.decision;
   if (result.error) {
     metrics.count_error();
@@ -139,7 +145,7 @@ void Limiter::State::complete(const Policy& policy, std::string_view key, std::i
   metrics.count_decision(decision.allowed(), decision.degraded, latency);
   if (options.on_decision)
     call_hook(options.on_decision, DecisionEvent{policy, key, cost, decision});
-  done(decision);
+  return decision;
 }
 
 void Limiter::validate(const Policy& policy) const {
@@ -163,24 +169,40 @@ void Limiter::require_blocking_allowed(const char* call) const {
   }
 }
 
-void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
-                    DecisionHandler done) const {
+Decision Limiter::check_inline(const Policy& policy, std::string_view key,
+                               std::int64_t cost) const {
   validate_arguments(key, cost);
   validate(policy);
   State* state = state_.get();
-  if (inline_store_) {
-    // Answered before store_->check returns: nothing needs to outlive this frame. Inline
-    // stores answer in well under a microsecond (docs/PERFORMANCE.md); two clock reads would
-    // cost a third of that, so one decision in kInlineTimingSample per thread is timed.
-    thread_local std::uint32_t decisions = 0;
-    const auto started = ++decisions % MetricsSnapshot::kInlineTimingSample == 0
-                             ? std::chrono::steady_clock::now()
-                             : std::chrono::steady_clock::time_point{};
-    store_->check(policy, key, cost, [state, &policy, cost, started, &done](const CheckResult& r) {
-      state->complete(policy, r.key, cost, r, started, done);
-    });
-    return;
+  // Inline stores answer in well under a microsecond (docs/PERFORMANCE.md); two clock reads
+  // would cost a third of that, so one decision in kInlineTimingSample per thread is timed.
+  thread_local std::uint32_t decisions = 0;
+  const auto started = ++decisions % MetricsSnapshot::kInlineTimingSample == 0
+                           ? std::chrono::steady_clock::now()
+                           : std::chrono::steady_clock::time_point{};
+  // The in-process store (final) answers check() with check_now(): asked directly, without a
+  // handler object and two indirect calls per decision.
+  if (memory_store_ != nullptr) {
+    const CheckResult result = memory_store_->check_now(policy, key, cost);
+    return state->decide(policy, result.key, cost, result, started);
   }
+  std::optional<Decision> decision;
+  store_->check(policy, key, cost, [&](const CheckResult& r) {
+    decision = state->decide(policy, r.key, cost, r, started);
+  });
+  if (decision) return *decision;
+  // A store that broke its completes_inline() promise: the fail mode answers, never a silent
+  // admission.
+  return state->decide(policy, key, cost,
+                       CheckResult{.error = make_error_code(Errc::kStoreUnavailable)}, started);
+}
+
+void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                    DecisionHandler done) const {
+  // Answered before the store returns: nothing needs to outlive this frame.
+  if (inline_store_) return done(check_inline(policy, key, cost));
+  validate_arguments(key, cost);
+  validate(policy);
   // The answer comes later, perhaps after this Limiter (and the caller's policy) are gone:
   // the completion holds the shared state and its own reference to the policy.
   const auto started = std::chrono::steady_clock::now();
@@ -194,6 +216,7 @@ void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cos
 }
 
 Decision Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost) const {
+  if (inline_store_) return check_inline(policy, key, cost);
   require_blocking_allowed("check");
   internal::Rendezvous<Decision> rendezvous;
   check(policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });

@@ -435,6 +435,7 @@ TEST(BeastRequestView, SplitsTargetAndLooksUpHeaders) {
   EXPECT_EQ(view.query(), "x=1&y=2");
   EXPECT_EQ(view.route(), "/items/42");
   EXPECT_EQ(view.peer_address(), "10.0.0.1");
+  EXPECT_EQ(view.peer_ip(), nullptr);  // not given: the HTTP layer parses peer_address()
   EXPECT_EQ(view.header("content-type"), "text/plain");
   EXPECT_EQ(view.header("CONTENT-TYPE"), "text/plain");
   EXPECT_EQ(view.header("X-FORWARDED-FOR"), "1.1.1.1");
@@ -467,9 +468,12 @@ TEST(BeastRequestView, SplitsTargetAndLooksUpHeaders) {
 TEST(BeastRequestView, WorksOverARealConnection) {
   auto server = start_server([](Request&& request, const ClientEndpoint& connection, Send send) {
     BeastRequestView view(request, connection);
+    // The server parses the peer once per connection and the view hands it over.
+    const bool parsed = view.peer_ip() != nullptr &&
+                        *view.peer_ip() == *pacer::http::IpAddress::parse(connection.peer_address);
     send(text(request, std::string(view.path()) + "|" + std::string(view.query()) + "|" +
-                           std::string(view.peer_address()) + "|" +
-                           view.header_list("x-forwarded-for") + "|" +
+                           std::string(view.peer_address()) + (parsed ? "" : " (not parsed)") +
+                           "|" + view.header_list("x-forwarded-for") + "|" +
                            std::string(view.header("x-api-key").value_or("-"))));
   });
   Client client(server->port());

@@ -138,6 +138,31 @@ TEST(HttpLimiter, VerdictHandlersMayKeepHeadersAndCheckAgain) {
   EXPECT_EQ(kept[1].second, "4");
 }
 
+// A check started while this thread's key strings are lent out (here from a hook, between the
+// middleware's decision and the route's) builds its keys in its own strings: the outer request's
+// route key, built before its first decision, is not disturbed.
+TEST(HttpLimiter, ChecksStartedFromHooksKeepEveryKey) {
+  std::vector<std::string> seen;
+  MemoryStore store;
+  const HttpLimiter* http_limiter = nullptr;
+  bool nested = false;
+  Limiter limiter(store, {.on_decision = [&](const DecisionEvent& e) {
+                    seen.emplace_back(e.key);
+                    if (nested || http_limiter == nullptr) return;
+                    nested = true;
+                    EXPECT_EQ(run(*http_limiter, get("/b", "198.51.100.2")).status, 0);
+                  }});
+  HttpLimiter http(limiter, {.key_prefix = "svc"});
+  http.set_middleware({.rule = rule("global", Rate(100, seconds(60)))});
+  http.add_route("GET", "/a", rule("a", Rate(100, seconds(60))));
+  http.add_route("GET", "/b", rule("b", Rate(100, seconds(60))));
+  http_limiter = &http;
+  EXPECT_EQ(run(http, get("/a")).status, 0);
+  EXPECT_EQ(seen, (std::vector<std::string>{
+                      "svc:{global:/a:ip:192.0.2.10}", "svc:{global:/b:ip:198.51.100.2}",
+                      "svc:{b:/b:ip:198.51.100.2}", "svc:{a:/a:ip:192.0.2.10}"}));
+}
+
 TEST(HttpLimiter, NoLimitsMeansPassWithoutHeaders) {
   Fixture f;
   HttpLimiter http(f.limiter);

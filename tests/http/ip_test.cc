@@ -119,6 +119,22 @@ TEST(IpAddress, AppendToWritesTheTextForm) {
   }
 }
 
+// Every octet value and every spelling of one: plain decimal up to 255 parses and prints back
+// the same; leading zeros, four digits and larger values do not parse.
+TEST(IpAddressParse, EveryIpv4Octet) {
+  for (int v = 0; v < 1000; ++v) {
+    for (const std::string& octet :
+         {std::to_string(v), "0" + std::to_string(v), "00" + std::to_string(v)}) {
+      for (const std::string& text : {"1.2.3." + octet, octet + ".2.3.4", "1." + octet + ".3.4"}) {
+        const bool canonical = octet == std::to_string(v) && v <= 255;
+        EXPECT_EQ(parsed(text), canonical ? text : "<invalid>") << text;
+      }
+    }
+  }
+  EXPECT_EQ(parsed("1.2.3.1000"), "<invalid>");
+  EXPECT_EQ(parsed("1.2.3.4:"), "<invalid>");
+}
+
 TEST(IpAddressParse, Ipv6Brackets) {
   EXPECT_EQ(parsed("[2001:db8::1]"), "2001:db8::1");
   EXPECT_EQ(parsed("[::1]:443"), "::1");
@@ -367,6 +383,31 @@ TEST(TrustedProxies, ErrorsNameTheBadValue) {
   EXPECT_EQ(message_of("*"), "invalid CIDR '*': not an IP address");
 }
 
+// contains() agrees with comparing masked addresses, for every prefix length.
+TEST(Cidr, ContainsAgreesWithMasked) {
+  const std::vector<std::string> v4 = {"0.0.0.0",      "10.1.2.3",        "10.1.2.4",
+                                       "172.31.255.1", "255.255.255.255", "128.0.0.0"};
+  const std::vector<std::string> v6 = {"::",           "::1",
+                                       "2001:db8::1",  "2001:db8:8000::",
+                                       "fd12:3456::1", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"};
+  for (const auto* family : {&v4, &v6}) {
+    const int width = family == &v4 ? 32 : 128;
+    for (const std::string& network : *family) {
+      for (int bits = 0; bits <= width; ++bits) {
+        const Cidr cidr(ip(network), bits);
+        for (const auto* other : {&v4, &v6}) {
+          for (const std::string& address : *other) {
+            const bool expected =
+                other == family && ip(address).masked(bits) == ip(network).masked(bits);
+            EXPECT_EQ(cidr.contains(ip(address)), expected)
+                << network << "/" << bits << " " << address;
+          }
+        }
+      }
+    }
+  }
+}
+
 // ---- client_ip: who may speak for the client ----------------------------------------------------
 
 TEST(ClientIp, PeerWithoutHeaders) {
@@ -374,6 +415,42 @@ TEST(ClientIp, PeerWithoutHeaders) {
   EXPECT_EQ(client(request("2001:db8::7")), "2001:db8::7");
   EXPECT_EQ(client(request("::ffff:203.0.113.7")), "203.0.113.7");
   EXPECT_EQ(client(request("127.0.0.1")), "127.0.0.1");  // trusted, but nothing forwarded
+}
+
+// An adapter that has the peer parsed already (pacer::beast) hands it over: the text is not
+// parsed again, and the answer is the same.
+TEST(ClientIp, PeerParsedByTheAdapter) {
+  struct ParsedPeer final : RequestView {
+    SimpleRequest request;
+    IpAddress peer = ip("203.0.113.7");
+    mutable int text_reads = 0;
+    std::string_view method() const override { return request.method(); }
+    std::string_view path() const override { return request.path(); }
+    std::string_view query() const override { return request.query(); }
+    std::string_view peer_address() const override {
+      ++text_reads;
+      return "203.0.113.7";
+    }
+    const IpAddress* peer_ip() const override { return &peer; }
+    std::optional<std::string_view> header(std::string_view name) const override {
+      return request.header(name);
+    }
+    std::string header_list(std::string_view name) const override {
+      return request.header_list(name);
+    }
+    std::optional<std::string_view> attribute(std::string_view name) const override {
+      return request.attribute(name);
+    }
+  };
+  ParsedPeer view;
+  EXPECT_EQ(client_ip(view, {}), ip("203.0.113.7"));
+  EXPECT_EQ(view.text_reads, 0);
+  // A trusted proxy's headers are still read.
+  view.peer = ip("127.0.0.1");
+  view.request.headers_ = {{"X-Forwarded-For", "198.51.100.1"}};
+  EXPECT_EQ(client_ip(view, {}), ip("198.51.100.1"));
+  EXPECT_EQ(view.text_reads, 0);
+  EXPECT_EQ(request("203.0.113.7").peer_ip(), nullptr);  // SimpleRequest: the text is parsed
 }
 
 TEST(ClientIp, UnparseablePeerIsNullopt) {

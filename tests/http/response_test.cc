@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
 
 namespace pacer::http {
@@ -44,6 +45,22 @@ TEST(Response, NumbersOfEveryLength) {
     ASSERT_EQ(list.size(), 3U);
     EXPECT_EQ(list[0].second, std::to_string(n));
     EXPECT_EQ(list[1].second, std::to_string(n));
+  }
+  // Each side of every power of ten, positive and negative; the limit once as the rate's own
+  // permits (rendered with the policy) and once as a number a store reported.
+  for (std::int64_t p = 1; p <= 1'000'000'000'000'000'000; p *= 10) {
+    for (std::int64_t n : {p - 1, p, p + 1, -p, 1 - p}) {
+      const std::int64_t permits = std::clamp<std::int64_t>(n, 1, 1'000'000'000);
+      const Policy rate_n("n", {Rate(permits, seconds(1))});
+      for (std::int64_t limit : {permits, n}) {
+        const Decision d{.outcome = Outcome::kAllowed, .limit = limit, .remaining = n};
+        HeaderList list;
+        append_headers(rate_n, d, {}, list);
+        ASSERT_EQ(list.size(), 3U);
+        EXPECT_EQ(list[0].second, std::to_string(limit));
+        EXPECT_EQ(list[1].second, std::to_string(n));
+      }
+    }
   }
 }
 

@@ -22,6 +22,7 @@ class ScriptedStore final : public Store {
 
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override {
+    if (never_answers) return;  // a broken store: `done` is dropped without a call
     if (fail) {
       done({make_error_code(Errc::kTimeout), {}, key});
       return;
@@ -42,6 +43,9 @@ class ScriptedStore final : public Store {
     done(fail ? make_error_code(Errc::kTimeout) : std::error_code{});
   }
   bool connected() const override { return !fail; }
+  bool completes_inline() const override { return answers_inline; }
+  bool answers_inline = false;  // says so; answer_from_thread must stay false then
+  bool never_answers = false;
 };
 
 const Policy kPolicy("p", {Rate(10, seconds(60), 2)});
@@ -133,6 +137,51 @@ TEST(Limiter, BlockingCheckWaitsForAnAsyncStore) {
   Limiter limiter(store);
   EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
   EXPECT_EQ(limiter.peek(kPolicy, "k").remaining, 2);
+}
+
+// A store other than the in-process one that answers inline: both forms of check() get the
+// decision, with the fail mode, metrics and hooks of any store.
+TEST(Limiter, AnotherInlineStoreIsAnsweredInline) {
+  ScriptedStore store;
+  store.answers_inline = true;
+  int decisions = 0;
+  Limiter limiter(store, {.fail_mode = FailMode::kClosed,
+                          .on_decision = [&](const DecisionEvent&) { ++decisions; }});
+  EXPECT_EQ(limiter.check(kPolicy, "k").outcome, Outcome::kUnavailable);
+  bool answered = false;
+  limiter.check(kPolicy, "k", 1, [&](const Decision& d) {
+    answered = true;
+    EXPECT_EQ(d.outcome, Outcome::kUnavailable);
+  });
+  EXPECT_TRUE(answered);
+  store.fail = false;
+  EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
+  EXPECT_EQ(decisions, 3);
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.errors, 2u);
+  EXPECT_EQ(m.allowed, 1u);
+  EXPECT_EQ(m.denied, 2u);
+}
+
+// An inline store that breaks its promise and never answers: the fail mode decides, and
+// nothing is admitted by default.
+TEST(Limiter, InlineStoreThatNeverAnswersGetsTheFailMode) {
+  ScriptedStore store;
+  store.answers_inline = true;
+  store.never_answers = true;
+  Limiter closed(store, {.fail_mode = FailMode::kClosed});
+  EXPECT_EQ(closed.check(kPolicy, "k").outcome, Outcome::kUnavailable);
+  bool answered = false;
+  closed.check(kPolicy, "k", 1, [&](const Decision& d) {
+    answered = true;
+    EXPECT_EQ(d.outcome, Outcome::kUnavailable);
+  });
+  EXPECT_TRUE(answered);
+  EXPECT_EQ(closed.metrics().snapshot().errors, 2u);
+  Limiter open(store, {.fail_mode = FailMode::kOpen});
+  const Decision d = open.check(kPolicy, "k");
+  EXPECT_TRUE(d.allowed());
+  EXPECT_TRUE(d.degraded);
 }
 
 TEST(Limiter, InvalidArgumentsNameTheValue) {

@@ -6,9 +6,11 @@
 #include <boost/beast/http/string_body.hpp>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "pacer/detail/unique_function.h"
+#include "pacer/http/ip.h"
 
 namespace pacer::beast {
 
@@ -27,6 +29,9 @@ struct ClientEndpoint {
   // Index of the worker thread (0 .. threads - 1) that owns the connection; lets a handler pick
   // per-thread state without locking. See Server::io_context().
   unsigned worker = 0;
+  // peer_address parsed, once per connection (the server sets it; RequestView::peer_ip).
+  // Left empty, the HTTP layer parses peer_address for each request instead.
+  std::optional<http::IpAddress> peer_ip;
 };
 
 // The name before ClientEndpoint.

@@ -28,6 +28,7 @@ class BeastRequestView final : public pacer::http::RequestView {
   std::string_view path() const override;   // the target without "?query"
   std::string_view query() const override;  // after the first '?', empty when none
   std::string_view peer_address() const override;
+  const pacer::http::IpAddress* peer_ip() const override;  // the client's, when set
   std::optional<std::string_view> header(std::string_view name) const override;
   std::string header_list(std::string_view name) const override;
   std::optional<std::string_view> attribute(std::string_view name) const override;

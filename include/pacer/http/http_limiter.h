@@ -113,14 +113,18 @@ class HttpLimiter {
   struct RuleText;
   struct Rules;
   struct Pending;
-  // Owns a heap Pending; borrows one on the stack when the store answers inline.
-  struct PendingDeleter {
-    bool owned = true;
-    void operator()(Pending* pending) const;
-  };
-  using PendingPtr = std::unique_ptr<Pending, PendingDeleter>;
+  using PendingPtr = std::unique_ptr<Pending>;
   void prepare(Pending& pending, const RequestView& request, bool middleware,
                const LimitRule* route, const RuleText* route_text, VerdictHandler done) const;
+  // check() for a store that completes inline: no Pending, no continuation per step.
+  void check_inline(const Rules& rules, const RequestView& request, bool middleware,
+                    const LimitRule* route, const RuleText* route_text, VerdictHandler& done) const;
+  // The verdict for a request every limit let through, reported by `decision`.
+  static void pass(const RuleText& text, const Decision& decision,
+                   const HttpLimiterOptions& options, VerdictHandler& done);
+  // The verdict for a request `decision` stops (429 or 503).
+  static Verdict refusal(const RuleText& text, const Decision& decision, BodyStyle body,
+                         const HttpLimiterOptions& options);
   // Appends the storage key of `rule`, with its request-independent part from `text` if given.
   void append_key(std::string& out, const LimitRule& rule, const RuleText* text,
                   const RequestView& request) const;
@@ -128,6 +132,7 @@ class HttpLimiter {
   static void run(PendingPtr pending, std::size_t step);
 
   Limiter limiter_;
+  bool inline_store_;  // limiter_.store().completes_inline()
   HttpLimiterOptions options_;
   std::mutex mutex_;                            // serialises changes
   std::vector<std::shared_ptr<Rules>> tables_;  // every table published; the last is current

@@ -130,6 +130,7 @@ inline constexpr std::size_t kMaxForwardedHops = 64;
 //    (X-Real-IP, CF-Connecting-IP) is used when it holds exactly one valid address, else the
 //    peer. A present but empty header also yields the peer.
 //  - IPv6 results are then aggregated to options.ipv6_prefix.
+// The peer is request.peer_ip() when the adapter gives it, else peer_address() parsed.
 // Returns nullopt only if the peer address itself cannot be parsed.
 std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options);
 

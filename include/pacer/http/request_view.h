@@ -13,6 +13,8 @@
 
 namespace pacer::http {
 
+class IpAddress;  // pacer/http/ip.h
+
 class RequestView {
  public:
   virtual ~RequestView() = default;
@@ -23,6 +25,11 @@ class RequestView {
   virtual std::string_view query() const = 0;
   // The socket peer's IP address as text ("127.0.0.1", "::1"), without port.
   virtual std::string_view peer_address() const = 0;
+  // The same address already parsed, when the adapter has it (pacer::beast parses it once per
+  // connection), so the client-IP identity does not parse the text on every request. nullptr,
+  // the default, means "parse peer_address()". When set, it must equal
+  // IpAddress::parse(peer_address()) and live as long as the view.
+  virtual const IpAddress* peer_ip() const { return nullptr; }
   // First value of a header, or nullopt when absent.
   virtual std::optional<std::string_view> header(std::string_view name) const = 0;
   // Every value of a repeatable list header (X-Forwarded-For, Forwarded), in order, joined
