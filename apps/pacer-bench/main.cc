@@ -26,6 +26,7 @@
 #include <thread>
 #include <vector>
 
+#include "guarded_main.h"
 #include "pacer/limiter.h"
 #include "pacer/memory_store.h"
 #include "pacer/redis/redis_store.h"
@@ -376,9 +377,7 @@ int run(const Settings& s) {
   return 0;
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   Settings s;
   CLI::App cli{"pacer-bench: decisions/s and latency of a Pacer store"};
   cli.add_option("--store", s.store, "memory or redis");
@@ -406,4 +405,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "pacer-bench: %s\n", e.what());
     return 2;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  return pacer::apps::guarded_main("pacer-bench", run, argc, argv);
 }

@@ -27,10 +27,11 @@ std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min
   std::int64_t value = 0;
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
-      value > max)
+      value > max) {
     throw std::invalid_argument(std::string("invalid ") + name + " '" + internal::printable(text) +
                                 "': expected a whole number from " + std::to_string(min) + " to " +
                                 std::to_string(max));
+  }
   return value;
 }
 
@@ -269,9 +270,10 @@ void validate(const DemoConfig& config) {
       throw std::invalid_argument(std::string("REDIS_URL: ") + e.what());
     }
   }
-  if (config.threads > 256)
+  if (config.threads > 256) {
     invalid("THREADS (--threads)", std::to_string(config.threads),
             "expected a whole number from 0 (one per core) to 256");
+  }
   check_host(config.host);
 }
 
@@ -294,10 +296,11 @@ DemoApp::DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>&
     if (io.empty()) {
       auto redis = std::make_unique<redis::RedisStore>(options);
       // Serve even if Redis is not there yet: the fail mode answers until it is.
-      if (!redis->wait_connected(std::chrono::seconds(2)))
+      if (!redis->wait_connected(std::chrono::seconds(2))) {
         spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
                      redis::parse_redis_url(config_.redis_url).to_string(), redis->last_error(),
                      to_string(config_.fail_mode));
+      }
       store_ = std::move(redis);
     } else {
       store_ = std::make_unique<redis::RedisStore>(options, io);
@@ -457,9 +460,10 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
   }
   if (path == "/post") {
     if (method != "POST") return not_allowed();
-    if (apps::json_nested_deeper_than(req.body(), kMaxJsonDepth))
+    if (apps::json_nested_deeper_than(req.body(), kMaxJsonDepth)) {
       return json_invalid("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels",
                           version);
+    }
     json body = json::object();  // no body: {}
     if (!req.body().empty()) {
       try {
@@ -469,13 +473,14 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
         return json_invalid(e.what(), version);
       }
     }
-    if (!body.is_object())  // FastAPI's answer when a dict body gets something else
+    if (!body.is_object()) {  // FastAPI's answer when a dict body gets something else
       return json_response(bhttp::status::unprocessable_entity,
                            {{"detail",
                              {{{"loc", {"body"}},
                                {"msg", "value is not a valid dict"},
                                {"type", "type_error.dict"}}}}},
                            version);
+    }
     return json_response(bhttp::status::ok,
                          {{"service", config_.service_name},
                           {"endpoint", "post"},

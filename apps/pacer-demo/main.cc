@@ -11,12 +11,17 @@
 
 #include "core/text.h"
 #include "demo_app.h"
+#include "guarded_main.h"
 
-int main(int argc, char** argv) {
+namespace {
+
+int run(int argc, char** argv) {
   using pacer::demo::DemoConfig;
   DemoConfig config;
   try {
-    config = pacer::demo::config_from_env([](const char* name) { return std::getenv(name); });
+    // Read before any thread starts, so getenv's lack of thread safety cannot matter.
+    config = pacer::demo::config_from_env(
+        [](const char* name) { return std::getenv(name); });  // NOLINT(concurrency-mt-unsafe)
   } catch (const std::exception& e) {
     spdlog::error("pacer-demo: {}", e.what());
     return 2;
@@ -96,3 +101,7 @@ int main(int argc, char** argv) {
   }
   return 0;
 }
+
+}  // namespace
+
+int main(int argc, char** argv) { return pacer::apps::guarded_main("pacer-demo", run, argc, argv); }

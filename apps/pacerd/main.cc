@@ -20,6 +20,7 @@
 
 #include "config.h"
 #include "core/text.h"
+#include "guarded_main.h"
 #include "service.h"
 
 namespace {
@@ -207,15 +208,4 @@ int run(int argc, char** argv) {
 
 }  // namespace
 
-int main(int argc, char** argv) {
-  // Whatever escapes run() (its own handlers catch configuration and start-up errors) is
-  // reported, not left to std::terminate.
-  try {
-    return run(argc, argv);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "pacerd: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "pacerd: unknown exception\n");
-  }
-  return 2;
-}
+int main(int argc, char** argv) { return pacer::apps::guarded_main("pacerd", run, argc, argv); }

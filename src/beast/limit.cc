@@ -2,8 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <array>
-#include <cstring>
 #include <exception>
 #include <memory>
 #include <span>
@@ -25,11 +25,10 @@ void append_lines(std::string& out, std::span<const http::HeaderList::value_type
   out.resize(at + size);
   for (const auto& [name, value] : headers) {
     char* p = out.data() + at;
-    std::memcpy(p, name.data(), name.size());
-    p += name.size();
-    std::memcpy(p, ": ", 2);
-    std::memcpy(p + 2, value.data(), value.size());
-    std::memcpy(p + 2 + value.size(), "\r\n", 2);
+    p = std::copy_n(name.data(), name.size(), p);
+    p = std::copy_n(": ", 2, p);
+    p = std::copy_n(value.data(), value.size(), p);
+    std::copy_n("\r\n", 2, p);
     at += name.size() + value.size() + 4;
   }
 }

@@ -218,9 +218,10 @@ void IpAddress::append_to(std::string& out) const {
 
 IpAddress IpAddress::masked(int prefix_bits) const {
   const int width = v4_ ? 32 : 128;
-  if (prefix_bits < 0 || prefix_bits > width)
+  if (prefix_bits < 0 || prefix_bits > width) {
     throw std::invalid_argument("invalid prefix length " + std::to_string(prefix_bits) +
                                 (v4_ ? ": must be 0..32 for IPv4" : ": must be 0..128 for IPv6"));
+  }
   IpAddress out = *this;
   const auto bits = static_cast<std::size_t>(prefix_bits);
   const std::size_t full = bits / 8;

@@ -158,9 +158,10 @@ void split_forwarded(std::string_view value, HopRing& hops) {
 }  // namespace
 
 void ClientIpOptions::validate() const {
-  if (ipv6_prefix < 0 || ipv6_prefix > 128)
+  if (ipv6_prefix < 0 || ipv6_prefix > 128) {
     throw std::invalid_argument("invalid IPv6 prefix '" + std::to_string(ipv6_prefix) +
                                 "': must be 0..128");
+  }
 }
 
 std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {

@@ -175,9 +175,10 @@ HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
       inline_store_(limiter.store().completes_inline()),
       options_(std::move(options)) {
   const std::string& prefix = options_.key_prefix;
-  if (!valid_key_prefix(prefix))
+  if (!valid_key_prefix(prefix)) {
     throw std::invalid_argument("invalid key prefix '" + pacer::internal::printable(prefix) +
                                 "': must be 1 to 64 printable characters without braces");
+  }
   publish(std::make_shared<Rules>(limiter_, options_));
 }
 
@@ -204,9 +205,10 @@ void HttpLimiter::add_route(std::string method, std::string route, LimitRule rul
   std::lock_guard lock(mutex_);
   const Rules& now = *tables_.back();
   for (const auto& r : now.routes) {
-    if (r->method == method && r->route == route)
+    if (r->method == method && r->route == route) {
       throw std::invalid_argument("duplicate route limit '" + pacer::internal::printable(method) +
                                   " " + pacer::internal::printable(route) + "'");
+    }
   }
   auto next = std::make_shared<Rules>(now);
   next->routes.push_back(std::make_shared<const Rules::Route>(std::move(method), std::move(route),
@@ -227,10 +229,11 @@ const HttpLimiter::Rules::Route* HttpLimiter::Rules::route_rule(const RequestVie
   const Route* any_method = nullptr;
   for (const auto& r : routes) {
     if (r->route != route) continue;
-    if (r->method.empty())
+    if (r->method.empty()) {
       any_method = r.get();
-    else if (r->method == request.method() || iequals(r->method, request.method()))
+    } else if (r->method == request.method() || iequals(r->method, request.method())) {
       return r.get();
+    }
   }
   return any_method;
 }
@@ -367,7 +370,9 @@ void HttpLimiter::pass(const RuleText& text, const Decision& decision,
   verdict.headers = take_header_list();
   internal::append_headers(text.headers, decision, options.headers, verdict.headers);
   done(std::move(verdict));
-  recycle_header_list(verdict.headers);
+  // The handler takes the verdict by rvalue reference and may or may not move the list out;
+  // recycle_header_list keeps only a list it left behind (by its capacity).
+  recycle_header_list(verdict.headers);  // NOLINT(bugprone-use-after-move)
 }
 
 Verdict HttpLimiter::refusal(const RuleText& text, const Decision& decision, BodyStyle body,

@@ -140,9 +140,10 @@ Identity Identity::user() { return attribute("user"); }
 Identity Identity::org() { return attribute("org"); }
 
 Identity Identity::custom(std::string tag, Function function) {
-  if (tag.empty() || internal::needs_hash(tag))
+  if (tag.empty() || internal::needs_hash(tag)) {
     throw std::invalid_argument("invalid identity tag '" + pacer::internal::printable(tag) +
                                 "': must be short and printable");
+  }
   if (!function) throw std::invalid_argument("invalid identity '" + tag + "': function is empty");
   return Identity([tag = std::move(tag), function = std::move(function)](const RequestView& request,
                                                                          std::string& out) {

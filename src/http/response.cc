@@ -71,9 +71,10 @@ PolicyHeaderText render_policy_headers(const Policy& policy, const HeaderOptions
   }
   if (options.x_ratelimit_policy) {
     text.x_ratelimit_policy = fmt::format("Policy({}):", policy.name());
-    for (std::size_t i = 0; i < rates.size(); ++i)
+    for (std::size_t i = 0; i < rates.size(); ++i) {
       fmt::format_to(std::back_inserter(text.x_ratelimit_policy), "{} {}", i == 0 ? "" : ",",
                      rates[i].to_string());
+    }
   }
   if (options.ietf_draft) {
     // One named quota policy per rate; the first keeps the policy's name.
