@@ -66,6 +66,10 @@ def main(out):
     layer = http.get("BM_HttpLimiterCheck/trusted_peer:0")
     row("HTTP layer: identity, key, decision, headers", f"{ns(layer):.1f} ns" if layer else missing,
         "<= 120 ns", ns(layer) <= 120 if layer else False)
+    parsed = http.get("BM_HttpLimiterCheckParsedPeer/trusted_peer:0")
+    if parsed:
+        row("  the same with the peer parsed by the adapter (pacer::beast)", f"{ns(parsed):.1f} ns",
+            "<= 120 ns", ns(parsed) <= 120)
 
     for c in (16, 64, 256):
         try:
@@ -73,6 +77,9 @@ def main(out):
             ratio = float(re.search(r"^mean:.*ratio ([0-9.]+)", text, re.M).group(1))
             row(f"pacer-demo under wrk, {c} connections: limited / unlimited", f"{ratio:.3f}",
                 ">= 0.95", ratio >= 0.95)
+            cpu = re.search(r"^server CPU per request:.*ratio ([0-9.]+)", text, re.M)
+            if cpu:
+                row("  server CPU per request, unlimited / limited", cpu.group(1), "", None)
         except (OSError, AttributeError):
             row(f"pacer-demo under wrk, {c} connections: limited / unlimited", missing, ">= 0.95",
                 False)
