@@ -2,7 +2,8 @@
 // app's own handling is printed and ends the process with a failure status, instead of
 // std::terminate and a core dump.
 //
-//   int main(int argc, char** argv) { return pacer::apps::guarded_main("pacerd", run, argc, argv); }
+//   int main(int argc, char** argv) { return pacer::apps::guarded_main("pacerd", run, argc, argv);
+//   }
 #pragma once
 
 #include <cstdio>
