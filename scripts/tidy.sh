@@ -4,8 +4,8 @@
 # unless there are none. CI runs this from scripts/test.sh.
 #   scripts/tidy.sh           # the static analyzer in its shallow mode (little inlining):
 #                             # every check of .clang-tidy, about 3 minutes on 2 cores
-#   scripts/tidy.sh --deep    # the analyzer's default depth: 30+ minutes on 2 cores, for
-#                             # changes to the Redis client, the Beast server or lifetimes
+#   scripts/tidy.sh --deep    # the analyzer's default depth: about 7 minutes on 2 idle cores,
+#                             # for changes to the Redis client, the Beast server or lifetimes
 #   scripts/tidy.sh FILE...   # only these files (shallow)
 set -euo pipefail
 cd "$(dirname "$0")/.."
