@@ -190,9 +190,7 @@ TEST(ClusterOperations, ManualFailoverUnderLoadLosesNothing) {
 
   const std::size_t replica = cluster.replica_of(0);
   ASSERT_EQ(cluster.node(replica).cli({"CLUSTER", "FAILOVER"}), "OK");
-  const auto deadline = Clock::now() + 20s;
-  while (!cluster.is_master(replica) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(cluster.is_master(replica));
+  ASSERT_TRUE(cluster.wait_master(replica, 20s));
   const auto before = load.answers();
   wait_for_answers(load, before + 20'000, 20s);
   load.stop();
@@ -223,9 +221,7 @@ TEST(ClusterOperations, AKilledMasterCostsErrorsOnlyUntilItsReplicaIsPromoted) {
   const std::size_t replica = cluster.replica_of(0);
   const auto killed = Clock::now();
   cluster.node(0).kill();
-  const auto deadline = Clock::now() + 20s;
-  while (!cluster.is_master(replica) && Clock::now() < deadline) std::this_thread::sleep_for(10ms);
-  ASSERT_TRUE(cluster.is_master(replica));
+  ASSERT_TRUE(cluster.wait_master(replica, 20s));
   const auto promoted = Clock::now();
   const auto errors_at_promotion = load.errors();
   // After the promotion the client finds the new master within a slot map refresh or two.

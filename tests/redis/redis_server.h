@@ -338,6 +338,13 @@ class RedisCluster {
 
   // Whether node `i` is a master now (ROLE's first line).
   bool is_master(std::size_t i) { return node(i).cli({"ROLE"}).starts_with("master"); }
+  // Whether node `i` became a master within `timeout` (polled every 10 ms).
+  bool wait_master(std::size_t i, std::chrono::milliseconds timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (!is_master(i) && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    return is_master(i);
+  }
 
   // The index of a replica of master `i`.
   std::size_t replica_of(std::size_t i) {
