@@ -1,5 +1,6 @@
 // pacer/metrics.h — counters and a latency histogram that many threads update without
-// sharing cache lines (striped per thread), read as a consistent-enough snapshot.
+// sharing cache lines or locked instructions (one stripe per thread), read as a
+// consistent-enough snapshot.
 #pragma once
 
 #include <array>
@@ -46,13 +47,30 @@ class Metrics {
   MetricsSnapshot snapshot() const;
 
  private:
-  static constexpr std::size_t kStripes = 16;
+  // A thread holds one of kOwnedStripes stripes on its own while it lives (process-wide, so
+  // the same index in every Metrics) and adds to it without a locked instruction; a thread
+  // that finds them all held shares the last stripe with atomic adds.
+  static constexpr std::size_t kOwnedStripes = 31;
+  static constexpr std::size_t kStripes = kOwnedStripes + 1;
   struct alignas(64) Stripe {
     std::atomic<std::uint64_t> allowed{0}, denied{0}, errors{0}, degraded{0}, hook_errors{0};
     std::atomic<std::int64_t> latency_sum_ns{0};
     std::array<std::atomic<std::uint64_t>, MetricsSnapshot::kBucketBounds.size() + 1> buckets{};
   };
-  Stripe& stripe() noexcept;
+  // The calling thread's stripe, and whether the thread holds it on its own.
+  struct Writer {
+    Stripe& stripe;
+    bool owned;
+    template <class T>
+    void add(std::atomic<T>& counter, T n) const noexcept {
+      if (owned) {
+        counter.store(counter.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+      } else {
+        counter.fetch_add(n, std::memory_order_relaxed);
+      }
+    }
+  };
+  Writer writer() noexcept;
 
   std::array<Stripe, kStripes> stripes_{};
 };

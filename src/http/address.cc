@@ -69,14 +69,9 @@ bool is_v4_mapped(const Bytes& b) {
   return b[10] == 0xff && b[11] == 0xff;
 }
 
+// "host:0" is a peer address like any other: the port is checked for form only.
 bool valid_port(std::string_view s) {
-  if (s.empty() || s.size() > 5) return false;
-  unsigned value = 0;
-  for (char c : s) {
-    if (!is_digit(c)) return false;
-    value = value * 10 + static_cast<unsigned>(c - '0');
-  }
-  return value <= 65535;
+  return pacer::internal::parse_port(s, /*allow_zero=*/true).has_value();
 }
 
 [[noreturn]] void fail_cidr(std::string_view text, std::string_view why) {

@@ -2,38 +2,79 @@
 
 #include <fmt/format.h>
 
+#include <bit>
+
 namespace pacer {
 namespace {
 
-std::size_t this_thread_stripe() noexcept {
-  static std::atomic<std::size_t> next{0};
-  thread_local const std::size_t index = next.fetch_add(1, std::memory_order_relaxed);
-  return index;
-}
+// Which stripes threads hold, one bit each (process-wide: a thread's index is the same in every
+// Metrics). A bit is taken with acquire and given back with release, so the next holder of a
+// stripe sees every count the previous one wrote.
+std::atomic<std::uint32_t> g_held_stripes{0};
+
+// The calling thread's stripe index: held from its first decision until it exits, or
+// kOwnedStripes (the shared stripe) when every owned one is held.
+class StripeHold {
+ public:
+  explicit StripeHold(std::size_t owned) : index_(owned) {
+    std::uint32_t held = g_held_stripes.load(std::memory_order_relaxed);
+    for (;;) {
+      const std::uint32_t free = ~held & ((std::uint32_t{1} << owned) - 1);
+      if (free == 0) return;  // all held: share the last stripe
+      const auto bit = static_cast<std::size_t>(std::countr_zero(free));
+      if (g_held_stripes.compare_exchange_weak(held, held | (std::uint32_t{1} << bit),
+                                               std::memory_order_acquire,
+                                               std::memory_order_relaxed)) {
+        index_ = bit;
+        held_ = true;
+        return;
+      }
+    }
+  }
+  ~StripeHold() {
+    if (held_) g_held_stripes.fetch_and(~(std::uint32_t{1} << index_), std::memory_order_release);
+  }
+  StripeHold(const StripeHold&) = delete;
+  StripeHold& operator=(const StripeHold&) = delete;
+  std::size_t index() const noexcept { return index_; }
+
+ private:
+  std::size_t index_;
+  bool held_ = false;
+};
 
 }  // namespace
 
-Metrics::Stripe& Metrics::stripe() noexcept { return stripes_[this_thread_stripe() % kStripes]; }
+Metrics::Writer Metrics::writer() noexcept {
+  static_assert(kOwnedStripes < 32, "one bit of g_held_stripes per owned stripe");
+  thread_local const StripeHold hold(kOwnedStripes);
+  const std::size_t i = hold.index();
+  return {stripes_[i], i < kOwnedStripes};
+}
 
 void Metrics::count_decision(bool allowed, bool degraded,
                              std::optional<std::chrono::nanoseconds> latency) noexcept {
-  Stripe& s = stripe();
-  (allowed ? s.allowed : s.denied).fetch_add(1, std::memory_order_relaxed);
-  if (degraded) s.degraded.fetch_add(1, std::memory_order_relaxed);
+  const Writer w = writer();
+  w.add(allowed ? w.stripe.allowed : w.stripe.denied, std::uint64_t{1});
+  if (degraded) w.add(w.stripe.degraded, std::uint64_t{1});
   if (!latency) return;
   const std::int64_t ns = latency->count();
   std::size_t bucket = 0;
   while (bucket < MetricsSnapshot::kBucketBounds.size() &&
          ns > MetricsSnapshot::kBucketBounds[bucket])
     ++bucket;
-  s.buckets[bucket].fetch_add(1, std::memory_order_relaxed);
-  if (ns != 0) s.latency_sum_ns.fetch_add(ns, std::memory_order_relaxed);
+  w.add(w.stripe.buckets[bucket], std::uint64_t{1});
+  if (ns != 0) w.add(w.stripe.latency_sum_ns, ns);
 }
 
-void Metrics::count_error() noexcept { stripe().errors.fetch_add(1, std::memory_order_relaxed); }
+void Metrics::count_error() noexcept {
+  const Writer w = writer();
+  w.add(w.stripe.errors, std::uint64_t{1});
+}
 
 void Metrics::count_hook_error() noexcept {
-  stripe().hook_errors.fetch_add(1, std::memory_order_relaxed);
+  const Writer w = writer();
+  w.add(w.stripe.hook_errors, std::uint64_t{1});
 }
 
 MetricsSnapshot Metrics::snapshot() const {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <latch>
 #include <thread>
 #include <vector>
 
@@ -60,6 +61,57 @@ TEST(MetricsTest, ManyThreadsLoseNothing) {
   EXPECT_EQ(s.allowed + s.denied, static_cast<std::uint64_t>(kThreads * kEach));
   EXPECT_EQ(s.allowed, static_cast<std::uint64_t>(kThreads / 2 * kEach));
   EXPECT_EQ(s.latency_count, static_cast<std::uint64_t>(kThreads * kEach));
+}
+
+// More threads alive at once than there are stripes of their own: the rest share one with
+// atomic adds, and a snapshot taken meanwhile only ever sees counts grow.
+TEST(MetricsTest, MoreThreadsThanStripesLoseNothing) {
+  Metrics metrics;
+  constexpr int kThreads = 48;
+  constexpr int kEach = 5'000;
+  std::latch all_alive(kThreads + 1);
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t) {
+    threads.emplace_back([&metrics, &all_alive] {
+      all_alive.arrive_and_wait();  // every thread holds (or shares) a stripe at once
+      for (int i = 0; i < kEach; ++i) metrics.count_decision(true, i % 2 == 0, std::nullopt);
+      metrics.count_error();
+    });
+  }
+  all_alive.arrive_and_wait();
+  std::uint64_t seen = 0;
+  for (int i = 0; i < 100; ++i) {
+    const std::uint64_t now = metrics.snapshot().allowed;
+    EXPECT_GE(now, seen);
+    seen = now;
+  }
+  for (auto& thread : threads) thread.join();
+  const MetricsSnapshot s = metrics.snapshot();
+  EXPECT_EQ(s.allowed, static_cast<std::uint64_t>(kThreads * kEach));
+  EXPECT_EQ(s.degraded, static_cast<std::uint64_t>(kThreads * kEach / 2));
+  EXPECT_EQ(s.errors, static_cast<std::uint64_t>(kThreads));
+}
+
+// A stripe passes to the next thread when its holder exits: the counts it wrote stay, and the
+// next holder adds to them.
+TEST(MetricsTest, StripesHandedOverByExitingThreadsKeepTheirCounts) {
+  Metrics metrics;
+  constexpr int kWaves = 50;
+  constexpr int kPerWave = 4;
+  for (int wave = 0; wave < kWaves; ++wave) {
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kPerWave; ++t)
+      threads.emplace_back([&metrics] {
+        for (int i = 0; i < 100; ++i) metrics.count_decision(false, false, 3us);
+        metrics.count_hook_error();
+      });
+    for (auto& thread : threads) thread.join();
+  }
+  const MetricsSnapshot s = metrics.snapshot();
+  EXPECT_EQ(s.denied, static_cast<std::uint64_t>(kWaves * kPerWave * 100));
+  EXPECT_EQ(s.latency_count, s.denied);
+  EXPECT_EQ(s.latency_sum_ns, static_cast<std::int64_t>(s.denied) * 3'000);
+  EXPECT_EQ(s.hook_errors, static_cast<std::uint64_t>(kWaves * kPerWave));
 }
 
 TEST(MetricsTest, PrometheusTextIsCumulativeAndNamed) {
