@@ -16,7 +16,7 @@ std::atomic<std::uint32_t> g_held_stripes{0};
 // kOwnedStripes (the shared stripe) when every owned one is held.
 class StripeHold {
  public:
-  explicit StripeHold(std::size_t owned) : index_(owned) {
+  explicit StripeHold(std::size_t owned) : index_(owned), shared_(owned) {
     std::uint32_t held = g_held_stripes.load(std::memory_order_relaxed);
     for (;;) {
       const std::uint32_t free = ~held & ((std::uint32_t{1} << owned) - 1);
@@ -31,8 +31,13 @@ class StripeHold {
       }
     }
   }
+  // Gives the stripe back. A decision counted later on this thread (from another thread-local's
+  // destructor) goes to the shared stripe, with atomic adds.
   ~StripeHold() {
-    if (held_) g_held_stripes.fetch_and(~(std::uint32_t{1} << index_), std::memory_order_release);
+    if (!held_) return;
+    g_held_stripes.fetch_and(~(std::uint32_t{1} << index_), std::memory_order_release);
+    held_ = false;
+    index_ = shared_;
   }
   StripeHold(const StripeHold&) = delete;
   StripeHold& operator=(const StripeHold&) = delete;
@@ -40,6 +45,7 @@ class StripeHold {
 
  private:
   std::size_t index_;
+  std::size_t shared_;
   bool held_ = false;
 };
 
