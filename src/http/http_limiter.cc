@@ -3,6 +3,7 @@
 #include <array>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 
 #include "core/text.h"
@@ -46,6 +47,16 @@ void recycle_header_list(HeaderList& list) {
   if (list.capacity() < kHeaderReserve) return;  // moved away by the handler
   list.clear();
   t_spare_headers = std::move(list);
+}
+
+// Of the steps that all passed, the one whose headers the response carries: the one closest to
+// denying (the fewest remaining), the later one (the route's) on a tie. Null for no steps.
+template <class Step>
+const Step* closest_to_denying(std::span<const Step> steps) {
+  const Step* reporter = nullptr;
+  for (const Step& s : steps)
+    if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining) reporter = &s;
+  return reporter;
 }
 
 bool path_matches(std::string_view pattern, std::string_view path) {
@@ -357,10 +368,8 @@ void HttpLimiter::check_inline(const Rules& rules, const RequestView& request, b
     const Step& step = steps[decided];
     return done(refusal(*step.text, step.decision, step.rule->body, rules.options));
   }
-  // Every limit passed: report the one closest to denying (the route's on a tie).
-  const Step* reporter = &steps[0];
-  for (std::size_t i = 1; i < count; ++i)
-    if (steps[i].decision.remaining <= reporter->decision.remaining) reporter = &steps[i];
+  // Every limit passed (there is at least one).
+  const Step* reporter = closest_to_denying(std::span<const Step>(steps.data(), count));
   pass(*reporter->text, reporter->decision, rules.options, done);
 }
 
@@ -395,13 +404,9 @@ Verdict HttpLimiter::refusal(const RuleText& text, const Decision& decision, Bod
 void HttpLimiter::run(PendingPtr pending, std::size_t index) {
   const Rules& rules = *pending->rules;
   if (index == pending->count) {
-    // Every limit passed: report the one closest to denying (the route's on a tie).
-    const Pending::Step* reporter = nullptr;
-    for (std::size_t i = 0; i < pending->count; ++i) {
-      const Pending::Step& s = pending->steps[i];
-      if (reporter == nullptr || s.decision.remaining <= reporter->decision.remaining)
-        reporter = &s;
-    }
+    // Every limit passed.
+    const Pending::Step* reporter =
+        closest_to_denying(std::span<const Pending::Step>(pending->steps.data(), pending->count));
     if (reporter == nullptr) return pending->done(Verdict{});
     return pass(*reporter->text, reporter->decision, rules.options, pending->done);
   }

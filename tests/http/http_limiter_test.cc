@@ -286,6 +286,56 @@ TEST(HttpLimiter, HeadersComeFromTheRateWithTheFewestRemaining) {
   EXPECT_EQ(header(v, "RateLimit"), R"("two.1";r=2;t=20)");
 }
 
+// With a middleware limit and a route limit that both pass, the response carries the headers of
+// the one closer to denying, and the route's on a tie: the same on the inline path (in-process
+// store) and on the path that continues from the store's answers.
+TEST(HttpLimiter, MiddlewareAndRouteReportTheOneCloserToDenyingRouteOnATie) {
+  auto configure = [](HttpLimiter& http) {
+    http.set_middleware({.rule = rule("global", Rate(50, seconds(60), 5))});  // 5 left
+    http.add_route("GET", "/few", rule("few", Rate(10, seconds(60), 2)));     // 2 left
+    http.add_route("GET", "/many", rule("many", Rate(90, seconds(60), 8)));   // 8 left
+    http.add_route("GET", "/tie", rule("tie", Rate(70, seconds(60), 5)));     // 5 left
+  };
+  auto expect = [](auto&& verdict_for) {
+    EXPECT_EQ(header(verdict_for("/few"), "RateLimit-Limit"), "10");
+    EXPECT_EQ(header(verdict_for("/many"), "RateLimit-Limit"), "50");
+    const Verdict tie = verdict_for("/tie");
+    EXPECT_EQ(header(tie, "RateLimit-Limit"), "70");
+    EXPECT_EQ(header(tie, "RateLimit-Remaining"), "5");
+  };
+  {
+    SCOPED_TRACE("inline");
+    Fixture f;
+    HttpLimiter http(f.limiter);
+    configure(http);
+    // Each route is asked with a fresh client, so the middleware has all of its burst left.
+    int client = 0;
+    expect([&](const std::string& path) {
+      SimpleRequest r = get(path);
+      r.peer_ = "192.0.2." + std::to_string(++client);
+      return run(http, r);
+    });
+  }
+  {
+    SCOPED_TRACE("answered later");
+    pacer::testing::HeldStore store;
+    Limiter limiter(store);
+    HttpLimiter http(limiter);
+    configure(http);
+    int client = 0;
+    expect([&](const std::string& path) {
+      SimpleRequest r = get(path);
+      r.peer_ = "192.0.2." + std::to_string(++client);
+      std::optional<Verdict> verdict;
+      http.check(r, [&](Verdict&& v) { verdict = std::move(v); });
+      while (!verdict && store.answer_all() > 0) {
+      }
+      EXPECT_TRUE(verdict.has_value());
+      return verdict.value_or(Verdict{});
+    });
+  }
+}
+
 TEST(HttpLimiter, CostThatCanNeverPassSaysSoWithoutRetryAfter) {
   Fixture f;
   HttpLimiter http(f.limiter);
