@@ -1,6 +1,8 @@
 #include "pacer/http/ip.h"
 
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <rapidcheck/gtest.h>
 
 #include <optional>
 #include <stdexcept>
@@ -74,6 +76,49 @@ TEST(IpAddressParse, Ipv4Invalid) {
        {".1.2.3.4", "1.2.3.4.", "1.2.3.-4", "+1.2.3.4", " 1.2.3.4", "1.2.3.4 ", "1.2.3.4\n",
         "1.2.3.4/8", "a.b.c.d", "\xef\xbc\x91.2.3.4"})
     EXPECT_EQ(parsed(bad), "<invalid>") << bad;
+}
+
+// The one-pass dotted-quad parser agrees with the C library's strict inet_pton (no leading
+// zeros, 0..255, four parts) on every text without a colon: near-misses built from four numbers,
+// and short random strings over the characters that matter.
+std::optional<std::string> libc_v4(const std::string& text) {
+  // inet_pton reads a C string, which ends at a NUL; a NUL anywhere is no address to us.
+  if (text.find('\0') != std::string::npos) return std::nullopt;
+  unsigned char bytes[4];
+  if (inet_pton(AF_INET, text.c_str(), bytes) != 1) return std::nullopt;
+  return std::to_string(bytes[0]) + "." + std::to_string(bytes[1]) + "." +
+         std::to_string(bytes[2]) + "." + std::to_string(bytes[3]);
+}
+
+void expect_same_as_libc(const std::string& text) {
+  const auto ours = IpAddress::parse(text);
+  const auto theirs = libc_v4(text);
+  RC_ASSERT(ours.has_value() == theirs.has_value());
+  if (ours) RC_ASSERT(ours->to_string() == *theirs);
+}
+
+RC_GTEST_PROP(IpAddressParse, DottedQuadsAgreeWithInetPton, ()) {
+  // Mostly four parts in range, so that valid addresses and one-off mistakes are both common.
+  const auto count = *rc::gen::weightedElement<std::size_t>({{8, 4}, {1, 3}, {1, 5}});
+  const auto parts = *rc::gen::container<std::vector<int>>(
+      count, rc::gen::weightedOneOf<int>(
+                 {{9, rc::gen::inRange(0, 256)}, {1, rc::gen::inRange(256, 1100)}}));
+  const auto zeros = *rc::gen::container<std::vector<bool>>(
+      count, rc::gen::weightedElement<bool>({{9, false}, {1, true}}));
+  std::string text;
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    if (i > 0) text += '.';
+    if (zeros[i]) text += '0';
+    text += std::to_string(parts[i]);
+  }
+  expect_same_as_libc(text);
+}
+
+RC_GTEST_PROP(IpAddressParse, ShortStringsAgreeWithInetPton, ()) {
+  const auto text = *rc::gen::container<std::string>(
+      *rc::gen::inRange<std::size_t>(0, 18),
+      rc::gen::element('0', '1', '2', '5', '9', '.', 'a', ' ', '-', '\0'));
+  expect_same_as_libc(text);
 }
 
 TEST(IpAddressParse, Ipv4WithPort) {
