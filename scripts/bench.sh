@@ -23,7 +23,7 @@ echo "== HTTP layer (no sockets)"
 echo "== wrk: pacer-demo limited vs unlimited route (same server, same run)"
 for c in 16 64 256; do
   echo "-- $c connections"
-  CONNECTIONS=$c scripts/wrk-demo.sh "$secs" 3 | tee "$out/wrk-$c.txt" | tail -3
+  CONNECTIONS=$c scripts/wrk-demo.sh "$secs" 4 | tee "$out/wrk-$c.txt" | tail -3
 done
 echo "== issue 10 figures beside their targets (this run)"
 python3 bench/targets.py "$out"

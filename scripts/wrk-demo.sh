@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Measures what rate limiting costs over HTTP: wrk against pacer-demo's /limited (limit set so
-# high that nothing is denied) and its unlimited / route, alternating, in the same run; req/s
-# and the server's CPU time per request.
+# high that nothing is denied) and its unlimited / route, alternating (ABBA), in the same run;
+# req/s and the server's CPU time per request.
 #   scripts/wrk-demo.sh [seconds per run, default 10] [rounds, default 3]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,8 +34,14 @@ run() {
 }
 wrk -t1 -c8 -d2s "http://127.0.0.1:$port/limited" >/dev/null  # warm up
 total_free=0; total_limited=0; cpu_free=0; cpu_limited=0
+# Odd rounds run / first, even rounds /limited first: a drift in the machine's speed during the
+# run (other tenants, frequency) then favours neither route.
 for r in $(seq "$rounds"); do
-  read -r free free_us < <(run /); read -r limited limited_us < <(run /limited)
+  if [ $((r % 2)) -eq 1 ]; then
+    read -r free free_us < <(run /); read -r limited limited_us < <(run /limited)
+  else
+    read -r limited limited_us < <(run /limited); read -r free free_us < <(run /)
+  fi
   printf 'round %d: unlimited / %10.0f req/s   limited /limited %10.0f req/s   ratio %.3f   CPU/request %.2f / %.2f us   ratio %.3f\n' \
     "$r" "$free" "$limited" "$(echo "$limited / $free" | bc -l)" "$free_us" "$limited_us" \
     "$(echo "$free_us / $limited_us" | bc -l)"
