@@ -59,6 +59,11 @@ const Step* closest_to_denying(std::span<const Step> steps) {
   return reporter;
 }
 
+// A request's cost under `rule`: its cost function's answer, 1 without one.
+std::int64_t cost_of(const LimitRule& rule, const RequestView& request) {
+  return rule.cost ? rule.cost(request) : 1;
+}
+
 bool path_matches(std::string_view pattern, std::string_view path) {
   if (!pattern.empty() && pattern.back() == '*')
     return path.starts_with(pattern.substr(0, pattern.size() - 1));
@@ -309,7 +314,7 @@ void HttpLimiter::prepare(Pending& pending, const RequestView& request, bool mid
     step.text = &text;
     step.key.clear();
     append_key(step.key, rule, &text, request);
-    step.cost = rule.cost ? rule.cost(request) : 1;
+    step.cost = cost_of(rule, request);
   };
   if (middleware) add(rules.middleware->options.rule, rules.middleware->text);
   if (route != nullptr) add(*route, *route_text);
@@ -353,7 +358,7 @@ void HttpLimiter::check_inline(const Rules& rules, const RequestView& request, b
       std::string& key = keys[count];
       key.clear();
       append_key(key, rule, &text, request);
-      steps[count++] = {&rule, &text, rule.cost ? rule.cost(request) : 1, {}};
+      steps[count++] = {&rule, &text, cost_of(rule, request), {}};
     };
     if (middleware) add(rules.middleware->options.rule, rules.middleware->text);
     if (route != nullptr) add(*route, *route_text);
