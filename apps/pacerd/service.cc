@@ -655,18 +655,17 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
                               ? http::unavailable_body()
                               : http::too_many_requests_body(d, http::BodyStyle::kFlat));
             if (d.outcome == Outcome::kUnavailable) {
-              headers.emplace_back("Retry-After",
-                                   std::to_string(http::kUnavailableRetryAfter.count()));
+              headers.add_number("Retry-After", http::kUnavailableRetryAfter.count());
             } else {
               http::append_headers(p->config.policy, d, runtime->config.headers, headers);
               // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
               if (d.outcome == Outcome::kDenied) {
-                headers.emplace_back("X-Pacer-Retry-After-Ms",
-                                     std::to_string(http::ceil_milliseconds(d.retry_after)));
+                headers.add_number("X-Pacer-Retry-After-Ms",
+                                   http::ceil_milliseconds(d.retry_after));
               }
             }
           }
-          headers.emplace_back("X-Pacer-Outcome", std::string(to_string(d.outcome)));
+          headers.add("X-Pacer-Outcome", to_string(d.outcome));
           beast::add_headers(headers, res);
           send(std::move(res));
         });

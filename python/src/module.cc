@@ -91,7 +91,7 @@ http::HeaderList header_list(const NativePolicy& p, const Decision& d, HeaderFla
   http::HeaderList out;
   if (!flags.expose || d.outcome == Outcome::kUnavailable) return out;
   http::append_headers(p.policy, d, {.ratelimit = true, .x_ratelimit_reset = flags.legacy}, out);
-  if (flags.policy) out.emplace_back("X-RateLimit-Policy", p.description);
+  if (flags.policy) out.add("X-RateLimit-Policy", p.description);
   return out;
 }
 
@@ -115,7 +115,7 @@ std::vector<std::pair<std::string, std::string>> named_headers(const NativePolic
                                                                const Decision& d,
                                                                HeaderFlags flags) {
   std::vector<std::pair<std::string, std::string>> out;
-  for (auto& [name, value] : header_list(p, d, flags)) out.emplace_back(name, std::move(value));
+  for (const auto& [name, value] : header_list(p, d, flags)) out.emplace_back(name, value);
   return out;
 }
 

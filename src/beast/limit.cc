@@ -3,10 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <array>
 #include <exception>
 #include <memory>
-#include <span>
 
 #include "pacer/beast/request_view.h"
 #include "session.h"
@@ -18,7 +16,7 @@ namespace bhttp = boost::beast::http;
 
 // "Name: value\r\n" for each header: sized once and copied into place (an append per piece
 // costs several times more for these short pieces).
-void append_lines(std::string& out, std::span<const http::HeaderList::value_type> headers) {
+void append_lines(std::string& out, const http::HeaderList& headers) {
   std::size_t size = 0;
   for (const auto& [name, value] : headers) size += name.size() + value.size() + 4;
   std::size_t at = out.size();
@@ -34,9 +32,9 @@ void append_lines(std::string& out, std::span<const http::HeaderList::value_type
 }
 
 // RateLimit-* are not among Beast's known fields: say so and skip the name lookup.
-void insert(Response& response, std::string_view name, const std::string& value) {
+void insert(Response& response, std::string_view name, std::string_view value) {
   response.insert(bhttp::field::unknown, boost::beast::string_view(name.data(), name.size()),
-                  value);
+                  boost::beast::string_view(value.data(), value.size()));
 }
 
 // One allocation holds what the (possibly asynchronous) verdict and the response need; the view
@@ -58,7 +56,7 @@ class Exchange {
 
   // Hands the request to `next`, with a Send that adds the verdict's headers to its response.
   static void pass(std::unique_ptr<Exchange> self, http::Verdict& verdict, const Handler& next) {
-    self->keep_headers(verdict.headers);
+    self->headers_ = std::move(verdict.headers);
     Request request = std::move(self->request_);
     const ClientEndpoint& client = self->client_;
     next(std::move(request), client, Send(AddHeaders{std::move(self)}));
@@ -70,39 +68,25 @@ class Exchange {
     std::unique_ptr<Exchange> exchange;
     void operator()(Response&& response) {
       Exchange& x = *exchange;
-      const std::span<const http::HeaderList::value_type> kept(x.headers_.data(), x.header_count_);
       // Our own server takes the headers as ready-made lines, written after the response's
       // fields, instead of a Beast field (an allocation and a tree insert) each.
       if (auto* responder = x.send_.target<internal::Session::Responder>()) {
         thread_local std::string lines;  // capacity reused
         lines.clear();
-        append_lines(lines, kept);
-        append_lines(lines, x.more_headers_);
+        append_lines(lines, x.headers_);
         (*responder)(std::move(response), lines);
         return;
       }
-      for (const auto& [name, value] : kept) insert(response, name, value);
-      add_headers(x.more_headers_, response);
+      add_headers(x.headers_, response);
       x.send_(std::move(response));
     }
   };
-
-  // Copied out of the verdict, whose list the HTTP layer reuses for the next request.
-  void keep_headers(http::HeaderList& headers) {
-    if (headers.size() > headers_.size()) {
-      more_headers_ = std::move(headers);
-      return;
-    }
-    for (auto& header : headers) headers_[header_count_++] = std::move(header);
-  }
 
   Request request_;
   const ClientEndpoint& client_;  // valid until send_ is called (server.h)
   BeastRequestView view_;
   Send send_;
-  std::array<std::pair<std::string_view, std::string>, 8> headers_;
-  std::size_t header_count_ = 0;
-  http::HeaderList more_headers_;
+  http::HeaderList headers_;  // the verdict's
 };
 
 void handler_threw(const char* what) noexcept {

@@ -29,8 +29,4 @@ PolicyHeaderText render_policy_headers(const Policy& policy, const HeaderOptions
 void append_headers(const PolicyHeaderText& text, const Decision& decision,
                     const HeaderOptions& options, HeaderList& out);
 
-// `name: value` with the number in decimal (short enough for the string's inline buffer: no
-// allocation).
-void append_number(HeaderList& out, std::string_view name, std::int64_t value);
-
 }  // namespace pacer::http::internal

@@ -29,26 +29,6 @@ void append_key_head(std::string& out, std::string_view prefix, std::string_view
   out.append(prefix).append(":{").append(policy).append(":");
 }
 
-// Enough for every header append_headers may add: one allocation per verdict at most.
-constexpr std::size_t kHeaderReserve = 8;
-
-// Verdicts take their header list from here and give it back once their handler has run (unless
-// the handler kept it): an allowed request reuses the list's storage instead of allocating one.
-thread_local HeaderList t_spare_headers;
-
-HeaderList take_header_list() {
-  HeaderList list = std::move(t_spare_headers);
-  list.clear();
-  list.reserve(kHeaderReserve);
-  return list;
-}
-
-void recycle_header_list(HeaderList& list) {
-  if (list.capacity() < kHeaderReserve) return;  // moved away by the handler
-  list.clear();
-  t_spare_headers = std::move(list);
-}
-
 // Of the steps that all passed, the one whose headers the response carries: the one closest to
 // denying (the fewest remaining), the later one (the route's) on a tie. Null for no steps.
 template <class Step>
@@ -324,8 +304,12 @@ void HttpLimiter::check(const RequestView& request, VerdictHandler done) const {
   const Rules* rules = current_.load(std::memory_order_acquire);
   const bool middleware = rules->middleware && !rules->excluded(request);
   const Rules::Route* route = rules->route_rule(request);
-  // No limit applies: the request passes, without headers.
-  if (!middleware && route == nullptr) return done(Verdict{});
+  // No limit applies: the request passes, without headers. (Not `Verdict{}`: GCC zeroes the
+  // whole aggregate first, header buffers included, which costs more than this check.)
+  if (!middleware && route == nullptr) {
+    Verdict verdict;
+    return done(std::move(verdict));
+  }
   const LimitRule* route_rule = route != nullptr ? &route->rule : nullptr;
   const RuleText* route_text = route != nullptr ? &route->text : nullptr;
   if (inline_store_) return check_inline(*rules, request, middleware, route_rule, route_text, done);
@@ -381,22 +365,16 @@ void HttpLimiter::check_inline(const Rules& rules, const RequestView& request, b
 void HttpLimiter::pass(const RuleText& text, const Decision& decision,
                        const HttpLimiterOptions& options, VerdictHandler& done) {
   Verdict verdict;
-  verdict.headers = take_header_list();
   internal::append_headers(text.headers, decision, options.headers, verdict.headers);
   done(std::move(verdict));
-  // The handler takes the verdict by rvalue reference and may or may not move the list out;
-  // recycle_header_list keeps only a list it left behind (by its capacity).
-  recycle_header_list(verdict.headers);  // NOLINT(bugprone-use-after-move)
 }
 
 Verdict HttpLimiter::refusal(const RuleText& text, const Decision& decision, BodyStyle body,
                              const HttpLimiterOptions& options) {
   Verdict verdict;
-  verdict.headers.reserve(kHeaderReserve);
   if (decision.outcome == Outcome::kUnavailable) {
     verdict.status = 503;
-    verdict.headers.emplace_back("Retry-After",
-                                 std::to_string(options.unavailable_retry_after.count()));
+    verdict.headers.add_number("Retry-After", options.unavailable_retry_after.count());
     verdict.body = unavailable_body();
   } else {
     verdict.status = 429;
@@ -412,7 +390,10 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
     // Every limit passed.
     const Pending::Step* reporter =
         closest_to_denying(std::span<const Pending::Step>(pending->steps.data(), pending->count));
-    if (reporter == nullptr) return pending->done(Verdict{});
+    if (reporter == nullptr) {
+      Verdict verdict;
+      return pending->done(std::move(verdict));
+    }
     return pass(*reporter->text, reporter->decision, rules.options, pending->done);
   }
   Pending::Step& step = pending->steps[index];

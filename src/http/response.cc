@@ -2,10 +2,13 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstring>
+#include <stdexcept>
 #include <tuple>
 
 #include "header_text.h"
+#include "pacer/http/request_view.h"
 
 namespace pacer::http {
 
@@ -19,8 +22,6 @@ std::int64_t ceil_milliseconds(std::chrono::nanoseconds duration) {
   constexpr std::int64_t kMilli = 1'000'000;
   return duration.count() <= 0 ? 0 : (duration.count() + kMilli - 1) / kMilli;
 }
-
-namespace internal {
 
 namespace {
 
@@ -51,16 +52,99 @@ char* format_decimal(char* end, std::int64_t value) {
 
 }  // namespace
 
-void append_number(HeaderList& out, std::string_view name, std::int64_t value) {
-  // Formatted on the stack from the right, two digits at a time, and copied once into the
-  // string (inline for up to 15 characters: every count up to 10^15). std::to_chars takes about
-  // half as many instructions again, counting the digits first.
-  char buffer[20];  // "-9223372036854775808"
-  char* const end = buffer + sizeof buffer;
-  char* const begin = format_decimal(end, value);
-  out.emplace_back(std::piecewise_construct, std::forward_as_tuple(name),
-                   std::forward_as_tuple(begin, end));
+HeaderList& HeaderList::operator=(const HeaderList& other) {
+  if (this == &other) return *this;
+  // What may throw comes first: a failed copy leaves this list as it was.
+  if (!other.more_headers_.empty() || !other.more_text_.empty()) {
+    std::vector<Entry> headers = other.more_headers_;
+    std::string text = other.more_text_;
+    more_headers_ = std::move(headers);
+    more_text_ = std::move(text);
+  } else {
+    more_headers_.clear();
+    more_text_.clear();
+  }
+  count_ = other.count_;
+  inline_used_ = other.inline_used_;
+  std::copy_n(other.inline_headers_.begin(), std::min(count_, kInlineHeaders),
+              inline_headers_.begin());
+  std::copy_n(other.inline_text_.begin(), inline_used_, inline_text_.begin());
+  return *this;
 }
+
+HeaderList& HeaderList::operator=(HeaderList&& other) noexcept {
+  if (this == &other) return *this;
+  more_headers_ = std::move(other.more_headers_);
+  more_text_ = std::move(other.more_text_);
+  count_ = other.count_;
+  inline_used_ = other.inline_used_;
+  std::copy_n(other.inline_headers_.begin(), std::min(count_, kInlineHeaders),
+              inline_headers_.begin());
+  std::copy_n(other.inline_text_.begin(), inline_used_, inline_text_.begin());
+  other.clear();
+  return *this;
+}
+
+void HeaderList::clear() noexcept {
+  count_ = 0;
+  inline_used_ = 0;
+  more_headers_.clear();
+  more_text_.clear();
+}
+
+void HeaderList::add_slow(std::string_view name, std::string_view value) {
+  // The value's bytes first, then its entry: if either throws, the list is as it was (a grown
+  // buffer aside).
+  std::size_t offset = inline_used_;
+  if (value.size() <= kInlineText - inline_used_) {
+    std::copy_n(value.data(), value.size(), inline_text_.data() + offset);
+  } else {
+    if (more_text_.size() + value.size() > UINT32_MAX - kInlineText)
+      throw std::length_error("header values longer than 4 GiB in all");
+    offset = kInlineText + more_text_.size();
+    more_text_.append(value);  // safe if `value` is one of this list's own values
+  }
+  const Entry e{name, static_cast<std::uint32_t>(offset), static_cast<std::uint32_t>(value.size())};
+  if (count_ < kInlineHeaders) {
+    inline_headers_[count_] = e;
+  } else {
+    more_headers_.push_back(e);
+  }
+  if (offset < kInlineText) inline_used_ += value.size();
+  ++count_;
+}
+
+void HeaderList::add_number(std::string_view name, std::int64_t value) {
+  // Formatted on the stack from the right, two digits at a time (std::to_chars takes about half
+  // as many instructions again, counting the digits first). The digits end half-way through the
+  // buffer, so that the usual case can copy a fixed kMaxDigits bytes (a few moves, where a
+  // memcpy call costs more than the number); what follows the digits is never read back.
+  constexpr std::size_t kMaxDigits = 20;  // "-9223372036854775808"
+  char buffer[2 * kMaxDigits] = {};
+  char* const end = buffer + kMaxDigits;
+  const char* const begin = format_decimal(end, value);
+  const auto size = static_cast<std::size_t>(end - begin);
+  if (count_ < kInlineHeaders && kMaxDigits <= kInlineText - inline_used_) [[likely]] {
+    std::memcpy(inline_text_.data() + inline_used_, begin, kMaxDigits);
+    inline_headers_[count_++] = {name, static_cast<std::uint32_t>(inline_used_),
+                                 static_cast<std::uint32_t>(size)};
+    inline_used_ += size;
+    return;
+  }
+  add_slow(name, {begin, size});
+}
+
+std::optional<std::string_view> HeaderList::find(std::string_view name) const noexcept {
+  for (const auto& [n, value] : *this)
+    if (iequals(n, name)) return value;
+  return std::nullopt;
+}
+
+bool operator==(const HeaderList& a, const HeaderList& b) noexcept {
+  return std::equal(a.begin(), a.end(), b.begin(), b.end());
+}
+
+namespace internal {
 
 PolicyHeaderText render_policy_headers(const Policy& policy, const HeaderOptions& options) {
   PolicyHeaderText text;
@@ -95,29 +179,33 @@ void append_headers(const PolicyHeaderText& text, const Decision& decision,
     // The deciding rate's permits, rendered with the rule (unless a store said otherwise).
     const std::size_t i = decision.rate_index;
     if (i < text.limits.size() && text.limits[i].first == decision.limit) {
-      out.emplace_back("RateLimit-Limit", text.limits[i].second);
+      out.add("RateLimit-Limit", text.limits[i].second);
     } else {
-      append_number(out, "RateLimit-Limit", decision.limit);
+      out.add_number("RateLimit-Limit", decision.limit);
     }
-    append_number(out, "RateLimit-Remaining", decision.remaining);
-    append_number(out, "RateLimit-Reset", reset);
+    out.add_number("RateLimit-Remaining", decision.remaining);
+    out.add_number("RateLimit-Reset", reset);
   }
   if (decision.outcome == Outcome::kDenied)
-    append_number(out, "Retry-After", ceil_seconds(decision.retry_after));
+    out.add_number("Retry-After", ceil_seconds(decision.retry_after));
   if (options.x_ratelimit_reset) {
     const auto unix_now = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-    append_number(out, "X-RateLimit-Reset", unix_now + reset);
+    out.add_number("X-RateLimit-Reset", unix_now + reset);
   }
-  if (options.x_ratelimit_policy) out.emplace_back("X-RateLimit-Policy", text.x_ratelimit_policy);
+  if (options.x_ratelimit_policy) out.add("X-RateLimit-Policy", text.x_ratelimit_policy);
   if (options.ietf_draft) {
-    out.emplace_back("RateLimit-Policy", text.ratelimit_policy);
+    out.add("RateLimit-Policy", text.ratelimit_policy);
     const std::size_t i = decision.rate_index;
-    const std::string name = i < text.quota_names.size()
-                                 ? text.quota_names[i]
-                                 : fmt::format("{}.{}", text.quota_names[0], i);
-    out.emplace_back("RateLimit", fmt::format("\"{}\";r={};t={}", name, decision.remaining, reset));
+    fmt::memory_buffer value;  // on the stack
+    if (i < text.quota_names.size()) {
+      fmt::format_to(std::back_inserter(value), "\"{}\"", text.quota_names[i]);
+    } else {
+      fmt::format_to(std::back_inserter(value), "\"{}.{}\"", text.quota_names[0], i);
+    }
+    fmt::format_to(std::back_inserter(value), ";r={};t={}", decision.remaining, reset);
+    out.add("RateLimit", {value.data(), value.size()});
   }
 }
 

@@ -35,7 +35,7 @@ Verdict run(const HttpLimiter& http, const RequestView& request) {
 
 std::string header(const Verdict& v, std::string_view name) {
   for (const auto& [n, value] : v.headers)
-    if (n == name) return value;
+    if (n == name) return std::string(value);
   return "<absent>";
 }
 

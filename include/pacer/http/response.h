@@ -6,8 +6,15 @@
 // RateLimit-Policy / RateLimit.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <chrono>
+#include <compare>
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
+#include <iterator>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -29,7 +36,141 @@ struct HeaderOptions {
 // compatible with the original FastAPI service).
 enum class BodyStyle { kFlat, kNested };
 
-using HeaderList = std::vector<std::pair<std::string_view, std::string>>;
+// The headers of one response, `name: value` in the order added. A value is copied into the list;
+// a name is not (it must outlive the list: the names Pacer adds are string literals). The usual
+// handful of short values is stored inline, so a verdict's headers cost no allocation; more,
+// or longer, ones go to the heap.
+//
+//   for (const auto& [name, value] : verdict.headers) response.insert(name, value);
+class HeaderList {
+ public:
+  using value_type = std::pair<std::string_view, std::string_view>;
+  class const_iterator;
+
+  // User-provided, so that value-initialisation (`HeaderList{}`) leaves the buffers unwritten.
+  HeaderList() noexcept {}  // NOLINT(modernize-use-equals-default)
+  HeaderList(std::initializer_list<value_type> headers) {
+    for (const auto& [name, value] : headers) add(name, value);
+  }
+  HeaderList(const HeaderList& other) { *this = other; }
+  HeaderList(HeaderList&& other) noexcept { *this = std::move(other); }
+  HeaderList& operator=(const HeaderList& other);
+  HeaderList& operator=(HeaderList&& other) noexcept;
+  ~HeaderList() = default;
+
+  void add(std::string_view name, std::string_view value);
+  // `name: value` with the number in decimal.
+  void add_number(std::string_view name, std::int64_t value);
+  void clear() noexcept;
+
+  std::size_t size() const noexcept { return count_; }
+  bool empty() const noexcept { return count_ == 0; }
+  value_type operator[](std::size_t i) const noexcept;
+  const_iterator begin() const noexcept;
+  const_iterator end() const noexcept;
+  // The value of the first header called `name` (compared case-insensitively).
+  std::optional<std::string_view> find(std::string_view name) const noexcept;
+
+  friend bool operator==(const HeaderList& a, const HeaderList& b) noexcept;
+
+ private:
+  // Enough for every header HttpLimiter adds (8 at most) and their values under the default
+  // and usual header options.
+  static constexpr std::size_t kInlineHeaders = 8;
+  static constexpr std::size_t kInlineText = 160;
+
+  struct Entry {
+    std::string_view name;
+    // Where the value is: at inline_text_ + offset below kInlineText, else at
+    // more_text_ + (offset - kInlineText).
+    std::uint32_t offset;
+    std::uint32_t size;
+  };
+
+  const Entry& entry(std::size_t i) const noexcept {
+    return i < kInlineHeaders ? inline_headers_[i] : more_headers_[i - kInlineHeaders];
+  }
+  void add_slow(std::string_view name, std::string_view value);
+  char* text(const Entry& e) noexcept;
+  const char* text(const Entry& e) const noexcept;
+
+  std::size_t count_ = 0;
+  std::size_t inline_used_ = 0;  // bytes of inline_text_ in use
+  // Only the first min(count_, kInlineHeaders) entries and inline_used_ bytes are written.
+  std::array<Entry, kInlineHeaders> inline_headers_;
+  std::array<char, kInlineText> inline_text_;
+  std::vector<Entry> more_headers_;  // beyond kInlineHeaders
+  std::string more_text_;            // values that did not fit in inline_text_
+};
+
+class HeaderList::const_iterator {
+ public:
+  using iterator_category = std::random_access_iterator_tag;
+  using value_type = HeaderList::value_type;
+  using difference_type = std::ptrdiff_t;
+  using reference = value_type;
+  using pointer = void;
+
+  const_iterator() = default;
+  value_type operator*() const noexcept { return (*list_)[i_]; }
+  value_type operator[](difference_type n) const noexcept {
+    return (*list_)[i_ + static_cast<std::size_t>(n)];
+  }
+  const_iterator& operator++() noexcept { return ++i_, *this; }
+  const_iterator operator++(int) noexcept { return {list_, i_++}; }
+  const_iterator& operator--() noexcept { return --i_, *this; }
+  const_iterator operator--(int) noexcept { return {list_, i_--}; }
+  const_iterator& operator+=(difference_type n) noexcept {
+    return i_ += static_cast<std::size_t>(n), *this;
+  }
+  const_iterator& operator-=(difference_type n) noexcept {
+    return i_ -= static_cast<std::size_t>(n), *this;
+  }
+  friend const_iterator operator+(const_iterator it, difference_type n) noexcept { return it += n; }
+  friend const_iterator operator+(difference_type n, const_iterator it) noexcept { return it += n; }
+  friend const_iterator operator-(const_iterator it, difference_type n) noexcept { return it -= n; }
+  friend difference_type operator-(const const_iterator& a, const const_iterator& b) noexcept {
+    return static_cast<difference_type>(a.i_) - static_cast<difference_type>(b.i_);
+  }
+  friend bool operator==(const const_iterator& a, const const_iterator& b) noexcept {
+    return a.i_ == b.i_;
+  }
+  friend auto operator<=>(const const_iterator& a, const const_iterator& b) noexcept {
+    return a.i_ <=> b.i_;
+  }
+
+ private:
+  friend class HeaderList;
+  const_iterator(const HeaderList* list, std::size_t i) : list_(list), i_(i) {}
+  const HeaderList* list_ = nullptr;
+  std::size_t i_ = 0;
+};
+
+inline void HeaderList::add(std::string_view name, std::string_view value) {
+  if (count_ < kInlineHeaders && value.size() <= kInlineText - inline_used_) [[likely]] {
+    std::copy_n(value.data(), value.size(), inline_text_.data() + inline_used_);
+    inline_headers_[count_++] = {name, static_cast<std::uint32_t>(inline_used_),
+                                 static_cast<std::uint32_t>(value.size())};
+    inline_used_ += value.size();
+    return;
+  }
+  add_slow(name, value);
+}
+
+inline HeaderList::const_iterator HeaderList::begin() const noexcept { return {this, 0}; }
+inline HeaderList::const_iterator HeaderList::end() const noexcept { return {this, count_}; }
+inline HeaderList::value_type HeaderList::operator[](std::size_t i) const noexcept {
+  const Entry& e = entry(i);
+  return {e.name, {text(e), e.size}};
+}
+inline const char* HeaderList::text(const Entry& e) const noexcept {
+  return e.offset < kInlineText ? inline_text_.data() + e.offset
+                                : more_text_.data() + (e.offset - kInlineText);
+}
+inline char* HeaderList::text(const Entry& e) noexcept {
+  return e.offset < kInlineText ? inline_text_.data() + e.offset
+                                : more_text_.data() + (e.offset - kInlineText);
+}
 
 // Whole seconds, rounded up, at least 1.
 std::int64_t ceil_seconds(std::chrono::nanoseconds duration);
