@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <array>
+#include <iterator>
 #include <limits>
+#include <ranges>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,6 +110,9 @@ Owned owned(const HeaderList& list) {
 
 // Header names must outlive a list: these do.
 constexpr std::array<std::string_view, 4> kNames = {"A", "Bb", "Ccc", "RateLimit-Remaining"};
+
+static_assert(std::random_access_iterator<HeaderList::const_iterator>);
+static_assert(std::ranges::random_access_range<const HeaderList>);
 
 TEST(HeaderList, KeepsOrderAndValuesInlineAndBeyond) {
   // Past the inline entries (8) and the inline text (160 bytes), in every mix: long values

@@ -91,7 +91,6 @@ class HeaderList {
     return i < kInlineHeaders ? inline_headers_[i] : more_headers_[i - kInlineHeaders];
   }
   void add_slow(std::string_view name, std::string_view value);
-  char* text(const Entry& e) noexcept;
   const char* text(const Entry& e) const noexcept;
 
   std::size_t count_ = 0;
@@ -105,7 +104,10 @@ class HeaderList {
 
 class HeaderList::const_iterator {
  public:
-  using iterator_category = std::random_access_iterator_tag;
+  // Random access as a C++20 iterator; only an input iterator to older algorithms, as its
+  // elements are values made on the fly (a pair of views), not references.
+  using iterator_concept = std::random_access_iterator_tag;
+  using iterator_category = std::input_iterator_tag;
   using value_type = HeaderList::value_type;
   using difference_type = std::ptrdiff_t;
   using reference = value_type;
@@ -164,10 +166,6 @@ inline HeaderList::value_type HeaderList::operator[](std::size_t i) const noexce
   return {e.name, {text(e), e.size}};
 }
 inline const char* HeaderList::text(const Entry& e) const noexcept {
-  return e.offset < kInlineText ? inline_text_.data() + e.offset
-                                : more_text_.data() + (e.offset - kInlineText);
-}
-inline char* HeaderList::text(const Entry& e) noexcept {
   return e.offset < kInlineText ? inline_text_.data() + e.offset
                                 : more_text_.data() + (e.offset - kInlineText);
 }
