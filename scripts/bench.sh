@@ -15,11 +15,13 @@ bin=build/release
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 echo "== in-process store"
-"$bin/bench/pacer_store_benchmark" --benchmark_min_time=1 --benchmark_out="$out/store.json" \
-  --benchmark_out_format=json 2>/dev/null | grep -E '^BM_'
+# 5 repetitions each, medians shown (the JSON keeps every repetition for bench/targets.py).
+reps=(--benchmark_repetitions=5 --benchmark_display_aggregates_only=true)
+"$bin/bench/pacer_store_benchmark" --benchmark_min_time=0.2 "${reps[@]}" \
+  --benchmark_out="$out/store.json" --benchmark_out_format=json 2>/dev/null | grep -E '^BM_.*_median'
 echo "== HTTP layer (no sockets)"
-"$bin/bench/pacer_http_benchmark" --benchmark_out="$out/http.json" --benchmark_out_format=json \
-  2>/dev/null | grep -E '^BM_'
+"$bin/bench/pacer_http_benchmark" --benchmark_min_time=0.2 "${reps[@]}" \
+  --benchmark_out="$out/http.json" --benchmark_out_format=json 2>/dev/null | grep -E '^BM_.*_median'
 echo "== wrk: pacer-demo limited vs unlimited route (same server, same run)"
 for c in 16 64 256; do
   echo "-- $c connections"
