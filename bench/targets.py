@@ -81,7 +81,7 @@ def main(out):
         # Every repetition is a fresh store: each must admit exactly max_keys.
         admitted = sorted({int(b["admitted"]) for b in flood})
         evictions = sorted({int(b["evictions"]) for b in flood})
-        runs = f" (all {len(flood)} runs)" if len(flood) > 1 else ""
+        runs = f" ({len(flood)} runs)" if len(flood) > 1 else ""
         row("flood of exactly max_keys = 1M keys of 1/1h: admitted",
             " / ".join(f"{a:,}" for a in admitted) + runs, "= 1,000,000", admitted == [1_000_000])
         row("  evictions during the flood", " / ".join(f"{e:,}" for e in evictions) + runs, "0",
