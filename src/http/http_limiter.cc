@@ -391,7 +391,7 @@ void HttpLimiter::run(PendingPtr pending, std::size_t index) {
     const Pending::Step* reporter =
         closest_to_denying(std::span<const Pending::Step>(pending->steps.data(), pending->count));
     if (reporter == nullptr) {
-      Verdict verdict;
+      Verdict verdict;  // not `Verdict{}`: see check()
       return pending->done(std::move(verdict));
     }
     return pass(*reporter->text, reporter->decision, rules.options, pending->done);

@@ -52,6 +52,14 @@ char* format_decimal(char* end, std::int64_t value) {
 
 }  // namespace
 
+void HeaderList::copy_inline(const HeaderList& other) noexcept {
+  count_ = other.count_;
+  inline_used_ = other.inline_used_;
+  std::copy_n(other.inline_headers_.begin(), std::min(count_, kInlineHeaders),
+              inline_headers_.begin());
+  std::copy_n(other.inline_text_.begin(), inline_used_, inline_text_.begin());
+}
+
 HeaderList& HeaderList::operator=(const HeaderList& other) {
   if (this == &other) return *this;
   // What may throw comes first: a failed copy leaves this list as it was.
@@ -64,11 +72,7 @@ HeaderList& HeaderList::operator=(const HeaderList& other) {
     more_headers_.clear();
     more_text_.clear();
   }
-  count_ = other.count_;
-  inline_used_ = other.inline_used_;
-  std::copy_n(other.inline_headers_.begin(), std::min(count_, kInlineHeaders),
-              inline_headers_.begin());
-  std::copy_n(other.inline_text_.begin(), inline_used_, inline_text_.begin());
+  copy_inline(other);
   return *this;
 }
 
@@ -76,11 +80,7 @@ HeaderList& HeaderList::operator=(HeaderList&& other) noexcept {
   if (this == &other) return *this;
   more_headers_ = std::move(other.more_headers_);
   more_text_ = std::move(other.more_text_);
-  count_ = other.count_;
-  inline_used_ = other.inline_used_;
-  std::copy_n(other.inline_headers_.begin(), std::min(count_, kInlineHeaders),
-              inline_headers_.begin());
-  std::copy_n(other.inline_text_.begin(), inline_used_, inline_text_.begin());
+  copy_inline(other);
   other.clear();
   return *this;
 }
@@ -126,10 +126,7 @@ void HeaderList::add_number(std::string_view name, std::int64_t value) {
   const auto size = static_cast<std::size_t>(end - begin);
   if (count_ < kInlineHeaders && kMaxDigits <= kInlineText - inline_used_) [[likely]] {
     std::memcpy(inline_text_.data() + inline_used_, begin, kMaxDigits);
-    inline_headers_[count_++] = {name, static_cast<std::uint32_t>(inline_used_),
-                                 static_cast<std::uint32_t>(size)};
-    inline_used_ += size;
-    return;
+    return add_inline_entry(name, size);
   }
   add_slow(name, {begin, size});
 }

@@ -90,7 +90,16 @@ class HeaderList {
   const Entry& entry(std::size_t i) const noexcept {
     return i < kInlineHeaders ? inline_headers_[i] : more_headers_[i - kInlineHeaders];
   }
+  // The entry of a value of `size` bytes just written at inline_text_ + inline_used_, when
+  // count_ < kInlineHeaders.
+  void add_inline_entry(std::string_view name, std::size_t size) noexcept {
+    inline_headers_[count_++] = {name, static_cast<std::uint32_t>(inline_used_),
+                                 static_cast<std::uint32_t>(size)};
+    inline_used_ += size;
+  }
   void add_slow(std::string_view name, std::string_view value);
+  // count_, inline_used_ and the written part of the inline buffers from `other`.
+  void copy_inline(const HeaderList& other) noexcept;
   const char* text(const Entry& e) const noexcept;
 
   std::size_t count_ = 0;
@@ -151,10 +160,7 @@ class HeaderList::const_iterator {
 inline void HeaderList::add(std::string_view name, std::string_view value) {
   if (count_ < kInlineHeaders && value.size() <= kInlineText - inline_used_) [[likely]] {
     std::copy_n(value.data(), value.size(), inline_text_.data() + inline_used_);
-    inline_headers_[count_++] = {name, static_cast<std::uint32_t>(inline_used_),
-                                 static_cast<std::uint32_t>(value.size())};
-    inline_used_ += value.size();
-    return;
+    return add_inline_entry(name, value.size());
   }
   add_slow(name, value);
 }
