@@ -9,6 +9,7 @@
 #include <string>
 
 #include "core/text.h"
+#include "key_text.h"
 #include "pacer/http/ip.h"
 
 namespace pacer::http {
@@ -101,6 +102,22 @@ constexpr std::array<DecimalOctet, 256> make_decimal_octets() {
 
 constexpr std::array<DecimalOctet, 256> kDecimalOctets = make_decimal_octets();
 
+// "255.255.255.255" and room for the last octet's 4-byte copy.
+constexpr std::size_t kV4TextRoom = 16;
+
+// Writes the dotted quad of `bytes` at `out` (kV4TextRoom bytes of room); returns its length.
+// Each octet is copied from the table as four bytes, its digits and a '.', of which the digits
+// and (but after the last) the dot are kept: client-IP keys are built per request.
+std::size_t write_v4(const std::array<std::uint8_t, 16>& bytes, char* out) {
+  std::size_t length = 0;
+  for (std::size_t i = 0; i < 4; ++i) {
+    const DecimalOctet& octet = kDecimalOctets[bytes[i]];
+    std::memcpy(out + length, octet.text, 4);
+    length += octet.length + 1;
+  }
+  return length - 1;
+}
+
 void append_hex(std::string& out, unsigned value) {
   char buffer[8];
   const auto result = std::to_chars(buffer, buffer + sizeof buffer, value, 16);
@@ -169,16 +186,8 @@ std::string IpAddress::to_string() const {
 
 void IpAddress::append_to(std::string& out) const {
   if (v4_) {
-    // Each octet is copied from a table as four bytes: its digits and a '.', of which the
-    // digits and (but after the last) the dot are kept. Client-IP keys are built per request.
-    char text[20];  // "255.255.255.255" and room for the last octet's 4-byte copy
-    std::size_t length = 0;
-    for (std::size_t i = 0; i < 4; ++i) {
-      const DecimalOctet& octet = kDecimalOctets[bytes_[i]];
-      std::memcpy(text + length, octet.text, 4);
-      length += octet.length + 1;
-    }
-    out.append(text, length - 1);
+    char text[kV4TextRoom];
+    out.append(text, write_v4(bytes_, text));
     return;
   }
   const std::size_t start = out.size();
@@ -339,5 +348,24 @@ std::string TrustedProxies::to_string() const {
   }
   return out;
 }
+
+namespace internal {
+
+void append_client_ip(std::string& out, const std::optional<IpAddress>& ip) {
+  constexpr std::string_view kTag = "ip:";
+  if (ip && ip->is_v4()) {
+    // One append for the tag and the address: the usual client-IP key.
+    char text[kTag.size() + kV4TextRoom];
+    std::memcpy(text, kTag.data(), kTag.size());
+    out.append(text, kTag.size() + write_v4(ip->bytes(), text + kTag.size()));
+  } else if (ip) {
+    out.append(kTag);
+    ip->append_to(out);
+  } else {
+    out.append("ip:unknown");
+  }
+}
+
+}  // namespace internal
 
 }  // namespace pacer::http

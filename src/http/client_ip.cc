@@ -155,6 +155,31 @@ void split_forwarded(std::string_view value, HopRing& hops) {
   }
 }
 
+// The client named by the first of `options.headers` present on a request from a trusted peer.
+// That header decides: nullopt when it yields nothing usable (the peer is then the client), or
+// when none is present. Out of line: most requests come from untrusted peers and never need its
+// stack of hops.
+[[gnu::noinline]] std::optional<IpAddress> forwarded_client(const RequestView& request,
+                                                            const ClientIpOptions& options) {
+  for (const std::string& name : options.headers) {
+    if (!request.header(name)) continue;
+    // header_list joins repeated lines, so a second copy of a single-value header shows up
+    // as a list and is rejected below rather than silently picking one of them.
+    const std::string value = request.header_list(name);
+    if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
+      HopRing hops;
+      if (iequals(name, "Forwarded")) {
+        split_forwarded(value, hops);
+      } else {
+        split_list(value, hops);
+      }
+      return walk_hops(hops, options.trusted_proxies);
+    }
+    return IpAddress::parse(pacer::internal::trim(value));
+  }
+  return std::nullopt;
+}
+
 }  // namespace
 
 void ClientIpOptions::validate() const {
@@ -166,33 +191,16 @@ void ClientIpOptions::validate() const {
 
 std::optional<IpAddress> client_ip(const RequestView& request, const ClientIpOptions& options) {
   options.validate();
-  const IpAddress* parsed = request.peer_ip();
-  const auto peer = parsed != nullptr ? std::optional<IpAddress>(*parsed)
-                                      : IpAddress::parse(request.peer_address());
-  if (!peer) return std::nullopt;
-
-  std::optional<IpAddress> client;
-  if (options.trusted_proxies.contains(*peer)) {
-    for (const std::string& name : options.headers) {
-      if (!request.header(name)) continue;
-      // header_list joins repeated lines, so a second copy of a single-value header shows up
-      // as a list and is rejected below rather than silently picking one of them.
-      const std::string value = request.header_list(name);
-      if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
-        HopRing hops;
-        if (iequals(name, "Forwarded")) {
-          split_forwarded(value, hops);
-        } else {
-          split_list(value, hops);
-        }
-        client = walk_hops(hops, options.trusted_proxies);
-      } else {
-        client = IpAddress::parse(pacer::internal::trim(value));
-      }
-      break;  // the first present header decides, even when it yields nothing usable
-    }
+  std::optional<IpAddress> parsed;
+  const IpAddress* peer = request.peer_ip();
+  if (peer == nullptr) {
+    parsed = IpAddress::parse(request.peer_address());
+    if (!parsed) return std::nullopt;
+    peer = &*parsed;
   }
-  IpAddress result = client.value_or(*peer);
+  std::optional<IpAddress> forwarded;
+  if (options.trusted_proxies.contains(*peer)) forwarded = forwarded_client(request, options);
+  IpAddress result = forwarded.value_or(*peer);
   if (!result.is_v4() && options.ipv6_prefix < 128) result = result.masked(options.ipv6_prefix);
   return result;
 }

@@ -76,13 +76,7 @@ bool valid_key_prefix(std::string_view prefix) {
 Identity Identity::client_ip(ClientIpOptions options) {
   options.validate();
   return Identity([options = std::move(options)](const RequestView& request, std::string& out) {
-    const auto ip = http::client_ip(request, options);
-    out.append(std::string_view("ip:"));  // length known here: no strlen per request
-    if (ip) {
-      ip->append_to(out);  // always safe in a key
-    } else {
-      out.append("unknown");
-    }
+    internal::append_client_ip(out, http::client_ip(request, options));
     return true;
   });
 }

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 #include <string_view>
+
+#include "pacer/http/ip.h"
 
 namespace pacer::http::internal {
 
@@ -23,5 +26,8 @@ void append_sanitized(std::string& out, std::string_view value);
 // Replaces what was appended after `mark` by its hash when it is not safe in a key, so
 // out.substr(mark) ends up as sanitize_identity(out.substr(mark)).
 void sanitize_tail(std::string& out, std::size_t mark);
+
+// Appends the client-IP identity: "ip:" and the address, or "ip:unknown" (always safe in a key).
+void append_client_ip(std::string& out, const std::optional<IpAddress>& ip);
 
 }  // namespace pacer::http::internal

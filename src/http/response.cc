@@ -31,20 +31,30 @@ constexpr char kDigitPairs[] =
     "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
     "8081828384858687888990919293949596979899";
 
-// Writes `value` in decimal so that it ends just before `end`; returns where it starts.
+// Writes `value` in decimal so that it ends just before `end`; returns where it starts. Four
+// digits per 64-bit division, split into two table pairs in 32-bit arithmetic (one multiply).
 char* format_decimal(char* end, std::int64_t value) {
   std::uint64_t rest = value < 0 ? std::uint64_t{0} - static_cast<std::uint64_t>(value)
                                  : static_cast<std::uint64_t>(value);
-  while (rest >= 100) {
+  auto put_pair = [&end](std::uint32_t pair) {  // 0..99
     end -= 2;
-    std::memcpy(end, kDigitPairs + rest % 100 * 2, 2);
-    rest /= 100;
+    std::memcpy(end, kDigitPairs + std::size_t{pair} * 2, 2);
+  };
+  while (rest >= 10'000) {
+    const auto four = static_cast<std::uint32_t>(rest % 10'000);
+    rest /= 10'000;
+    put_pair(four % 100);
+    put_pair(four / 100);
   }
-  if (rest >= 10) {
-    end -= 2;
-    std::memcpy(end, kDigitPairs + rest * 2, 2);
+  auto small = static_cast<std::uint32_t>(rest);  // < 10'000
+  if (small >= 100) {
+    put_pair(small % 100);
+    small /= 100;
+  }
+  if (small >= 10) {
+    put_pair(small);
   } else {
-    *--end = static_cast<char>('0' + rest);
+    *--end = static_cast<char>('0' + small);
   }
   if (value < 0) *--end = '-';
   return end;
