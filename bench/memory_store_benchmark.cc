@@ -61,6 +61,21 @@ void BM_HotKey(benchmark::State& state) {
 }
 BENCHMARK(BM_HotKey);
 
+// One key decided by every thread (a global limit, or one client whose requests land on all of a
+// server's threads): its state moves between the cores. items_per_second is the aggregate.
+void BM_SharedHotKey(benchmark::State& state) {
+  static pacer::MemoryStore* store = nullptr;
+  if (state.thread_index() == 0) store = new pacer::MemoryStore;
+  const std::string key = "svc:{bench:/limited:ip:203.0.113.7}";
+  for (auto _ : state) benchmark::DoNotOptimize(store->check_now(kHotPolicy, key, 1));
+  state.SetItemsProcessed(state.iterations());
+  if (state.thread_index() == 0) {
+    delete store;
+    store = nullptr;
+  }
+}
+BENCHMARK(BM_SharedHotKey)->Threads(1)->Threads(2)->UseRealTime();
+
 void BM_HotKeyThroughLimiter(benchmark::State& state) {
   pacer::MemoryStore store;
   pacer::Limiter limiter(store);
