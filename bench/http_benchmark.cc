@@ -64,6 +64,17 @@ void BM_HttpLimiterCheckParsedPeer(benchmark::State& state) {
 }
 BENCHMARK(BM_HttpLimiterCheckParsedPeer)->ArgName("trusted_peer")->Arg(0)->Arg(1);
 
+// Behind a trusted proxy (loopback) that appends the client to X-Forwarded-For, as nginx's
+// $proxy_add_x_forwarded_for does: arg 1 is a direct client (one hop), arg 2 a client that sent
+// its own X-Forwarded-For, which the walk passes over to the address the proxy saw.
+void BM_HttpLimiterCheckBehindProxy(benchmark::State& state) {
+  http::SimpleRequest request = wrk_request(/*trusted_peer=*/true);
+  request.headers_.emplace_back(
+      "X-Forwarded-For", state.range(0) == 1 ? "198.51.100.23" : "203.0.113.9, 198.51.100.23");
+  run_checks(state, request);
+}
+BENCHMARK(BM_HttpLimiterCheckBehindProxy)->ArgName("hops")->Arg(1)->Arg(2);
+
 void BM_NoLimitsCheck(benchmark::State& state) {
   MemoryStore store;
   Limiter limiter(store);
