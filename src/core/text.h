@@ -17,8 +17,14 @@ std::string printable(std::string_view text);
 // Without leading and trailing spaces and tabs (HTTP's optional white space).
 std::string_view trim(std::string_view text);
 
-// ASCII case-insensitive equality (header names, methods, URL schemes).
-bool iequals(std::string_view a, std::string_view b);
+// ASCII case-insensitive equality of `size` bytes at `a` and `b`.
+bool iequals_bytes(const char* a, const char* b, std::size_t size);
+
+// ASCII case-insensitive equality (header names, methods, URL schemes). Most comparisons, in a
+// header lookup, fail on the length: that test is inline.
+inline bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && iequals_bytes(a.data(), b.data(), a.size());
+}
 
 // Lower-case hexadecimal of `size` bytes.
 std::string to_hex(const unsigned char* bytes, std::size_t size);

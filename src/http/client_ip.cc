@@ -22,17 +22,24 @@ bool ends_with_ci(std::string_view s, std::string_view suffix) {
 class HopRing {
  public:
   void push(std::string_view hop) {
-    hops_[count_ % hops_.size()] = hop;
+    hops_[count_ % hops_.size()] = {hop.data(), hop.size()};
     ++count_;
   }
   std::size_t count() const { return count_; }
   // k = 0 is the right-most hop; k < min(count(), kMaxForwardedHops).
   std::string_view from_right(std::size_t k) const {
-    return hops_[(count_ - 1 - k) % hops_.size()];
+    const Hop& hop = hops_[(count_ - 1 - k) % hops_.size()];
+    return {hop.data, hop.size};
   }
 
  private:
-  std::array<std::string_view, kMaxForwardedHops> hops_{};
+  // Trivial, so that the ring is not zeroed: only the hops pushed are read, and zeroing 1 KiB
+  // (an array of std::string_view) cost more than the rest of a one-hop walk.
+  struct Hop {
+    const char* data;
+    std::size_t size;
+  };
+  std::array<Hop, kMaxForwardedHops> hops_;  // NOLINT(cppcoreguidelines-pro-type-member-init)
   std::size_t count_ = 0;
 };
 
