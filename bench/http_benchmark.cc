@@ -50,6 +50,9 @@ class ParsedPeerRequest final : public http::RequestView {
   std::string header_list(std::string_view name) const override {
     return request_.header_list(name);
   }
+  std::size_t header_count(std::string_view name) const override {
+    return request_.header_count(name);
+  }
   std::optional<std::string_view> attribute(std::string_view name) const override {
     return request_.attribute(name);
   }

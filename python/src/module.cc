@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -318,6 +319,11 @@ class PairsView final : public http::RequestView {
     for (const auto& [n, v] : headers_)
       if (http::iequals(n, name)) out.append(out.empty() ? "" : ", ").append(v);
     return out;
+  }
+  std::size_t header_count(std::string_view name) const override {
+    return static_cast<std::size_t>(
+        std::count_if(headers_.begin(), headers_.end(),
+                      [&](const auto& h) { return http::iequals(h.first, name); }));
   }
   std::optional<std::string_view> attribute(std::string_view) const override {
     return std::nullopt;

@@ -61,6 +61,10 @@ std::string BeastRequestView::header_list(std::string_view name) const {
   return joined;
 }
 
+std::size_t BeastRequestView::header_count(std::string_view name) const {
+  return request_.count(to_beast(name));
+}
+
 std::optional<std::string_view> BeastRequestView::attribute(std::string_view name) const {
   for (const auto& [key, value] : attributes_)
     if (key == name) return std::string_view(value);

@@ -169,10 +169,13 @@ void split_forwarded(std::string_view value, HopRing& hops) {
 [[gnu::noinline]] std::optional<IpAddress> forwarded_client(const RequestView& request,
                                                             const ClientIpOptions& options) {
   for (const std::string& name : options.headers) {
-    if (!request.header(name)) continue;
-    // header_list joins repeated lines, so a second copy of a single-value header shows up
-    // as a list and is rejected below rather than silently picking one of them.
-    const std::string value = request.header_list(name);
+    const std::size_t lines = request.header_count(name);
+    if (lines == 0) continue;
+    // One line is read in place. Repeated lines are joined (header_list), so a second copy of
+    // a single-value header shows up as a list and is rejected below rather than silently
+    // picking one of them.
+    const std::string joined = lines > 1 ? request.header_list(name) : std::string();
+    const std::string_view value = lines > 1 ? joined : request.header(name).value_or("");
     if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
       HopRing hops;
       if (iequals(name, "Forwarded")) {

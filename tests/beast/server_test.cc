@@ -442,6 +442,9 @@ TEST(BeastRequestView, SplitsTargetAndLooksUpHeaders) {
   EXPECT_EQ(view.header("X-Missing"), std::nullopt);
   EXPECT_EQ(view.header_list("X-Forwarded-For"), "1.1.1.1, 2.2.2.2, 3.3.3.3");
   EXPECT_EQ(view.header_list("Forwarded"), "");
+  EXPECT_EQ(view.header_count("X-FORWARDED-FOR"), 2U);
+  EXPECT_EQ(view.header_count("Content-Type"), 1U);
+  EXPECT_EQ(view.header_count("Forwarded"), 0U);
 
   EXPECT_EQ(view.attribute("user"), std::nullopt);
   view.set_attribute("user", "alice");

@@ -496,6 +496,31 @@ TEST(ClientIp, PeerParsedByTheAdapter) {
   EXPECT_EQ(client_ip(view, {}), ip("198.51.100.1"));
   EXPECT_EQ(view.text_reads, 0);
   EXPECT_EQ(request("203.0.113.7").peer_ip(), nullptr);  // SimpleRequest: the text is parsed
+
+  // This view counts header lines with RequestView's default (from header() and
+  // header_list()): repeated lines are still one list, and a single-value header sent twice is
+  // still refused.
+  view.request.headers_ = {{"X-Forwarded-For", "198.51.100.1"},
+                           {"x-forwarded-for", "198.51.100.2"}};
+  EXPECT_EQ(view.header_count("X-Forwarded-For"), 2U);
+  EXPECT_EQ(client_ip(view, {}), ip("198.51.100.2"));
+  ClientIpOptions real_ip;
+  real_ip.headers = {"X-Real-IP"};
+  view.request.headers_ = {{"X-Real-IP", "198.51.100.1"}};
+  EXPECT_EQ(view.header_count("X-Real-IP"), 1U);
+  EXPECT_EQ(client_ip(view, real_ip), ip("198.51.100.1"));
+  view.request.headers_ = {{"X-Real-IP", "198.51.100.1"}, {"X-Real-IP", "198.51.100.2"}};
+  EXPECT_EQ(client_ip(view, real_ip), ip("127.0.0.1"));
+  EXPECT_EQ(view.header_count("X-Forwarded-For"), 0U);
+}
+
+TEST(ClientIp, SimpleRequestCountsHeaderLinesIgnoringCase) {
+  const SimpleRequest r = request(
+      "127.0.0.1",
+      {{"X-Forwarded-For", "1.1.1.1"}, {"x-forwarded-for", "2.2.2.2"}, {"X-Real-IP", "3.3.3.3"}});
+  EXPECT_EQ(r.header_count("X-FORWARDED-FOR"), 2U);
+  EXPECT_EQ(r.header_count("x-real-ip"), 1U);
+  EXPECT_EQ(r.header_count("Forwarded"), 0U);
 }
 
 TEST(ClientIp, UnparseablePeerIsNullopt) {

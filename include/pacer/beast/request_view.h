@@ -31,6 +31,7 @@ class BeastRequestView final : public pacer::http::RequestView {
   const pacer::http::IpAddress* peer_ip() const override;  // the client's, when set
   std::optional<std::string_view> header(std::string_view name) const override;
   std::string header_list(std::string_view name) const override;
+  std::size_t header_count(std::string_view name) const override;
   std::optional<std::string_view> attribute(std::string_view name) const override;
 
  private:

@@ -4,6 +4,7 @@
 // synchronous frameworks can use SimpleRequest. Header names are case-insensitive.
 #pragma once
 
+#include <cstddef>
 #include <map>
 #include <optional>
 #include <string>
@@ -35,6 +36,11 @@ class RequestView {
   // Every value of a repeatable list header (X-Forwarded-For, Forwarded), in order, joined
   // with ", "; empty when absent.
   virtual std::string header_list(std::string_view name) const = 0;
+  // How many lines of the header the request has: 0 when absent, 1, or more when repeated.
+  // The client-IP walk reads a single line in place and joins only repeated ones. The default
+  // asks header() and header_list(), which copies; adapters that can count lines without
+  // copying override it (the default says 2 for any repetition).
+  virtual std::size_t header_count(std::string_view name) const;
   // Values set by earlier middleware, e.g. "user" and "org".
   virtual std::optional<std::string_view> attribute(std::string_view name) const = 0;
   // The matched route template ("/items/{id}") when the framework knows it, else the path.
@@ -59,6 +65,7 @@ struct SimpleRequest final : RequestView {
   std::string_view peer_address() const override { return peer_; }
   std::optional<std::string_view> header(std::string_view name) const override;
   std::string header_list(std::string_view name) const override;
+  std::size_t header_count(std::string_view name) const override;
   std::optional<std::string_view> attribute(std::string_view name) const override;
   std::string_view route() const override { return route_.empty() ? path() : route_; }
 };
