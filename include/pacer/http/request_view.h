@@ -39,7 +39,7 @@ class RequestView {
   // How many lines of the header the request has: 0 when absent, 1, or more when repeated.
   // The client-IP walk reads a single line in place and joins only repeated ones. The default
   // asks header() and header_list(), which copies; adapters that can count lines without
-  // copying override it (the default says 2 for any repetition).
+  // copying override it (the default says 2 for any repetition that carries a value).
   virtual std::size_t header_count(std::string_view name) const;
   // Values set by earlier middleware, e.g. "user" and "org".
   virtual std::optional<std::string_view> attribute(std::string_view name) const = 0;
