@@ -176,9 +176,10 @@ void split_forwarded(std::string_view value, HopRing& hops) {
     // picking one of them.
     const std::string joined = lines > 1 ? request.header_list(name) : std::string();
     const std::string_view value = lines > 1 ? joined : request.header(name).value_or("");
-    if (iequals(name, "Forwarded") || ends_with_ci(name, "Forwarded-For")) {
+    const bool forwarded = iequals(name, "Forwarded");
+    if (forwarded || ends_with_ci(name, "Forwarded-For")) {
       HopRing hops;
-      if (iequals(name, "Forwarded")) {
+      if (forwarded) {
         split_forwarded(value, hops);
       } else {
         split_list(value, hops);

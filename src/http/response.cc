@@ -125,8 +125,8 @@ void HeaderList::add_slow(std::string_view name, std::string_view value) {
 }
 
 void HeaderList::add_number(std::string_view name, std::int64_t value) {
-  // Formatted on the stack from the right, two digits at a time (std::to_chars takes about half
-  // as many instructions again, counting the digits first). The digits end half-way through the
+  // Formatted on the stack from the right by format_decimal (std::to_chars takes about half as
+  // many instructions again, counting the digits first). The digits end half-way through the
   // buffer, so that the usual case can copy a fixed kMaxDigits bytes (a few moves, where a
   // memcpy call costs more than the number); what follows the digits is never read back.
   constexpr std::size_t kMaxDigits = 20;  // "-9223372036854775808"
