@@ -4,10 +4,11 @@
   bench/targets.py DIR
 
 DIR holds store.json and http.json (Google Benchmark --benchmark_out, JSON, usually with
---benchmark_repetitions) and wrk-N.txt (scripts/wrk-demo.sh output at N connections). A
-benchmark's figure is the median of its repetitions, judged against the target, with the
-fastest repetition beside it: on a shared VM one repetition can land in a disturbed second.
-Every figure is this run's; a missing one is reported as such, never filled in.
+--benchmark_repetitions) and wrk-N.txt (scripts/wrk-demo.sh output at N connections, rounds
+included). A benchmark's figure is the median of its repetitions, judged against the target,
+with the fastest repetition beside it: on a shared VM one repetition can land in a disturbed
+second. A wrk figure is the run's mean, with the spread of its rounds beside it. Every figure
+is this run's; a missing one is reported as such, never filled in.
 """
 import json
 import re
@@ -101,8 +102,11 @@ def main(out):
         try:
             text = (out / f"wrk-{c}.txt").read_text()
             ratio = float(re.search(r"^mean:.*ratio ([0-9.]+)", text, re.M).group(1))
-            row(f"pacer-demo under wrk, {c} connections: limited / unlimited", f"{ratio:.3f}",
-                ">= 0.95", ratio >= 0.95)
+            # The spread of the rounds' own ratios (req/s) shows how far one run can be trusted.
+            rounds = [float(r) for r in re.findall(r"^round \d+:.*? ratio ([0-9.]+)", text, re.M)]
+            spread = f" (rounds {min(rounds):.2f}-{max(rounds):.2f})" if len(rounds) > 1 else ""
+            row(f"pacer-demo under wrk, {c} connections: limited / unlimited",
+                f"{ratio:.3f}{spread}", ">= 0.95", ratio >= 0.95)
             cpu = re.search(r"^server CPU per request:.*ratio ([0-9.]+)", text, re.M)
             if cpu:
                 row("  server CPU per request, unlimited / limited", cpu.group(1), "", None)
