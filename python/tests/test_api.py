@@ -138,6 +138,22 @@ def test_key_ip_ignores_headers_from_untrusted_peers():
         == "203.0.113.5"
 
 
+def test_client_ip_over_repeated_header_lines():
+    """Raw ASGI header pairs may repeat a name: list headers are read as one list, and a
+    single-value header sent twice is refused (the peer is used), as in C++."""
+    from pacer import _pacer
+
+    resolver = _pacer.ClientIp("10.0.0.0/8", ["X-Forwarded-For", "X-Real-IP"])
+    xff = [("x-forwarded-for", "203.0.113.5"), ("X-Forwarded-For", "198.51.100.7, 10.0.0.2")]
+    assert resolver.resolve("10.0.0.1", xff, "missing") == "198.51.100.7"
+    one = [("X-Real-IP", "198.51.100.8")]
+    assert resolver.resolve("10.0.0.1", one, "missing") == "198.51.100.8"
+    twice = one + [("x-real-ip", "198.51.100.9")]
+    assert resolver.resolve("10.0.0.1", twice, "missing") == "10.0.0.1"
+    scope_headers = [(b"x-forwarded-for", b"203.0.113.5"), (b"x-forwarded-for", b"198.51.100.7")]
+    assert resolver.resolve_scope(("10.0.0.1", 1), scope_headers, "missing") == "198.51.100.7"
+
+
 def test_key_ip_ipv6_and_odd_peers():
     assert key_ip(mock_request("2001:db8::1")) == "2001:db8::1"
     assert key_ip(mock_request("2001:db8::2")) != key_ip(mock_request("2001:db8::1"))
