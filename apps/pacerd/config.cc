@@ -250,6 +250,14 @@ void read_server(Section& s, Config& c) {
     c.idle_timeout = std::chrono::ceil<std::chrono::seconds>(*v);
   if (auto v = s.duration("shutdown_grace", std::chrono::seconds(1), std::chrono::minutes(10)))
     c.shutdown_grace = std::chrono::ceil<std::chrono::seconds>(*v);
+  if (auto v = s.duration("body_timeout", std::chrono::seconds(1), std::chrono::seconds(120)))
+    c.body_timeout = std::chrono::ceil<std::chrono::seconds>(*v);
+  if (auto v = s.integer("min_body_rate", 0, 1'000'000'000))
+    c.min_body_rate = static_cast<std::size_t>(*v);
+  if (auto v = s.integer("max_connections_per_client", 0, 10'000'000))
+    c.max_connections_per_client = static_cast<std::size_t>(*v);
+  if (auto v = s.duration("watch_settle", std::chrono::milliseconds(0), std::chrono::minutes(1)))
+    c.watch_settle = std::chrono::ceil<std::chrono::milliseconds>(*v);
   if (auto v = s.integer("max_body_bytes", 1024, std::int64_t{64} * 1024 * 1024))
     c.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("ipv6_prefix", 0, 128)) c.ipv6_prefix = static_cast<int>(*v);
@@ -497,7 +505,7 @@ Config parse_config(std::string_view text, const std::string& path) {
                      "missing: e.g. \"127.0.0.1:9091\" (or on_main = true)");
       }
     }
-    for (const char* section : {"server", "admin", "store"}) {
+    for (const char* section : {"server", "admin", "store", "api"}) {
       if (const auto* t = root[section].as_table()) {
         for (auto&& [key, node] : *t) {
           c.locations.emplace(
@@ -511,6 +519,10 @@ Config parse_config(std::string_view text, const std::string& path) {
       if (auto v = s.integer("max_batch", 1, 100'000)) c.max_batch = static_cast<std::size_t>(*v);
       if (auto v = s.integer("max_key_bytes", 1, 65'536))
         c.max_key_bytes = static_cast<std::size_t>(*v);
+      if (auto v = s.integer("batch_in_flight", 1, 1'000'000))
+        c.batch_in_flight = static_cast<std::size_t>(*v);
+      if (auto v = s.integer("batch_in_flight_per_request", 1, 100'000))
+        c.batch_in_flight_per_request = static_cast<std::size_t>(*v);
     }
     if (const auto* t = top.table("headers")) {
       Section s(*t, "headers", problems);
@@ -616,6 +628,16 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
           std::to_string(next.shutdown_grace.count()) + "s");
   differs("server.max_body_bytes", std::to_string(max_body_bytes),
           std::to_string(next.max_body_bytes));
+  differs("server.body_timeout", std::to_string(body_timeout.count()) + "s",
+          std::to_string(next.body_timeout.count()) + "s");
+  differs("server.min_body_rate", std::to_string(min_body_rate),
+          std::to_string(next.min_body_rate));
+  differs("server.max_connections_per_client", std::to_string(max_connections_per_client),
+          std::to_string(next.max_connections_per_client));
+  differs("server.watch_settle", std::to_string(watch_settle.count()) + "ms",
+          std::to_string(next.watch_settle.count()) + "ms");
+  differs("api.batch_in_flight", std::to_string(batch_in_flight),
+          std::to_string(next.batch_in_flight));
   differs("admin.listen", admin_listen ? admin_listen->to_string() : "none",
           next.admin_listen ? next.admin_listen->to_string() : "none");
   differs("store.url", display_store_url(store_url), display_store_url(next.store_url));

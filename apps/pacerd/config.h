@@ -56,6 +56,12 @@ struct Config {
   std::chrono::seconds idle_timeout{30};
   std::chrono::seconds shutdown_grace{5};
   std::size_t max_body_bytes = std::size_t{1024} * 1024;
+  // Slow bodies and the per-client cap (pacer/beast/server.h, "Slow bodies").
+  std::chrono::seconds body_timeout{20};
+  std::size_t min_body_rate = 500;
+  std::size_t max_connections_per_client = 0;
+  // The file watch reads a changed file once it stayed the same this long (file_watch.h).
+  std::chrono::milliseconds watch_settle{2000};
   std::string trusted_proxies = "loopback";
   int ipv6_prefix = 128;
 
@@ -75,6 +81,9 @@ struct Config {
   // [api]
   std::size_t max_batch = 1000;
   std::size_t max_key_bytes = 1024;
+  // Batch items at the store at once: all batches of the process, and one batch (item_window.h).
+  std::size_t batch_in_flight = 1024;
+  std::size_t batch_in_flight_per_request = 128;
 
   // [headers]
   http::HeaderOptions headers;

@@ -37,10 +37,14 @@ std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress&
                                     .threads = threads,
                                     .body_limit = config.max_body_bytes,
                                     .idle_timeout = config.idle_timeout,
+                                    .body_timeout = config.body_timeout,
+                                    .min_body_rate = config.min_body_rate,
                                     .shutdown_grace = config.shutdown_grace,
                                     .handle_signals = false,
                                     .server_header = "pacerd",
-                                    .max_connections = config.max_connections},
+                                    .max_connections = config.max_connections,
+                                    .max_connections_per_client =
+                                        config.max_connections_per_client},
         std::move(handler));
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("cannot listen on ") + key + " = \"" +
@@ -162,12 +166,12 @@ int run(int argc, char** argv) {
         }
         try {
           if (signal == SIGHUP) {
-            service->file_changed();
+            service->file_seen();
             service->reload("SIGHUP");
           }
           if (std::chrono::steady_clock::now() >= next_poll) {
             next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-            if (service->file_changed()) service->reload("file_changed");
+            if (service->file_settled()) service->reload("file_changed");
           }
         } catch (const std::exception& e) {
           spdlog::error("event=reload_error error={}", e.what());

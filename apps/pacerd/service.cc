@@ -198,7 +198,9 @@ json policy_json(const Service::RuntimePolicy& p) {
 }  // namespace
 
 Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::io_context*>& io)
-    : config_text_(std::move(file.text)), file_stamp_(file.stamp) {
+    : batch_window_(std::make_shared<ItemWindow>(config.batch_in_flight)),
+      config_text_(std::move(file.text)),
+      file_watch_(file.stamp, config.watch_settle) {
   if (config.memory_store()) {
     store_ = std::make_unique<MemoryStore>(MemoryStoreOptions{.max_keys = config.max_keys});
   } else {
@@ -251,12 +253,16 @@ std::shared_ptr<const Service::Runtime> Service::build(Config config, const Runt
   return runtime;
 }
 
-bool Service::file_changed() {
-  const FileStamp now = stamp_file(runtime_.load()->config.file);
+bool Service::file_settled(std::chrono::steady_clock::time_point now) {
+  const FileStamp stamp = stamp_file(runtime_.load()->config.file);
   std::lock_guard lock(mutex_);
-  const bool changed = !(now == file_stamp_);
-  file_stamp_ = now;
-  return changed;
+  return file_watch_.observe(stamp, now);
+}
+
+void Service::file_seen() {
+  const FileStamp stamp = stamp_file(runtime_.load()->config.file);
+  std::lock_guard lock(mutex_);
+  file_watch_.loaded(stamp);
 }
 
 bool Service::reload(std::string_view why) {
@@ -476,17 +482,59 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     return;
   }
 
-  // A batch: every item checked concurrently, answered when the last one completes.
-  struct Batch {
+  // A batch: items go to the store through the process's window (item_window.h), at most
+  // batch_in_flight_per_request of them at a time; answered when the last one completes.
+  struct Batch : std::enable_shared_from_this<Batch> {
     std::shared_ptr<const Runtime> runtime;
+    std::shared_ptr<ItemWindow> window;
     std::vector<const RuntimePolicy*> policies;
+    std::vector<ApiItem> items;
     std::vector<Decision> decisions;
     std::vector<std::string> keys;  // for the log of shadow denials
     std::vector<bool> record;       // a real decision (cost > 0), counted in the metrics
     std::atomic<std::size_t> pending{0};
+    std::atomic<std::size_t> next{0};  // the next item to put in the window
     beast::Send send;
     unsigned version = 11;
     Clock::time_point start;
+
+    void submit_next() {
+      const std::size_t i = next.fetch_add(1, std::memory_order_relaxed);
+      if (i >= items.size()) return;
+      window->submit([self = shared_from_this(), i] { self->run(i); });
+    }
+
+    void run(std::size_t i) {
+      const RuntimePolicy* p = policies[i];
+      try {
+        const std::string key = p->storage_key(items[i].key);
+        if (p->config.shadow) keys[i] = key;
+        runtime->limiter.check(p->config.policy, key, items[i].cost,
+                               [self = shared_from_this(), i](const Decision& d) {
+                                 self->window->release();
+                                 self->complete(i, d);
+                               });
+      } catch (const std::exception& e) {
+        // Validated before; should it happen anyway, the item is answered as unavailable.
+        spdlog::error("event=check_failed policy={} error={}", p->config.policy.name(), e.what());
+        Decision d;
+        d.outcome = Outcome::kUnavailable;
+        d.degraded = true;
+        window->release();
+        complete(i, d);
+      }
+    }
+
+    void complete(std::size_t i, const Decision& d) {
+      decisions[i] = d;
+      const RuntimePolicy* policy = policies[i];
+      if (record[i]) {
+        policy->stats->record(d, policy->config.shadow, Clock::now() - start,
+                              policy->config.policy.name(), keys[i]);
+      }
+      submit_next();
+      if (pending.fetch_sub(1, std::memory_order_acq_rel) == 1) finish();
+    }
 
     void finish() {
       guarded(send, version, [&] {
@@ -504,40 +552,19 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
   };
   auto batch = std::make_shared<Batch>();
   batch->runtime = runtime;
+  batch->window = batch_window_;
   batch->policies = std::move(policies);
+  batch->items = std::move(api.items);
   batch->decisions.resize(n);
   batch->keys.resize(n);
   batch->record.resize(n);
-  for (std::size_t i = 0; i < n; ++i) batch->record[i] = decides(api.items[i].cost);
+  for (std::size_t i = 0; i < n; ++i) batch->record[i] = decides(batch->items[i].cost);
   batch->pending = n;
   batch->send = std::move(send);
   batch->version = version;
   batch->start = Clock::now();
-  for (std::size_t i = 0; i < n; ++i) {
-    const RuntimePolicy* p = batch->policies[i];
-    const std::string key = p->storage_key(api.items[i].key);
-    if (p->config.shadow) batch->keys[i] = key;
-    auto done = [batch, i](const Decision& d) {
-      batch->decisions[i] = d;
-      const RuntimePolicy* policy = batch->policies[i];
-      if (batch->record[i]) {
-        policy->stats->record(d, policy->config.shadow, Clock::now() - batch->start,
-                              policy->config.policy.name(), batch->keys[i]);
-      }
-      if (batch->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) batch->finish();
-    };
-    try {
-      runtime->limiter.check(p->config.policy, key, api.items[i].cost, std::move(done));
-    } catch (const std::exception& e) {
-      // Validated above; should it happen anyway, the item is answered as unavailable.
-      spdlog::error("event=check_failed policy={} error={}", p->config.policy.name(), e.what());
-      Decision d;
-      d.outcome = Outcome::kUnavailable;
-      d.degraded = true;
-      batch->decisions[i] = d;
-      if (batch->pending.fetch_sub(1, std::memory_order_acq_rel) == 1) batch->finish();
-    }
-  }
+  const std::size_t first = std::min(n, runtime->config.batch_in_flight_per_request);
+  for (std::size_t i = 0; i < first; ++i) batch->submit_next();
 }
 
 void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request& request,
@@ -782,7 +809,11 @@ beast::Response Service::config_json(const Runtime& runtime, unsigned version) c
                  {"timeout_ms", c.timeout.count()},
                  {"key_prefix", c.key_prefix},
                  {"connected", store_->connected()}}},
-               {"api", {{"max_batch", c.max_batch}, {"max_key_bytes", c.max_key_bytes}}},
+               {"api",
+                {{"max_batch", c.max_batch},
+                 {"max_key_bytes", c.max_key_bytes},
+                 {"batch_in_flight", c.batch_in_flight},
+                 {"batch_in_flight_per_request", c.batch_in_flight_per_request}}},
                {"policies", policies}};
   {
     std::lock_guard lock(mutex_);

@@ -19,6 +19,8 @@
 #include <vector>
 
 #include "config.h"
+#include "file_watch.h"
+#include "item_window.h"
 #include "pacer/beast/server.h"
 #include "pacer/store.h"
 
@@ -45,8 +47,11 @@ class Service {
   // Reads the file again and swaps it in when valid; otherwise keeps the running one and
   // records why (shown on /v1/config). Text already tried (or running) is not tried again.
   bool reload(std::string_view why);
-  // True when the file's modification time, inode or size changed since the last call.
-  bool file_changed();
+  // The file watch, polled: true when the file's modification time, inode or size changed and
+  // then stayed the same for server.watch_settle (file_watch.h), so it may be read now.
+  bool file_settled(std::chrono::steady_clock::time_point now = std::chrono::steady_clock::now());
+  // A reload that does not wait (SIGHUP) is about to read the file as it is now.
+  void file_seen();
 
   // Servers whose connection counters /metrics reports; set before they start.
   void set_servers(const beast::Server* main, const beast::Server* admin);
@@ -72,6 +77,8 @@ class Service {
   beast::Response config_json(const Runtime& runtime, unsigned version) const;
 
   std::unique_ptr<Store> store_;
+  // Batch items at the store at once, all batches together (api.batch_in_flight).
+  std::shared_ptr<ItemWindow> batch_window_;
   std::atomic<std::shared_ptr<const Runtime>> runtime_;
   const beast::Server* main_server_ = nullptr;
   const beast::Server* admin_server_ = nullptr;
@@ -87,7 +94,7 @@ class Service {
   std::chrono::system_clock::time_point last_reload_attempt_{};
   std::uint64_t reloads_ok_ = 0;
   std::uint64_t reloads_failed_ = 0;
-  FileStamp file_stamp_;  // of the file as last seen by file_changed() (or read at start)
+  SettledChange file_watch_;  // the file as loaded (or read at start), and a change settling
 };
 
 }  // namespace pacer::pacerd

@@ -6,6 +6,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <cerrno>
 #include <stdexcept>
+#include <string>
 #include <system_error>
 
 #include "spdlog/spdlog.h"
@@ -100,6 +101,13 @@ void ensure_port_free(const tcp::endpoint& endpoint, const std::string& host) {
 Server::Impl::Impl(ServerOptions options_in, Handler handler_in)
     : options(std::move(options_in)), handler(std::move(handler_in)) {
   if (!handler) throw std::invalid_argument("pacer::beast::Server: the handler is empty");
+  if (options.body_timeout <= std::chrono::seconds::zero() ||
+      options.body_timeout > options.body_timeout_max) {
+    throw std::invalid_argument("pacer::beast::Server: body_timeout " +
+                                std::to_string(options.body_timeout.count()) +
+                                " s must be above 0 and at most body_timeout_max (" +
+                                std::to_string(options.body_timeout_max.count()) + " s)");
+  }
   unsigned count = options.threads;
   if (count == 0) count = std::thread::hardware_concurrency();  // one per core
   if (count == 0) count = 1;                                    // the core count is unknown
@@ -210,6 +218,8 @@ ServerStats Server::stats() const {
     stats.refused += worker->refused.load(std::memory_order_relaxed);
     stats.accept_failures += worker->accept_failures.load(std::memory_order_relaxed);
     stats.escaped_exceptions += worker->escaped_exceptions.load(std::memory_order_relaxed);
+    stats.refused_per_client += worker->refused_per_client.load(std::memory_order_relaxed);
+    stats.body_timeouts += worker->body_timeouts.load(std::memory_order_relaxed);
   }
   return stats;
 }

@@ -22,6 +22,9 @@ constexpr std::string_view kCodingNotImplemented =
 constexpr std::string_view kHeaderTooLarge = R"({"detail":"Request header fields too large"})";
 constexpr std::string_view kBodyTooLarge = R"({"detail":"Request body too large"})";
 constexpr std::string_view kInternalError = R"({"detail":"Internal Server Error"})";
+constexpr std::string_view kHostRequired =
+    R"({"detail":"Bad request: an HTTP/1.1 request needs exactly one Host header"})";
+constexpr std::string_view kBodyTimeout = R"({"detail":"Request body too slow"})";
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // After an error answer the client may still be sending (a big body): reading it for a while
@@ -161,6 +164,12 @@ void Session::on_header(error_code ec) {
     case Framing::kNotImplemented:
       return answer_error(bhttp::status::not_implemented, kCodingNotImplemented);
   }
+  // RFC 9112 §3.2: a server must answer 400 to an HTTP/1.1 request with no Host or several;
+  // a proxy and this server could otherwise disagree on which site a request is for.
+  if (const auto& header = parser_->get();
+      header.version() >= 11 && header.count(bhttp::field::host) != 1) {
+    return answer_error(bhttp::status::bad_request, kHostRequired);
+  }
   if (parser_->is_done()) return dispatch();
   state_ = State::kReadingBody;
   const auto& fields = parser_->get();
@@ -179,13 +188,41 @@ void Session::on_header(error_code ec) {
 
 void Session::read_body() {
   if (state_ == State::kDone) return;
-  stream_.expires_after(options().idle_timeout);
-  bhttp::async_read(stream_, buffer_, *parser_,
-                    [self = shared_from_this()](error_code ec, std::size_t) {
-                      if (self->state_ == State::kDone) return;
-                      if (ec) return self->on_read_error(ec);
-                      self->dispatch();
-                    });
+  body_started_ = std::chrono::steady_clock::now();
+  body_received_ = 0;
+  read_body_some();
+}
+
+std::chrono::steady_clock::time_point Session::body_deadline() const {
+  const ServerOptions& o = options();
+  std::chrono::seconds allowed = o.body_timeout;
+  if (o.min_body_rate != 0) {
+    const std::uint64_t earned = body_received_ / o.min_body_rate;
+    allowed = earned >= static_cast<std::uint64_t>(o.body_timeout_max.count())
+                  ? o.body_timeout_max
+                  : std::min(o.body_timeout_max,
+                             allowed + std::chrono::seconds(static_cast<std::int64_t>(earned)));
+  }
+  return body_started_ + allowed;
+}
+
+// Piece by piece rather than one async_read: each piece moves the deadline (a trickle is cut, a
+// fast upload is not), where one operation would have one fixed expiry.
+void Session::read_body_some() {
+  stream_.expires_at(body_deadline());
+  bhttp::async_read_some(stream_, buffer_, *parser_,
+                         [self = shared_from_this()](error_code ec, std::size_t n) {
+                           if (self->state_ == State::kDone) return;
+                           self->body_received_ += n;
+                           if (ec == bb::error::timeout) {
+                             self->worker_.body_timeouts.fetch_add(1, std::memory_order_relaxed);
+                             return self->answer_error(bhttp::status::request_timeout,
+                                                       kBodyTimeout);
+                           }
+                           if (ec) return self->on_read_error(ec);
+                           if (self->parser_->is_done()) return self->dispatch();
+                           self->read_body_some();
+                         });
 }
 
 void Session::on_read_error(error_code ec) {

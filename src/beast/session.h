@@ -19,6 +19,10 @@ class Session : public std::enable_shared_from_this<Session> {
   Session(Worker& worker, Socket&& socket);
 
   void start() { read_request(); }
+  void set_no_delay() {
+    error_code ignored;
+    stream_.socket().set_option(tcp::no_delay(true), ignored);
+  }
 
   // Any thread: the handler's answer for request `generation`, and raw header lines to add.
   static void deliver(std::shared_ptr<Session> self, std::uint64_t generation, Response&& response,
@@ -30,8 +34,11 @@ class Session : public std::enable_shared_from_this<Session> {
   // On stop(): a connection waiting for the next request, with no byte of it received, is idle.
   void close_if_idle();
 
-  // For shedding at the connection cap (Worker::find_victim).
-  bool reading_header() const { return state_ == State::kReadingHeader; }
+  // For shedding at the connection cap (Worker::find_victim): waiting for the request's header or
+  // body to arrive.
+  bool reading_request() const {
+    return state_ == State::kReadingHeader || state_ == State::kReadingBody;
+  }
   // Served before and now waiting for the next request, with no byte of it received.
   bool idle_keep_alive() const;
   // Answered and closed for sending; only reading what the client still sends.
@@ -42,6 +49,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   Session* prev = nullptr;
   Session* next = nullptr;
+  bool counted_per_client = false;  // holds one of its peer's max_connections_per_client
 
   // The callable inside Send. Answers 500 when destroyed without having been called.
   class Responder {
@@ -85,6 +93,9 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_request();
   void on_header(error_code ec);
   void read_body();
+  // One piece of the body, under the deadline of "Slow bodies" (pacer/beast/server.h).
+  void read_body_some();
+  std::chrono::steady_clock::time_point body_deadline() const;
   void on_read_error(error_code ec);
   void dispatch();
   void on_dropped(std::uint64_t generation);
@@ -121,6 +132,8 @@ class Session : public std::enable_shared_from_this<Session> {
   bool in_handler_ = false;
   bool dropped_in_handler_ = false;
   std::chrono::steady_clock::time_point drain_deadline_;
+  std::chrono::steady_clock::time_point body_started_;
+  std::uint64_t body_received_ = 0;
   std::size_t drained_ = 0;
 };
 

@@ -39,7 +39,9 @@ void Worker::accept() {
 
 // The connection that can best be closed to make room, or null. In this order: one that was
 // answered and only drains, the oldest idle keep-alive one, the one that has been reading its
-// header the longest (slowloris). Never one whose request is being handled or answered.
+// request (header or body) the longest: slowloris, or a body sent a byte at a time, which
+// would otherwise hold its descriptor for the whole body deadline. Never one whose request is
+// being handled or answered.
 Session* Worker::find_victim(const char*& what) const {
   Session* idle = nullptr;
   Session* slow = nullptr;
@@ -49,31 +51,45 @@ Session* Worker::find_victim(const char*& what) const {
       return session;
     }
     if (idle == nullptr && session->idle_keep_alive()) idle = session;
-    if (slow == nullptr && session->reading_header()) slow = session;
+    if (slow == nullptr && session->reading_request()) slow = session;
   }
   if (idle != nullptr) {
     what = "the oldest idle keep-alive connection";
     return idle;
   }
-  what = "the connection reading its request header the longest";
+  what = "the connection reading its request the longest";
   return slow;
 }
 
 void Worker::admit(Socket&& socket) {
+  auto session = std::make_shared<Session>(*this, std::move(socket));
+  if (server.options.max_connections_per_client != 0 && !session->peer().empty()) {
+    if (!server.take_client_slot(session->peer())) {
+      refused_per_client.fetch_add(1, std::memory_order_relaxed);
+      std::uint64_t skipped = 0;
+      if (client_cap_log.allow(skipped)) {
+        spdlog::warn(
+            "pacer::beast: worker {}: {} already holds {} connections "
+            "(max_connections_per_client): refused a new one{}",
+            index, session->peer(), server.options.max_connections_per_client,
+            skipped_note(skipped));
+      }
+      return;  // the session closes its socket as it goes
+    }
+    session->counted_per_client = true;
+  }
   if (open >= max_connections) {
     const char* what = "";
     Session* victim = find_victim(what);
     std::uint64_t skipped = 0;
     if (victim == nullptr) {
       refused.fetch_add(1, std::memory_order_relaxed);
-      error_code ignored;
-      const auto peer = socket.remote_endpoint(ignored);
-      socket.close(ignored);
+      if (session->counted_per_client) server.release_client_slot(session->peer());
       if (cap_log.allow(skipped)) {
         spdlog::warn(
             "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
             "refused a new one from {}{}",
-            index, max_connections, peer.address().to_string(), skipped_note(skipped));
+            index, max_connections, session->peer(), skipped_note(skipped));
       }
       return;
     }
@@ -86,9 +102,7 @@ void Worker::admit(Socket&& socket) {
     }
     victim->finish();
   }
-  error_code ignored;
-  socket.set_option(tcp::no_delay(true), ignored);
-  auto session = std::make_shared<Session>(*this, std::move(socket));
+  session->set_no_delay();
   link(session.get());
   session->start();
 }
@@ -207,6 +221,10 @@ void Worker::requeue(Session* session) {
 
 void Worker::unlink(Session* session) {
   detach(session);
+  if (session->counted_per_client) {
+    session->counted_per_client = false;
+    server.release_client_slot(session->peer());
+  }
   --open;
   open_count.store(open, std::memory_order_relaxed);
   if (stopping && sessions == nullptr) {
@@ -216,3 +234,25 @@ void Worker::unlink(Session* session) {
 }
 
 }  // namespace pacer::beast::internal
+
+namespace pacer::beast {
+
+bool Server::Impl::take_client_slot(const std::string& peer) {
+  std::lock_guard lock(clients_mutex);
+  std::size_t& held = clients[peer];
+  if (held >= options.max_connections_per_client) {
+    if (held == 0) clients.erase(peer);
+    return false;
+  }
+  ++held;
+  return true;
+}
+
+void Server::Impl::release_client_slot(const std::string& peer) {
+  std::lock_guard lock(clients_mutex);
+  const auto it = clients.find(peer);
+  if (it == clients.end()) return;
+  if (--it->second == 0) clients.erase(it);
+}
+
+}  // namespace pacer::beast

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "net.h"
@@ -43,6 +44,14 @@ struct Server::Impl {
   bool joining = false;
   bool joined = false;
   std::vector<std::thread> threads;
+
+  // ServerOptions::max_connections_per_client: open connections per peer address, all workers
+  // together (a client's connections are spread over the workers by the kernel). Taken once per
+  // connection, not per request.
+  bool take_client_slot(const std::string& peer);
+  void release_client_slot(const std::string& peer);
+  std::mutex clients_mutex;
+  std::unordered_map<std::string, std::size_t> clients;
 };
 
 namespace internal {
@@ -82,12 +91,15 @@ struct Worker {
   bool stopping = false;
   LogThrottle cap_log;
   LogThrottle accept_log;
+  LogThrottle client_cap_log;
   // Read by Server::stats() from any thread.
   std::atomic<std::uint64_t> open_count{0};
   std::atomic<std::uint64_t> shed{0};
   std::atomic<std::uint64_t> refused{0};
   std::atomic<std::uint64_t> accept_failures{0};
   std::atomic<std::uint64_t> escaped_exceptions{0};
+  std::atomic<std::uint64_t> refused_per_client{0};
+  std::atomic<std::uint64_t> body_timeouts{0};
 };
 
 }  // namespace internal

@@ -389,7 +389,7 @@ void Connection::on_read(std::uint64_t epoch, const error_code& ec, std::size_t 
     } end_batch{batching_};
     batching_ = true;
     const std::uint64_t replies = mux_.replies();
-    error = mux_.feed(std::string_view(read_buffer_.get(), n));
+    error = mux_.feed(std::string_view(read_buffer_.get(), n), Clock::now());
     if (mux_.replies() != replies) breaker_.record_success();
   }
   if (epoch != epoch_) return;  // a handler stopped the connection
@@ -454,9 +454,11 @@ void Connection::on_timer(std::uint64_t generation, const error_code&) {
   const bool stalled = mux_.expire(Clock::now());
   update_breaker(replies, timeouts);
   if (stalled) {
-    // The oldest request is a full command timeout past its own deadline: the server is paused,
-    // overloaded or gone without a FIN. A new connection is the only way to find out.
-    fail("no reply for " + milliseconds_text(2 * config_.command_timeout) + "; reconnecting",
+    // The oldest request is a full command timeout past its own deadline and not a byte came
+    // for as long: the server is paused, overloaded or gone without a FIN. A new connection is
+    // the only way to find out.
+    fail("no reply for " + milliseconds_text(2 * config_.command_timeout) +
+             " and no byte for " + milliseconds_text(config_.command_timeout) + "; reconnecting",
          Errc::kStoreUnavailable);
     return;
   }

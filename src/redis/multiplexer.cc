@@ -74,7 +74,8 @@ void Multiplexer::end_write() {
   }
 }
 
-std::error_code Multiplexer::feed(std::string_view data) {
+std::error_code Multiplexer::feed(std::string_view data, Clock::time_point now) {
+  last_input_ = std::max(last_input_, now);
   if (!reader_.feed(data)) {
     error_text_ = reader_.error();
     return Errc::kProtocol;
@@ -111,7 +112,7 @@ std::error_code Multiplexer::feed(std::string_view data) {
 
 std::optional<Multiplexer::Clock::time_point> Multiplexer::next_timer() const {
   if (queue_.empty()) return std::nullopt;
-  Clock::time_point next = queue_.front().deadline + options_.stall_after;
+  Clock::time_point next = stall_point();
   if (expired_ < queue_.size()) next = std::min(next, queue_[expired_].deadline);
   for (const Early& early : early_) next = std::min(next, early.deadline);
   return next;
@@ -158,7 +159,7 @@ bool Multiplexer::expire(Clock::time_point now) {
       if (epoch != epoch_) return false;
     }
   }
-  return !queue_.empty() && queue_.front().deadline + options_.stall_after <= now;
+  return !queue_.empty() && stall_point() <= now;
 }
 
 void Multiplexer::fail_all(std::error_code ec) {

@@ -7,7 +7,9 @@
 // - Every request has a deadline. At its deadline the handler gets kTimeout, but the request
 //   stays in the queue (without a handler) until its late reply arrives and is dropped, so later
 //   replies still meet their own requests. When the oldest request has waited `stall_after`
-//   past its deadline, expire() reports the connection as stalled: the owner should close it.
+//   past its deadline and no byte has come from the server for `stall_after` either, expire()
+//   reports the connection as stalled: the owner should close it. A connection still receiving
+//   a long pipeline of replies is busy, not stalled (replies arriving means the server is alive).
 //   Deadlines usually grow along the queue; a request with an earlier one than a request before
 //   it (a redirected command keeps its caller's deadline) is still failed on time.
 // - Bounded: at most `max_in_flight` requests (queued, written, or timed out and unanswered).
@@ -18,6 +20,7 @@
 // Options::on_handler_error, and the stream goes on as if it had returned.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -76,16 +79,18 @@ class Multiplexer {
   std::string_view begin_write();
   void end_write();
 
-  // Parses bytes from the server and completes requests in order. kProtocol when the stream is
-  // broken (malformed RESP, a reply nobody asked for); then the connection must be closed.
-  std::error_code feed(std::string_view data);
+  // Parses bytes from the server, which arrived at `now`, and completes requests in order.
+  // kProtocol when the stream is broken (malformed RESP, a reply nobody asked for); then the
+  // connection must be closed.
+  std::error_code feed(std::string_view data, Clock::time_point now = {});
   std::string_view error_text() const { return error_text_; }
 
   // When expire() should be called next: the earliest deadline of a request still waiting, or
   // the moment the oldest request counts as stalled.
   std::optional<Clock::time_point> next_timer() const;
   // Fails requests past their deadline with kTimeout. Returns true when the oldest request has
-  // waited `stall_after` past its deadline: the server is not answering.
+  // waited `stall_after` past its deadline and nothing came from the server for `stall_after`:
+  // the server is not answering.
   bool expire(Clock::time_point now);
 
   // Fails every request with `ec` (in order) and resets for a new connection.
@@ -110,6 +115,10 @@ class Multiplexer {
   bool expire_early(Clock::time_point now);
   // Calls `handler`; an exception it throws stops here.
   void call(ReplyHandler& handler, std::error_code ec, Reply&& reply) noexcept;
+  // When the oldest request counts as stalled (the queue is not empty).
+  Clock::time_point stall_point() const {
+    return std::max(queue_.front().deadline, last_input_) + options_.stall_after;
+  }
 
   Options options_;
   RingQueue<Request> queue_;
@@ -119,6 +128,7 @@ class Multiplexer {
   std::uint64_t popped_ = 0;             // requests ever taken off the front
   Clock::time_point latest_deadline_{};  // the latest deadline queued since the queue was empty
   std::vector<Early> early_;             // usually empty
+  Clock::time_point last_input_{};       // when bytes last came from the server
   std::uint64_t replies_ = 0;
   std::uint64_t timeouts_ = 0;
   std::string pending_;  // commands not yet handed to a write

@@ -218,9 +218,12 @@ TEST(PacerdService, AWriteBetweenTheStartsReadAndTheServiceIsReloaded) {
   auto [config, file] = load_config(path);
   // Rewritten after main read it, before the Service exists.
   std::ofstream(path, std::ios::binary | std::ios::trunc) << policy << "# changed\n";
+  const auto settle = config.watch_settle;
   Service service(std::move(config), std::move(file));
-  EXPECT_TRUE(service.file_changed());
-  EXPECT_FALSE(service.file_changed());
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(service.file_settled(t0)) << "seen changed, not yet settled";
+  EXPECT_TRUE(service.file_settled(t0 + settle));
+  EXPECT_FALSE(service.file_settled(t0 + 2 * settle));
   std::remove(path.c_str());
 }
 

@@ -302,6 +302,27 @@ TEST_F(MultiplexerTest, ReportsAStallWhenTheOldestRequestWaitedTwiceTheTimeout) 
   EXPECT_TRUE(mux.expire(now_ + 250ms));
 }
 
+// Issue 20 item 2: a connection receiving a long pipeline of replies is busy, not stalled. The
+// oldest request timed out long ago, but bytes keep coming: the stall timer counts from the
+// last byte, and only silence for `stall_after` ends the connection.
+TEST_F(MultiplexerTest, RepliesStillArrivingAreNotAStall) {
+  Multiplexer mux({.max_in_flight = 100, .stall_after = 100ms});
+  for (int i = 0; i < 10; ++i) add(mux, {"A"}, now_ + 100ms);
+  EXPECT_FALSE(mux.expire(now_ + 150ms));  // all ten timed out; none answered yet
+  // A reply every 50 ms, the last at 500 ms: never 100 ms without a byte.
+  for (int i = 1; i <= 9; ++i) {
+    ASSERT_FALSE(mux.feed(":1\r\n", now_ + 50ms * i + 50ms));
+    EXPECT_FALSE(mux.expire(now_ + 50ms * i + 99ms)) << i;
+    EXPECT_EQ(mux.next_timer(), now_ + 50ms * i + 150ms) << i;
+  }
+  // A partial reply is a byte too.
+  ASSERT_FALSE(mux.feed(":", now_ + 600ms));
+  EXPECT_FALSE(mux.expire(now_ + 650ms));
+  // Then silence with one request left: stalled 100 ms after the last byte.
+  EXPECT_FALSE(mux.expire(now_ + 699ms));
+  EXPECT_TRUE(mux.expire(now_ + 700ms));
+}
+
 TEST_F(MultiplexerTest, BoundedInFlightFailsFastAndLeavesTheHandlerToTheCaller) {
   Multiplexer mux({.max_in_flight = 2});
   add(mux, {"A"});

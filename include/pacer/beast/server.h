@@ -22,9 +22,19 @@
 // the workers; by default the soft RLIMIT_NOFILE less 64, and the soft limit is first raised to
 // the hard one). At the cap a worker still accepts, and closes to make room, in this order: a
 // connection that was answered and is only draining, the oldest idle keep-alive connection, the
-// one reading its request header the longest (slowloris); when all are busy with a request, the
-// new one is closed at once. accept() failing for lack of descriptors sheds the same way. Log
-// lines about either are at most one a second per worker; stats() counts them.
+// one that has been reading its request (header or body) the longest: slowloris, or a body
+// trickling in. When all are busy with a request, the new one is closed at once. accept()
+// failing for lack of descriptors sheds the same way. Log lines about either are at most one a
+// second per worker; stats() counts them. Optionally, max_connections_per_client caps the
+// connections one peer address may hold (beyond it a new one is closed at once).
+//
+// Slow bodies: a request body must arrive within body_timeout, extended by one second for every
+// min_body_rate bytes received (the rule of Apache's mod_reqtimeout: a fast upload of a big body
+// is never cut, a trickle is), and never past body_timeout_max; otherwise the answer is 408 and
+// the connection is closed.
+//
+// Host (RFC 9112 §3.2): an HTTP/1.1 request without exactly one Host header is answered 400 and
+// the connection closed; the handler never sees it.
 //
 // Framing (RFC 9112 §6.1): Transfer-Encoding must be exactly "chunked", once and last; any other
 // final coding, chunked twice, Transfer-Encoding with Content-Length or on HTTP/1.0 is answered
@@ -64,6 +74,10 @@ struct ServerOptions {
   std::size_t header_limit = std::size_t{8} * 1024;   // bigger request headers -> 431 and close
   std::size_t body_limit = std::size_t{1024} * 1024;  // bigger bodies -> 413 and close
   std::chrono::seconds idle_timeout{30};              // keep-alive idle / slow client read timeout
+  // The time a request body may take (see "Slow bodies" above).
+  std::chrono::seconds body_timeout{20};
+  std::size_t min_body_rate = 500;  // bytes per second that earn one more second; 0 = none
+  std::chrono::seconds body_timeout_max{120};  // however fast the body comes
   std::chrono::seconds shutdown_grace{5};  // how long in-flight requests may finish on stop()
   bool handle_signals = false;             // stop() on SIGINT/SIGTERM
   std::string server_header = "pacer";     // value of the Server header on every response
@@ -71,6 +85,8 @@ struct ServerOptions {
   // 0 = derived from the descriptor limit: the soft RLIMIT_NOFILE less 64 descriptors kept for
   // everything else (listeners, Redis connections, files). See "Connection cap" above.
   std::size_t max_connections = 0;
+  // Open connections one peer address may hold, all workers together; 0 = no per-client cap.
+  std::size_t max_connections_per_client = 0;
   // Raise the soft RLIMIT_NOFILE to the hard limit when the Server is constructed (process-wide;
   // never lowers it).
   bool raise_fd_limit = true;
@@ -82,6 +98,8 @@ struct ServerStats {
   std::uint64_t shed = 0;             // closed to make room for a new one (see Connection cap)
   std::uint64_t refused = 0;          // closed right after accept: at the cap, nothing to shed
   std::uint64_t accept_failures = 0;  // accept() errors, such as out of descriptors (EMFILE)
+  std::uint64_t refused_per_client = 0;  // closed right after accept: the client's cap reached
+  std::uint64_t body_timeouts = 0;       // answered 408: the body came too slowly
   // Exceptions that escaped a completion handler into a worker's io_context::run() (a bug in
   // that handler: it is logged, and the worker goes on).
   std::uint64_t escaped_exceptions = 0;
