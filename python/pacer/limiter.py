@@ -20,6 +20,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _pacer
 from ._bridge import bridge_for
+from ._routes import request_template
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP, get_selector
 from .storage_simple import SimpleRedisStorage
@@ -28,6 +29,12 @@ logger = logging.getLogger("pacer")
 
 OnDecisionHook = Callable[[Any, Policy, "RateLimitResult", float], None]
 OnErrorHook = Callable[[Any, Policy, Exception, float], None]
+
+# route_scope -> the engine's scope kind (0: the path given, 1: "METHOD:path", 2: "global").
+# "route" and "method" are given the route template, "path" and "method_path" the concrete
+# path (FastAPI Pacer's "route" and "method").
+_SCOPE_KINDS = {"route": 0, "method": 1, "app": 2, "path": 0, "method_path": 1}
+_TEMPLATE_SCOPES = ("route", "method")
 
 # Retry-After of a 503 (fail mode "closed"): the engine's, as in FastAPI Pacer (5 s).
 UNAVAILABLE_RETRY_AFTER_S = int(_pacer.UNAVAILABLE_RETRY_AFTER_S)
@@ -164,8 +171,9 @@ class Limiter:
     ) -> None:
         if fail_mode not in ("open", "closed", "local"):
             raise ValueError("fail_mode must be 'open' or 'closed' (Pacer also accepts 'local')")
-        if route_scope not in ("route", "method", "app"):
-            raise ValueError("route_scope must be 'route', 'method', or 'app'")
+        if not isinstance(route_scope, str) or route_scope not in _SCOPE_KINDS:
+            raise ValueError("route_scope must be 'route', 'method', or 'app' (Pacer also "
+                             f"accepts 'path' and 'method_path'), got {route_scope!r}")
         if cluster_mode and redis_url and redis_url.startswith(("redis://", "rediss://")):
             redis_url = redis_url.replace("redis", "redis+cluster", 1).replace(
                 "redis+clusters://", "rediss+cluster://", 1)
@@ -224,11 +232,28 @@ class Limiter:
         return get_selector(policy.key)(request)
 
     def _scope_value(self, method: str, path: str) -> str:
-        if self.route_scope == "route":
+        """The scope part of the key; `path` is already the template or the concrete path,
+        whichever `route_scope` asks for."""
+        kind = _SCOPE_KINDS[self.route_scope]
+        if kind == 0:
             return path
-        if self.route_scope == "method":
+        if kind == 1:
             return f"{method}:{path}"
         return "global"
+
+    def _request_path(self, request: Any) -> str:
+        """What a routed request is keyed by under `route_scope`: the route template for
+        "route" and "method" (FastAPI Pacer's concrete path let `/items/07` pass `/items/7`'s
+        limit), the concrete path for "path" and "method_path" (FastAPI Pacer's "route" and
+        "method"). Duck-typed requests without an ASGI scope keep the concrete path."""
+        url = getattr(request, "url", None)
+        path = getattr(url, "path", None)
+        path = path if isinstance(path, str) else "/"
+        if self.route_scope in _TEMPLATE_SCOPES:
+            scope = getattr(request, "scope", None)
+            if isinstance(scope, dict):
+                return request_template(scope, path) or path
+        return path
 
     async def _decide(self, policy: Policy, scope: str, principal: str) -> Tuple[Any, float]:
         engine = self.storage._engine
@@ -270,10 +295,8 @@ class Limiter:
         if scope_override:
             scope = scope_override
         else:
-            url = getattr(request, "url", None)
-            path = getattr(url, "path", None)
-            scope = self._scope_value(str(getattr(request, "method", "GET")),
-                                      path if isinstance(path, str) else "/")
+            scope = "global" if self.route_scope == "app" else self._scope_value(
+                str(getattr(request, "method", "GET")), self._request_path(request))
         verdict, duration_ms = await self._decide(policy, scope, str(principal))
         return self._report(request, policy, verdict, duration_ms)
 
@@ -352,6 +375,7 @@ class Limiter:
 
     async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
         """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.
+        `path` is what `route_scope` keys by (the middleware found the template).
 
         With the "ip" selector the engine reads the client and headers from the scope itself
         (one call into C++); other selectors get a Starlette Request."""
@@ -389,9 +413,6 @@ class Limiter:
                 request = Request(scope)
             self._report(request, policy, verdict, (time.perf_counter() - started) * 1000.0)
         return verdict
-
-
-_SCOPE_KINDS = {"route": 0, "method": 1, "app": 2}
 
 
 def rate_limited_detail(result: RateLimitResult) -> Dict[str, Any]:

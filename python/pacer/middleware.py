@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List, Optional, Union
 
-from .limiter import (_SCOPE_KINDS, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
-                      check_failure_log)
+from .limiter import (_SCOPE_KINDS, _TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter,
+                      _as_policy, check_failure_log)
 from . import _pacer
+from ._routes import _MAX_CHAIN, UNMATCHED, match_template, routes_of
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP
 
@@ -34,6 +35,17 @@ async def answer_unavailable(send: Any) -> None:
 
 
 class LimiterMiddleware:
+    """Limits every http request of `app`.
+
+    HEAD is limited like GET: FastAPI Pacer excluded it by default, so any route answering
+    HEAD ran unlimited. `exclude_methods={"OPTIONS", "HEAD"}` restores that; an empty or None
+    `exclude_methods` means the default, {"OPTIONS"} (CORS preflights carry no credentials).
+
+    Under `route_scope` "route" and "method" a request is keyed by the template of the route it
+    matches among the app's routes (`/items/{i}`, mount templates included); a path that
+    matches none is keyed by "<unmatched>"; an app whose routes cannot be found (no Starlette
+    router under the middleware) by the concrete path."""
+
     def __init__(self, app: Any, limiter: Limiter, policy: Union[Policy, Rate, None] = None,
                  exclude_paths: Optional[List[str]] = None,
                  exclude_methods: Optional[Iterable[str]] = None) -> None:
@@ -41,13 +53,45 @@ class LimiterMiddleware:
         self.limiter = limiter
         self.policy = _as_policy(policy, "middleware")
         self.exclude_paths = list(exclude_paths or [])
-        self.exclude_methods = set(exclude_methods) if exclude_methods else {"OPTIONS", "HEAD"}
+        self.exclude_methods = set(exclude_methods) if exclude_methods else {"OPTIONS"}
         self._exact = {p for p in self.exclude_paths if not p.endswith("*")}
         self._prefixes = tuple(p[:-1] for p in self.exclude_paths if p.endswith("*"))
+        # The app's route list, found on the first request (one way needs its scope); None:
+        # there is none, False: not looked up yet.
+        self._routes: Any = False
 
     def _excluded(self, method: str, path: str) -> bool:
         return (method in self.exclude_methods or path in self._exact
                 or (bool(self._prefixes) and path.startswith(self._prefixes)))
+
+    def _key_path(self, scope: dict, path: str) -> str:
+        """The path part of the key: the matched route's template, "<unmatched>", or `path`
+        (the concrete one) when the app's routes are unknown."""
+        routes = self._routes
+        if routes is False:
+            routes = self._routes = self._find_routes(scope)
+        if routes is None:
+            return path
+        template = match_template(routes, scope)
+        return template if template == UNMATCHED else scope.get("root_path", "") + template
+
+    def _find_routes(self, scope: dict) -> Optional[List[Any]]:
+        # Under add_middleware the chain of `.app` links below us reaches the app's router.
+        routes = routes_of(self.app)
+        if routes is not None:
+            return routes
+        # A middleware below us that keeps its app under another name breaks that chain; then
+        # the Starlette app that called us is ours if its middleware stack leads to us (it is
+        # not when we wrap a mounted sub-app: scope["app"] is then the outer app).
+        app = scope.get("app")
+        node = getattr(app, "middleware_stack", None)
+        for _ in range(_MAX_CHAIN):
+            if node is None:
+                return None
+            if node is self:
+                return routes_of(app)
+            node = getattr(node, "app", None)
+        return None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -62,6 +106,8 @@ class LimiterMiddleware:
         try:
             if policy is None:
                 raise ValueError("No policy provided and no default policy configured")
+            if limiter.route_scope in _TEMPLATE_SCOPES:
+                path = self._key_path(scope, path)
             engine = limiter.storage._engine
             if (engine is not None and engine.completes_inline and policy.key == "ip"
                     and limiter.extractor is None and limiter.on_decision is None
