@@ -24,7 +24,6 @@ constexpr std::string_view kBodyTooLarge = R"({"detail":"Request body too large"
 constexpr std::string_view kInternalError = R"({"detail":"Internal Server Error"})";
 constexpr std::string_view kHostRequired =
     R"({"detail":"Bad request: an HTTP/1.1 request needs exactly one Host header"})";
-constexpr std::string_view kBodyTimeout = R"({"detail":"Request body too slow"})";
 constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
 
 // After an error answer the client may still be sending (a big body): reading it for a while
@@ -214,11 +213,10 @@ void Session::read_body_some() {
                          [self = shared_from_this()](error_code ec, std::size_t n) {
                            if (self->state_ == State::kDone) return;
                            self->body_received_ += n;
-                           if (ec == bb::error::timeout) {
+                           // The stream closed the socket at the deadline: nothing can be
+                           // answered any more.
+                           if (ec == bb::error::timeout)
                              self->worker_.body_timeouts.fetch_add(1, std::memory_order_relaxed);
-                             return self->answer_error(bhttp::status::request_timeout,
-                                                       kBodyTimeout);
-                           }
                            if (ec) return self->on_read_error(ec);
                            if (self->parser_->is_done()) return self->dispatch();
                            self->read_body_some();

@@ -61,12 +61,15 @@ struct ScratchDir : TempDir {
 
 class Pacerd {
  public:
-  explicit Pacerd(const std::string& config, std::vector<std::string> extra_args = {}) {
+  // `shell_prefix`: run by sh before pacerd, e.g. "ulimit -n 1024".
+  explicit Pacerd(const std::string& config, std::vector<std::string> extra_args = {},
+                  const std::string& shell_prefix = "") {
     config_path_ = (dir_.path() / "pacerd.toml").string();
     write_config(config);
     std::vector<std::string> args{"--config", config_path_};
     args.insert(args.end(), extra_args.begin(), extra_args.end());
-    process_ = std::make_unique<DemoProcess>(args, DemoProcessOptions{.binary = PACERD_PATH});
+    process_ = std::make_unique<DemoProcess>(
+        args, DemoProcessOptions{.shell_prefix = shell_prefix, .binary = PACERD_PATH});
   }
 
   bool start() { return process_->wait_listening(10s); }

@@ -30,8 +30,8 @@
 //
 // Slow bodies: a request body must arrive within body_timeout, extended by one second for every
 // min_body_rate bytes received (the rule of Apache's mod_reqtimeout: a fast upload of a big body
-// is never cut, a trickle is), and never past body_timeout_max; otherwise the answer is 408 and
-// the connection is closed.
+// is never cut, a trickle is), and never past body_timeout_max; otherwise the connection is
+// closed (like a header that never ends: a client this slow is not waiting for an answer).
 //
 // Host (RFC 9112 §3.2): an HTTP/1.1 request without exactly one Host header is answered 400 and
 // the connection closed; the handler never sees it.
@@ -99,7 +99,7 @@ struct ServerStats {
   std::uint64_t refused = 0;          // closed right after accept: at the cap, nothing to shed
   std::uint64_t accept_failures = 0;  // accept() errors, such as out of descriptors (EMFILE)
   std::uint64_t refused_per_client = 0;  // closed right after accept: the client's cap reached
-  std::uint64_t body_timeouts = 0;       // answered 408: the body came too slowly
+  std::uint64_t body_timeouts = 0;       // closed: the body came too slowly
   // Exceptions that escaped a completion handler into a worker's io_context::run() (a bug in
   // that handler: it is logged, and the worker goes on).
   std::uint64_t escaped_exceptions = 0;
