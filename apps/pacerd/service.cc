@@ -631,72 +631,149 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
   }
 }
 
-void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name,
+namespace {
+
+// /v1/auth/{a},{b}: the request passes when every listed policy allows it. The policies are
+// checked one after another in the order given, and the first denial answers: a request refused
+// by a later policy has spent its token of the earlier ones, as with two auth_request checks in
+// a row (docs/API.md). That is what a per-client limit in front of a per-key one wants: every
+// attempt counts against the client, whichever key it brings.
+constexpr std::size_t kMaxAuthPolicies = 8;
+
+struct AuthChain : std::enable_shared_from_this<AuthChain> {
+  std::shared_ptr<const Service::Runtime> runtime;
+  std::vector<const Service::RuntimePolicy*> policies;
+  std::vector<std::string> keys;  // empty: a shadow policy that cannot count this request
+  std::size_t next = 0;
+  beast::Send send;
+  unsigned version = 11;
+  // Of the policies that allowed so far, the one closest to denying: its headers go out.
+  const Service::RuntimePolicy* reporter = nullptr;  // never a shadow policy
+  Decision reported;
+  bool counted_shadow = false;
+
+  void step();
+  void decided(const Decision& d, Clock::time_point start);
+  void answer_allowed();
+  void answer_denied(const Service::RuntimePolicy& p, const Decision& d);
+};
+
+void AuthChain::step() {
+  while (next < policies.size() && keys[next].empty()) ++next;
+  if (next == policies.size()) return answer_allowed();
+  const Service::RuntimePolicy* p = policies[next];
+  const auto start = Clock::now();
+  // The completion owns the chain: the next policy is asked from there (inline on the
+  // in-process store, at most kMaxAuthPolicies deep).
+  runtime->limiter.check(p->config.policy, keys[next], 1,
+                         [self = shared_from_this(), start](const Decision& d) {
+                           guarded(self->send, self->version, [&] { self->decided(d, start); });
+                         });
+}
+
+void AuthChain::decided(const Decision& d, Clock::time_point start) {
+  const Service::RuntimePolicy* p = policies[next];
+  const bool shadow = p->config.shadow;
+  p->stats->record(d, shadow, Clock::now() - start, p->config.policy.name(),
+                   shadow ? keys[next] : std::string());
+  const Decision told = as_told(d, shadow);
+  if (!told.allowed()) return answer_denied(*p, d);
+  // A shadow policy is not enforced, so the client hears nothing of it: no RateLimit-* that
+  // could run to 0 and no "denied" outcome on an allowed answer (it is counted and logged).
+  if (shadow) {
+    counted_shadow = true;
+  } else if (reporter == nullptr || told.remaining <= reported.remaining) {
+    reporter = p;
+    reported = told;
+  }
+  ++next;
+  step();
+}
+
+void AuthChain::answer_allowed() {
+  beast::Response res{bhttp::status::no_content, version};
+  http::HeaderList headers;
+  if (reporter != nullptr) {
+    http::append_headers(reporter->config.policy, reported, runtime->config.headers, headers);
+    headers.add("X-Pacer-Outcome", to_string(reported.outcome));
+  } else {
+    // Only shadow policies: allowed, or none of them could count the request.
+    headers.add("X-Pacer-Outcome", counted_shadow ? "allowed" : "identity_missing");
+  }
+  beast::add_headers(headers, res);
+  send(std::move(res));
+}
+
+void AuthChain::answer_denied(const Service::RuntimePolicy& p, const Decision& d) {
+  // 403: auth_request denies with it (docs/API.md; examples/nginx turns it into 429).
+  beast::Response res = respond(bhttp::status::forbidden, version,
+                                d.outcome == Outcome::kUnavailable
+                                    ? http::unavailable_body()
+                                    : http::too_many_requests_body(d, http::BodyStyle::kFlat));
+  http::HeaderList headers;
+  if (d.outcome == Outcome::kUnavailable) {
+    headers.add_number("Retry-After", http::kUnavailableRetryAfter.count());
+  } else {
+    http::append_headers(p.config.policy, d, runtime->config.headers, headers);
+    // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
+    if (d.outcome == Outcome::kDenied)
+      headers.add_number("X-Pacer-Retry-After-Ms", http::ceil_milliseconds(d.retry_after));
+  }
+  headers.add("X-Pacer-Outcome", to_string(d.outcome));
+  if (policies.size() > 1) headers.add("X-Pacer-Policy", p.config.policy.name());
+  beast::add_headers(headers, res);
+  send(std::move(res));
+}
+
+}  // namespace
+
+void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view names,
                    const beast::Request& request, const beast::ClientEndpoint& connection,
                    beast::Send send) {
   const unsigned version = request.version();
-  const RuntimePolicy* p = runtime->find(name);
-  if (p == nullptr) {
-    spdlog::warn("event=auth_unknown_policy policy={}", internal::printable(name));
-    send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
-                        "no policy '" + internal::printable(name) + "'"));
-    return;
+  auto chain = std::make_shared<AuthChain>();
+  for (std::string_view rest = names;;) {
+    const auto comma = rest.find(',');
+    const std::string_view name = rest.substr(0, comma);
+    const RuntimePolicy* p = runtime->find(name);
+    if (p == nullptr) {
+      spdlog::warn("event=auth_unknown_policy policy={}", internal::printable(name));
+      send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
+                          "no policy '" + internal::printable(name) + "'"));
+      return;
+    }
+    if (std::find(chain->policies.begin(), chain->policies.end(), p) != chain->policies.end() ||
+        chain->policies.size() == kMaxAuthPolicies) {
+      send(error_response(bhttp::status::bad_request, version, "invalid_request", "policy",
+                          "'" + internal::printable(names) + "': at most " +
+                              std::to_string(kMaxAuthPolicies) +
+                              " policies, each named once, separated by ','"));
+      return;
+    }
+    chain->policies.push_back(p);
+    if (comma == std::string_view::npos) break;
+    rest = rest.substr(comma + 1);
   }
+  // Every identity before any token is spent: a request that cannot be counted by an enforced
+  // policy is refused whole.
   const beast::BeastRequestView view(request, connection);
-  const std::optional<std::string> identity = p->identity(view);
-  if (!identity && p->config.shadow) {
-    // A shadow policy never stops a request, also not one it cannot count.
-    beast::Response res{bhttp::status::no_content, version};
-    res.set("X-Pacer-Outcome", "identity_missing");
-    send(std::move(res));
-    return;
+  for (const RuntimePolicy* p : chain->policies) {
+    const std::optional<std::string> identity = p->identity(view);
+    if (!identity && !p->config.shadow) {
+      // No API key (or whatever the policy counts by): 401, which auth_request passes on.
+      auto res = error_response(bhttp::status::unauthorized, version, "identity_missing",
+                                "identity", "the request carries no " + p->config.identity.front());
+      res.set("X-Pacer-Outcome", "identity_missing");
+      send(std::move(res));
+      return;
+    }
+    // A shadow policy never stops a request, also not one it cannot count: it is skipped.
+    chain->keys.push_back(identity ? p->storage_key(*identity) : std::string());
   }
-  if (!identity) {
-    // No API key (or whatever the policy counts by): 401, which auth_request passes on.
-    auto res = error_response(bhttp::status::unauthorized, version, "identity_missing", "identity",
-                              "the request carries no " + p->config.identity.front());
-    res.set("X-Pacer-Outcome", "identity_missing");
-    send(std::move(res));
-    return;
-  }
-  const std::string key = p->storage_key(*identity);
-  const auto start = Clock::now();
-  std::string log_key = p->config.shadow ? key : std::string();
-  runtime->limiter.check(
-      p->config.policy, key, 1,
-      [runtime, p, start, version, log_key = std::move(log_key),
-       send = std::move(send)](const Decision& d) mutable {
-        guarded(send, version, [&] {
-          const bool shadow = p->config.shadow;
-          p->stats->record(d, shadow, Clock::now() - start, p->config.policy.name(), log_key);
-          const Decision told = as_told(d, shadow);
-          beast::Response res;
-          http::HeaderList headers;
-          if (told.allowed()) {
-            res = beast::Response{bhttp::status::no_content, version};
-            http::append_headers(p->config.policy, told, runtime->config.headers, headers);
-          } else {
-            // 403: auth_request denies with it (docs/API.md; examples/nginx turns it into 429).
-            res = respond(bhttp::status::forbidden, version,
-                          d.outcome == Outcome::kUnavailable
-                              ? http::unavailable_body()
-                              : http::too_many_requests_body(d, http::BodyStyle::kFlat));
-            if (d.outcome == Outcome::kUnavailable) {
-              headers.add_number("Retry-After", http::kUnavailableRetryAfter.count());
-            } else {
-              http::append_headers(p->config.policy, d, runtime->config.headers, headers);
-              // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
-              if (d.outcome == Outcome::kDenied) {
-                headers.add_number("X-Pacer-Retry-After-Ms",
-                                   http::ceil_milliseconds(d.retry_after));
-              }
-            }
-          }
-          headers.add("X-Pacer-Outcome", to_string(d.outcome));
-          beast::add_headers(headers, res);
-          send(std::move(res));
-        });
-      });
+  chain->runtime = std::move(runtime);
+  chain->send = std::move(send);
+  chain->version = version;
+  chain->step();
 }
 
 beast::Response Service::metrics(const Runtime& runtime, unsigned version) const {

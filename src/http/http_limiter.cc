@@ -1,5 +1,6 @@
 #include "pacer/http/http_limiter.h"
 
+#include <algorithm>
 #include <array>
 #include <memory>
 #include <optional>
@@ -13,13 +14,33 @@
 namespace pacer::http {
 namespace {
 
-// Appends the scope written after `mark` as it goes into a key: route templates may contain
-// braces ("/items/{id}"), which would break the Redis Cluster hash tag; they become angle
-// brackets. Anything else unsafe is hashed.
+// Turns the scope written after `mark` into its key text: route templates may contain braces
+// ("/items/{id}"), which would break the Redis Cluster hash tag; they become angle brackets.
+// The scope is followed by ':' and the identity, which may hold ':' too, so the scope must not:
+// ':' is written "%3A", and '%', '<' and '>' are escaped likewise so the mapping stays
+// one-to-one (docs/DESIGN.md, "Key space"). Anything else unsafe is hashed.
 void finish_scope(std::string& out, std::size_t mark) {
-  for (std::size_t i = mark; i < out.size(); ++i) {
-    if (out[i] == '{') out[i] = '<';
-    if (out[i] == '}') out[i] = '>';
+  const auto plain = [](char c) { return c != ':' && c != '%' && c != '<' && c != '>'; };
+  if (std::all_of(out.begin() + static_cast<std::ptrdiff_t>(mark), out.end(), plain)) {
+    for (std::size_t i = mark; i < out.size(); ++i) {
+      if (out[i] == '{') out[i] = '<';
+      if (out[i] == '}') out[i] = '>';
+    }
+  } else {
+    // Rare (a route with ':', '%', '<' or '>' in it): rebuilt.
+    const std::string scope = out.substr(mark);
+    out.resize(mark);
+    for (const char c : scope) {
+      switch (c) {
+        case '{': out += '<'; break;
+        case '}': out += '>'; break;
+        case ':': out.append("%3A"); break;
+        case '%': out.append("%25"); break;
+        case '<': out.append("%3C"); break;
+        case '>': out.append("%3E"); break;
+        default: out += c;
+      }
+    }
   }
   internal::sanitize_tail(out, mark);
 }

@@ -11,10 +11,14 @@ namespace pacer::http {
 
 namespace internal {
 
+// The key space must be injective (docs/DESIGN.md, "Key space"): no value kept as it is may
+// read as another value's hash ("h:" + hex), nor as two values joined by all_of ('|'). Both are
+// hashed instead, so a client choosing its own key text can never land in someone else's bucket.
 bool needs_hash(std::string_view value) {
   if (value.size() > kMaxIdentityBytes) return true;
+  if (value.substr(0, 2) == kHashMark) return true;
   for (unsigned char c : value)
-    if (c == '{' || c == '}' || c < 0x20 || c == 0x7f) return true;
+    if (c == '{' || c == '}' || c == '|' || c < 0x20 || c == 0x7f) return true;
   return false;
 }
 
@@ -23,7 +27,7 @@ void append_hash(std::string& out, std::string_view value) {
   unsigned int length = 0;
   if (EVP_Digest(value.data(), value.size(), digest, &length, EVP_sha256(), nullptr) != 1)
     throw std::runtime_error("SHA-256 is unavailable in this OpenSSL build");
-  out.append("h:").append(pacer::internal::to_hex(digest, 16));
+  out.append(kHashMark).append(pacer::internal::to_hex(digest, 16));
 }
 
 void append_sanitized(std::string& out, std::string_view value) {
@@ -36,6 +40,10 @@ void append_sanitized(std::string& out, std::string_view value) {
 
 void sanitize_tail(std::string& out, std::size_t mark) {
   if (!needs_hash(std::string_view(out).substr(mark))) return;
+  hash_tail(out, mark);
+}
+
+void hash_tail(std::string& out, std::size_t mark) {
   const std::string tail = out.substr(mark);
   out.resize(mark);
   append_hash(out, tail);
@@ -46,6 +54,18 @@ void sanitize_tail(std::string& out, std::size_t mark) {
 namespace {
 
 using internal::append_sanitized;
+
+// A tag starts every identity ("<tag>:<value>"): with ':' or '|' in it, or "h" (the mark of a
+// hash), two different tag and value pairs could read the same.
+void check_tag(const std::string& tag, const char* what) {
+  if (tag.empty() || tag.size() > 32 || tag == "h" ||
+      tag.find_first_of(":|") != std::string::npos || internal::needs_hash(tag)) {
+    throw std::invalid_argument(std::string("invalid identity ") + what + " '" +
+                                pacer::internal::printable(tag) +
+                                "': 1 to 32 printable bytes without ':', '|', '{' or '}', "
+                                "and not \"h\"");
+  }
+}
 
 // "tag:" + the sanitised value.
 void append_tagged(std::string& out, std::string_view tag, std::string_view value) {
@@ -122,6 +142,7 @@ Identity Identity::header(std::string name, bool hashed) {
 
 Identity Identity::attribute(std::string name) {
   if (name.empty()) throw std::invalid_argument("invalid identity attribute '': name is empty");
+  check_tag(name, "attribute");
   return Identity([name = std::move(name)](const RequestView& request, std::string& out) {
     const auto value = request.attribute(name);
     if (!value || value->empty()) return false;
@@ -134,10 +155,7 @@ Identity Identity::user() { return attribute("user"); }
 Identity Identity::org() { return attribute("org"); }
 
 Identity Identity::custom(std::string tag, Function function) {
-  if (tag.empty() || internal::needs_hash(tag)) {
-    throw std::invalid_argument("invalid identity tag '" + pacer::internal::printable(tag) +
-                                "': must be short and printable");
-  }
+  check_tag(tag, "tag");
   if (!function) throw std::invalid_argument("invalid identity '" + tag + "': function is empty");
   return Identity([tag = std::move(tag), function = std::move(function)](const RequestView& request,
                                                                          std::string& out) {
@@ -168,7 +186,9 @@ Identity Identity::all_of(std::vector<Identity> selectors) {
         return false;
       }
     }
-    internal::sanitize_tail(out, mark);
+    // The parts are sanitised already (no '|' inside one, none reads as a hash); only the
+    // length of the whole may call for a hash.
+    if (out.size() - mark > internal::kMaxIdentityBytes) internal::hash_tail(out, mark);
     return true;
   });
 }

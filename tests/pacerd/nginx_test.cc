@@ -3,133 +3,24 @@
 // RateLimit-* and Retry-After at the client, whatever X-Forwarded-For the client sends.
 #include <gtest/gtest.h>
 
-#include <fstream>
-#include <memory>
-#include <sstream>
-
-#include "../redis/redis_server.h"
-#include "pacerd_process.h"
+#include "nginx_process.h"
 
 namespace pacer::testing {
 namespace {
 
-using pacer::redis::testing::free_port;
-
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-void replace_all(std::string& text, const std::string& from, const std::string& to) {
-  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size()))
-    text.replace(at, from.size(), to);
-}
-
-std::string nginx_binary() {
-  for (const char* path : {"/usr/sbin/nginx", "/usr/bin/nginx", "/usr/local/sbin/nginx"})
-    if (::access(path, X_OK) == 0) return path;
-  return "";
-}
-
-// nginx in the foreground with its own prefix, configuration, logs and temp paths.
-class Nginx {
- public:
-  Nginx(const std::string& server_block, const ScratchDir& dir) : dir_(dir.path()) {
-    const std::string d = dir_.string();
-    std::ofstream(dir_ / "servers.conf") << server_block;
-    std::ofstream(dir_ / "nginx.conf")
-        << "worker_processes 1;\nerror_log " << d << "/error.log warn;\npid " << d
-        << "/nginx.pid;\nevents { worker_connections 512; }\nhttp {\n  access_log off;\n"
-        << "  client_body_temp_path " << d << "/body;\n  proxy_temp_path " << d << "/proxy;\n"
-        << "  fastcgi_temp_path " << d << "/fastcgi;\n  uwsgi_temp_path " << d << "/uwsgi;\n"
-        << "  scgi_temp_path " << d << "/scgi;\n  include " << d << "/servers.conf;\n}\n";
-    const std::string command = "exec " + shell_quote(nginx_binary()) + " -p " + shell_quote(d) +
-                                " -c " + shell_quote(d + "/nginx.conf") + " -e " +
-                                shell_quote(d + "/error.log") + " -g 'daemon off;' >" +
-                                shell_quote(d + "/stdout.log") + " 2>&1";
-    std::vector<std::string> argv_strings{"/bin/sh", "-c", command};
-    std::vector<char*> argv;
-    for (auto& s : argv_strings) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    if (::posix_spawn(&pid_, "/bin/sh", nullptr, nullptr, argv.data(), environ) != 0)
-      throw std::runtime_error("cannot start nginx");
-  }
-  ~Nginx() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGTERM);
-    for (int i = 0; i < 500; ++i) {
-      if (::waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-      std::this_thread::sleep_for(10ms);
-    }
-    ::kill(pid_, SIGKILL);
-    ::waitpid(pid_, nullptr, 0);
-  }
-  bool wait_listening(std::uint16_t port) {
-    for (int i = 0; i < 500; ++i) {
-      try {
-        HttpClient probe(port);
-        return true;
-      } catch (const std::exception&) {
-        if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {
-          pid_ = -1;
-          return false;
-        }
-        std::this_thread::sleep_for(10ms);
-      }
-    }
-    return false;
-  }
-  std::string log() const {
-    return read_text((dir_ / "error.log").string()) + read_text((dir_ / "stdout.log").string());
-  }
-
- private:
-  std::filesystem::path dir_;
-  pid_t pid_ = -1;
-};
-
 TEST(PacerdNginx, AuthRequestTurnsDenialsInto429WithHeadersAndIgnoresSpoofedAddresses) {
   if (nginx_binary().empty()) GTEST_SKIP() << "nginx not installed";
-  const std::string examples = std::string(PACER_SOURCE_DIR) + "/examples/nginx/";
-
   DemoProcess upstream({"--port", "0", "--threads", "1"});
   ASSERT_TRUE(upstream.wait_listening(10s)) << upstream.log();
-  std::string pacerd_toml = read_text(examples + "pacerd.toml");
-  replace_all(pacerd_toml, "127.0.0.1:9090", "127.0.0.1:0");
-  // Per hour instead of per minute: no token comes back while the test runs, however slow.
-  ASSERT_NE(pacerd_toml.find("\"60/1m\""), std::string::npos);
-  ASSERT_NE(pacerd_toml.find("\"10/1m\""), std::string::npos);
-  replace_all(pacerd_toml, "\"60/1m\"", "\"60/1h\"");
-  replace_all(pacerd_toml, "\"10/1m\"", "\"10/1h\"");
+  const std::string pacerd_toml = NginxWithExample::pacerd_toml();
+  ASSERT_NE(pacerd_toml.find("\"60/1h\""), std::string::npos);
+  ASSERT_NE(pacerd_toml.find("\"10/1h\""), std::string::npos);
   Pacerd pacerd(pacerd_toml);
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
-
-  // nginx cannot take port 0 and tell: a free port, and another one should someone take it
-  // before nginx binds it.
-  std::unique_ptr<ScratchDir> dir;
-  std::unique_ptr<Nginx> nginx;
-  std::uint16_t port = 0;
-  std::string nginx_log;
-  for (int attempt = 0; attempt < 5 && !nginx; ++attempt) {
-    dir = std::make_unique<ScratchDir>();
-    port = free_port();
-    std::string conf = read_text(examples + "pacerd.conf");
-    replace_all(conf, "127.0.0.1:9090", "127.0.0.1:" + std::to_string(pacerd.port()));
-    replace_all(conf, "127.0.0.1:8000", "127.0.0.1:" + std::to_string(upstream.port()));
-    replace_all(conf, "127.0.0.1:8080", "127.0.0.1:" + std::to_string(port));
-    replace_all(conf, "/etc/nginx/pacerd-headers.conf", (dir->path() / "headers.conf").string());
-    std::ofstream(dir->path() / "headers.conf") << read_text(examples + "pacerd-headers.conf");
-    nginx = std::make_unique<Nginx>(conf, *dir);
-    if (!nginx->wait_listening(port)) {
-      nginx_log += nginx->log();
-      const bool port_taken = nginx->log().find("Address already in use") != std::string::npos;
-      nginx.reset();
-      if (!port_taken) break;
-    }
-  }
-  ASSERT_TRUE(nginx) << nginx_log;
+  auto front = NginxWithExample::start(pacerd.port(), upstream.port());
+  ASSERT_TRUE(front.nginx) << front.failures;
+  Nginx* nginx = front.nginx.get();
+  const std::uint16_t port = front.port;
 
   // "web": 60/1h with burst 9, per client address: ten pass at once. Every request claims
   // another address; nginx replaces the claim with the real one, so all share one bucket.
@@ -172,6 +63,9 @@ TEST(PacerdNginx, AuthRequestTurnsDenialsInto429WithHeadersAndIgnoresSpoofedAddr
       post(direct, "/v1/peek", R"({"policy":"web","key":"ip:203.0.113.1"})").body["remaining"],
       10);  // untouched
 
+  // "/api/" is "web" per client address, then "api" per API key: "web" is spent by now, so it
+  // is reset for the rest of the test.
+  EXPECT_EQ(post(direct, "/v1/reset", R"({"policy":"web","key":"ip:127.0.0.1"})").status, 200);
   // "api" per API key: a missing key is 401 (passed on by auth_request); keys are separate.
   HttpClient api(port);
   EXPECT_EQ(api.get("/api/x").result_int(), 401);
