@@ -242,6 +242,10 @@ DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv
   if (auto v = get("THREADS")) c.threads = static_cast<unsigned>(parse_int("THREADS", *v, 0, 256));
   if (auto v = get("MAX_CONNECTIONS"))
     c.max_connections = static_cast<std::size_t>(parse_int("MAX_CONNECTIONS", *v, 0, 10'000'000));
+  if (auto v = get("MAX_CONNECTIONS_PER_CLIENT")) {
+    c.max_connections_per_client =
+        static_cast<std::size_t>(parse_int("MAX_CONNECTIONS_PER_CLIENT", *v, 0, 10'000'000));
+  }
   if (auto v = get("REDIS_TIMEOUT_MS"))
     c.redis_timeout = std::chrono::milliseconds(parse_int("REDIS_TIMEOUT_MS", *v, 1, 60'000));
   return c;

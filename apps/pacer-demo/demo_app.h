@@ -39,11 +39,13 @@ struct DemoConfig {
   std::string trusted_proxies = "loopback";
   unsigned threads = 0;
   std::size_t max_connections = 0;  // 0 = derived from the descriptor limit (see beast/server.h)
+  std::size_t max_connections_per_client = 0;  // 0 = none (see beast/server.h)
 };
 
 // Reads SERVICE_NAME, REDIS_URL, RATE_PERMITS, RATE_PERIOD, RATE_BURST, FAIL_MODE,
 // USE_MIDDLEWARE, MIDDLEWARE_PERMITS, MIDDLEWARE_PERIOD, MIDDLEWARE_BURST, HOST, PORT,
-// TRUSTED_PROXIES, THREADS, MAX_CONNECTIONS and REDIS_TIMEOUT_MS through `getenv`. Throws
+// TRUSTED_PROXIES, THREADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT and REDIS_TIMEOUT_MS
+// through `getenv`. Throws
 // std::invalid_argument naming the variable and its bad value.
 DemoConfig config_from_env(const std::function<const char*(const char*)>& getenv);
 

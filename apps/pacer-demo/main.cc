@@ -51,6 +51,9 @@ int run(int argc, char** argv) {
   cli.add_option("--max-connections", config.max_connections,
                  "MAX_CONNECTIONS open at once (0 = from the descriptor limit)")
       ->check(CLI::Range(0, 10'000'000));
+  cli.add_option("--max-connections-per-client", config.max_connections_per_client,
+                 "MAX_CONNECTIONS_PER_CLIENT from one address (0 = no cap)")
+      ->check(CLI::Range(0, 10'000'000));
   int redis_timeout_ms = static_cast<int>(config.redis_timeout.count());
   cli.add_option("--redis-timeout-ms", redis_timeout_ms, "REDIS_TIMEOUT_MS per decision")
       ->check(CLI::Range(1, 60'000));
@@ -64,11 +67,13 @@ int run(int argc, char** argv) {
     auto server_or_error = [&] {
       try {
         return std::make_unique<pacer::beast::Server>(
-            pacer::beast::ServerOptions{.host = config.host,
-                                        .port = config.port,
-                                        .threads = config.threads,
-                                        .handle_signals = true,
-                                        .max_connections = config.max_connections},
+            pacer::beast::ServerOptions{
+                .host = config.host,
+                .port = config.port,
+                .threads = config.threads,
+                .handle_signals = true,
+                .max_connections = config.max_connections,
+                .max_connections_per_client = config.max_connections_per_client},
             [&app](pacer::beast::Request&& req, const pacer::beast::ClientEndpoint& conn,
                    pacer::beast::Send send) {
               app->handle(std::move(req), conn, std::move(send));

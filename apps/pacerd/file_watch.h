@@ -7,7 +7,7 @@
 // (mtime, inode, size) stayed the same for `settle`: a write that continues within that time
 // starts the wait again. Atomic replacement (write a temporary file, rename it over the old
 // one, as Kubernetes ConfigMaps and most deploy tools do) is still the safe way; a SIGHUP
-// reloads at once. See docs/DESIGN.md, "pacerd: reload".
+// reloads at once. See docs/DESIGN.md §8, "Reload".
 //
 // No I/O: the caller polls the stamp and passes the time (unit-tested with a fake clock).
 #pragma once

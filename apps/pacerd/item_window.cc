@@ -11,6 +11,7 @@ ItemWindow::ItemWindow(std::size_t limit) : limit_(limit) {
 }
 
 void ItemWindow::submit(Item item) {
+  if (!item) throw std::invalid_argument("ItemWindow::submit: the item is empty");
   std::unique_lock lock(mutex_);
   queue_.push_back(std::move(item));
   pump(lock);
@@ -30,6 +31,7 @@ void ItemWindow::pump(std::unique_lock<std::mutex>& lock) {
   while (in_flight_ < limit_ && !queue_.empty()) {
     Item item = std::move(queue_.front());
     queue_.pop_front();
+    if (!item) continue;  // submit() refuses empty items; never taken, never released
     ++in_flight_;
     lock.unlock();
     item();

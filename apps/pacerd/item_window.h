@@ -7,7 +7,7 @@
 // Items now pass through a window: at most `limit` are at the store, process-wide; the rest
 // wait here, in order of arrival, where no store deadline runs. A batch puts at most
 // `per_batch` of its items in the window at a time, so one big batch cannot keep the others
-// waiting behind all of its items. See docs/DESIGN.md, "pacerd: batches".
+// waiting behind all of its items. See docs/DESIGN.md §8, "Batches".
 //
 //   auto window = std::make_shared<ItemWindow>(1024);
 //   window->submit([&] { store.check(..., [window](...) { ...; window->release(); }); });

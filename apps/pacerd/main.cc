@@ -32,19 +32,19 @@ std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress&
                                              const char* key, pacer::beast::Handler handler) {
   try {
     return std::make_unique<pacer::beast::Server>(
-        pacer::beast::ServerOptions{.host = address.host,
-                                    .port = address.port,
-                                    .threads = threads,
-                                    .body_limit = config.max_body_bytes,
-                                    .idle_timeout = config.idle_timeout,
-                                    .body_timeout = config.body_timeout,
-                                    .min_body_rate = config.min_body_rate,
-                                    .shutdown_grace = config.shutdown_grace,
-                                    .handle_signals = false,
-                                    .server_header = "pacerd",
-                                    .max_connections = config.max_connections,
-                                    .max_connections_per_client =
-                                        config.max_connections_per_client},
+        pacer::beast::ServerOptions{
+            .host = address.host,
+            .port = address.port,
+            .threads = threads,
+            .body_limit = config.max_body_bytes,
+            .idle_timeout = config.idle_timeout,
+            .body_timeout = config.body_timeout,
+            .min_body_rate = config.min_body_rate,
+            .shutdown_grace = config.shutdown_grace,
+            .handle_signals = false,
+            .server_header = "pacerd",
+            .max_connections = config.max_connections,
+            .max_connections_per_client = config.max_connections_per_client},
         std::move(handler));
   } catch (const std::exception& e) {
     throw std::runtime_error(std::string("cannot listen on ") + key + " = \"" +

@@ -58,7 +58,7 @@ async def test_middleware_headers_and_429(store_url, app_name):
             assert r.status_code == 200 and r.json() == {"ok": True}
             assert "retry-after" not in r.headers
             seen.append(tuple(r.headers[h] for h in RL))
-        # DESIGN §2: tau = (burst + 1) * T; remaining counts further passes exactly.
+        # docs/DESIGN.md §2: tau = (burst + 1) * T; remaining counts further passes exactly.
         assert [s[1] for s in seen] == ["5", "4", "3", "2", "1", "0"]
         assert [s[2] for s in seen] == ["6", "12", "18", "24", "30", "36"]
         assert all(s[0] == "10" for s in seen)

@@ -18,7 +18,7 @@ namespace {
 // ("/items/{id}"), which would break the Redis Cluster hash tag; they become angle brackets.
 // The scope is followed by ':' and the identity, which may hold ':' too, so the scope must not:
 // ':' is written "%3A", and '%', '<' and '>' are escaped likewise so the mapping stays
-// one-to-one (docs/DESIGN.md, "Key space"). Anything else unsafe is hashed.
+// one-to-one (docs/DESIGN.md §4). Anything else unsafe is hashed.
 void finish_scope(std::string& out, std::size_t mark) {
   const auto plain = [](char c) { return c != ':' && c != '%' && c != '<' && c != '>'; };
   if (std::all_of(out.begin() + static_cast<std::ptrdiff_t>(mark), out.end(), plain)) {
@@ -32,13 +32,26 @@ void finish_scope(std::string& out, std::size_t mark) {
     out.resize(mark);
     for (const char c : scope) {
       switch (c) {
-        case '{': out += '<'; break;
-        case '}': out += '>'; break;
-        case ':': out.append("%3A"); break;
-        case '%': out.append("%25"); break;
-        case '<': out.append("%3C"); break;
-        case '>': out.append("%3E"); break;
-        default: out += c;
+        case '{':
+          out += '<';
+          break;
+        case '}':
+          out += '>';
+          break;
+        case ':':
+          out.append("%3A");
+          break;
+        case '%':
+          out.append("%25");
+          break;
+        case '<':
+          out.append("%3C");
+          break;
+        case '>':
+          out.append("%3E");
+          break;
+        default:
+          out += c;
       }
     }
   }

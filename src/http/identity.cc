@@ -11,7 +11,7 @@ namespace pacer::http {
 
 namespace internal {
 
-// The key space must be injective (docs/DESIGN.md, "Key space"): no value kept as it is may
+// The key space must be injective (docs/DESIGN.md §4): no value kept as it is may
 // read as another value's hash ("h:" + hex), nor as two values joined by all_of ('|'). Both are
 // hashed instead, so a client choosing its own key text can never land in someone else's bucket.
 bool needs_hash(std::string_view value) {

@@ -1,4 +1,4 @@
-// Building identities and storage keys in place (DESIGN §4): the pieces identity.cc and
+// Building identities and storage keys in place (docs/DESIGN.md §4): the pieces identity.cc and
 // http_limiter.cc share, each appending to a caller's string instead of returning a new one.
 #pragma once
 

@@ -1,4 +1,4 @@
-// A circuit breaker for a remote store (DESIGN §6): after `failure_threshold` consecutive
+// A circuit breaker for a remote store (docs/DESIGN.md §6): after `failure_threshold` consecutive
 // failures it opens and callers fail fast; after `open_for` it lets exactly one request
 // through as a probe; that request's success closes it, its failure opens it again.
 // Thread-safe and lock-free; times are monotonic nanoseconds.

@@ -457,8 +457,8 @@ void Connection::on_timer(std::uint64_t generation, const error_code&) {
     // The oldest request is a full command timeout past its own deadline and not a byte came
     // for as long: the server is paused, overloaded or gone without a FIN. A new connection is
     // the only way to find out.
-    fail("no reply for " + milliseconds_text(2 * config_.command_timeout) +
-             " and no byte for " + milliseconds_text(config_.command_timeout) + "; reconnecting",
+    fail("no reply for " + milliseconds_text(2 * config_.command_timeout) + " and no byte for " +
+             milliseconds_text(config_.command_timeout) + "; reconnecting",
          Errc::kStoreUnavailable);
     return;
   }

@@ -1,5 +1,5 @@
 // A local memory of keys a remote store has denied, so that an abusive client's requests are
-// answered without a round trip until its retry time (DESIGN §6).
+// answered without a round trip until its retry time (docs/DESIGN.md §6).
 //
 // Exact: nothing but time or an explicit reset lowers a TAT, so a key denied for cost `c` at
 // `now` with `retry_after = r` is denied for cost `c` until `now + r`. Only the same cost is

@@ -34,7 +34,7 @@ std::int64_t monotonic_now() {
 }
 
 // The Redis key of (policy, key): each policy has its own key space (store.h rule 5). A key
-// laid out as DESIGN §4 says (the HTTP layer's `prefix:{policy:scope:identity}`) is scoped
+// laid out as docs/DESIGN.md §4 says (the HTTP layer's `prefix:{policy:scope:identity}`) is scoped
 // already: its hash tag starts with "<policy>:". Any other key becomes "{<policy>:<key>}".
 // Policy names have no ':' or braces, so keys of two policies never meet (their hash tags
 // start with different names), and the cluster slot still follows the key.

@@ -1,4 +1,5 @@
-// The GCRA step of src/core/gcra.cc shared between one Lua script and the client (DESIGN §5).
+// The GCRA step of src/core/gcra.cc shared between one Lua script and the client (docs/DESIGN.md
+// §5).
 //
 // Redis does what must be atomic: it reads the key's TATs and Redis TIME, decides admission and
 // writes the new TATs. The client does the rest: the script returns each rate's TAT relative

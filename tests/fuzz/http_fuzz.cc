@@ -11,7 +11,7 @@
 //  - every header name and value is printable ASCII (no CR, LF or other control bytes), and
 //    the numeric RateLimit fields are decimal numbers;
 //  - storage keys are `<prefix>:{<policy>:<scope>:<identity>}` with exactly one '{' and one
-//    '}' (the hash tag), no control bytes, and an identity within the DESIGN §4 bound.
+//    '}' (the hash tag), no control bytes, and an identity within the docs/DESIGN.md §4 bound.
 //
 // Built by scripts/fuzz.sh from the sources of core, store, limiter and http.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -53,8 +53,8 @@ using pacer::http::TrustedProxies;
 using pacer::http::Verdict;
 
 constexpr std::string_view kPrefix = "fz";
-// DESIGN §4: a value is kept only up to 128 bytes; the longest tag any selector here adds is
-// "user:" (5 bytes). Hashes ("h:" + 32 hex digits) and addresses are shorter.
+// docs/DESIGN.md §4: a value is kept only up to 128 bytes; the longest tag any selector here adds
+// is "user:" (5 bytes). Hashes ("h:" + 32 hex digits) and addresses are shorter.
 constexpr std::size_t kMaxIdentityBytes = 128 + 5;
 
 void check(bool condition, const char* what) {
@@ -146,10 +146,10 @@ void check_key(const HttpLimiter& http, const LimitRule& rule, const SimpleReque
   // The identity is the last field; the scope before it may itself contain ':' (a route).
   const std::string identity = rule.identity(request).value_or("anonymous");
   check(key.ends_with(":" + identity + "}"), "storage key ends with :<identity>}");
-  check(identity.size() <= kMaxIdentityBytes, "identity within the DESIGN §4 bound");
+  check(identity.size() <= kMaxIdentityBytes, "identity within the docs/DESIGN.md §4 bound");
   const std::size_t scope_begin = kPrefix.size() + 2 + rule.policy.name().size() + 1;
   const std::size_t scope_size = key.size() - 1 - identity.size() - 1 - scope_begin;
-  check(scope_size <= 128, "scope within the DESIGN §4 bound");
+  check(scope_size <= 128, "scope within the docs/DESIGN.md §4 bound");
 }
 
 void check_verdict(const Verdict& verdict) {

@@ -22,8 +22,8 @@ namespace {
 // value written out raw.
 rc::Gen<std::string> hostile_text() {
   const auto piece = rc::gen::oneOf(
-      rc::gen::element<std::string>("a", "b", ":", "|", "{", "}", "<", ">", "%", "%3A", "h:",
-                                    "ip:", "hdr:", "\x01", "\x7f", "/"),
+      rc::gen::element<std::string>("a", "b", ":", "|", "{", "}", "<", ">", "%", "%3A",
+                                    "h:", "ip:", "hdr:", "\x01", "\x7f", "/"),
       rc::gen::map(rc::gen::inRange(120, 140), [](int n) { return std::string(n, 'x'); }));
   return rc::gen::map(rc::gen::container<std::vector<std::string>>(piece),
                       [](const std::vector<std::string>& pieces) {
@@ -37,9 +37,9 @@ rc::Gen<std::string> hostile_text() {
 std::vector<std::string> adversarial_set(const std::vector<std::string>& seeds) {
   std::vector<std::string> out = seeds;
   for (const auto& s : seeds) {
-    out.push_back(hash_identity(s));              // the hash written out as a raw value
-    out.push_back(sanitize_identity(s));          // what the key holds for s
-    out.push_back(s.substr(0, s.size() / 2));     // prefixes and their joins
+    out.push_back(hash_identity(s));           // the hash written out as a raw value
+    out.push_back(sanitize_identity(s));       // what the key holds for s
+    out.push_back(s.substr(0, s.size() / 2));  // prefixes and their joins
     out.push_back(s + "|" + s);
     out.push_back(s + ":" + s);
   }
@@ -47,10 +47,10 @@ std::vector<std::string> adversarial_set(const std::vector<std::string>& seeds) 
 }
 
 RC_GTEST_PROP(KeySpace, DistinctScopeAndIdentityPairsNeverShareAKey, ()) {
-  const auto scopes = adversarial_set(*rc::gen::container<std::vector<std::string>>(
-      rc::gen::resize(6, hostile_text())));
-  const auto identities = adversarial_set(*rc::gen::container<std::vector<std::string>>(
-      rc::gen::resize(6, hostile_text())));
+  const auto scopes = adversarial_set(
+      *rc::gen::container<std::vector<std::string>>(rc::gen::resize(6, hostile_text())));
+  const auto identities = adversarial_set(
+      *rc::gen::container<std::vector<std::string>>(rc::gen::resize(6, hostile_text())));
   std::map<std::string, std::pair<std::string, std::string>> seen;
   for (const auto& scope : scopes) {
     for (const auto& identity : identities) {
@@ -65,9 +65,8 @@ RC_GTEST_PROP(KeySpace, DistinctScopeAndIdentityPairsNeverShareAKey, ()) {
 
 // Requests through selectors: the header values are the client's to choose.
 RC_GTEST_PROP(KeySpace, DistinctHeaderValuesNeverShareAnIdentity, ()) {
-  const auto values =
-      adversarial_set(*rc::gen::container<std::vector<std::string>>(
-          rc::gen::resize(5, hostile_text())));
+  const auto values = adversarial_set(
+      *rc::gen::container<std::vector<std::string>>(rc::gen::resize(5, hostile_text())));
   const Identity single = Identity::header("X-A");
   const Identity joined = Identity::all_of({Identity::header("X-A"), Identity::header("X-B")});
   const Identity either = Identity::first_of({joined, single});
@@ -105,7 +104,8 @@ TEST(KeySpace, TheReportedCollisionIsGone) {
   EXPECT_NE(sanitize_identity(raw), raw);
   // Scopes with ':' and angle brackets, and identities with ':'.
   EXPECT_NE(storage_key("p", "api", "/a:ip", "x"), storage_key("p", "api", "/a", "ip:x"));
-  EXPECT_NE(storage_key("p", "api", "/items/{id}", "x"), storage_key("p", "api", "/items/<id>", "x"));
+  EXPECT_NE(storage_key("p", "api", "/items/{id}", "x"),
+            storage_key("p", "api", "/items/<id>", "x"));
   // What keys look like for the plain cases is unchanged.
   EXPECT_EQ(storage_key("p", "api", "/items/{id}", "ip:1.2.3.4"), "p:{api:/items/<id>:ip:1.2.3.4}");
 }

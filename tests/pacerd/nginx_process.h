@@ -112,11 +112,13 @@ struct NginxWithExample {
       replace_all(conf, "127.0.0.1:8080", "127.0.0.1:" + std::to_string(out.port));
       replace_all(conf, "/etc/nginx/pacerd-headers.conf",
                   (out.dir->path() / "headers.conf").string());
-      std::ofstream(out.dir->path() / "headers.conf") << read_text(examples + "pacerd-headers.conf");
+      std::ofstream(out.dir->path() / "headers.conf")
+          << read_text(examples + "pacerd-headers.conf");
       out.nginx = std::make_unique<Nginx>(conf, *out.dir);
       if (!out.nginx->wait_listening(out.port)) {
         out.failures += out.nginx->log();
-        const bool port_taken = out.nginx->log().find("Address already in use") != std::string::npos;
+        const bool port_taken =
+            out.nginx->log().find("Address already in use") != std::string::npos;
         out.nginx.reset();
         if (!port_taken) break;
       }

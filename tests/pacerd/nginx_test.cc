@@ -46,7 +46,7 @@ TEST(PacerdNginx, AuthRequestTurnsDenialsInto429WithHeadersAndIgnoresSpoofedAddr
     EXPECT_EQ(std::string(r["RateLimit-Limit"]), "60");
     EXPECT_EQ(std::string(r["RateLimit-Remaining"]), "0");
     EXPECT_FALSE(std::string(r["RateLimit-Reset"]).empty());
-    // pacerd's 429 body (DESIGN §7), retry_after_ms included.
+    // pacerd's 429 body (docs/DESIGN.md §7), retry_after_ms included.
     const json body = json::parse(r.body(), nullptr, /*allow_exceptions=*/false);
     EXPECT_EQ(body["detail"], "rate_limited") << r.body();
     ASSERT_TRUE(body["retry_after_ms"].is_number_integer()) << r.body();

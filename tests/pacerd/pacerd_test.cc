@@ -674,3 +674,48 @@ TEST(Pacerd, SigtermAnswersTheRequestInFlightClosesIdleConnectionsAndExitsZero) 
 
 }  // namespace
 }  // namespace pacer::testing
+
+namespace pacer::testing {
+namespace {
+
+// /v1/auth/{a},{b} (issue 20 item 5): identities first (401 before anything is spent), then the
+// policies in order; the first denial answers and names its policy; bad lists are refused.
+TEST(Pacerd, AuthChainsAskEveryPolicyInOrder) {
+  Pacerd pacerd(pacerd_config() +
+                "\n[[policy]]\nname = \"perip\"\nrates = [{ limit = \"3/1h\", burst = 2 }]\n"
+                "identity = \"client_ip\"\n");
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  auto remaining = [&](const std::string& policy, const std::string& key) {
+    const auto r = post(client, "/v1/peek", json{{"policy", policy}, {"key", key}}.dump());
+    EXPECT_TRUE(r.body["remaining"].is_number_integer()) << r.raw;
+    return r.body.value("remaining", -1);
+  };
+  // No API key: 401, and the per-address policy asked first spent nothing.
+  EXPECT_EQ(client.get("/v1/auth/perip,api").result_int(), 401);
+  EXPECT_EQ(remaining("perip", "ip:127.0.0.1"), 3);
+  // Rotating keys: "perip" (3 at once) stops them whatever the key.
+  int passed = 0;
+  for (int i = 0; i < 6; ++i) {
+    const auto r = client.get("/v1/auth/perip,api", {{"X-API-Key", "k" + std::to_string(i)}});
+    if (r.result_int() == 204) {
+      ++passed;
+    } else {
+      EXPECT_EQ(r.result_int(), 403);
+      EXPECT_EQ(std::string(r["X-Pacer-Policy"]), "perip");
+      EXPECT_EQ(std::string(r["X-Pacer-Outcome"]), "denied");
+    }
+  }
+  EXPECT_EQ(passed, 3);
+  for (const char* bad : {"/v1/auth/perip,nope", "/v1/auth/perip,perip", "/v1/auth/perip,",
+                          "/v1/auth/a,b,c,d,e,f,g,h,i"}) {
+    const auto r = client.get(bad, {{"X-API-Key", "k"}});
+    EXPECT_TRUE(r.result_int() == 404 || r.result_int() == 400) << bad << " " << r.result_int();
+    EXPECT_NE(r.body().find("policy"), std::string::npos) << r.body();
+  }
+  // The next good request is answered as ever.
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "fresh"}}).result_int(), 204);
+}
+
+}  // namespace
+}  // namespace pacer::testing

@@ -1,13 +1,21 @@
 // pacerd's parsers in-process: the TOML configuration and the JSON requests.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <variant>
+#include <vector>
 
 #include "api.h"
 #include "config.h"
+#include "file_watch.h"
+#include "item_window.h"
 #include "service.h"
 
 namespace pacer::pacerd {
@@ -279,6 +287,137 @@ TEST(PacerdApi, DecisionJson) {
   EXPECT_EQ(out,
             R"({"allowed":true,"outcome":"denied","limit":10,"remaining":0,"retry_after_ms":2,)"
             R"("reset_after_ms":3000,"policy":"api","shadow":true,"degraded":false})");
+}
+
+}  // namespace
+}  // namespace pacer::pacerd
+
+namespace pacer::pacerd {
+namespace {
+
+// Issue 20 item 3: a change is read only once the file has stopped changing for `settle`.
+TEST(PacerdFileWatch, AChangeIsTakenOnlyOnceItSettled) {
+  using namespace std::chrono_literals;
+  const FileStamp loaded{.mtime_ns = 1, .inode = 7, .device = 1, .size = 100};
+  SettledChange watch(loaded, 2s);
+  const auto t0 = SettledChange::Clock::time_point{} + 1h;
+  EXPECT_FALSE(watch.observe(loaded, t0));
+  // The first half of an in-place write, then the second 1.6 s later: the first is never taken.
+  const FileStamp half{.mtime_ns = 2, .inode = 7, .device = 1, .size = 40};
+  const FileStamp whole{.mtime_ns = 3, .inode = 7, .device = 1, .size = 120};
+  EXPECT_FALSE(watch.observe(half, t0 + 1s));
+  EXPECT_FALSE(watch.observe(half, t0 + 2s));
+  EXPECT_TRUE(watch.waiting());
+  EXPECT_FALSE(watch.observe(whole, t0 + 2600ms));  // changed again: the wait starts over
+  EXPECT_FALSE(watch.observe(whole, t0 + 4s));
+  EXPECT_TRUE(watch.observe(whole, t0 + 4600ms));
+  EXPECT_FALSE(watch.observe(whole, t0 + 10s)) << "taken once";
+  // Changed and changed back before it settled: nothing to read.
+  const FileStamp other{.mtime_ns = 4, .inode = 8, .device = 1, .size = 120};
+  EXPECT_FALSE(watch.observe(other, t0 + 11s));
+  EXPECT_FALSE(watch.observe(whole, t0 + 12s));
+  EXPECT_FALSE(watch.waiting());
+  EXPECT_FALSE(watch.observe(whole, t0 + 20s));
+  // A SIGHUP read the file: the watch does not read it again.
+  EXPECT_FALSE(watch.observe(other, t0 + 21s));
+  watch.loaded(other);
+  EXPECT_FALSE(watch.observe(other, t0 + 30s));
+  // settle 0: taken at the first look.
+  SettledChange eager(loaded, 0s);
+  EXPECT_FALSE(eager.observe(half, t0)) << "seen once: the stamp is recorded";
+  EXPECT_TRUE(eager.observe(half, t0));
+}
+
+}  // namespace
+}  // namespace pacer::pacerd
+
+namespace pacer::pacerd {
+namespace {
+
+// Issue 20 item 2: at most `limit` items at the store; the rest wait in order of arrival.
+TEST(PacerdItemWindow, BoundsItemsInFlightAndRunsTheRestInOrder) {
+  ItemWindow window(2);
+  std::vector<int> ran;
+  for (int i = 0; i < 5; ++i) window.submit([&ran, i] { ran.push_back(i); });
+  EXPECT_EQ(ran, (std::vector<int>{0, 1}));
+  EXPECT_EQ(window.in_flight(), 2u);
+  EXPECT_EQ(window.queued(), 3u);
+  window.release();
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2}));
+  window.release();
+  window.release();
+  window.release();
+  window.release();
+  EXPECT_EQ(ran, (std::vector<int>{0, 1, 2, 3, 4}));
+  EXPECT_EQ(window.in_flight(), 0u);
+  EXPECT_EQ(window.queued(), 0u);
+  EXPECT_THROW(ItemWindow(0), std::invalid_argument);
+  EXPECT_THROW(window.submit({}), std::invalid_argument);
+}
+
+// A store that answers inline releases from inside the item, which submits the next: 100,000
+// items pass one at a time without the stack growing with them.
+TEST(PacerdItemWindow, InlineCompletionsDoNotNest) {
+  ItemWindow window(1);
+  int depth = 0, deepest = 0, done = 0;
+  std::function<void(int)> submit = [&](int left) {
+    window.submit([&, left] {
+      ++depth;
+      deepest = std::max(deepest, depth);
+      ++done;
+      window.release();
+      if (left > 0) submit(left - 1);
+      --depth;
+    });
+  };
+  submit(100'000);
+  EXPECT_EQ(done, 100'001);
+  EXPECT_LE(deepest, 1);
+  EXPECT_EQ(window.in_flight(), 0u);
+}
+
+TEST(PacerdItemWindow, ManyThreadsNeverExceedTheLimit) {
+  ItemWindow window(8);
+  std::atomic<int> at_store{0}, most{0}, done{0};
+  std::mutex mutex;
+  std::vector<std::function<void()>> completions;  // answered later, from other threads
+  std::vector<std::thread> threads;
+  std::atomic<bool> stop{false};
+  std::thread store([&] {
+    while (!stop || done < 4000) {
+      std::vector<std::function<void()>> batch;
+      {
+        std::lock_guard lock(mutex);
+        batch.swap(completions);
+      }
+      for (auto& c : batch) c();
+      std::this_thread::yield();
+    }
+  });
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 1000; ++i) {
+        window.submit([&] {
+          const int now = ++at_store;
+          int seen = most.load();
+          while (now > seen && !most.compare_exchange_weak(seen, now)) {
+          }
+          std::lock_guard lock(mutex);
+          completions.push_back([&] {
+            --at_store;
+            ++done;
+            window.release();
+          });
+        });
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  stop = true;
+  store.join();
+  EXPECT_EQ(done, 4000);
+  EXPECT_LE(most, 8);
+  EXPECT_EQ(window.in_flight(), 0u);
 }
 
 }  // namespace

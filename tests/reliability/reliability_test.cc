@@ -65,8 +65,7 @@ std::vector<HealthTally> slow_bodies(std::uint16_t attack_port,
   std::vector<HealthTally> tally(health_ports.size());
   for (int round = 0; round < rounds; ++round) {
     for (auto& client : slow) {
-      if (!client.connected() ||
-          ::send(client.fd(), "1", 1, MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) {
+      if (!client.connected() || ::send(client.fd(), "1", 1, MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) {
         client = slow_body(attack_port);
       }
     }
@@ -124,8 +123,8 @@ TEST(Reliability, BodyDeadlineCutsATrickleNotAFastUploadAndThePerClientCapHolds)
   // (the stream's deadline closes the socket: no answer can be written then).
   {
     RawClient trickle(pacerd.port(), 5s);
-    ASSERT_TRUE(trickle.send_all(
-        "POST /v1/check HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{"));
+    ASSERT_TRUE(
+        trickle.send_all("POST /v1/check HTTP/1.1\r\nHost: t\r\nContent-Length: 1000\r\n\r\n{"));
     const auto start = std::chrono::steady_clock::now();
     bool closed = false;
     for (int i = 0; i < 40 && !closed; ++i) {
@@ -147,7 +146,8 @@ TEST(Reliability, BodyDeadlineCutsATrickleNotAFastUploadAndThePerClientCapHolds)
     while (body.size() < 5000 - item.size() - 2) body += "," + item;
     body += "]";
     body.resize(5000, ' ');  // whitespace after the JSON value is allowed
-    ASSERT_TRUE(upload.send_all("POST /v1/check HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"));
+    ASSERT_TRUE(
+        upload.send_all("POST /v1/check HTTP/1.1\r\nHost: t\r\nContent-Length: 5000\r\n\r\n"));
     for (std::size_t sent = 0; sent < body.size(); sent += 200) {
       ASSERT_TRUE(upload.send_all(std::string_view(body).substr(sent, 200))) << sent;
       std::this_thread::sleep_for(100ms);
@@ -203,7 +203,8 @@ std::string batch_body(const std::string& prefix, int items) {
 TEST(Reliability, ConcurrentBatchesOnRedisAreAllDecidedByRedis) {
   if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
   RedisServer redis;
-  Pacerd pacerd(pacerd_config(redis.url(), "open", "timeout = \"50ms\"\n[api]\nmax_batch = 10000\n"));
+  Pacerd pacerd(
+      pacerd_config(redis.url(), "open", "timeout = \"50ms\"\n[api]\nmax_batch = 10000\n"));
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   {
     HttpClient client(pacerd.port());
@@ -225,9 +226,9 @@ TEST(Reliability, ConcurrentBatchesOnRedisAreAllDecidedByRedis) {
     clients.emplace_back([&, c] {
       HttpClient client(pacerd.port());
       for (int round = 0; round < 3; ++round) {
-        const auto r = post(client, "/v1/check",
-                            batch_body("c" + std::to_string(c) + "r" + std::to_string(round) + "k",
-                                       1000));
+        const auto r =
+            post(client, "/v1/check",
+                 batch_body("c" + std::to_string(c) + "r" + std::to_string(round) + "k", 1000));
         if (r.status != 200 || !r.body.is_array() || r.body.size() != 1000) {
           ++failed;
           continue;
@@ -247,8 +248,9 @@ TEST(Reliability, ConcurrentBatchesOnRedisAreAllDecidedByRedis) {
   ASSERT_TRUE(r.body.is_array());
   EXPECT_EQ(r.body.size(), 10000u);
   EXPECT_EQ(degraded_items(r.body), 0);
-  std::printf("batches: %d items, %d answered by the fail mode; victim: %d checks, %d not by Redis\n",
-              items.load(), degraded.load(), victim_checks.load(), victim_degraded.load());
+  std::printf(
+      "batches: %d items, %d answered by the fail mode; victim: %d checks, %d not by Redis\n",
+      items.load(), degraded.load(), victim_checks.load(), victim_degraded.load());
   EXPECT_EQ(failed, 0);
   EXPECT_EQ(items, 24000);
   EXPECT_EQ(degraded, 0);
@@ -277,8 +279,8 @@ TEST(Reliability, AConfigWrittenInTwoPartsIsNeverLoadedHalfWay) {
   std::thread traffic([&] {
     HttpClient client(pacerd.port());
     for (int i = 0; !done.load(); ++i) {
-      const auto r = post(client, "/v1/check",
-                          check_body(i % 2 == 0 ? "b" : "c", "k" + std::to_string(i), 0));
+      const auto r =
+          post(client, "/v1/check", check_body(i % 2 == 0 ? "b" : "c", "k" + std::to_string(i), 0));
       ++checks;
       if (r.status != 200) ++unknown;
       std::this_thread::sleep_for(2ms);
@@ -317,9 +319,9 @@ TEST(Reliability, HostIsRequiredExactlyOnceInHttp11) {
   Pacerd pacerd(pacerd_config());
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   for (const std::uint16_t port : {demo.port(), pacerd.port()}) {
-    for (const char* bad : {"GET /health HTTP/1.1\r\n\r\n",
-                            "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
-                            "GET /health HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"}) {
+    for (const char* bad :
+         {"GET /health HTTP/1.1\r\n\r\n", "GET /health HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+          "GET /health HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"}) {
       RawClient client(port);
       auto r = client.request(bad);
       ASSERT_TRUE(r) << bad;

@@ -2,7 +2,7 @@
 // TATs after, read by the C++ test of gcra_step (tests/core/gcra_cases_test.cc) and by the test
 // of the Redis script (tests/redis/script_test.cc), so the two implementations cannot drift.
 //
-// The expected numbers are worked out by hand from DESIGN.md §2-3 (the comment of each case
+// The expected numbers are worked out by hand from docs/DESIGN.md §2-3 (the comment of each case
 // shows the arithmetic). Every emission interval, TAT and duration is a whole number of
 // microseconds (Redis' unit), so the same case is exact in both stores; `GcraCaseRate::rate()`
 // checks that.

@@ -1,8 +1,8 @@
 // pacer/beast/limit.h — rate limits for a pacer::beast handler, in a few lines.
 //
 // with_limits() wraps a handler: every request is checked by an HttpLimiter first. A request
-// over a limit is answered right there (429 with the JSON body of DESIGN §7, or 503 when the
-// store is unreachable and the fail mode is "closed"); the others reach your handler, and the
+// over a limit is answered right there (429 with the JSON body of docs/DESIGN.md §7, or 503 when
+// the store is unreachable and the fail mode is "closed"); the others reach your handler, and the
 // RateLimit-* headers are added to its response on the way out.
 //
 //   pacer::MemoryStore store;

@@ -78,9 +78,9 @@ struct ServerOptions {
   std::chrono::seconds body_timeout{20};
   std::size_t min_body_rate = 500;  // bytes per second that earn one more second; 0 = none
   std::chrono::seconds body_timeout_max{120};  // however fast the body comes
-  std::chrono::seconds shutdown_grace{5};  // how long in-flight requests may finish on stop()
-  bool handle_signals = false;             // stop() on SIGINT/SIGTERM
-  std::string server_header = "pacer";     // value of the Server header on every response
+  std::chrono::seconds shutdown_grace{5};      // how long in-flight requests may finish on stop()
+  bool handle_signals = false;                 // stop() on SIGINT/SIGTERM
+  std::string server_header = "pacer";         // value of the Server header on every response
   // Open connections allowed, all workers together (split evenly; at least one per worker).
   // 0 = derived from the descriptor limit: the soft RLIMIT_NOFILE less 64 descriptors kept for
   // everything else (listeners, Redis connections, files). See "Connection cap" above.
@@ -95,9 +95,9 @@ struct ServerOptions {
 // Counters since the server was constructed, all workers together.
 struct ServerStats {
   std::uint64_t open_connections = 0;
-  std::uint64_t shed = 0;             // closed to make room for a new one (see Connection cap)
-  std::uint64_t refused = 0;          // closed right after accept: at the cap, nothing to shed
-  std::uint64_t accept_failures = 0;  // accept() errors, such as out of descriptors (EMFILE)
+  std::uint64_t shed = 0;                // closed to make room for a new one (see Connection cap)
+  std::uint64_t refused = 0;             // closed right after accept: at the cap, nothing to shed
+  std::uint64_t accept_failures = 0;     // accept() errors, such as out of descriptors (EMFILE)
   std::uint64_t refused_per_client = 0;  // closed right after accept: the client's cap reached
   std::uint64_t body_timeouts = 0;       // closed: the body came too slowly
   // Exceptions that escaped a completion handler into a worker's io_context::run() (a bug in

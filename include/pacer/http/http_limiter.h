@@ -9,8 +9,8 @@
 //   http.add_route("POST", "/orders", {.policy = Policy("orders", {Rate::parse("3/1m")})});
 //   http.check(view, [&](Verdict v) { ... });
 //
-// Storage keys are `<prefix>:{<policy>:<scope>:<identity>}` (DESIGN §4): one key per policy,
-// the whole tag hashed to a Redis Cluster slot so identities spread over the cluster.
+// Storage keys are `<prefix>:{<policy>:<scope>:<identity>}` (docs/DESIGN.md §4): one key per
+// policy, the whole tag hashed to a Redis Cluster slot so identities spread over the cluster.
 #pragma once
 
 #include <atomic>
@@ -40,7 +40,7 @@ enum class Scope {
 // "route", "method_route" or "app"; throws std::invalid_argument naming anything else.
 Scope parse_scope(std::string_view text);
 
-// The storage key `<prefix>:{<policy>:<scope>:<identity>}` (DESIGN §4). Braces in `scope`
+// The storage key `<prefix>:{<policy>:<scope>:<identity>}` (docs/DESIGN.md §4). Braces in `scope`
 // become angle brackets ("/items/{id}" -> "/items/<id>"); a scope or identity that is not safe
 // in a key is hashed (sanitize_identity). Every adapter builds its keys here.
 std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,

@@ -3,7 +3,7 @@
 // An Identity turns a request into a string, or into nothing when it does not apply (no API
 // key on the request, no user set by earlier middleware); `first_of` then tries the next.
 // Every result is tagged with its kind ("ip:", "key:", "user:", ...) so different selectors
-// never share a bucket, and sanitised (DESIGN §4): values with '{', '}', control characters
+// never share a bucket, and sanitised (docs/DESIGN.md §4): values with '{', '}', control characters
 // or more than 128 bytes are replaced by a hash; API keys and bearer tokens are always hashed.
 //
 //   auto who = Identity::first_of({Identity::api_key(), Identity::client_ip()});
@@ -28,7 +28,7 @@ std::string hash_identity(std::string_view value);
 // The value itself when it is safe to put in a storage key, else hash_identity(value).
 std::string sanitize_identity(std::string_view value);
 
-// Whether `prefix` may start storage keys (DESIGN §4): 1 to 64 bytes that sanitize_identity
+// Whether `prefix` may start storage keys (docs/DESIGN.md §4): 1 to 64 bytes that sanitize_identity
 // keeps as they are (no braces, no control characters). HttpLimiterOptions::key_prefix,
 // pacerd's `key_prefix` and the Python package's `app_name` all follow this rule.
 bool valid_key_prefix(std::string_view prefix);

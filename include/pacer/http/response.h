@@ -1,4 +1,4 @@
-// pacer/http/response.h — how a Decision is told to HTTP clients (DESIGN §7).
+// pacer/http/response.h — how a Decision is told to HTTP clients (docs/DESIGN.md §7).
 //
 // Every limited response carries RateLimit-Limit / -Remaining / -Reset; a 429 adds
 // Retry-After (whole seconds, rounded up, so a client never retries too early). Optional:

@@ -4,7 +4,7 @@
 // One EVALSHA round trip per decision (the GCRA step as a Lua script over one hash-tagged
 // key, Redis TIME as the clock, integer microseconds), automatic pipelining, transparent
 // script reload on NOSCRIPT, a circuit breaker that fails fast while Redis is away, and a
-// deny cache that answers keys Redis has just denied without a round trip (DESIGN §5, §6).
+// deny cache that answers keys Redis has just denied without a round trip (docs/DESIGN.md §5, §6).
 //
 //   pacer::redis::RedisStore store({.url = "redis://127.0.0.1:6379"});
 //   pacer::Limiter limiter(store, {.fail_mode = pacer::FailMode::kLocal});
@@ -14,9 +14,9 @@
 // of pacer/store.h hold: every handler runs exactly once (at the latest in shutdown()), a
 // handler that throws is caught and counted, calls from other threads wait in a bounded queue.
 //
-// Keys: each policy has its own key space. A key in DESIGN §4's layout, whose hash tag starts
-// with the policy's name (`prefix:{policy:scope:identity}`, as the HTTP layer builds them), is
-// used as it is; any other key is stored as `{<policy>:<key>}`.
+// Keys: each policy has its own key space. A key in docs/DESIGN.md §4's layout, whose hash tag
+// starts with the policy's name (`prefix:{policy:scope:identity}`, as the HTTP layer builds them),
+// is used as it is; any other key is stored as `{<policy>:<key>}`.
 #pragma once
 
 #include <chrono>
