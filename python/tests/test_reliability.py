@@ -10,7 +10,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 
-from pacer import Limiter, LimiterMiddleware, Rate, limit, rate_limit
+from pacer import Limiter, LimiterMiddleware, Policy, Rate, limit, rate_limit
 
 SIX = Rate(6, "1m", burst=5)
 ADMITTED = [200] * 6 + [429] * 24
@@ -226,3 +226,28 @@ async def test_options_stays_excluded_by_default(app_name):
             r = await c.options("/page")
             assert r.status_code != 429 and "ratelimit-limit" not in r.headers
     assert limiter.metrics.requests_allowed == 0
+
+
+# -- Item 6: the key space is one-to-one ----------------------------------------------------------
+
+async def test_a_raw_key_that_reads_as_a_hash_never_shares_the_hashed_keys_bucket(store_url, app_name):
+    """A long identity is stored as "h:" + 32 hex digits of its SHA-256; a client sending that
+    text as its own identity used to land in the same bucket (issue 20: denied with 0 left)."""
+    from pacer import _pacer
+    long_key = "k" * 200
+    # The package's hash_identity is FastAPI Pacer's (32 hex digits); the key holds "h:" + it.
+    raw = "h:" + _pacer.hash_identity(long_key)
+    limiter = Limiter(redis_url=store_url, app_name=app_name)
+    app = FastAPI()
+    who = Policy(rates=[SIX], key=lambda request: request.headers["X-Who"])
+    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=who)
+
+    @app.get("/x")
+    async def x():
+        return {}
+
+    async with client(app) as c:
+        spent = [(await c.get("/x", headers={"X-Who": long_key})).status_code for _ in range(7)]
+        assert spent == [200] * 6 + [429]
+        assert (await c.get("/x", headers={"X-Who": raw})).status_code == 200
+    await limiter.shutdown()
