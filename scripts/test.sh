@@ -7,6 +7,7 @@
 # and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
 # dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
+#   | -L reliability
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
