@@ -15,6 +15,23 @@ Selector = Callable[[Any], str]
 
 _VALID_KEYS = ("ip", "api_key", "user", "org")
 _NS_PER_MS = 1_000_000
+_FNV_OFFSET = 0xCBF29CE484222325
+_FNV_PRIME = 0x100000001B3
+_U64 = (1 << 64) - 1
+
+
+def _rates_digest(rates: List["Rate"]) -> str:
+    """"r" and 12 hex digits: FNV-1a over each rate's permits, period in nanoseconds and burst
+    (8 bytes each, little-endian), the digest pacerd puts in its keys (apps/pacerd/config.cc).
+    It depends on the rates' values only: the same rates give the same digest in every process
+    and after a restart ("1m" and "60s" are one period); other rates, another digest."""
+    value = _FNV_OFFSET
+    for rate in rates:
+        for number in (rate.permits, rate._period_ns, rate.burst):
+            for i in range(8):
+                value ^= (number >> (8 * i)) & 0xFF
+                value = (value * _FNV_PRIME) & _U64
+    return f"r{value & 0xFFFFFFFFFFFF:012x}"
 
 
 @dataclass(frozen=True)
@@ -80,8 +97,13 @@ class Policy:
             raise ValueError(f"Policy cannot have more than {self.max_rates} rates")
         if isinstance(self.key, str) and self.key not in _VALID_KEYS:
             raise ValueError(f"Invalid key type: {self.key}")
+        # The key's policy part is the name and the rates (issue 19): `limit(Rate(...))` is
+        # always "dependency" and an unnamed Policy "default", so by name alone a router's and a
+        # route's limit shared one bucket. `<name>.r<digest>`; a name outside [A-Za-z0-9_.-] or
+        # longer than 50 characters makes it too long or unsafe for a key, and the engine uses
+        # a hash of the whole text instead (still one per name and rates).
         native = _pacer.Policy(
-            str(self.name),
+            f"{self.name}.{_rates_digest(self.rates)}",
             [(r.permits, r._period_ns, r.burst) for r in self.rates],
             self.describe(),
         )
@@ -98,8 +120,9 @@ class Policy:
 
     def generate_keys(self, app: str, scope: str, route: str, principal: str) -> List[str]:
         """The storage key of `principal` on `route` (the scope value: a path, "METHOD:path" or
-        "global"). Pacer keeps every rate of a policy in one key, `app:{policy:route:principal}`,
-        so the list has one element (the seed made one key per rate)."""
+        "global"). Pacer keeps every rate of a policy in one key,
+        `app:{<name>.r<rates digest>:route:principal}`, so the list has one element (the seed
+        made one key per rate). Two policies share a key only with the same name and rates."""
         del scope  # the scope kind is already in the value (path, METHOD:path, global)
         return [_pacer.storage_key(app, self._native.name, route, principal)]
 

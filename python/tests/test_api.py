@@ -105,7 +105,7 @@ def test_policy_keys_and_ttl():
     policy = Policy([Rate(10, "1s"), Rate(100, "1m"), Rate(1000, "1h")], name="api")
     assert policy.max_ttl_ms == 7200000
     assert policy.generate_keys("fastapi", "route", "/api/items", "203.0.113.5") == [
-        "fastapi:{api:/api/items:203.0.113.5}"]
+        "fastapi:{api.rb493c368846e:/api/items:203.0.113.5}"]  # name and rates digest (issue 19)
     # Hostile identities never break the key's hash tag.
     (key,) = policy.generate_keys("fastapi", "route", "/x", "a}b{c")
     assert key.count("{") == 1 and key.count("}") == 1
