@@ -20,14 +20,21 @@ namespace {
 // ':' is written "%3A", and '%', '<' and '>' are escaped likewise so the mapping stays
 // one-to-one (docs/DESIGN.md §4). Anything else unsafe is hashed.
 void finish_scope(std::string& out, std::size_t mark) {
-  const auto plain = [](char c) { return c != ':' && c != '%' && c != '<' && c != '>'; };
-  if (std::all_of(out.begin() + static_cast<std::ptrdiff_t>(mark), out.end(), plain)) {
+  // One look for the usual scope; braces are swapped in place, and the rare scope with ':',
+  // '%', '<' or '>' is rebuilt.
+  bool escape = false;
+  bool braces = false;
+  for (std::size_t i = mark; i < out.size(); ++i) {
+    const char c = out[i];
+    braces = braces || c == '{' || c == '}';
+    escape = escape || c == ':' || c == '%' || c == '<' || c == '>';
+  }
+  if (braces && !escape) {
     for (std::size_t i = mark; i < out.size(); ++i) {
       if (out[i] == '{') out[i] = '<';
       if (out[i] == '}') out[i] = '>';
     }
-  } else {
-    // Rare (a route with ':', '%', '<' or '>' in it): rebuilt.
+  } else if (escape) {
     const std::string scope = out.substr(mark);
     out.resize(mark);
     for (const char c : scope) {

@@ -1,5 +1,6 @@
 #include "pacer/redis/redis_store.h"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <array>
@@ -14,6 +15,7 @@
 #include <stdexcept>
 #include <thread>
 
+#include "core/handler_guard.h"
 #include "core/text.h"
 #include "deny_cache.h"
 #include "pacer/redis/url.h"
@@ -75,6 +77,9 @@ class RedisKey {
 // kept there. The one rule behind RedisStore::validate(), resolution() and every check.
 constexpr Nanos kRedisResolution = std::chrono::microseconds(1);
 
+// The module's command (src/redis_module/module.cc).
+constexpr std::string_view kModuleCommand = "PACER.GCRA";
+
 bool fits_redis_time(const Policy& policy) { return policy.finest_interval() >= kRedisResolution; }
 
 // The arguments of one check (script.h), formatted into a fixed buffer (no allocation per
@@ -95,12 +100,18 @@ class ScriptArgs {
 
   std::span<const std::string_view> evalsha() { return with("EVALSHA", gcra_script_sha()); }
   std::span<const std::string_view> eval() { return with("EVAL", gcra_script()); }
+  // PACER.GCRA <key> <inc_1> <room_1> ...: the same arguments after the key (module.cc).
+  std::span<const std::string_view> module() {
+    args_[2] = kModuleCommand;
+    return {args_.data() + 2, count_ - 2};
+  }
   const ScriptCall& call() const { return call_; }
 
  private:
   std::span<const std::string_view> with(std::string_view command, std::string_view script) {
     args_[0] = command;
     args_[1] = script;
+    args_[2] = "1";
     return {args_.data(), count_};
   }
   void number(std::int64_t value) {
@@ -142,13 +153,50 @@ struct RedisStore::Impl {
   std::atomic<std::size_t> next_lane{0};
   std::unique_ptr<internal::DenyCache> deny_cache;
   std::atomic<std::uint64_t> round_trips{0}, deny_cache_hits{0}, script_reloads{0}, errors{0};
+  std::atomic<std::uint64_t> module_decisions{0}, module_fallbacks{0};
+  // PACER.GCRA for new checks (RedisScript): set by the probe on connect (kAuto) or at start
+  // (kModule).
+  std::atomic<bool> use_module{false};
+  std::mutex module_log_mutex;  // module_missing() runs on any lane's thread (rarely)
+  pacer::internal::LogThrottle module_log;
   std::atomic<bool> shut_down{false};
+
+  // A node answered PACER.GCRA with "unknown command".
+  void module_missing() {
+    module_fallbacks.fetch_add(1, std::memory_order_relaxed);
+    if (options.script == RedisScript::kAuto) use_module.store(false, std::memory_order_relaxed);
+    std::uint64_t skipped = 0;
+    std::unique_lock lock(module_log_mutex);
+    if (module_log.allow(skipped)) {
+      lock.unlock();
+      spdlog::warn(
+          "pacer: a Redis node does not know PACER.GCRA (pacer-redis-module.so not loaded); "
+          "decided by the Lua script{}{}",
+          options.script == RedisScript::kAuto ? " until the module is found on every node again"
+                                               : "",
+          skipped == 0 ? "" : fmt::format(" ({} more since the last such line)", skipped));
+    }
+  }
+
+  // On every (re)connect: does every node have the module? (kAuto)
+  void probe_module(Client& client) {
+    static constexpr std::array<std::string_view, 3> kInfo{"COMMAND", "INFO", kModuleCommand};
+    client.execute_on_all(kInfo, [this](std::error_code ec, std::vector<Reply>&& replies) {
+      bool everywhere = !ec && !replies.empty();
+      for (const Reply& r : replies) {
+        everywhere = everywhere && r.type == Reply::Type::kArray && r.elements.size() == 1 &&
+                     r.elements[0].type == Reply::Type::kArray;
+      }
+      if (!ec) use_module.store(everywhere, std::memory_order_relaxed);
+    });
+  }
 
   explicit Impl(RedisStoreOptions o)
       : options(std::move(o)),
         deny_cache(options.deny_cache_entries > 0
                        ? std::make_unique<internal::DenyCache>(options.deny_cache_entries)
-                       : nullptr) {}
+                       : nullptr),
+        use_module(options.script == RedisScript::kModule) {}
 
   void start(const std::vector<asio::io_context*>& contexts) {
     const RedisUrl url = parse_redis_url(options.url);
@@ -166,9 +214,10 @@ struct RedisStore::Impl {
       // Loading the script on every (re)connected node saves the first NOSCRIPT round trip.
       // `raw` is safe: callbacks never run after stop(), and shutdown() stops every client
       // before it is destroyed.
-      raw->on_connect([raw] {
+      raw->on_connect([this, raw] {
         const std::array<std::string_view, 3> load{"SCRIPT", "LOAD", gcra_script()};
         raw->execute_on_all(load, [](std::error_code, std::vector<Reply>&&) {});
+        if (options.script == RedisScript::kAuto) probe_module(*raw);
       });
       auto ran = std::make_shared<std::atomic<bool>>(false);
       asio::post(*io, [ran] { ran->store(true, std::memory_order_release); });
@@ -299,6 +348,26 @@ std::vector<std::string> RedisStore::script_arguments(const Policy& policy, std:
   return out;
 }
 
+RedisScript parse_redis_script(std::string_view text) {
+  if (text == "auto") return RedisScript::kAuto;
+  if (text == "lua") return RedisScript::kLua;
+  if (text == "module") return RedisScript::kModule;
+  throw std::invalid_argument("invalid Redis script '" + pacer::internal::printable(text) +
+                              "': expected auto, lua or module");
+}
+
+std::string_view to_string(RedisScript script) {
+  switch (script) {
+    case RedisScript::kAuto:
+      return "auto";
+    case RedisScript::kLua:
+      return "lua";
+    case RedisScript::kModule:
+      return "module";
+  }
+  return "auto";
+}
+
 Nanos RedisStore::resolution() const { return kRedisResolution; }
 
 void RedisStore::validate(const Policy& policy) {
@@ -313,6 +382,10 @@ void RedisStore::validate(const Policy& policy) {
 }
 
 namespace {
+
+// How a check is being decided: the module first (when in use), then EVALSHA, then EVAL after a
+// NOSCRIPT.
+enum class Attempt : std::uint8_t { kModule, kEvalsha, kEval };
 
 // Everything a check needs once the call that started it has returned.
 struct Pending {
@@ -338,24 +411,25 @@ struct Pending {
 
 }  // namespace
 
-// The reply handler of one check: decodes the decision, or reloads the script once.
+// The reply handler of one check: decodes the decision; a node without the module is asked
+// through the script, and a script Redis has forgotten is sent again, once each.
 struct RedisStore::Finish {
   Impl* impl;
   Client* client;
   std::unique_ptr<Pending> pending;
-  bool retried;
+  Attempt attempt;
 
   void operator()(std::error_code ec, Reply&& reply) {
     Pending& p = *pending;
-    if (!ec && !retried && reply.is_error_prefix("NOSCRIPT")) {
+    if (!ec && attempt == Attempt::kModule && reply.is_error_prefix("ERR unknown command")) {
+      // Restarted without the module (or a node that never had it): no failed decision.
+      impl->module_missing();
+      return retry(p.args.evalsha(), Attempt::kEvalsha);
+    }
+    if (!ec && attempt == Attempt::kEvalsha && reply.is_error_prefix("NOSCRIPT")) {
       // Restarted, failed over or SCRIPT FLUSHed: EVAL runs the script and caches it again.
       impl->script_reloads.fetch_add(1, std::memory_order_relaxed);
-      impl->round_trips.fetch_add(1, std::memory_order_relaxed);
-      const auto args = p.args.eval();
-      const std::string_view key = p.key;
-      const Client::Deadline deadline = p.deadline;
-      client->execute(args, key, Finish{impl, client, std::move(pending), true}, deadline);
-      return;
+      return retry(p.args.eval(), Attempt::kEval);
     }
     CheckResult result{ec, {}, p.caller_key()};
     if (!ec) {
@@ -376,6 +450,13 @@ struct RedisStore::Finish {
         impl->deny_cache->remember(p.key, p.cost, monotonic_now(), result.decision);
     }
     p.done(result);
+  }
+
+  void retry(std::span<const std::string_view> args, Attempt next) {
+    impl->round_trips.fetch_add(1, std::memory_order_relaxed);
+    const std::string_view key = pending->key;
+    const Client::Deadline deadline = pending->deadline;
+    client->execute(args, key, Finish{impl, client, std::move(pending), next}, deadline);
   }
 };
 
@@ -400,9 +481,14 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
       std::make_unique<Pending>(std::move(redis_key), policy, cost, deadline, std::move(done));
   Client* client = impl.lane().client.get();
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
-  const auto args = pending->args.evalsha();
+  const bool module = impl.use_module.load(std::memory_order_relaxed);
+  if (module) impl.module_decisions.fetch_add(1, std::memory_order_relaxed);
+  const auto args = module ? pending->args.module() : pending->args.evalsha();
   const std::string_view routed_key = pending->key;
-  client->execute(args, routed_key, Finish{&impl, client, std::move(pending), false}, deadline);
+  client->execute(
+      args, routed_key,
+      Finish{&impl, client, std::move(pending), module ? Attempt::kModule : Attempt::kEvalsha},
+      deadline);
 }
 
 void RedisStore::reset(const Policy& policy, std::string_view key, ResetHandler done) {
@@ -449,6 +535,9 @@ RedisStoreStats RedisStore::stats() const {
   const Impl& i = *impl_;
   RedisStoreStats stats{i.round_trips.load(), i.deny_cache_hits.load(), i.script_reloads.load(), 0,
                         i.errors.load()};
+  stats.module_decisions = i.module_decisions.load();
+  stats.module_fallbacks = i.module_fallbacks.load();
+  stats.module_in_use = i.use_module.load();
   for (const Impl::Lane& lane : i.lanes) {
     stats.fast_failures += lane.client->fast_failures();
     stats.handler_errors += lane.client->handler_errors();

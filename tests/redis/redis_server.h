@@ -186,6 +186,12 @@ class RedisServer {
     stop();
     start();
   }
+  // Starts again on the same port with other arguments (e.g. without a module).
+  void restart(std::vector<std::string> args) {
+    stop();
+    args_ = std::move(args);
+    start();
+  }
 
   // CLIENT PAUSE: the server stops answering clients for `ms`.
   void pause(std::chrono::milliseconds ms) { cli({"CLIENT", "PAUSE", std::to_string(ms.count())}); }

@@ -24,12 +24,28 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "pacer/redis/client.h"
 #include "pacer/store.h"
 
 namespace pacer::redis {
+
+// Which command decides on Redis (docs/OPERATIONS.md, "The Redis module").
+enum class RedisScript {
+  // PACER.GCRA when every node has pacer-redis-module.so loaded (asked on every connect), else
+  // the Lua script. A node that loses the module (restarted without it) answers "unknown
+  // command": that decision is made by the script at once and the script is used until the
+  // next connect finds the module everywhere again.
+  kAuto,
+  kLua,     // the Lua script only; nothing is asked
+  kModule,  // PACER.GCRA first, always; a node without it is answered by the script (logged)
+};
+
+// "auto", "lua", "module"; std::invalid_argument naming the value and those accepted.
+RedisScript parse_redis_script(std::string_view text);
+std::string_view to_string(RedisScript script);
 
 struct RedisStoreOptions {
   // redis://[user:password@]host:port[/db], rediss://... (TLS),
@@ -57,15 +73,19 @@ struct RedisStoreOptions {
   std::chrono::milliseconds breaker_open_for{200};
   // Keys remembered as denied (0 turns the deny cache off).
   std::size_t deny_cache_entries = 65536;
+  RedisScript script = RedisScript::kAuto;
 };
 
 struct RedisStoreStats {
-  std::uint64_t round_trips = 0;      // EVALSHA/EVAL/DEL issued (fast failures included)
-  std::uint64_t deny_cache_hits = 0;  // decisions answered locally
-  std::uint64_t script_reloads = 0;   // NOSCRIPT answered by EVAL
-  std::uint64_t fast_failures = 0;    // refused while a node's circuit was open
-  std::uint64_t errors = 0;           // failed round trips (timeouts, disconnects, ...)
-  std::uint64_t handler_errors = 0;   // completion handlers that threw (caught, logged)
+  std::uint64_t round_trips = 0;       // EVALSHA/EVAL/DEL issued (fast failures included)
+  std::uint64_t deny_cache_hits = 0;   // decisions answered locally
+  std::uint64_t script_reloads = 0;    // NOSCRIPT answered by EVAL
+  std::uint64_t fast_failures = 0;     // refused while a node's circuit was open
+  std::uint64_t errors = 0;            // failed round trips (timeouts, disconnects, ...)
+  std::uint64_t handler_errors = 0;    // completion handlers that threw (caught, logged)
+  std::uint64_t module_decisions = 0;  // checks sent as PACER.GCRA (the rest: the Lua script)
+  std::uint64_t module_fallbacks = 0;  // PACER.GCRA answered "unknown command": the script decided
+  bool module_in_use = false;          // new checks go to PACER.GCRA now
 };
 
 class RedisStore final : public Store {
