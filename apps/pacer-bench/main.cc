@@ -1,6 +1,7 @@
 // pacer-bench — drives concurrent checks against a store for a bounded time and reports
-// decisions/s and latency percentiles; on Redis also the script's Redis CPU per decision
-// (`usec_per_call` of EVALSHA in INFO commandstats, read with redis-cli before and after).
+// decisions/s and latency percentiles; on Redis also the Redis CPU per decision (`usec_per_call`
+// of EVALSHA, or of PACER.GCRA with pacer-redis-module.so, in INFO commandstats, read with
+// redis-cli before and after).
 //
 //   pacer-bench --store memory --threads 2 --keys 1000000 --seconds 5
 //   pacer-bench --store redis --url redis://127.0.0.1:6379 --concurrency 256 --seconds 5
@@ -8,6 +9,7 @@
 //   pacer-bench --store redis --redis-benchmark                       # + redis-benchmark ceiling
 //   pacer-bench --store redis --rate 1000/1s --rate 20000/1m --rate 1000000/1h  # three rates
 //   pacer-bench --store redis --keys 1 --rate 10/1s --burst 0 --print-admitted
+//   pacer-bench --store redis --script module     # PACER.GCRA (the module must be loaded)
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -51,7 +53,8 @@ struct Settings {
   bool redis_benchmark = false;
   unsigned io_threads = 1;
   bool deny_cache = true;
-  double send_rate = 0;  // > 0: paced checks per second from one thread instead of chains
+  double send_rate = 0;         // > 0: paced checks per second from one thread instead of chains
+  std::string script = "auto";  // auto | lua | module (RedisStoreOptions::script)
 };
 
 // Latencies in microseconds, sampled into a fixed-size log-linear histogram.
@@ -115,8 +118,9 @@ std::string redis_tool_target(const pacer::redis::RedisUrl& url) {
   return target;
 }
 
-// EVALSHA calls and the microseconds Redis spent in them (INFO commandstats), summed over the
-// URL's hosts (a cluster's seeds: list every master to count them all).
+// Decisions (EVALSHA and PACER.GCRA calls) and the microseconds Redis spent in them (INFO
+// commandstats), summed over the URL's hosts (a cluster's seeds: list every master to count them
+// all). A run uses one of the two commands; the other adds nothing.
 struct ScriptCpu {
   bool ok = false;
   double calls = 0;
@@ -131,20 +135,19 @@ ScriptCpu read_script_cpu(const pacer::redis::RedisUrl& url) {
     one.hosts = {{host, port}};
     const std::string stats =
         run_command("redis-cli " + redis_tool_target(one) + " INFO commandstats 2>/dev/null");
-    // cmdstat_evalsha:calls=123,usec=456,usec_per_call=3.71,...
-    const auto at = stats.find("cmdstat_evalsha:calls=");
-    if (at == std::string::npos) {
-      if (stats.find("# Commandstats") == std::string::npos) return {};
-      total.ok = true;  // no EVALSHA on this node yet
-      continue;
-    }
-    const char* p = stats.c_str() + at + std::strlen("cmdstat_evalsha:calls=");
-    char* end = nullptr;
-    total.calls += std::strtod(p, &end);
-    const auto usec = stats.find("usec=", static_cast<std::size_t>(end - stats.c_str()));
-    if (usec == std::string::npos) return {};
-    total.usec += std::strtod(stats.c_str() + usec + 5, nullptr);
+    if (stats.find("# Commandstats") == std::string::npos) return {};
     total.ok = true;
+    // cmdstat_evalsha:calls=123,usec=456,usec_per_call=3.71,...
+    for (const std::string_view name : {"cmdstat_evalsha:calls=", "cmdstat_pacer.gcra:calls="}) {
+      const auto at = stats.find(name);
+      if (at == std::string::npos) continue;  // not called on this node yet
+      const char* p = stats.c_str() + at + name.size();
+      char* end = nullptr;
+      total.calls += std::strtod(p, &end);
+      const auto usec = stats.find("usec=", static_cast<std::size_t>(end - stats.c_str()));
+      if (usec == std::string::npos) return {};
+      total.usec += std::strtod(stats.c_str() + usec + 5, nullptr);
+    }
   }
   return total;
 }
@@ -189,7 +192,8 @@ int run(const Settings& s) {
         pacer::redis::RedisStoreOptions{.url = s.url,
                                         .command_timeout = std::chrono::milliseconds(1000),
                                         .io_threads = s.io_threads,
-                                        .deny_cache_entries = s.deny_cache ? 65536u : 0u});
+                                        .deny_cache_entries = s.deny_cache ? 65536u : 0u,
+                                        .script = pacer::redis::parse_redis_script(s.script)});
     if (!r->wait_connected(std::chrono::seconds(3))) {
       std::fprintf(stderr, "pacer-bench: cannot connect to %s: %s\n",
                    pacer::redis::parse_redis_url(s.url).to_string().c_str(),
@@ -329,8 +333,10 @@ int run(const Settings& s) {
         static_cast<unsigned long long>(st.script_reloads),
         done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
     // Redis CPU per decision: the ceiling of a Redis deployment is 1e6 / this per core.
-    std::printf("redis_usec_per_call=%s rates=%zu\n",
-                format_usec(usec_per_call(cpu_before, cpu_after)).c_str(), policy.rates().size());
+    std::printf("redis_usec_per_call=%s rates=%zu command=%s module_decisions=%llu\n",
+                format_usec(usec_per_call(cpu_before, cpu_after)).c_str(), policy.rates().size(),
+                st.module_decisions > 0 ? "PACER.GCRA" : "EVALSHA",
+                static_cast<unsigned long long>(st.module_decisions));
   }
   if (s.print_admitted) {
     // What GCRA allows over the run on one key (first rate): burst + 1 at once, then one per T.
@@ -352,14 +358,18 @@ int run(const Settings& s) {
     const std::string key =
         s.keys > 1 ? fmt::format("{}:{{bench:load:k__rand_int__}}", s.key_prefix) : key_for(s, 0);
     const std::string random = s.keys > 1 ? fmt::format(" -r {}", s.keys) : "";
+    const std::string decide =
+        redis->stats().module_in_use
+            ? fmt::format("PACER.GCRA {}", shell_quote(key))
+            : fmt::format("EVALSHA {} 1 {}", pacer::redis::RedisStore::script_sha(),
+                          shell_quote(key));
     const std::string command =
-        fmt::format("redis-benchmark {} -c 32 -P 16{} -n {} -q EVALSHA {} 1 {}{} 2>&1",
-                    redis_tool_target(url), random, std::max<std::uint64_t>(done, 200'000),
-                    pacer::redis::RedisStore::script_sha(), shell_quote(key), arguments);
+        fmt::format("redis-benchmark {} -c 32 -P 16{} -n {} -q {}{} 2>&1", redis_tool_target(url),
+                    random, std::max<std::uint64_t>(done, 200'000), decide, arguments);
     const ScriptCpu before = read_script_cpu(url);
     double ceiling = 0;
     const std::string output = run_command(command);
-    // "EVALSHA ...: 123456.78 requests per second" (after \r progress lines)
+    // "EVALSHA ...: 123456.78 requests per second" (after \r progress lines; PACER.GCRA alike)
     const auto per_second = output.rfind(" requests per second");
     const auto colon = output.rfind(": ", per_second);
     if (per_second != std::string::npos && colon != std::string::npos)
@@ -396,6 +406,9 @@ int run(int argc, char** argv) {
   cli.add_flag("--print-admitted", s.print_admitted, "print admitted=N (for tests)");
   cli.add_flag("!--no-deny-cache", s.deny_cache, "turn the deny cache off");
   cli.add_flag("--redis-benchmark", s.redis_benchmark, "also print redis-benchmark's ceiling");
+  cli.add_option("--script", s.script,
+                 "auto (PACER.GCRA where pacer-redis-module.so is loaded), lua or module")
+      ->check(CLI::IsMember({"auto", "lua", "module"}));
   cli.add_option("--send-rate", s.send_rate, "paced checks per second from one thread (redis)")
       ->check(CLI::Range(0.0, 1e6));
   CLI11_PARSE(cli, argc, argv);

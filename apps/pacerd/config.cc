@@ -332,6 +332,13 @@ void read_store(Section& s, Config& c) {
     c.connect_timeout = std::chrono::ceil<std::chrono::milliseconds>(*v);
   if (auto v = s.integer("max_keys", 1024, 1'000'000'000))
     c.max_keys = static_cast<std::size_t>(*v);
+  if (auto script = s.string("script")) {
+    try {
+      c.store_script = redis::parse_redis_script(*script);
+    } catch (const std::invalid_argument&) {
+      s.problems().add(*s.node("script"), s.name("script"), "expected auto, lua or module");
+    }
+  }
   if (auto prefix = s.string("key_prefix")) {
     if (http::valid_key_prefix(*prefix)) {
       c.key_prefix = *prefix;
@@ -646,6 +653,8 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
   differs("store.connect_timeout", std::to_string(connect_timeout.count()) + "ms",
           std::to_string(next.connect_timeout.count()) + "ms");
   differs("store.max_keys", std::to_string(max_keys), std::to_string(next.max_keys));
+  differs("store.script", std::string(redis::to_string(store_script)),
+          std::string(redis::to_string(next.store_script)));
   return out;
 }
 

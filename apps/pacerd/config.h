@@ -28,6 +28,7 @@
 #include "pacer/http/response.h"
 #include "pacer/limiter.h"
 #include "pacer/rate.h"
+#include "pacer/redis/redis_store.h"
 
 namespace pacer::pacerd {
 
@@ -77,6 +78,7 @@ struct Config {
   std::chrono::milliseconds connect_timeout{1000};
   std::string key_prefix = "pacerd";
   std::size_t max_keys = 1'000'000;  // in-process store (and the local fallback)
+  redis::RedisScript store_script = redis::RedisScript::kAuto;  // PACER.GCRA or the Lua script
 
   // [api]
   std::size_t max_batch = 1000;

@@ -206,7 +206,8 @@ Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::
   } else {
     const redis::RedisStoreOptions options{.url = config.store_url,
                                            .connect_timeout = config.connect_timeout,
-                                           .command_timeout = config.timeout};
+                                           .command_timeout = config.timeout,
+                                           .script = config.store_script};
     if (io.empty()) {
       store_ = std::make_unique<redis::RedisStore>(options);
     } else {
@@ -849,6 +850,14 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
     fmt::format_to(out, "pacerd_redis_fast_failures_total {}\n", st.fast_failures);
     family("redis_deny_cache_hits_total", "counter", "Denials answered without a round trip.");
     fmt::format_to(out, "pacerd_redis_deny_cache_hits_total {}\n", st.deny_cache_hits);
+    family("redis_module_decisions_total", "counter",
+           "Checks sent as PACER.GCRA (pacer-redis-module.so); the rest ran the Lua script.");
+    fmt::format_to(out, "pacerd_redis_module_decisions_total {}\n", st.module_decisions);
+    family("redis_module_fallbacks_total", "counter",
+           "PACER.GCRA answered unknown command: decided by the Lua script instead.");
+    fmt::format_to(out, "pacerd_redis_module_fallbacks_total {}\n", st.module_fallbacks);
+    family("redis_module_in_use", "gauge", "1 while new checks go to PACER.GCRA.");
+    fmt::format_to(out, "pacerd_redis_module_in_use {}\n", st.module_in_use ? 1 : 0);
   }
   family("http_requests_in_flight", "gauge",
          "Requests received and not yet answered, both listeners (this one included).");

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 
 namespace pacer::redis::internal {
 namespace {
@@ -24,10 +25,11 @@ double unpack(const char* bytes) {
   return value;
 }
 
-void pack(std::string& out, double value) {
-  char bytes[8];
-  std::memcpy(bytes, &value, 8);
-  out.append(bytes, 8);
+// Appends `value` as 8 little-endian bytes at out[size] (the buffers hold 8 rates and a '-').
+template <std::size_t N>
+void pack(std::array<char, N>& out, std::size_t& size, double value) {
+  std::memcpy(out.data() + size, &value, 8);
+  size += 8;
 }
 
 // Lua 5.1's tonumber() of a string: strtod (hexadecimal through strtoul), spaces around
@@ -79,7 +81,7 @@ ScriptStepResult one_rate(std::string_view stored, bool exists, double now, long
   }
   const double span = off + static_cast<double>(inc);
   r.write = true;
-  pack(r.value, now + span);
+  pack(r.value_, r.value_size_, now + span);
   r.px_ms = px_of(span);
   r.integer = static_cast<long long>(off);
   return r;
@@ -121,21 +123,18 @@ ScriptStepResult several_rates(std::string_view stored, bool exists, double now,
     if (off > static_cast<double>(args[2 * i + 1])) admit = false;
   }
   ScriptStepResult r;
-  std::string offsets;
-  if (!idle)
-    for (std::size_t i = 0; i < n; ++i) pack(offsets, t[i]);
-  if (args[0] == 0 || admit) {
-    // A read, or admitted: the offsets (the integer 0 when all are 0).
-    if (!idle) {
-      r.integer_reply = false;
-      r.bytes = std::move(offsets);
-    }
-    if (args[0] == 0) return r;
-  } else {
+  const bool denied = args[0] != 0 && !admit;
+  // The offsets (the integer 0 when all are 0 and not denied); '-' first when denied, and
+  // Lua's '-' .. 0 is "-0".
+  if (denied) r.bytes_[r.bytes_size_++] = '-';
+  if (!idle) {
     r.integer_reply = false;
-    r.bytes = idle ? "-0" : "-" + offsets;  // Lua's '-' .. 0 is "-0"
-    return r;
+    for (std::size_t i = 0; i < n; ++i) pack(r.bytes_, r.bytes_size_, t[i]);
+  } else if (denied) {
+    r.integer_reply = false;
+    r.bytes_[r.bytes_size_++] = '0';
   }
+  if (args[0] == 0 || denied) return r;
   double expiry = 0;
   for (std::size_t i = 0; i < n; ++i) {
     const double span = t[i] + static_cast<double>(args[2 * i]);
@@ -143,7 +142,7 @@ ScriptStepResult several_rates(std::string_view stored, bool exists, double now,
     t[i] = now + span;
   }
   r.write = true;
-  for (std::size_t i = 0; i < n; ++i) pack(r.value, t[i]);
+  for (std::size_t i = 0; i < n; ++i) pack(r.value_, r.value_size_, t[i]);
   r.px_ms = px_of(expiry);
   return r;
 }

@@ -42,6 +42,8 @@ using redis::internal::ScriptStepResult;
 constexpr int kMaxRates = 8;
 
 Api api;
+// "PX" for the replicated SET, made once (a C string argument would be copied every call).
+RedisModuleString* px_argument = nullptr;
 
 long long now_microseconds() {
   if (api.Microseconds != nullptr) return api.Microseconds();
@@ -75,7 +77,7 @@ int reply_bad_argument(RedisModuleCtx* ctx, int position, const RedisModuleStrin
 
 int reply(RedisModuleCtx* ctx, const ScriptStepResult& r) {
   if (r.integer_reply) return api.ReplyWithLongLong(ctx, r.integer);
-  return api.ReplyWithStringBuffer(ctx, r.bytes.data(), r.bytes.size());
+  return api.ReplyWithStringBuffer(ctx, r.bytes().data(), r.bytes().size());
 }
 
 int gcra(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
@@ -98,27 +100,31 @@ int gcra(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
     return api.ReplyWithError(ctx,
                               "WRONGTYPE Operation against a key holding the wrong kind of value");
   }
-  std::string_view stored;
-  if (type == kKeyTypeString) {
-    size_t length = 0;
-    const char* value = api.StringDMA(key, &length, kRead);
-    stored = std::string_view(value, length);
-  }
-  const ScriptStepResult r = script_step(stored, type == kKeyTypeString, now_microseconds(),
-                                         {args.data(), static_cast<std::size_t>(count)});
+  // One DMA for reading and, when the size stays (the usual case), writing in place.
+  char* current = nullptr;
+  size_t current_length = 0;
+  if (type == kKeyTypeString) current = api.StringDMA(key, &current_length, kRead | kWrite);
+  const ScriptStepResult r = script_step(
+      std::string_view(current == nullptr ? "" : current, current_length), type == kKeyTypeString,
+      now_microseconds(), {args.data(), static_cast<std::size_t>(count)});
   if (r.write) {
-    // In place: truncating an empty key creates it; the value is then written through DMA.
-    size_t length = 0;
-    char* value = nullptr;
-    if (api.StringTruncate(key, r.value.size()) == kOk)
-      value = api.StringDMA(key, &length, kWrite);
-    if (value == nullptr || length != r.value.size()) {
+    const std::string_view value = r.value();
+    char* target = current_length == value.size() ? current : nullptr;
+    if (target == nullptr && api.StringTruncate(key, value.size()) == kOk) {
+      // A new key (truncating an empty key creates it), or a value of another size.
+      size_t length = 0;
+      target = api.StringDMA(key, &length, kWrite);
+      if (length != value.size()) target = nullptr;
+    }
+    if (target == nullptr) {
       api.CloseKey(key);
       return api.ReplyWithError(ctx, "ERR PACER.GCRA could not write the key");
     }
-    std::memcpy(value, r.value.data(), r.value.size());
+    std::memcpy(target, value.data(), value.size());
     api.SetExpire(key, r.px_ms);
-    api.Replicate(ctx, "SET", "sbcl", argv[1], r.value.data(), r.value.size(), "PX", r.px_ms);
+    api.Replicate(ctx, "SET", "sbsl", argv[1], value.data(), value.size(), px_argument, r.px_ms);
+    // WATCH sees a write; a peek or a denial, like the script's, is no write.
+    api.SignalModifiedKey(ctx, argv[1]);
   }
   api.CloseKey(key);
   return reply(ctx, r);
@@ -144,5 +150,9 @@ extern "C" __attribute__((visibility("default"))) int RedisModule_OnLoad(
   if (!load_api(ctx, api)) return kErr;
   if (api.IsModuleNameBusy("pacer") != 0) return kErr;
   api.SetModuleAttribs(ctx, "pacer", 1, kApiVersion1);
+  api.SetModuleOptions(ctx, kOptionNoImplicitSignalModified);
+  // Without a context: kept for the module's life (Redis never unloads it while in use).
+  px_argument = api.CreateString(nullptr, "PX", 2);
+  if (px_argument == nullptr) return kErr;
   return api.CreateCommand(ctx, "pacer.gcra", gcra_command, "write deny-oom fast", 1, 1, 1);
 }

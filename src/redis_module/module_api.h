@@ -26,6 +26,8 @@ inline constexpr int kRead = 1 << 0;
 inline constexpr int kWrite = 1 << 1;
 inline constexpr int kKeyTypeEmpty = 0;
 inline constexpr int kKeyTypeString = 1;
+// RedisModule_SetModuleOptions: the module says itself which keys it modified.
+inline constexpr int kOptionNoImplicitSignalModified = 1 << 1;
 
 // One pointer per function, filled by load_api().
 struct Api {
@@ -48,6 +50,10 @@ struct Api {
   int (*StringTruncate)(RedisModuleKey* key, size_t length) = nullptr;
   int (*SetExpire)(RedisModuleKey* key, long long milliseconds) = nullptr;
   int (*Replicate)(RedisModuleCtx* ctx, const char* command, const char* format, ...) = nullptr;
+  RedisModuleString* (*CreateString)(RedisModuleCtx* ctx, const char* text,
+                                     size_t length) = nullptr;
+  void (*SetModuleOptions)(RedisModuleCtx* ctx, int options) = nullptr;
+  int (*SignalModifiedKey)(RedisModuleCtx* ctx, RedisModuleString* name) = nullptr;
   // Redis 7.2 and later, Valkey: the wall clock Redis itself reads. Null before 7.2.
   long long (*Microseconds)() = nullptr;
 };
@@ -77,6 +83,9 @@ inline bool load_api(RedisModuleCtx* ctx, Api& api) {
   need("RedisModule_StringTruncate", api.StringTruncate);
   need("RedisModule_SetExpire", api.SetExpire);
   need("RedisModule_Replicate", api.Replicate);
+  need("RedisModule_CreateString", api.CreateString);
+  need("RedisModule_SetModuleOptions", api.SetModuleOptions);
+  need("RedisModule_SignalModifiedKey", api.SignalModifiedKey);
   if (api.GetApi("RedisModule_Microseconds", static_cast<void*>(&api.Microseconds)) != kOk)
     api.Microseconds = nullptr;
   return ok;

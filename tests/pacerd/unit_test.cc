@@ -422,3 +422,41 @@ TEST(PacerdItemWindow, ManyThreadsNeverExceedTheLimit) {
 
 }  // namespace
 }  // namespace pacer::pacerd
+
+namespace pacer::pacerd {
+namespace {
+
+// Issues 20 and 24: the new settings are read, checked and named when wrong.
+TEST(PacerdConfig, ReliabilityAndModuleSettings) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const Config c = parse_config(
+      "[server]\nbody_timeout = \"5s\"\nmin_body_rate = 100\nmax_connections_per_client = 8\n"
+      "watch_settle = \"500ms\"\n[store]\nscript = \"module\"\n[api]\nbatch_in_flight = 64\n"
+      "batch_in_flight_per_request = 16\n" +
+          policy,
+      "p.toml");
+  EXPECT_EQ(c.body_timeout, std::chrono::seconds(5));
+  EXPECT_EQ(c.min_body_rate, 100u);
+  EXPECT_EQ(c.max_connections_per_client, 8u);
+  EXPECT_EQ(c.watch_settle, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.store_script, redis::RedisScript::kModule);
+  EXPECT_EQ(c.batch_in_flight, 64u);
+  EXPECT_EQ(c.batch_in_flight_per_request, 16u);
+  const Config defaults = parse_config(policy, "p.toml");
+  EXPECT_EQ(defaults.store_script, redis::RedisScript::kAuto);
+  ASSERT_EQ(defaults.restart_needed(c).size(), 6u);  // all but batch_in_flight_per_request
+
+  const std::string errors = errors_of(
+      "[server]\nbody_timeout = \"0s\"\nmin_body_rate = -1\n[store]\nscript = "
+      "\"luajit\"\n[api]\nbatch_in_flight = 0\n" +
+      policy);
+  EXPECT_NE(errors.find("p.toml:2:16: server.body_timeout"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("server.min_body_rate = -1"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("store.script = \"luajit\": expected auto, lua or module"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("api.batch_in_flight = 0"), std::string::npos) << errors;
+}
+
+}  // namespace
+}  // namespace pacer::pacerd

@@ -30,8 +30,8 @@ namespace {
 using namespace std::chrono_literals;
 using conformance::check;
 using conformance::unique_key;
-using internal::ScriptCall;
 using internal::script_step;
+using internal::ScriptCall;
 using internal::ScriptStepResult;
 using internal::script_harness::Format;
 using internal::script_harness::ScriptHarness;
@@ -80,13 +80,13 @@ void expect_same_step(ScriptHarness& redis, const std::string& key,
     EXPECT_EQ(reply.integer, step.integer);
   } else {
     ASSERT_EQ(reply.type, Reply::Type::kString);
-    EXPECT_EQ(reply.str, step.bytes);
+    EXPECT_EQ(reply.str, step.bytes());
   }
   const Reply& value = lua.elements[1];
   const Reply& px = lua.elements[2];
   if (step.write) {
     ASSERT_EQ(value.type, Reply::Type::kString);
-    EXPECT_EQ(value.str, step.value);
+    EXPECT_EQ(value.str, step.value());
     ASSERT_EQ(px.type, Reply::Type::kString);
     EXPECT_EQ(px.str, std::to_string(step.px_ms));
   } else {
@@ -166,12 +166,10 @@ TEST(ModuleStep, AgreesWithTheScriptOnRandomValuesArgumentsAndTimes) {
   ScriptHarness redis;
   int run = 0;
   const auto result = rc::check([&] {
-    const std::int64_t now_us =
-        *rc::gen::oneOf(rc::gen::inRange<std::int64_t>(1'000'000'000'000'000,
-                                                       2'000'000'000'000'000),
-                        rc::gen::map(rc::gen::inRange<std::int64_t>(1'000'000'000'000,
-                                                                    2'000'000'000'000),
-                                     [](std::int64_t ms) { return ms * 1000; }));
+    const std::int64_t now_us = *rc::gen::oneOf(
+        rc::gen::inRange<std::int64_t>(1'000'000'000'000'000, 2'000'000'000'000'000),
+        rc::gen::map(rc::gen::inRange<std::int64_t>(1'000'000'000'000, 2'000'000'000'000),
+                     [](std::int64_t ms) { return ms * 1000; }));
     const auto rates = *rc::gen::inRange<std::size_t>(1, 9);
     const auto stored = *stored_values(rates, now_us);
     std::vector<std::int64_t> args;
@@ -199,9 +197,9 @@ TEST(Module, LuaAndModuleDecisionsMixOnOneKey) {
   RedisStore module({.url = server.url(), .command_timeout = 2s, .script = RedisScript::kModule});
   ASSERT_TRUE(lua.wait_connected(10s));
   ASSERT_TRUE(module.wait_connected(10s));
-  for (const auto& policy : {Policy("one", {Rate(10, 60s, 9)}),
-                             Policy("three", {Rate(10, 60s, 9), Rate(100, 1h, 99),
-                                              Rate(1000, 24h, 999)})}) {
+  for (const auto& policy :
+       {Policy("one", {Rate(10, 60s, 9)}),
+        Policy("three", {Rate(10, 60s, 9), Rate(100, 1h, 99), Rate(1000, 24h, 999)})}) {
     const std::string key = unique_key("mixed");
     // Ten at once whoever decides, then nothing: one bucket.
     for (int i = 0; i < 10; ++i) {
@@ -277,8 +275,8 @@ TEST(Module, HostileArgumentsAreErrorsAndRedisStaysUp) {
       {"PACER.GCRA", "k", "", "1"},
       {"PACER.GCRA", "k", "1 ", "1"},
       {"PACER.GCRA", "k", "1e3", "1"},
-      {"PACER.GCRA", "k", "1", "1", "1", "1", "1", "1", "1", "1", "1", "1", "1", "1", "1", "1",
-       "1", "1", "1", "1"},  // 9 rates
+      {"PACER.GCRA", "k", "1", "1", "1", "1", "1", "1", "1", "1",
+       "1",          "1", "1", "1", "1", "1", "1", "1", "1", "1"},  // 9 rates
       {"PACER.GCRA", "list", "1", "1"},
   };
   server.cli({"RPUSH", "list", "x"});
@@ -337,8 +335,7 @@ TEST(Module, TheStoreFindsTheModuleAndFallsBackWhenANodeLosesIt) {
 
   // The same with `script = module` (required): every decision still answered, each counted
   // as a fallback.
-  RedisStore required({.url = loaded.url(), .command_timeout = 2s,
-                       .script = RedisScript::kModule});
+  RedisStore required({.url = loaded.url(), .command_timeout = 2s, .script = RedisScript::kModule});
   ASSERT_TRUE(required.wait_connected(10s));
   for (int i = 0; i < 3; ++i) ASSERT_FALSE(check(required, policy, unique_key("req"), 1).error);
   EXPECT_EQ(required.stats().module_fallbacks, 3u);
@@ -364,8 +361,8 @@ TEST(Module, AClusterWithTheModuleOnOneNodeMissingStillDecides) {
   // on that node); `auto` stops asking once its reconnect found the module missing.
   cluster.node(0).restart({});
   cluster.wait_ok();
-  RedisStore required({.url = cluster.url(1), .command_timeout = 2s,
-                       .script = RedisScript::kModule});
+  RedisStore required(
+      {.url = cluster.url(1), .command_timeout = 2s, .script = RedisScript::kModule});
   ASSERT_TRUE(required.wait_connected(10s));
   wait_deciding(store);
   int failed = 0;

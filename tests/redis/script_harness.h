@@ -78,7 +78,8 @@ inline std::string encode_tats(const std::vector<std::int64_t>& tats_us, Format 
   return out;
 }
 
-inline std::optional<std::vector<std::int64_t>> decode_tats(const std::string& value, std::size_t n) {
+inline std::optional<std::vector<std::int64_t>> decode_tats(const std::string& value,
+                                                            std::size_t n) {
   if (value.size() != 8 * n) return std::nullopt;
   std::vector<std::int64_t> tats(n);
   for (std::size_t i = 0; i < n; ++i) {

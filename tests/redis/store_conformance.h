@@ -33,7 +33,8 @@ inline std::string unique_key(std::string_view name) {
          std::to_string(counter++) + "}";
 }
 
-inline CheckResult check(Store& store, const Policy& policy, std::string_view key, std::int64_t cost) {
+inline CheckResult check(Store& store, const Policy& policy, std::string_view key,
+                         std::int64_t cost) {
   std::promise<CheckResult> promise;
   store.check(policy, key, cost, [&](const CheckResult& r) {
     CheckResult copy = r;
@@ -179,6 +180,5 @@ TEST_P(Conformance, PoliciesHaveTheirOwnKeySpace) {
   EXPECT_FALSE(check(store(), login, http_key, 1).decision.allowed());
   EXPECT_TRUE(check(store(), search, http_key, 1).decision.allowed());
 }
-
 
 }  // namespace pacer::redis::conformance
