@@ -34,9 +34,9 @@ struct ScriptStepResult {
   std::string_view value() const { return {value_.data(), value_size_}; }
 
   // Filled by script_step (fixed buffers: no allocation inside Redis's command path).
-  std::array<char, 1 + 8 * 8> bytes_{};
+  std::array<char, std::size_t{1} + std::size_t{8} * 8> bytes_{};
   std::size_t bytes_size_ = 0;
-  std::array<char, 8 * 8> value_{};
+  std::array<char, std::size_t{8} * 8> value_{};
   std::size_t value_size_ = 0;
 };
 

@@ -39,7 +39,7 @@ using redis::internal::kMaxScriptArgument;
 using redis::internal::script_step;
 using redis::internal::ScriptStepResult;
 
-constexpr int kMaxRates = 8;
+constexpr std::size_t kMaxRates = 8;
 
 Api api;
 // "PX" for the replicated SET, made once (a C string argument would be copied every call).
@@ -82,7 +82,8 @@ int reply(RedisModuleCtx* ctx, const ScriptStepResult& r) {
 
 int gcra(RedisModuleCtx* ctx, RedisModuleString** argv, int argc) {
   // PACER.GCRA key inc room [inc room ...]
-  if (argc < 4 || argc % 2 != 0 || argc > 2 + 2 * kMaxRates) return api.WrongArity(ctx);
+  if (argc < 4 || argc % 2 != 0 || static_cast<std::size_t>(argc) > 2 + 2 * kMaxRates)
+    return api.WrongArity(ctx);
   std::array<long long, 2 * kMaxRates> args{};
   const int count = argc - 2;
   for (int i = 0; i < count; ++i) {
