@@ -6,6 +6,7 @@
 #   resp_fuzz  the RESP reader over hiredis (src/redis/reply_reader.cc)
 #   http_fuzz  whole requests through HttpLimiter on a MemoryStore (http, limiter, store, core)
 #   pacerd_api_fuzz  pacerd's JSON request parser (apps/pacerd/api.cc)
+#   script_step_fuzz the Redis module's step over any stored value (src/redis/script_step.cc)
 #
 #   scripts/fuzz.sh                          # 20 s per target (scripts/test.sh does this)
 #   FUZZ_SECONDS=3600 scripts/fuzz.sh        # longer runs
@@ -19,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz}
+targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz script_step_fuzz}
 jobs=${FUZZ_JOBS:-1}
 out=$root/build/fuzz
 cmake --preset fuzz >/dev/null
