@@ -59,9 +59,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const bool peek = (head & 8) != 0;
   const bool exists = (head & 16) == 0;
   // Around 2026 in microseconds, moved by up to 2^40 us either way.
-  const long long now = 1'780'000'000'000'000LL + static_cast<long long>(take(data, size, 8) %
-                                                                         (1ULL << 41)) -
-                        (1LL << 40);
+  const long long now = 1'780'000'000'000'000LL +
+                        static_cast<long long>(take(data, size, 8) % (1ULL << 41)) - (1LL << 40);
   std::vector<long long> args;
   for (std::size_t i = 0; i < 2 * rates; ++i)
     args.push_back(static_cast<long long>(take(data, size, 7) %
