@@ -62,7 +62,27 @@ Session* Worker::find_victim(const char*& what) const {
 }
 
 void Worker::admit(Socket&& socket) {
+  // At the cap with nothing to close, the new connection goes at once: no session is built for
+  // it (this is the path a flood takes).
+  const char* what = "";
+  Session* victim = open >= max_connections ? find_victim(what) : nullptr;
+  if (open >= max_connections && victim == nullptr) {
+    refused.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t skipped = 0;
+    if (cap_log.allow(skipped)) {
+      error_code ignored;
+      const auto peer = socket.remote_endpoint(ignored);
+      spdlog::warn(
+          "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
+          "refused a new one from {}{}",
+          index, max_connections, peer.address().to_string(), skipped_note(skipped));
+    }
+    error_code ignored;
+    socket.close(ignored);
+    return;
+  }
   auto session = std::make_shared<Session>(*this, std::move(socket));
+  // Before anyone is shed for it: a client over its own cap must not cost another a connection.
   if (server.options.max_connections_per_client != 0 && !session->peer().empty()) {
     if (!server.take_client_slot(session->peer())) {
       refused_per_client.fetch_add(1, std::memory_order_relaxed);
@@ -78,22 +98,9 @@ void Worker::admit(Socket&& socket) {
     }
     session->counted_per_client = true;
   }
-  if (open >= max_connections) {
-    const char* what = "";
-    Session* victim = find_victim(what);
-    std::uint64_t skipped = 0;
-    if (victim == nullptr) {
-      refused.fetch_add(1, std::memory_order_relaxed);
-      if (session->counted_per_client) server.release_client_slot(session->peer());
-      if (cap_log.allow(skipped)) {
-        spdlog::warn(
-            "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
-            "refused a new one from {}{}",
-            index, max_connections, session->peer(), skipped_note(skipped));
-      }
-      return;
-    }
+  if (victim != nullptr) {
     shed.fetch_add(1, std::memory_order_relaxed);
+    std::uint64_t skipped = 0;
     if (cap_log.allow(skipped)) {
       spdlog::warn(
           "pacer::beast: worker {}: connection cap of {} reached: closed {} (from {}) "

@@ -1,6 +1,5 @@
 #include "pacer/http/http_limiter.h"
 
-#include <algorithm>
 #include <array>
 #include <memory>
 #include <optional>
