@@ -75,7 +75,7 @@ bool parse_item(const json& object, bool batch, std::size_t index, ApiCall call,
       }
       item.key = key;
       has_key = true;
-    } else if (name == "cost" && call == ApiCall::kCheck) {
+    } else if (name == "cost" && call != ApiCall::kReset) {
       if (value.is_number_unsigned() && value.get<std::uint64_t>() <= kMaxCost) {
         item.cost = static_cast<std::int64_t>(value.get<std::uint64_t>());
       } else if (value.is_number_integer() && !value.is_number_unsigned()) {
@@ -89,7 +89,7 @@ bool parse_item(const json& object, bool batch, std::size_t index, ApiCall call,
       if (shown.size() > 66) shown = show(json(name.substr(0, 60)));
       return fail(name.size() <= 64 ? name : "",
                   "unknown field " + shown + "; expected " +
-                      (call == ApiCall::kCheck ? "policy, key and cost" : "policy and key"));
+                      (call != ApiCall::kReset ? "policy, key and cost" : "policy and key"));
     }
   }
   if (!has_policy) return fail("policy", "missing");
@@ -138,9 +138,18 @@ std::string error_body(std::string_view error, const ApiError& detail) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
+Decision as_told(const Decision& decision, bool shadow) {
+  if (!shadow || decision.allowed()) return decision;
+  Decision told = decision;
+  told.outcome = Outcome::kAllowed;
+  told.retry_after = Nanos::zero();
+  return told;
+}
+
+void append_decision_json(std::string& out, std::string_view policy, const Decision& real,
                           bool shadow) {
-  const bool allowed = decision.allowed() || shadow;
+  const Decision decision = as_told(real, shadow);
+  const bool allowed = decision.allowed();
   std::string retry = decision.outcome == Outcome::kExceedsCapacity
                           ? "null"
                           : std::to_string(http::ceil_milliseconds(decision.retry_after));

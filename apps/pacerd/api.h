@@ -2,7 +2,7 @@
 // tests/fuzz/pacerd_api_fuzz.cc).
 //
 //   POST /v1/check  {"policy": "api", "key": "user:42", "cost": 1}   or an array of those
-//   POST /v1/peek   {"policy": "api", "key": "user:42"}
+//   POST /v1/peek   {"policy": "api", "key": "user:42", "cost": 1}  what a check would answer
 //   POST /v1/reset  {"policy": "api", "key": "user:42"}
 //
 // Anything else is an ApiError naming the field ("cost", "[3].key", or "" for the body).
@@ -61,8 +61,13 @@ std::string error_body(std::string_view error, const ApiError& detail);
 // The answer to one check or peek:
 // {"allowed":true,"outcome":"allowed","limit":10,"remaining":5,"retry_after_ms":0,
 //  "reset_after_ms":6000,"policy":"api","shadow":false,"degraded":false}
-// `allowed` is what the caller must do: true for a shadow policy whatever the outcome.
+// `allowed` is what the caller must do. A shadow policy's decision is written as told
+// (as_told): allowed, with no would-be denial in it (docs/DESIGN.md §8).
 void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
                           bool shadow);
+
+// What a client is told of a shadow policy's decision: allowed, outcome "allowed", no retry;
+// limit, remaining and reset as they are. Other decisions as they are.
+Decision as_told(const Decision& decision, bool shadow);
 
 }  // namespace pacer::pacerd

@@ -261,6 +261,7 @@ void read_server(Section& s, Config& c) {
   if (auto v = s.integer("max_body_bytes", 1024, std::int64_t{64} * 1024 * 1024))
     c.max_body_bytes = static_cast<std::size_t>(*v);
   if (auto v = s.integer("ipv6_prefix", 0, 128)) c.ipv6_prefix = static_cast<int>(*v);
+  if (auto v = s.boolean("shadow")) c.shadow = *v;
   if (const auto* n = s.node("trusted_proxies")) {
     std::string list;
     bool ok = true;
@@ -668,7 +669,8 @@ std::string Config::summary() const {
   fmt::format_to(std::back_inserter(out), "  key prefix      {}\n", key_prefix);
   fmt::format_to(std::back_inserter(out), "  trusted proxies {}\n",
                  http::TrustedProxies::parse(trusted_proxies).to_string());
-  fmt::format_to(std::back_inserter(out), "  policies        {}\n", policies.size());
+  fmt::format_to(std::back_inserter(out), "  policies        {}{}\n", policies.size(),
+                 shadow ? " (server.shadow: all enforce nothing)" : "");
   for (const auto& p : policies) {
     std::string rates;
     for (const Rate& r : p.policy.rates())
@@ -676,7 +678,7 @@ std::string Config::summary() const {
     std::string who;
     for (const auto& sel : p.identity) who.append(who.empty() ? "" : " | ").append(sel);
     fmt::format_to(std::back_inserter(out), "    {:<14} {}; identity {}{}\n", p.policy.name(),
-                   rates, who, p.shadow ? "; shadow" : "");
+                   rates, who, p.shadow || shadow ? "; shadow" : "");
   }
   return out;
 }

@@ -65,6 +65,9 @@ struct Config {
   std::chrono::milliseconds watch_settle{2000};
   std::string trusted_proxies = "loopback";
   int ipv6_prefix = 128;
+  // server.shadow = true: every policy is a shadow policy (decides, counts, logs, enforces
+  // nothing); reloadable, to try a configuration in production before it enforces.
+  bool shadow = false;
 
   // [admin]: when set, /metrics, /v1/config and /v1/reset are served only there.
   std::optional<ListenAddress> admin_listen;

@@ -137,13 +137,14 @@ beast::Response error_response(bhttp::status status, unsigned version, std::stri
                  error_body(error, ApiError{std::move(field), std::move(message)}));
 }
 
-// What clients are told for a shadow policy: allowed, with the state as it is.
-Decision as_told(const Decision& d, bool shadow) {
-  if (!shadow || d.allowed()) return d;
-  Decision told = d;
-  told.outcome = Outcome::kAllowed;
-  told.retry_after = Nanos::zero();
-  return told;
+// /v1/check spends, /v1/peek asks what a check would answer (docs/DESIGN.md §2).
+void ask(const Limiter& limiter, bool peek, const Policy& policy, std::string_view key,
+         std::int64_t cost, Limiter::DecisionHandler done) {
+  if (peek) {
+    limiter.peek(policy, key, cost, std::move(done));
+  } else {
+    limiter.check(policy, key, cost, std::move(done));
+  }
 }
 
 // Answers 500 when what answers a request throws (it must never escape a store's completion).
@@ -242,8 +243,9 @@ std::shared_ptr<const Service::Runtime> Service::build(Config config, const Runt
               .policies = {},
               .limits = {.max_batch = config.max_batch, .max_key_bytes = config.max_key_bytes}});
   std::lock_guard lock(mutex_);
-  for (const PolicyConfig& p : config.policies) {
+  for (PolicyConfig p : config.policies) {
     const std::string& name = p.policy.name();
+    p.shadow = p.shadow || config.shadow;  // server.shadow: nothing is enforced
     runtime->policies.emplace(name, RuntimePolicy{.config = p,
                                                   .key_prefix = config.key_prefix,
                                                   .key_scope = rates_digest(p.policy),
@@ -447,10 +449,8 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
       return;
     }
   }
-  if (peek)
-    for (auto& item : api.items) item.cost = 0;
-  // Only real decisions count in the metrics: a cost of 0 (a peek) takes nothing.
-  auto decides = [](std::int64_t cost) { return cost > 0; };
+  // Only real decisions count in the metrics: a peek, or a cost of 0, takes nothing.
+  auto decides = [peek](std::int64_t cost) { return !peek && cost > 0; };
 
   if (!api.batch) {
     const RuntimePolicy* p = policies[0];
@@ -459,27 +459,27 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     std::string log_key = p->config.shadow ? key : std::string();
     const bool record = decides(api.items[0].cost);
     // `runtime` rides along: the policy it owns must outlive the completion.
-    runtime->limiter.check(p->config.policy, key, api.items[0].cost,
-                           [runtime, p, record, start, version, log_key = std::move(log_key),
-                            send = std::move(send)](const Decision& d) mutable {
-                             guarded(send, version, [&] {
-                               const bool shadow = p->config.shadow;
-                               if (record) {
-                                 p->stats->record(d, shadow, Clock::now() - start,
-                                                  p->config.policy.name(), log_key);
-                               }
-                               std::string body;
-                               append_decision_json(body, p->config.policy.name(), d, shadow);
-                               auto res = respond(bhttp::status::ok, version, std::move(body));
-                               if (d.outcome != Outcome::kUnavailable) {
-                                 http::HeaderList headers;
-                                 http::append_headers(p->config.policy, as_told(d, shadow),
-                                                      runtime->config.headers, headers);
-                                 beast::add_headers(headers, res);
-                               }
-                               send(std::move(res));
-                             });
-                           });
+    ask(runtime->limiter, peek, p->config.policy, key, api.items[0].cost,
+        [runtime, p, record, start, version, log_key = std::move(log_key),
+         send = std::move(send)](const Decision& d) mutable {
+          guarded(send, version, [&] {
+            const bool shadow = p->config.shadow;
+            if (record) {
+              p->stats->record(d, shadow, Clock::now() - start, p->config.policy.name(), log_key);
+            }
+            std::string body;
+            append_decision_json(body, p->config.policy.name(), d, shadow);
+            auto res = respond(bhttp::status::ok, version, std::move(body));
+            // A shadow policy is not enforced: no RateLimit-* that could
+            // run to 0 reaches a client (docs/DESIGN.md §8).
+            if (d.outcome != Outcome::kUnavailable && !shadow) {
+              http::HeaderList headers;
+              http::append_headers(p->config.policy, d, runtime->config.headers, headers);
+              beast::add_headers(headers, res);
+            }
+            send(std::move(res));
+          });
+        });
     return;
   }
 
@@ -497,6 +497,7 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     std::atomic<std::size_t> next{0};  // the next item to put in the window
     beast::Send send;
     unsigned version = 11;
+    bool peek = false;
     Clock::time_point start;
 
     void submit_next() {
@@ -510,11 +511,11 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
       try {
         const std::string key = p->storage_key(items[i].key);
         if (p->config.shadow) keys[i] = key;
-        runtime->limiter.check(p->config.policy, key, items[i].cost,
-                               [self = shared_from_this(), i](const Decision& d) {
-                                 self->window->release();
-                                 self->complete(i, d);
-                               });
+        ask(runtime->limiter, peek, p->config.policy, key, items[i].cost,
+            [self = shared_from_this(), i](const Decision& d) {
+              self->window->release();
+              self->complete(i, d);
+            });
       } catch (const std::exception& e) {
         // Validated before; should it happen anyway, the item is answered as unavailable.
         spdlog::error("event=check_failed policy={} error={}", p->config.policy.name(), e.what());
@@ -563,6 +564,7 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
   batch->pending = n;
   batch->send = std::move(send);
   batch->version = version;
+  batch->peek = peek;
   batch->start = Clock::now();
   const std::size_t first = std::min(n, runtime->config.batch_in_flight_per_request);
   for (std::size_t i = 0; i < first; ++i) batch->submit_next();

@@ -81,8 +81,13 @@ class Limiter {
   // thread that runs the store's I/O (it would wait for itself): use the async form there.
   Decision check(const Policy& policy, std::string_view key, std::int64_t cost = 1) const;
 
-  // Reports the state without consuming anything (cost 0).
-  Decision peek(const Policy& policy, std::string_view key) const { return check(policy, key, 0); }
+  // What check(policy, key, cost) would answer now (allowed or not, remaining, retry_after),
+  // spending nothing (docs/DESIGN.md §2). Store failures are answered by the fail mode as for
+  // a check. A peek is no decision: it is not counted in metrics() (its store failures are)
+  // and calls no on_decision hook. Cost 0 reports the state as it is and never denies.
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            DecisionHandler done) const;
+  Decision peek(const Policy& policy, std::string_view key, std::int64_t cost = 1) const;
 
   // Forgets the key's state; returns the store's error, if any.
   void reset(const Policy& policy, std::string_view key, ResetHandler done) const;
@@ -98,9 +103,14 @@ class Limiter {
 
  private:
   struct State;  // what a completion touches; defined in limiter.cc
+  enum class Op : bool { kCheck, kPeek };
   void require_blocking_allowed(const char* call) const;
-  // Both forms of check() for a store that completes inline.
-  Decision check_inline(const Policy& policy, std::string_view key, std::int64_t cost) const;
+  // check() and peek(), asynchronous and blocking.
+  void ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
+           DecisionHandler done) const;
+  Decision ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost) const;
+  // Both forms of ask() for a store that completes inline.
+  Decision check_inline(Op op, const Policy& policy, std::string_view key, std::int64_t cost) const;
 
   Store* store_;
   MemoryStore* memory_store_;  // store_, when it is the in-process store

@@ -64,11 +64,14 @@ class MemoryStore final : public Store {
 
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override;
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
   bool completes_inline() const override { return true; }
 
   // Synchronous forms; the async ones call these.
   CheckResult check_now(const Policy& policy, std::string_view key, std::int64_t cost);
+  CheckResult peek_now(const Policy& policy, std::string_view key, std::int64_t cost);
   void reset_now(const Policy& policy, std::string_view key);
 
   // Drops every entry that carries no information any more. Tables also do this on their
@@ -79,6 +82,9 @@ class MemoryStore final : public Store {
 
  private:
   struct Shard;
+  // check_now (kSpend) and peek_now: one lookup, the step, and a write only when spending.
+  template <bool kSpend>
+  CheckResult step_now(const Policy& policy, std::string_view key, std::int64_t cost);
   std::int64_t now() const;
   std::uint64_t hash_of(const Policy& policy, std::string_view key) const;
   Shard& shard_of(std::size_t rates, std::uint64_t hash);

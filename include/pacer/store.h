@@ -56,6 +56,11 @@ class Store {
   // `key` and `policy` need only live until this call returns.
   virtual void check(const Policy& policy, std::string_view key, std::int64_t cost,
                      CheckHandler done) = 0;
+  // Answers what `check` with the same arguments would answer now (allowed or not, remaining,
+  // retry_after, reset_after) and changes nothing (docs/DESIGN.md §2). Cost 0 reports the
+  // state as it is and never denies.
+  virtual void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+                    CheckHandler done) = 0;
 
   // Forgets the state of `key` (all rates of `policy`).
   virtual void reset(const Policy& policy, std::string_view key, ResetHandler done) = 0;

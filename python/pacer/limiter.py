@@ -314,6 +314,17 @@ class Limiter:
         engine = self.storage.ready_engine_blocking()
         return _result_of(engine.check_blocking(policy._native, scope, str(principal), cost))
 
+    def peek(self, principal: str, policy: Optional[Policy] = None,
+             scope: str = "global", cost: int = 1) -> RateLimitResult:
+        """What `check_blocking` with the same arguments would answer now (allowed or not,
+        remaining, retry-after), spending nothing. Waits without the GIL; thread-safe. Counted
+        in no metric and calls no hooks. `cost=0` reports the state as it is."""
+        policy = policy or self.default_policy
+        if policy is None:
+            raise ValueError("No policy provided and no default policy configured")
+        engine = self.storage.ready_engine_blocking()
+        return _result_of(engine.check_blocking(policy._native, scope, str(principal), cost, True))
+
     def reset(self, principal: str, policy: Optional[Policy] = None, scope: str = "global") -> None:
         """Forgets `principal`'s state under `policy` (blocking)."""
         policy = policy or self.default_policy

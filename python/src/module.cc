@@ -531,12 +531,16 @@ class Engine {
   }
 
   // Blocking form for synchronous code; releases the GIL while it waits.
+  // Decides (or, with `peek`, answers what a check would, spending nothing) and waits.
   Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                         std::int64_t cost) {
+                         std::int64_t cost, bool peek) {
     const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
-    if (inline_) return verdict_of(limiter_->check(p.policy, key, cost));
+    auto ask = [&] {
+      return peek ? limiter_->peek(p.policy, key, cost) : limiter_->check(p.policy, key, cost);
+    };
+    if (inline_) return verdict_of(ask());
     py::gil_scoped_release unlocked;
-    return verdict_of(limiter_->check(p.policy, key, cost));
+    return verdict_of(ask());
   }
 
   std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity) {
@@ -720,7 +724,8 @@ PYBIND11_MODULE(_pacer, m) {
           },
           py::arg("policy"), py::arg("key"), py::arg("cost"), py::arg("bridge"), py::arg("future"))
       .def("check_scope", &Engine::check_scope)
-      .def("check_blocking", &Engine::check_blocking)
+      .def("check_blocking", &Engine::check_blocking, py::arg("policy"), py::arg("scope"),
+           py::arg("identity"), py::arg("cost"), py::arg("peek") = false)
       .def("reset", &Engine::reset)
       .def("key", &Engine::key)
       .def("validate", &Engine::validate)

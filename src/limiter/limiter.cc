@@ -50,15 +50,11 @@ struct Limiter::State {
                   ? std::make_unique<MemoryStore>(options.local_store)
                   : nullptr) {}
 
-  // Counts the decision, calls the hooks and returns what the caller is told.
-  Decision decide(const Policy& policy, std::string_view key, std::int64_t cost,
+  // Counts the decision, calls the hooks and returns what the caller is told. A peek is no
+  // decision: only its store failure is counted (and reported to on_error).
+  Decision decide(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
                   const CheckResult& result, std::chrono::steady_clock::time_point started);
-  void complete(const Policy& policy, std::string_view key, std::int64_t cost,
-                const CheckResult& result, std::chrono::steady_clock::time_point started,
-                DecisionHandler& done) {
-    done(decide(policy, key, cost, result, started));
-  }
-  Decision fallback(const Policy& policy, std::string_view key, std::int64_t cost);
+  Decision fallback(Op op, const Policy& policy, std::string_view key, std::int64_t cost);
   template <class Event, class Hook>
   void call_hook(const Hook& hook, const Event& event) noexcept;
 
@@ -110,7 +106,8 @@ void Limiter::State::call_hook(const Hook& hook, const Event& event) noexcept {
   }
 }
 
-Decision Limiter::State::fallback(const Policy& policy, std::string_view key, std::int64_t cost) {
+Decision Limiter::State::fallback(Op op, const Policy& policy, std::string_view key,
+                                  std::int64_t cost) {
   Decision d;
   switch (options.fail_mode) {
     case FailMode::kOpen:
@@ -123,22 +120,25 @@ Decision Limiter::State::fallback(const Policy& policy, std::string_view key, st
       d.limit = policy.rates()[0].permits();
       break;
     case FailMode::kLocal:
-      d = local->check_now(policy, key, cost).decision;
+      d = (op == Op::kCheck ? local->check_now(policy, key, cost)
+                            : local->peek_now(policy, key, cost))
+              .decision;
       break;
   }
   d.degraded = true;
   return d;
 }
 
-Decision Limiter::State::decide(const Policy& policy, std::string_view key, std::int64_t cost,
-                                const CheckResult& result,
+Decision Limiter::State::decide(Op op, const Policy& policy, std::string_view key,
+                                std::int64_t cost, const CheckResult& result,
                                 std::chrono::steady_clock::time_point started) {
   Decision decision = result.decision;
   if (result.error) {
     metrics.count_error();
     if (options.on_error) call_hook(options.on_error, ErrorEvent{policy, key, result.error});
-    decision = fallback(policy, key, cost);
+    decision = fallback(op, policy, key, cost);
   }
+  if (op == Op::kPeek) return decision;
   std::optional<std::chrono::nanoseconds> latency;
   if (started != std::chrono::steady_clock::time_point{})
     latency = std::chrono::steady_clock::now() - started;
@@ -169,7 +169,7 @@ void Limiter::require_blocking_allowed(const char* call) const {
   }
 }
 
-Decision Limiter::check_inline(const Policy& policy, std::string_view key,
+Decision Limiter::check_inline(Op op, const Policy& policy, std::string_view key,
                                std::int64_t cost) const {
   validate_arguments(key, cost);
   validate(policy);
@@ -183,44 +183,72 @@ Decision Limiter::check_inline(const Policy& policy, std::string_view key,
   // The in-process store (final) answers check() with check_now(): asked directly, without a
   // handler object and two indirect calls per decision.
   if (memory_store_ != nullptr) {
-    const CheckResult result = memory_store_->check_now(policy, key, cost);
-    return state->decide(policy, result.key, cost, result, started);
+    const CheckResult result = op == Op::kCheck ? memory_store_->check_now(policy, key, cost)
+                                                : memory_store_->peek_now(policy, key, cost);
+    return state->decide(op, policy, result.key, cost, result, started);
   }
   std::optional<Decision> decision;
-  store_->check(policy, key, cost, [&](const CheckResult& r) {
-    decision = state->decide(policy, r.key, cost, r, started);
-  });
+  auto answer = [&](const CheckResult& r) {
+    decision = state->decide(op, policy, r.key, cost, r, started);
+  };
+  if (op == Op::kCheck) {
+    store_->check(policy, key, cost, answer);
+  } else {
+    store_->peek(policy, key, cost, answer);
+  }
   if (decision) return *decision;
   // A store that broke its completes_inline() promise: the fail mode answers, never a silent
   // admission.
-  return state->decide(policy, key, cost,
+  return state->decide(op, policy, key, cost,
                        CheckResult{.error = make_error_code(Errc::kStoreUnavailable)}, started);
 }
 
-void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
-                    DecisionHandler done) const {
+void Limiter::ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
+                  DecisionHandler done) const {
   // Answered before the store returns: nothing needs to outlive this frame.
-  if (inline_store_) return done(check_inline(policy, key, cost));
+  if (inline_store_) return done(check_inline(op, policy, key, cost));
   validate_arguments(key, cost);
   validate(policy);
   // The answer comes later, perhaps after this Limiter (and the caller's policy) are gone:
   // the completion holds the shared state and its own reference to the policy.
   const auto started = std::chrono::steady_clock::now();
-  store_->check(policy, key, cost,
-                [state = state_, policy, cost, started,
-                 done = std::move(done)](const CheckResult& r) mutable {
-                  auto decide = [&] { state->complete(policy, r.key, cost, r, started, done); };
-                  internal::call_guarded(
-                      decide, [&](std::string_view what) { state->handler_threw(policy, what); });
-                });
+  CheckHandler complete = [op, state = state_, policy, cost, started,
+                           done = std::move(done)](const CheckResult& r) mutable {
+    auto decide = [&] { done(state->decide(op, policy, r.key, cost, r, started)); };
+    internal::call_guarded(decide,
+                           [&](std::string_view what) { state->handler_threw(policy, what); });
+  };
+  if (op == Op::kCheck) {
+    store_->check(policy, key, cost, std::move(complete));
+  } else {
+    store_->peek(policy, key, cost, std::move(complete));
+  }
+}
+
+Decision Limiter::ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost) const {
+  if (inline_store_) return check_inline(op, policy, key, cost);
+  require_blocking_allowed(op == Op::kCheck ? "check" : "peek");
+  internal::Rendezvous<Decision> rendezvous;
+  ask(op, policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });
+  return rendezvous.wait();
+}
+
+void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                    DecisionHandler done) const {
+  ask(Op::kCheck, policy, key, cost, std::move(done));
 }
 
 Decision Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost) const {
-  if (inline_store_) return check_inline(policy, key, cost);
-  require_blocking_allowed("check");
-  internal::Rendezvous<Decision> rendezvous;
-  check(policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });
-  return rendezvous.wait();
+  return ask(Op::kCheck, policy, key, cost);
+}
+
+void Limiter::peek(const Policy& policy, std::string_view key, std::int64_t cost,
+                   DecisionHandler done) const {
+  ask(Op::kPeek, policy, key, cost, std::move(done));
+}
+
+Decision Limiter::peek(const Policy& policy, std::string_view key, std::int64_t cost) const {
+  return ask(Op::kPeek, policy, key, cost);
 }
 
 void Limiter::reset(const Policy& policy, std::string_view key, ResetHandler done) const {

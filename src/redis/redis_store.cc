@@ -88,8 +88,8 @@ bool fits_redis_time(const Policy& policy) { return policy.finest_interval() >= 
 // Not copyable: the views point into its own buffer.
 class ScriptArgs {
  public:
-  ScriptArgs(std::string_view key, const Policy& policy, std::int64_t cost)
-      : call_(policy.rates(), cost) {
+  ScriptArgs(std::string_view key, const Policy& policy, std::int64_t cost, bool read_only)
+      : call_(policy.rates(), cost, read_only) {
     args_[2] = "1";
     args_[3] = key;
     count_ = 4;
@@ -389,13 +389,14 @@ enum class Attempt : std::uint8_t { kModule, kEvalsha, kEval };
 
 // Everything a check needs once the call that started it has returned.
 struct Pending {
-  Pending(RedisKey&& k, const Policy& policy, std::int64_t c, Client::Deadline by, CheckHandler d)
+  Pending(RedisKey&& k, const Policy& policy, std::int64_t c, bool read_only, Client::Deadline by,
+          CheckHandler d)
       : deadline(by),
         caller_offset(k.caller_offset()),
         caller_size(k.caller_size()),
         key(std::move(k).release()),
         cost(c),
-        args(key, policy, c),
+        args(key, policy, c, read_only),
         done(std::move(d)) {}
   std::string_view caller_key() const {
     return std::string_view(key).substr(caller_offset, caller_size);
@@ -462,12 +463,23 @@ struct RedisStore::Finish {
 
 void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t cost,
                        CheckHandler done) {
+  submit(policy, key, cost, /*read_only=*/false, std::move(done));
+}
+
+void RedisStore::peek(const Policy& policy, std::string_view key, std::int64_t cost,
+                      CheckHandler done) {
+  submit(policy, key, cost, /*read_only=*/true, std::move(done));
+}
+
+void RedisStore::submit(const Policy& policy, std::string_view key, std::int64_t cost,
+                        bool read_only, CheckHandler done) {
   Impl& impl = *impl_;
   if (cost < 0) return done({make_error_code(Errc::kInvalidCost), {}, key});
   if (!fits_redis_time(policy)) return done({make_error_code(Errc::kRateTooFine), {}, key});
 
   RedisKey redis_key(policy, key);
   const std::int64_t now = monotonic_now();
+  // A remembered denial is what a check, and so a peek, of this cost answers until it ends.
   if (impl.deny_cache) {
     if (auto denied = impl.deny_cache->lookup(redis_key.redis(), cost, now)) {
       impl.deny_cache_hits.fetch_add(1, std::memory_order_relaxed);
@@ -477,8 +489,8 @@ void RedisStore::check(const Policy& policy, std::string_view key, std::int64_t 
 
   const Client::Deadline deadline =
       Client::Deadline(std::chrono::nanoseconds(now)) + impl.options.command_timeout;
-  auto pending =
-      std::make_unique<Pending>(std::move(redis_key), policy, cost, deadline, std::move(done));
+  auto pending = std::make_unique<Pending>(std::move(redis_key), policy, cost, read_only, deadline,
+                                           std::move(done));
   Client* client = impl.lane().client.get();
   impl.round_trips.fetch_add(1, std::memory_order_relaxed);
   const bool module = impl.use_module.load(std::memory_order_relaxed);

@@ -115,7 +115,7 @@ std::string_view gcra_script_sha() {
   return sha;
 }
 
-ScriptCall::ScriptCall(std::span<const Rate> rates, std::int64_t cost)
+ScriptCall::ScriptCall(std::span<const Rate> rates, std::int64_t cost, bool read_only)
     : rates_(filled(Rate(1, Nanos{1}), std::make_index_sequence<Policy::kMaxRates>{})),
       size_(rates.size()),
       cost_(cost) {
@@ -134,7 +134,7 @@ ScriptCall::ScriptCall(std::span<const Rate> rates, std::int64_t cost)
     arguments_[2 * i] = inc;
     arguments_[2 * i + 1] = tau - inc;
   }
-  writes_ = cost > 0 && fits;
+  writes_ = cost > 0 && fits && !read_only;
   // Otherwise the script only reads: inc_1 = 0 says so (and cost 0 made every inc 0 already).
   if (!writes_) arguments_.fill(0);
 }
@@ -169,8 +169,8 @@ std::optional<Decision> ScriptCall::decode(const Reply& reply) const {
 
   Decision d;
   gcra_step(microsecond_rates(), {tats.data(), size_}, 0, cost_, d);
-  // A read (peek, exceeds capacity) never denies; a write is admitted exactly when the step
-  // admits.
+  // The script admits every read (peek, exceeds capacity); a write exactly when the step
+  // admits. A peek of cost > 0 is then decided by the step alone, as a check would be.
   if (admitted != (writes_ ? d.allowed() : true)) return std::nullopt;
   d.retry_after *= kMicro;
   d.reset_after *= kMicro;

@@ -47,8 +47,9 @@ std::string_view gcra_script_sha();
 // microseconds (never more than the configured rate), tau = (burst + 1) * T.
 class ScriptCall {
  public:
-  // The rates' emission intervals must be at least 1 us (Store::resolution()).
-  ScriptCall(std::span<const Rate> rates, std::int64_t cost);
+  // The rates' emission intervals must be at least 1 us (Store::resolution()). `read_only`
+  // (a peek) sends inc_1 = 0 and decodes the offsets as a check of `cost` would.
+  ScriptCall(std::span<const Rate> rates, std::int64_t cost, bool read_only = false);
 
   // inc_1, room_1, ..., inc_n, room_n: the ARGV after the key.
   std::span<const std::int64_t> arguments() const { return {arguments_.data(), 2 * size_}; }

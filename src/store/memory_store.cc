@@ -211,6 +211,15 @@ std::int64_t* MemoryStore::insert(Shard& shard, std::uint64_t hash, std::int64_t
 }
 
 CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, std::int64_t cost) {
+  return step_now<true>(policy, key, cost);
+}
+
+CheckResult MemoryStore::peek_now(const Policy& policy, std::string_view key, std::int64_t cost) {
+  return step_now<false>(policy, key, cost);
+}
+
+template <bool kSpend>
+CheckResult MemoryStore::step_now(const Policy& policy, std::string_view key, std::int64_t cost) {
   // One named result on every path: it is built in the caller's frame and gcra_step writes
   // the decision there directly (a copy of it cost 2-3 ns on the hot path).
   CheckResult result{kNoError, {}, key};
@@ -231,8 +240,14 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
   for (;; i = (i + 1) & table.mask()) {
     std::int64_t* s = table.slot(i);
     if (s[0] == static_cast<std::int64_t>(hash)) {
-      // The step updates the slot's TATs in place, and only when it admits with cost > 0.
-      gcra_step(rates, {s + 1, n}, t_now, cost, result.decision);
+      if constexpr (kSpend) {
+        // The step updates the slot's TATs in place, and only when it admits with cost > 0.
+        gcra_step(rates, {s + 1, n}, t_now, cost, result.decision);
+      } else {
+        std::array<std::int64_t, Policy::kMaxRates> tats;
+        copy_tats(s + 1, n, tats.data());
+        gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
+      }
       return result;
     }
     if (s[0] == 0) break;
@@ -242,7 +257,7 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
   std::array<std::int64_t, Policy::kMaxRates> tats;
   tats.fill(t_now);
   gcra_step(rates, {tats.data(), n}, t_now, cost, result.decision);
-  if (!result.decision.allowed() || cost == 0) return result;
+  if (!kSpend || !result.decision.allowed() || cost == 0) return result;
   std::int64_t* s;
   if (reusable != table.capacity) {
     s = table.slot(reusable);
@@ -258,6 +273,11 @@ CheckResult MemoryStore::check_now(const Policy& policy, std::string_view key, s
 void MemoryStore::check(const Policy& policy, std::string_view key, std::int64_t cost,
                         CheckHandler done) {
   done(check_now(policy, key, cost));
+}
+
+void MemoryStore::peek(const Policy& policy, std::string_view key, std::int64_t cost,
+                       CheckHandler done) {
+  done(peek_now(policy, key, cost));
 }
 
 void MemoryStore::reset_now(const Policy& policy, std::string_view key) {

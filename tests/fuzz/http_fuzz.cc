@@ -196,6 +196,14 @@ class FlakyStore final : public pacer::Store {
     }
     backing_.check(policy, key, cost, std::move(done));
   }
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            pacer::CheckHandler done) override {
+    if ((failures_ >> (calls_++ % 64)) & 1) {
+      done({make_error_code(pacer::Errc::kTimeout), {}, key});
+      return;
+    }
+    backing_.peek(policy, key, cost, std::move(done));
+  }
   void reset(const Policy& policy, std::string_view key, pacer::ResetHandler done) override {
     backing_.reset(policy, key, std::move(done));
   }

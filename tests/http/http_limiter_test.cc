@@ -246,7 +246,8 @@ TEST(HttpLimiter, MiddlewareDenialStopsBeforeTheRouteIsCharged) {
   const Policy route("route", {Rate(5, seconds(60), 4)});
   // Only the first request reached the route limit.
   EXPECT_EQ(
-      f.limiter.peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)), get("/r")))
+      f.limiter
+          .peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)), get("/r")), 0)
           .remaining,
       4);
 }
@@ -354,6 +355,10 @@ class DownStore final : public Store {
  public:
   void check(const Policy&, std::string_view key, std::int64_t, CheckHandler done) override {
     done({make_error_code(Errc::kStoreUnavailable), {}, key});
+  }
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            CheckHandler done) override {
+    check(policy, key, cost, std::move(done));
   }
   void reset(const Policy&, std::string_view, ResetHandler done) override {
     done(make_error_code(Errc::kStoreUnavailable));

@@ -22,12 +22,23 @@ class ScriptedStore final : public Store {
 
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override {
+    answer(
+        key, [&] { return backing.check_now(policy, key, cost); }, std::move(done));
+  }
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            CheckHandler done) override {
+    ++peeks;
+    answer(
+        key, [&] { return backing.peek_now(policy, key, cost); }, std::move(done));
+  }
+  template <class Decide>
+  void answer(std::string_view key, Decide decide, CheckHandler done) {
     if (never_answers) return;  // a broken store: `done` is dropped without a call
     if (fail) {
       done({make_error_code(Errc::kTimeout), {}, key});
       return;
     }
-    CheckResult result = backing.check_now(policy, key, cost);
+    CheckResult result = decide();
     if (!answer_from_thread) {
       done(result);
       return;
@@ -46,6 +57,7 @@ class ScriptedStore final : public Store {
   bool completes_inline() const override { return answers_inline; }
   bool answers_inline = false;  // says so; answer_from_thread must stay false then
   bool never_answers = false;
+  int peeks = 0;
 };
 
 const Policy kPolicy("p", {Rate(10, seconds(60), 2)});
@@ -130,13 +142,45 @@ TEST(Limiter, HooksSeeEveryDecision) {
   EXPECT_EQ(denied, 1);
 }
 
+// A peek is no decision: no on_decision hook, not counted; its store failure is counted, goes
+// to on_error and is answered by the fail mode like a check's.
+TEST(Limiter, PeekIsNoDecisionButFailsLikeOne) {
+  ScriptedStore store;
+  int decisions = 0;
+  int errors = 0;
+  Limiter limiter(store, {.fail_mode = FailMode::kClosed,
+                          .on_decision = [&](const DecisionEvent&) { ++decisions; },
+                          .on_error = [&](const ErrorEvent&) { ++errors; }});
+  EXPECT_EQ(limiter.peek(kPolicy, "k").outcome, Outcome::kUnavailable);
+  EXPECT_EQ(errors, 1);
+  store.fail = false;
+  EXPECT_TRUE(limiter.peek(kPolicy, "k").allowed());
+  EXPECT_EQ(decisions, 0);
+  const MetricsSnapshot m = limiter.metrics().snapshot();
+  EXPECT_EQ(m.allowed + m.denied, 0u);
+  EXPECT_EQ(m.errors, 1u);
+}
+
+TEST(Limiter, PeekWithFailModeLocalAsksTheLocalStoreWithoutSpending) {
+  ScriptedStore store;
+  Limiter limiter(store, {.fail_mode = FailMode::kLocal});
+  for (int i = 0; i < 3; ++i) EXPECT_TRUE(limiter.check(kPolicy, "k").allowed()) << i;
+  const Decision peeked = limiter.peek(kPolicy, "k");
+  EXPECT_EQ(peeked.outcome, Outcome::kDenied);
+  EXPECT_TRUE(peeked.degraded);
+  EXPECT_EQ(limiter.peek(kPolicy, "k2", 3).remaining, 0);
+  EXPECT_TRUE(limiter.check(kPolicy, "k2", 3).allowed());  // the peek spent nothing
+}
+
 TEST(Limiter, BlockingCheckWaitsForAnAsyncStore) {
   ScriptedStore store;
   store.fail = false;
   store.answer_from_thread = true;
   Limiter limiter(store);
   EXPECT_TRUE(limiter.check(kPolicy, "k").allowed());
-  EXPECT_EQ(limiter.peek(kPolicy, "k").remaining, 2);
+  EXPECT_EQ(limiter.peek(kPolicy, "k").remaining, 1);  // what a check of cost 1 would report
+  EXPECT_EQ(limiter.peek(kPolicy, "k", 0).remaining, 2);
+  EXPECT_EQ(store.peeks, 2);
 }
 
 // A store other than the in-process one that answers inline: both forms of check() get the

@@ -57,11 +57,12 @@ TEST(PacerdNginx, AuthRequestTurnsDenialsInto429WithHeadersAndIgnoresSpoofedAddr
   }
   // pacerd saw the real address only.
   HttpClient direct(pacerd.port());
-  EXPECT_EQ(post(direct, "/v1/peek", R"({"policy":"web","key":"ip:127.0.0.1"})").body["remaining"],
+  EXPECT_EQ(post(direct, "/v1/peek", R"({"policy":"web","key":"ip:127.0.0.1","cost":0})")
+                .body["remaining"],
             0);
-  EXPECT_EQ(
-      post(direct, "/v1/peek", R"({"policy":"web","key":"ip:203.0.113.1"})").body["remaining"],
-      10);  // untouched
+  EXPECT_EQ(post(direct, "/v1/peek", R"({"policy":"web","key":"ip:203.0.113.1","cost":0})")
+                .body["remaining"],
+            10);  // untouched
 
   // "/api/" is "web" per client address, then "api" per API key: "web" is spent by now, so it
   // is reset for the rest of the test.

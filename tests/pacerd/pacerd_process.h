@@ -129,6 +129,42 @@ inline std::string check_body(const std::string& policy, const std::string& key,
 }
 
 // The value of one Prometheus sample line ("name{labels}"), or -1.
+// /v1/peek answers what the next /v1/check of the same cost answers (docs/DESIGN.md §2), and
+// spends nothing: on a busy key, for a cost that does not fit, and on an exhausted key
+// (allowed false, the check's retry-after within 1 ms). Policy "api" (10/1h, burst 5) and a
+// fresh `key`; used on each store.
+inline void expect_peek_is_the_next_check(HttpClient& client, const std::string& key) {
+  auto body = [&](int cost) {
+    return R"({"policy":"api","key":")" + key + R"(","cost":)" + std::to_string(cost) + "}";
+  };
+  auto same = [&](int cost, const char* when) {
+    const JsonReply peek = post(client, "/v1/peek", body(cost));
+    const JsonReply again = post(client, "/v1/peek", body(cost));
+    const JsonReply check = post(client, "/v1/check", body(cost));
+    ASSERT_EQ(peek.status, 200) << peek.raw;
+    for (const char* field : {"allowed", "outcome", "limit", "remaining"}) {
+      EXPECT_EQ(peek.body[field], check.body[field]) << when << ": " << field;
+      EXPECT_EQ(again.body[field], check.body[field]) << when << ": " << field;
+    }
+    if (check.body["retry_after_ms"].is_number()) {
+      EXPECT_NEAR(peek.body["retry_after_ms"].get<double>(),
+                  check.body["retry_after_ms"].get<double>(), 1.0)
+          << when;
+    }
+    EXPECT_EQ(peek.raw.count("Retry-After"), check.raw.count("Retry-After")) << when;
+  };
+  same(1, "fresh");
+  same(3, "busy");
+  same(7, "cost above capacity");
+  EXPECT_EQ(post(client, "/v1/peek", body(0)).body["remaining"], 2);  // cost 0: the state
+  same(2, "the last two permits");
+  const JsonReply exhausted = post(client, "/v1/peek", body(1));
+  EXPECT_EQ(exhausted.body["allowed"], false) << exhausted.raw;
+  EXPECT_EQ(exhausted.body["outcome"], "denied");
+  EXPECT_NEAR(exhausted.body["retry_after_ms"].get<double>(), 360'000, 1'000);
+  same(1, "exhausted");
+}
+
 inline double metric(const std::string& text, const std::string& sample) {
   const auto at = text.find("\n" + sample + " ");
   if (at == std::string::npos) return -1;

@@ -316,17 +316,20 @@ TEST(Pacerd, PeekResetPoliciesConfigHealthReadyAndMetrics) {
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   HttpClient client(pacerd.port());
   for (int i = 0; i < 3; ++i) post(client, "/v1/check", R"({"policy":"api","key":"p"})");
-  auto peek = post(client, "/v1/peek", R"({"policy":"api","key":"p"})");
+  auto peek = post(client, "/v1/peek", R"({"policy":"api","key":"p","cost":0})");
   ASSERT_EQ(peek.status, 200) << peek.raw.body();
   EXPECT_EQ(peek.body["remaining"], 3);
+  peek = post(client, "/v1/peek", R"({"policy":"api","key":"p"})");  // cost 1, as a check
+  EXPECT_EQ(peek.body["remaining"], 2);
   peek = post(client, "/v1/peek", R"({"policy":"api","key":"p"})");
-  EXPECT_EQ(peek.body["remaining"], 3);  // a peek consumes nothing
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"p","cost":1})").body["field"],
+  EXPECT_EQ(peek.body["remaining"], 2);  // a peek consumes nothing
+  EXPECT_EQ(post(client, "/v1/reset", R"({"policy":"api","key":"p","cost":1})").body["field"],
             "cost");
   const auto reset = post(client, "/v1/reset", R"({"policy":"api","key":"p"})");
   ASSERT_EQ(reset.status, 200) << reset.raw.body();
   EXPECT_EQ(reset.body["reset"], true);
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"p"})").body["remaining"], 6);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"p","cost":0})").body["remaining"],
+            6);
   EXPECT_EQ(post(client, "/v1/reset", R"({"policy":"nope","key":"p"})").body["field"], "policy");
   const auto resets =
       post(client, "/v1/reset", R"([{"policy":"api","key":"p"},{"policy":"login","key":"q"}])");
@@ -366,6 +369,14 @@ TEST(Pacerd, PeekResetPoliciesConfigHealthReadyAndMetrics) {
   EXPECT_EQ(metric(text, "pacerd_store_connected"), 1);
 }
 
+// Issue 19: a peek on an exhausted key used to answer allowed with retry_after_ms 0.
+TEST(Pacerd, PeekAnswersWhatTheNextCheckAnswers) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  expect_peek_is_the_next_check(client, "peek-contract");
+}
+
 TEST(Pacerd, AuthEndpointAllowsWith204AndDeniesWith403AndHeaders) {
   Pacerd pacerd(pacerd_config());
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
@@ -394,11 +405,12 @@ TEST(Pacerd, AuthEndpointAllowsWith204AndDeniesWith403AndHeaders) {
   // A trusted proxy (loopback) speaks for the client: the forwarded address is the identity,
   // and the same key on /v1/check or /v1/peek ("ip:<address>") is the same bucket.
   EXPECT_EQ(client.get("/v1/auth/login", {{"X-Forwarded-For", "203.0.113.9"}}).result_int(), 204);
-  EXPECT_EQ(
-      post(client, "/v1/peek", R"({"policy":"login","key":"ip:203.0.113.9"})").body["remaining"],
-      0);
-  EXPECT_EQ(
-      post(client, "/v1/peek", R"({"policy":"login","key":"ip:127.0.0.1"})").body["remaining"], 1);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"login","key":"ip:203.0.113.9","cost":0})")
+                .body["remaining"],
+            0);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"login","key":"ip:127.0.0.1","cost":0})")
+                .body["remaining"],
+            1);
 }
 
 TEST(Pacerd, ShadowPoliciesCountAndLogButAlwaysAllow) {
@@ -407,18 +419,25 @@ TEST(Pacerd, ShadowPoliciesCountAndLogButAlwaysAllow) {
                 "identity = \"header:X-Tenant\"\nshadow = true\n");
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   HttpClient client(pacerd.port());
-  int would_deny = 0;
-  for (int i = 0; i < 8; ++i) {
-    const auto r = post(client, "/v1/check", R"({"policy":"login","key":"s"})");
+  // Issue 19: no answer shows the would-be denial: allowed, outcome allowed, no retry, and no
+  // RateLimit-* or Retry-After header (peeks and batches alike).
+  auto no_denial_signal = [](const JsonReply& r, int i) {
     ASSERT_EQ(r.status, 200);
     EXPECT_EQ(r.body["allowed"], true) << i;
     EXPECT_EQ(r.body["shadow"], true);
-    if (r.body["outcome"] == "denied") {
-      ++would_deny;
-      EXPECT_EQ(r.raw.count("Retry-After"), 0u);  // the client is told what happens: allowed
-    }
+    EXPECT_EQ(r.body["outcome"], "allowed") << i;
+    EXPECT_EQ(r.body["retry_after_ms"], 0) << i;
+    for (const char* header : {"Retry-After", "RateLimit-Remaining", "RateLimit-Limit"})
+      EXPECT_EQ(r.raw.count(header), 0u) << header;
+  };
+  for (int i = 0; i < 8; ++i) {
+    no_denial_signal(post(client, "/v1/check", R"({"policy":"login","key":"s"})"), i);
+    no_denial_signal(post(client, "/v1/peek", R"({"policy":"login","key":"s"})"), i);
   }
-  EXPECT_EQ(would_deny, 7);  // 5/1h without burst: one at once, then one every 12 min
+  const auto batch = post(client, "/v1/check", R"([{"policy":"login","key":"s"}])");
+  EXPECT_EQ(batch.body[0]["outcome"], "allowed") << batch.raw;
+  // 5/1h without burst: one at once, then one every 12 min; only the checks are counted.
+  const int would_deny = 7 + 1;
   for (int i = 0; i < 3; ++i)
     EXPECT_EQ(client.get("/v1/auth/login", {{"X-Forwarded-For", "198.51.100.1"}}).result_int(),
               204);
@@ -555,7 +574,8 @@ TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic
   pacerd.write_config(pacerd_config() + extra_policy);
   pacerd.hup();
   ASSERT_TRUE(wait_version(client, 2)) << pacerd.log();
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept"})").body["remaining"], 3);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept","cost":0})").body["remaining"],
+            3);
   EXPECT_EQ(post(client, "/v1/check", R"({"policy":"search","key":"s"})").status, 200);
   EXPECT_NE(pacerd.log().find("api=kept"), std::string::npos) << pacerd.log();
   EXPECT_NE(pacerd.log().find("search=added"), std::string::npos) << pacerd.log();
@@ -583,9 +603,11 @@ TEST(Pacerd, ReloadSwapsValidConfigsKeepsCountsAndRefusesInvalidOnesUnderTraffic
   pacerd.write_config(changed);
   ASSERT_TRUE(wait_version(client, 3, 5s)) << pacerd.log();
   EXPECT_TRUE(get(client, "/v1/config").body["last_reload_error"].is_null());
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept"})").body["remaining"], 3);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"kept","cost":0})").body["remaining"],
+            3);
   EXPECT_EQ(post(client, "/v1/check", R"({"policy":"api","key":"kept"})").body["remaining"], 2);
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"login","key":"kept"})").body["remaining"], 0);
+  EXPECT_EQ(
+      post(client, "/v1/peek", R"({"policy":"login","key":"kept","cost":0})").body["remaining"], 0);
   EXPECT_EQ(post(client, "/v1/check", R"({"policy":"search","key":"s"})").body["field"], "policy");
   EXPECT_NE(pacerd.log().find("api=rates_changed_counts_reset"), std::string::npos);
   EXPECT_NE(pacerd.log().find("search=removed"), std::string::npos);
@@ -679,6 +701,31 @@ namespace pacer::testing {
 namespace {
 
 // /v1/auth/{a},{b} (issue 20 item 5): identities first (401 before anything is spent), then the
+// server.shadow = true (issue 19): every policy is a shadow policy, reloadable; nothing is
+// enforced and no answer shows a would-be denial.
+TEST(Pacerd, ServerShadowMakesEveryPolicyAShadowPolicy) {
+  std::string config = pacerd_config();
+  config.replace(config.find("threads = 2\n"), 12, "threads = 2\nshadow = true\n");
+  Pacerd pacerd(config);
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 8; ++i) {
+    const auto r = post(client, "/v1/check", R"({"policy":"api","key":"s"})");
+    EXPECT_EQ(r.body["allowed"], true) << i;
+    EXPECT_EQ(r.body["outcome"], "allowed") << i;
+    EXPECT_EQ(r.raw.count("RateLimit-Remaining"), 0u);
+  }
+  EXPECT_EQ(get(client, "/v1/policies").body["policies"][0]["shadow"], true);
+  const std::string text = client.get("/metrics").body();
+  EXPECT_EQ(metric(text, "pacerd_decisions_total{policy=\"api\",result=\"shadow_denied\"}"), 2)
+      << text;
+  // Switched off by a reload: the same bucket enforces again.
+  pacerd.write_config(pacerd_config());
+  pacerd.hup();
+  ASSERT_TRUE(wait_version(client, 2)) << pacerd.log();
+  EXPECT_EQ(post(client, "/v1/check", R"({"policy":"api","key":"s"})").body["allowed"], false);
+}
+
 // policies in order; the first denial answers and names its policy; bad lists are refused.
 TEST(Pacerd, AuthChainsAskEveryPolicyInOrder) {
   Pacerd pacerd(pacerd_config() +
@@ -687,7 +734,8 @@ TEST(Pacerd, AuthChainsAskEveryPolicyInOrder) {
   ASSERT_TRUE(pacerd.start()) << pacerd.log();
   HttpClient client(pacerd.port());
   auto remaining = [&](const std::string& policy, const std::string& key) {
-    const auto r = post(client, "/v1/peek", json{{"policy", policy}, {"key", key}}.dump());
+    const auto r =
+        post(client, "/v1/peek", json{{"policy", policy}, {"key", key}, {"cost", 0}}.dump());
     EXPECT_TRUE(r.body["remaining"].is_number_integer()) << r.raw;
     return r.body.value("remaining", -1);
   };

@@ -60,11 +60,13 @@ TEST(PacerdRedis, TwoProcessesOnOneRedisAdmitExactlyTheGcraCount) {
   EXPECT_EQ(other, 0);
   // A batch through one process sees what the other one admitted.
   HttpClient client(b.port());
-  const auto peek = post(client, "/v1/peek", R"({"policy":"api","key":"shared"})");
+  const auto peek = post(client, "/v1/peek", R"({"policy":"api","key":"shared","cost":0})");
   EXPECT_EQ(peek.body["remaining"], 0);
   HttpClient first(a.port());
   EXPECT_EQ(post(first, "/v1/reset", R"({"policy":"api","key":"shared"})").status, 200);
-  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"api","key":"shared"})").body["remaining"], 6);
+  EXPECT_EQ(
+      post(client, "/v1/peek", R"({"policy":"api","key":"shared","cost":0})").body["remaining"], 6);
+  expect_peek_is_the_next_check(client, "peek-contract");
   const std::string m = client.get("/metrics").body();
   EXPECT_GT(metric(m, "pacerd_redis_round_trips_total"), 0) << m;
 }

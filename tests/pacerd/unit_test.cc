@@ -267,7 +267,8 @@ TEST(PacerdApi, ErrorsNameTheField) {
   EXPECT_EQ(error_of(R"([{"policy":"a","key":"k"},{"policy":"a","key":"k","cost":-1}])").field,
             "[1].cost");
   EXPECT_EQ(error_of(R"([{},{},{},{}])").message, "a batch of 4 requests; at most 3 are allowed");
-  EXPECT_EQ(error_of(R"({"policy":"a","key":"k","cost":1})", ApiCall::kPeek).field, "cost");
+  EXPECT_EQ(error_of(R"({"policy":"a","key":"k","cost":1})", ApiCall::kReset).field, "cost");
+  EXPECT_EQ(error_of(R"({"policy":"a","key":"k","cost":-1})", ApiCall::kPeek).field, "cost");
   EXPECT_EQ(error_of(R"({"policy":"a","key":"k","x":{"y":[1]}})").field, "x");
   EXPECT_EQ(error_of("[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]").message,
             "JSON nested deeper than 16 levels");
@@ -283,9 +284,15 @@ TEST(PacerdApi, DecisionJson) {
   d.retry_after = std::chrono::nanoseconds(1'000'001);
   d.reset_after = std::chrono::seconds(3);
   std::string out;
+  append_decision_json(out, "api", d, /*shadow=*/false);
+  EXPECT_EQ(out,
+            R"({"allowed":false,"outcome":"denied","limit":10,"remaining":0,"retry_after_ms":2,)"
+            R"("reset_after_ms":3000,"policy":"api","shadow":false,"degraded":false})");
+  // A shadow policy's would-be denial is not shown: allowed, no retry (docs/DESIGN.md §8).
+  out.clear();
   append_decision_json(out, "api", d, /*shadow=*/true);
   EXPECT_EQ(out,
-            R"({"allowed":true,"outcome":"denied","limit":10,"remaining":0,"retry_after_ms":2,)"
+            R"({"allowed":true,"outcome":"allowed","limit":10,"remaining":0,"retry_after_ms":0,)"
             R"("reset_after_ms":3000,"policy":"api","shadow":true,"degraded":false})");
 }
 

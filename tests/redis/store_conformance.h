@@ -20,6 +20,7 @@
 
 namespace pacer::redis::conformance {
 
+using std::chrono::milliseconds;
 using std::chrono::seconds;
 using testing::RedisCluster;
 using testing::RedisServer;
@@ -37,6 +38,17 @@ inline CheckResult check(Store& store, const Policy& policy, std::string_view ke
                          std::int64_t cost) {
   std::promise<CheckResult> promise;
   store.check(policy, key, cost, [&](const CheckResult& r) {
+    CheckResult copy = r;
+    copy.key = {};
+    promise.set_value(copy);
+  });
+  return promise.get_future().get();
+}
+
+inline CheckResult peek(Store& store, const Policy& policy, std::string_view key,
+                        std::int64_t cost) {
+  std::promise<CheckResult> promise;
+  store.peek(policy, key, cost, [&](const CheckResult& r) {
     CheckResult copy = r;
     copy.key = {};
     promise.set_value(copy);
@@ -128,6 +140,42 @@ TEST_P(Conformance, CostPeekAndExceedsCapacity) {
   EXPECT_EQ(huge.decision.outcome, Outcome::kExceedsCapacity);
   EXPECT_EQ(huge.decision.retry_after.count(), 0);
   EXPECT_EQ(check(store(), policy, key, 3).decision.remaining, 0);
+}
+
+// A peek of cost n answers what a check of cost n answers next, and spends nothing: on a fresh
+// key, a busy one, an exhausted one (denied, with the check's retry-after within 1 ms), for a
+// cost that exceeds capacity, and over several rates.
+TEST_P(Conformance, PeekAnswersWhatTheNextCheckAnswers) {
+  const Policy policy("p", {Rate(10, seconds(60), 3), Rate(1000, seconds(1), 999)});
+  const std::string key = unique_key("peek");
+  auto same = [&](std::int64_t cost, const char* when) {
+    const CheckResult p = peek(store(), policy, key, cost);
+    const CheckResult again = peek(store(), policy, key, cost);
+    const CheckResult c = check(store(), policy, key, cost);
+    ASSERT_FALSE(p.error || c.error) << when;
+    EXPECT_EQ(p.decision.outcome, c.decision.outcome) << when;
+    EXPECT_EQ(again.decision.outcome, c.decision.outcome) << when;
+    EXPECT_EQ(p.decision.remaining, c.decision.remaining) << when;
+    EXPECT_EQ(p.decision.limit, c.decision.limit) << when;
+    EXPECT_EQ(p.decision.rate_index, c.decision.rate_index) << when;
+    EXPECT_LE(std::chrono::abs(p.decision.retry_after - c.decision.retry_after), milliseconds(1))
+        << when;
+    EXPECT_LE(std::chrono::abs(p.decision.reset_after - c.decision.reset_after), milliseconds(1))
+        << when;
+  };
+  same(1, "fresh");
+  same(2, "busy");
+  same(5, "exceeds capacity");
+  EXPECT_EQ(peek(store(), policy, key, 1).decision.remaining, 0);
+  same(1, "last permit");
+  const CheckResult exhausted = peek(store(), policy, key, 1);
+  EXPECT_EQ(exhausted.decision.outcome, Outcome::kDenied);
+  EXPECT_NEAR(std::chrono::duration<double>(exhausted.decision.retry_after).count(), 6.0, 0.5);
+  same(1, "exhausted");
+  // Cost 0 reports the state as it is and never denies.
+  const CheckResult state = peek(store(), policy, key, 0);
+  EXPECT_EQ(state.decision.outcome, Outcome::kAllowed);
+  EXPECT_EQ(state.decision.remaining, 0);
 }
 
 TEST_P(Conformance, MultiRateDenialChangesNoRate) {

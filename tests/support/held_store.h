@@ -16,9 +16,11 @@ class HeldStore final : public Store {
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override {
     // The answer is decided now (the policy need not outlive this call), delivered later.
-    CheckResult result = backing_.check_now(policy, key, cost);
-    std::lock_guard lock(mutex_);
-    held_.push_back({std::string(key), result, std::move(done)});
+    hold(key, backing_.check_now(policy, key, cost), std::move(done));
+  }
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            CheckHandler done) override {
+    hold(key, backing_.peek_now(policy, key, cost), std::move(done));
   }
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override {
     backing_.reset_now(policy, key);
@@ -56,6 +58,11 @@ class HeldStore final : public Store {
     CheckResult result;
     CheckHandler done;
   };
+  void hold(std::string_view key, const CheckResult& result, CheckHandler done) {
+    std::lock_guard lock(mutex_);
+    held_.push_back({std::string(key), result, std::move(done)});
+  }
+
   MemoryStore backing_;
   mutable std::mutex mutex_;
   std::vector<Held> held_;

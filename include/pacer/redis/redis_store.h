@@ -105,6 +105,8 @@ class RedisStore final : public Store {
 
   void check(const Policy& policy, std::string_view key, std::int64_t cost,
              CheckHandler done) override;
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
   bool connected() const override;
   Nanos resolution() const override;  // 1 us: Redis TIME
@@ -131,6 +133,8 @@ class RedisStore final : public Store {
  private:
   struct Impl;
   struct Finish;
+  void submit(const Policy& policy, std::string_view key, std::int64_t cost, bool read_only,
+              CheckHandler done);
   std::unique_ptr<Impl> impl_;
 };
 
