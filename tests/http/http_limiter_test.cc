@@ -246,8 +246,7 @@ TEST(HttpLimiter, MiddlewareDenialStopsBeforeTheRouteIsCharged) {
   const Policy route("route", {Rate(5, seconds(60), 4)});
   // Only the first request reached the route limit.
   EXPECT_EQ(
-      f.limiter
-          .peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)), get("/r")), 0)
+      f.limiter.peek(route, http.storage_key(rule("route", Rate(5, seconds(60), 4)), get("/r")), 0)
           .remaining,
       4);
 }
