@@ -138,17 +138,8 @@ std::string error_body(std::string_view error, const ApiError& detail) {
   return body.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
-Decision as_told(const Decision& decision, bool shadow) {
-  if (!shadow || decision.allowed()) return decision;
-  Decision told = decision;
-  told.outcome = Outcome::kAllowed;
-  told.retry_after = Nanos::zero();
-  return told;
-}
-
-void append_decision_json(std::string& out, std::string_view policy, const Decision& real,
+void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
                           bool shadow) {
-  const Decision decision = as_told(real, shadow);
   const bool allowed = decision.allowed();
   std::string retry = decision.outcome == Outcome::kExceedsCapacity
                           ? "null"

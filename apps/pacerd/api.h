@@ -61,13 +61,9 @@ std::string error_body(std::string_view error, const ApiError& detail);
 // The answer to one check or peek:
 // {"allowed":true,"outcome":"allowed","limit":10,"remaining":5,"retry_after_ms":0,
 //  "reset_after_ms":6000,"policy":"api","shadow":false,"degraded":false}
-// `allowed` is what the caller must do. A shadow policy's decision is written as told
-// (as_told): allowed, with no would-be denial in it (docs/DESIGN.md §8).
-void append_decision_json(std::string& out, std::string_view policy, const Decision& decision,
+// `allowed` is what the caller must do. `told` is the decision as the client is told it
+// (http::Rule::told: a shadow policy's would-be denial shows as allowed; docs/DESIGN.md §8).
+void append_decision_json(std::string& out, std::string_view policy, const Decision& told,
                           bool shadow);
-
-// What a client is told of a shadow policy's decision: allowed, outcome "allowed", no retry;
-// limit, remaining and reset as they are. Other decisions as they are.
-Decision as_told(const Decision& decision, bool shadow);
 
 }  // namespace pacer::pacerd

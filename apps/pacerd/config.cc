@@ -228,18 +228,6 @@ std::optional<ListenAddress> parse_listen(const toml::node& node, const std::str
   return ListenAddress{host, *port};
 }
 
-// "client_ip", "api_key" or "header:<Name>" with an HTTP token as the name.
-bool valid_selector(std::string_view text) {
-  if (text == "client_ip" || text == "api_key") return true;
-  if (text.substr(0, 7) != "header:" || text.size() == 7 || text.size() > 7 + 64) return false;
-  for (const char c : text.substr(7)) {
-    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
-                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-    if (!ok) return false;
-  }
-  return true;
-}
-
 void read_server(Section& s, Config& c) {
   if (const auto* n = s.node("listen"))
     if (auto a = parse_listen(*n, s.name("listen"), s.problems())) c.listen = *a;
@@ -414,16 +402,31 @@ void read_policy(const toml::table& table, std::size_t index, Config& c, Problem
     identity.clear();
     for (const toml::node* item : items) {
       const auto* str = item->as_string();
-      if (str == nullptr || !valid_selector(str->get())) {
+      if (str == nullptr) {
         problems.add(*item, s.name("identity"),
-                     "expected \"client_ip\", \"api_key\" or \"header:<Header-Name>\" (or an "
-                     "array of them, tried in order)");
+                     "expected a selector string such as \"client_ip\", \"api_key\" or "
+                     "\"header:<Header-Name>\" (or an array of them, tried in order)");
+        continue;
+      }
+      try {
+        http::Identity::parse(str->get());  // the grammar every front end shares
+      } catch (const std::invalid_argument& e) {
+        problems.add(*item, s.name("identity"), e.what());
         continue;
       }
       identity.push_back(str->get());
     }
   }
   const bool shadow = s.boolean("shadow").value_or(false);
+  http::MissingIdentity missing = http::MissingIdentity::kRefuse;
+  if (auto text = s.string("missing_identity")) {
+    try {
+      missing = http::parse_missing_identity(*text);
+    } catch (const std::invalid_argument& e) {
+      problems.add(*s.node("missing_identity"), s.name("missing_identity"),
+                   "expected \"refuse\" (401) or \"shared\" (one anonymous bucket)");
+    }
+  }
   if (!name->empty() && names.count(*name) != 0) {
     problems.add(*s.node("name"), s.name("name"), "duplicate policy name");
     return;
@@ -434,7 +437,7 @@ void read_policy(const toml::table& table, std::size_t index, Config& c, Problem
                   rates.empty() ? std::vector<Rate>{Rate(1, std::chrono::seconds(1))} : rates);
     names.insert(*name);
     if (!rates.empty() && !identity.empty())
-      c.policies.push_back({std::move(policy), std::move(identity), shadow});
+      c.policies.push_back({std::move(policy), std::move(identity), shadow, missing});
   } catch (const std::invalid_argument& e) {
     problems.add(*s.node("name"), s.name("name"), e.what());
   }

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "pacer/http/response.h"
+#include "pacer/http/rule.h"
 #include "pacer/limiter.h"
 #include "pacer/rate.h"
 #include "pacer/redis/redis_store.h"
@@ -45,6 +46,8 @@ struct PolicyConfig {
   // Identity selectors for /v1/auth, tried in order: "client_ip", "api_key", "header:<Name>".
   std::vector<std::string> identity;
   bool shadow = false;
+  // A request without the identity: 401 (refuse) or one shared bucket (docs/DESIGN.md §7).
+  http::MissingIdentity missing_identity = http::MissingIdentity::kRefuse;
 };
 
 struct Config {

@@ -75,6 +75,7 @@ class Service {
             beast::Send send);
   beast::Response metrics(const Runtime& runtime, unsigned version) const;
   beast::Response config_json(const Runtime& runtime, unsigned version) const;
+  beast::Response policies_json(const Runtime& runtime, unsigned version) const;
 
   std::unique_ptr<Store> store_;
   // Batch items at the store at once, all batches together (api.batch_in_flight).

@@ -118,7 +118,7 @@ Handler with_limits(const http::HttpLimiter& limits, Handler next) {
     // The verdict may come inside a Redis connection's read handler: nothing may escape it.
     limits.check(view, [&next, exchange = std::move(exchange)](http::Verdict&& verdict) mutable {
       try {
-        if (verdict.status != 0) return exchange->refuse(verdict);
+        if (verdict.refused()) return exchange->refuse(verdict);
         Exchange::pass(std::move(exchange), verdict, next);
       } catch (const std::exception& e) {
         handler_threw(e.what());

@@ -2,6 +2,7 @@
 
 #include <openssl/evp.h>
 
+#include <cctype>
 #include <stdexcept>
 
 #include "core/text.h"
@@ -191,6 +192,73 @@ Identity Identity::all_of(std::vector<Identity> selectors) {
     if (out.size() - mark > internal::kMaxIdentityBytes) internal::hash_tail(out, mark);
     return true;
   });
+}
+
+namespace {
+
+// An HTTP field name (RFC 9110 token), 1 to 64 bytes.
+bool header_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (const char c : name) {
+    const bool ok = std::isalnum(static_cast<unsigned char>(c)) ||
+                    std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+    if (!ok) return false;
+  }
+  return true;
+}
+
+constexpr std::string_view kSelectors =
+    "client_ip, api_key, header:<Header-Name>, user, org, attribute:<name>, or several joined "
+    "with '+' (all must apply)";
+
+Identity parse_one(std::string_view text, const ClientIpOptions& ip) {
+  auto refuse = [&](std::string_view why) -> Identity {
+    throw std::invalid_argument("invalid identity '" + pacer::internal::printable(text) + "'" +
+                                std::string(why) + "; expected " + std::string(kSelectors));
+  };
+  if (text == "client_ip") return Identity::client_ip(ip);
+  if (text == "api_key") return Identity::api_key();
+  if (text == "user") return Identity::user();
+  if (text == "org") return Identity::org();
+  if (text.starts_with("header:")) {
+    const std::string_view name = text.substr(7);
+    if (!header_name(name)) return refuse(": the header name must be 1 to 64 token characters");
+    return Identity::header(std::string(name), /*hashed=*/true);
+  }
+  if (text.starts_with("attribute:")) {
+    try {
+      return Identity::attribute(std::string(text.substr(10)));
+    } catch (const std::invalid_argument& e) {
+      return refuse(std::string(": ") + e.what());
+    }
+  }
+  return refuse("");
+}
+
+}  // namespace
+
+Identity Identity::parse(std::string_view text, const ClientIpOptions& ip) {
+  if (text.find('+') == std::string_view::npos || text.starts_with("header:"))
+    return parse_one(text, ip);
+  std::vector<Identity> parts;
+  for (std::string_view rest = text;;) {
+    const std::size_t plus = rest.find('+');
+    parts.push_back(parse_one(rest.substr(0, plus), ip));
+    if (plus == std::string_view::npos) break;
+    rest = rest.substr(plus + 1);
+  }
+  return all_of(std::move(parts));
+}
+
+Identity Identity::parse(std::span<const std::string> selectors, const ClientIpOptions& ip) {
+  if (selectors.empty()) {
+    throw std::invalid_argument("invalid identity: no selector; expected " +
+                                std::string(kSelectors));
+  }
+  if (selectors.size() == 1) return parse(selectors.front(), ip);
+  std::vector<Identity> parts;
+  for (const std::string& s : selectors) parts.push_back(parse(s, ip));
+  return first_of(std::move(parts));
 }
 
 }  // namespace pacer::http

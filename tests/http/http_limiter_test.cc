@@ -76,6 +76,7 @@ TEST(HttpLimiter, KeysReachingTheStoreAreTheStorageKeys) {
   LimitRule whole_app = rule("app", Rate(100, seconds(60)));
   whole_app.scope = Scope::kApp;
   whole_app.identity = Identity::api_key();  // no key on the request: the anonymous bucket
+  whole_app.missing_identity = MissingIdentity::kShared;
   http.set_middleware({.rule = global});
   http.add_route("GET", "/items/{id}", by_route);
   http.add_route("", "/any/{x}", by_method);

@@ -369,6 +369,26 @@ TEST(Pacerd, PeekResetPoliciesConfigHealthReadyAndMetrics) {
   EXPECT_EQ(metric(text, "pacerd_store_connected"), 1);
 }
 
+// A missing identity: 401 by default (nothing spent), or one shared bucket when the policy says
+// missing_identity = "shared" (docs/DESIGN.md §7).
+TEST(Pacerd, MissingIdentityIsRefusedOrShared) {
+  Pacerd pacerd(pacerd_config() +
+                "\n[[policy]]\nname = \"tenant\"\nrates = [{ limit = \"2/1h\", burst = 1 }]\n"
+                "identity = \"header:X-Tenant\"\nmissing_identity = \"shared\"\n");
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  const auto refused = client.get("/v1/auth/api");
+  EXPECT_EQ(refused.result_int(), 401);
+  EXPECT_EQ(std::string(refused["X-Pacer-Outcome"]), "identity_missing");
+  EXPECT_EQ(client.get("/v1/auth/tenant").result_int(), 204);
+  EXPECT_EQ(client.get("/v1/auth/tenant").result_int(), 204);
+  EXPECT_EQ(client.get("/v1/auth/tenant").result_int(), 403);  // the one anonymous bucket
+  EXPECT_EQ(client.get("/v1/auth/tenant", {{"X-Tenant", "t1"}}).result_int(), 204);
+  EXPECT_EQ(post(client, "/v1/peek", R"({"policy":"tenant","key":"anonymous","cost":0})")
+                .body["remaining"],
+            0);
+}
+
 // Issue 19: a peek on an exhausted key used to answer allowed with retry_after_ms 0.
 TEST(Pacerd, PeekAnswersWhatTheNextCheckAnswers) {
   Pacerd pacerd(pacerd_config());

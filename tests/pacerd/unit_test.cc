@@ -290,7 +290,9 @@ TEST(PacerdApi, DecisionJson) {
             R"("reset_after_ms":3000,"policy":"api","shadow":false,"degraded":false})");
   // A shadow policy's would-be denial is not shown: allowed, no retry (docs/DESIGN.md §8).
   out.clear();
-  append_decision_json(out, "api", d, /*shadow=*/true);
+  const http::Rule shadow(
+      {.policy = Policy("api", {Rate(10, std::chrono::seconds(60))}), .shadow = true}, {});
+  append_decision_json(out, "api", shadow.told(d), /*shadow=*/true);
   EXPECT_EQ(out,
             R"({"allowed":true,"outcome":"allowed","limit":10,"remaining":0,"retry_after_ms":0,)"
             R"("reset_after_ms":3000,"policy":"api","shadow":true,"degraded":false})");
@@ -434,6 +436,31 @@ namespace pacer::pacerd {
 namespace {
 
 // Issues 20 and 24: the new settings are read, checked and named when wrong.
+// Issue 19: the identity grammar is the library's (http::Identity::parse), server.shadow and
+// each policy's missing_identity are read and checked.
+TEST(PacerdConfig, IdentityShadowAndMissingIdentity) {
+  const Config c = parse_config(
+      "[server]\nshadow = true\n[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n"
+      "identity = [\"org+user\", \"header:X-Tenant\"]\nmissing_identity = \"shared\"\n",
+      "p.toml");
+  EXPECT_TRUE(c.shadow);
+  ASSERT_EQ(c.policies.size(), 1u);
+  EXPECT_EQ(c.policies[0].missing_identity, http::MissingIdentity::kShared);
+  const std::string errors = errors_of(
+      "[server]\nshadow = \"yes\"\n[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n"
+      "identity = [\"client_ip\", \"cookie\", \"header:\"]\nmissing_identity = \"deny\"\n");
+  EXPECT_NE(errors.find("server.shadow = \"yes\""), std::string::npos) << errors;
+  EXPECT_NE(errors.find("invalid identity 'cookie'; expected client_ip, api_key, "
+                        "header:<Header-Name>, user, org, attribute:<name>"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("invalid identity 'header:': the header name must be"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("policy[0].missing_identity = \"deny\": expected \"refuse\""),
+            std::string::npos)
+      << errors;
+}
+
 TEST(PacerdConfig, ReliabilityAndModuleSettings) {
   const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
   const Config c = parse_config(

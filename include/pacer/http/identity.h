@@ -13,6 +13,7 @@
 
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,6 +55,14 @@ class Identity {
   static Identity first_of(std::vector<Identity> selectors);
   // All selectors must apply; their results are joined with '|' (e.g. org and user).
   static Identity all_of(std::vector<Identity> selectors);
+
+  // The selector grammar every front end shares (pacerd's `identity`, the Python package's
+  // selector names; docs/API.md): "client_ip", "api_key", "header:<Name>" (the value hashed: a
+  // header is often a credential), "user", "org", "attribute:<name>", and "<a>+<b>" for all_of
+  // ("org+user"). Throws std::invalid_argument naming the text and what is accepted.
+  static Identity parse(std::string_view text, const ClientIpOptions& ip = {});
+  // Several selectors tried in order (first_of); one is itself.
+  static Identity parse(std::span<const std::string> selectors, const ClientIpOptions& ip = {});
 
   std::optional<std::string> operator()(const RequestView& request) const {
     std::string out;
