@@ -1,9 +1,9 @@
 // What happens to a request between Client::execute() and its handler, without I/O: which node
 // it goes to, when it waits, when it is sent again, when it fails, and when the cluster slot map
-// is asked for. The client (client.cc) owns the connections and the one timer; it feeds this
-// class events and carries out the actions it queues, so the rules are unit-tested without
-// sockets (tests/redis/request_flow_test.cc). ClusterRouter says what a reply means; this class
-// decides what then happens to the request.
+// is asked for. Its Asio shell (node_connections.h) owns the connections and the one timer; it
+// feeds this class events and carries out the actions it queues, so the rules are unit-tested
+// without sockets (tests/redis/request_flow_test.cc). ClusterRouter says what a reply means; this
+// class decides what then happens to the request.
 //
 // The rules (docs/DESIGN.md §5, §6):
 // - A request has one deadline, the caller's (default: submit time + command_timeout), however
