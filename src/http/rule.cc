@@ -181,10 +181,14 @@ std::int64_t Rule::cost(const RequestView& request) const {
 }
 
 Decision Rule::told(const Decision& decision) const {
-  if (!spec_.shadow || decision.allowed()) return decision;
+  if (decision.allowed()) return decision;
   Decision told = decision;
-  told.outcome = Outcome::kAllowed;
-  told.retry_after = Nanos::zero();
+  if (spec_.shadow) {
+    told.outcome = Outcome::kAllowed;
+    told.retry_after = Nanos::zero();
+  } else if (decision.outcome == Outcome::kUnavailable) {
+    told.retry_after = context_.unavailable_retry_after;  // the 503's Retry-After
+  }
   return told;
 }
 

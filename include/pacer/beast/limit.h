@@ -18,7 +18,7 @@
 // The two halves, for a handler that checks by itself:
 //
 //   limits.check(view, [&](pacer::http::Verdict&& verdict) {
-//     if (verdict.status != 0) return send(pacer::beast::verdict_response(verdict, version));
+//     if (verdict.refused()) return send(pacer::beast::verdict_response(verdict, version));
 //     pacer::beast::Response response = ...;
 //     pacer::beast::add_headers(verdict.headers, response);
 //     send(std::move(response));
@@ -33,7 +33,7 @@ namespace pacer::beast {
 // Adds each header to `response` (RateLimit-Limit, RateLimit-Remaining, RateLimit-Reset, ...).
 void add_headers(const http::HeaderList& headers, Response& response);
 
-// The answer to a request the verdict stops (verdict.status is 429 or 503): that status, the
+// The answer to a request the verdict refuses (verdict.status: 429, 503 or 401): that status, the
 // verdict's JSON body and headers, for HTTP version `version` (request.version()).
 Response verdict_response(const http::Verdict& verdict, unsigned version);
 

@@ -147,7 +147,8 @@ class Rule {
   Verdict refusal(const Decision& decision) const;
   Verdict identity_missing() const;
   // What the client is told of `decision`: a shadow rule's would-be denial is allowed, with no
-  // retry (limit, remaining and reset as they are); anything else as it is.
+  // retry (limit, remaining and reset as they are); an unavailable store (fail mode closed) says
+  // retry after `unavailable_retry_after`, as the 503 does; anything else as it is.
   Decision told(const Decision& decision) const;
 
  private:
