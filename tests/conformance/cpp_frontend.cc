@@ -7,13 +7,12 @@
 //   conformance-cpp <trace.json> <memory | redis://...> <open | closed | local>
 //
 // Prints "port <n>" once listening on 127.0.0.1; stops on SIGTERM.
-#include <nlohmann/json.hpp>
-
 #include <cstdio>
 #include <fstream>
 #include <iostream>
 #include <map>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "pacer/beast/limit.h"
 #include "pacer/beast/server.h"

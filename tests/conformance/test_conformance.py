@@ -189,6 +189,8 @@ def op_answer(allowed, outcome, remaining, retry):
 
 
 def same(a, b):
+    if set(a) != set(b):
+        return False
     for key in a:
         x, y = a[key], b[key]
         if key == "retry_after_ms" and isinstance(x, int) and isinstance(y, int):
@@ -305,7 +307,8 @@ async def send_op(op, fronts, cpp_client, pacerd_client, python_limiter, policie
     got = {}
     if "cpp" in fronts:
         r = await cpp_client.post("/_op", json=op)
-        got["cpp"] = r.json()
+        # A front end that fails is an answer too (it differs from the others').
+        got["cpp"] = r.json() if r.status_code == 200 else {"status": r.status_code}
     if "pacerd" in fronts:
         if what == "reset":
             r = await pacerd_client.post("/v1/reset", json={"policy": policy, "key": identity})
@@ -314,9 +317,10 @@ async def send_op(op, fronts, cpp_client, pacerd_client, python_limiter, policie
             r = await pacerd_client.post(f"/v1/{what}",
                                          json={"policy": policy, "key": identity, "cost": cost})
             b = r.json()
-            got["pacerd"] = op_answer(b["allowed"], b["outcome"], b["remaining"],
-                                      b["retry_after_ms"])
-    if "cpp" in got and "reset" not in got["cpp"]:
+            got["pacerd"] = (op_answer(b["allowed"], b["outcome"], b["remaining"],
+                                       b["retry_after_ms"]) if r.status_code == 200
+                             else {"status": r.status_code})
+    if "cpp" in got and "allowed" in got["cpp"]:
         c = got["cpp"]
         got["cpp"] = op_answer(c["allowed"], c["outcome"], c["remaining"],
                                None if c["outcome"] == "exceeds_capacity" else c["retry_after_ms"])
