@@ -1,5 +1,6 @@
 # Installs the libraries, headers and an exported CMake package:
-#   find_package(pacer REQUIRED)  ->  pacer::core, pacer::limiter, pacer::http, pacer::beast
+#   find_package(pacer REQUIRED)  ->  pacer::core, pacer::store, pacer::limiter, pacer::http,
+#   pacer::redis, pacer::beast
 include(CMakePackageConfigHelpers)
 
 get_property(pacer_targets GLOBAL PROPERTY PACER_TARGETS)
