@@ -30,8 +30,7 @@
 
 #include "guarded_main.h"
 #include "pacer/limiter.h"
-#include "pacer/memory_store.h"
-#include "pacer/redis/redis_store.h"
+#include "pacer/open_store.h"
 #include "pacer/redis/url.h"
 
 namespace {
@@ -181,33 +180,35 @@ int run(const Settings& s) {
   const pacer::Policy policy("bench", std::move(rates));
   std::string rate_list;
   for (const std::string& rate : s.rates) rate_list += (rate_list.empty() ? "" : ",") + rate;
-  std::unique_ptr<pacer::Store> store;
-  pacer::redis::RedisStore* redis = nullptr;
-  pacer::redis::RedisUrl url;
-  ScriptCpu cpu_before;
-  if (s.store == "memory") {
-    store = std::make_unique<pacer::MemoryStore>();
-  } else if (s.store == "redis") {
-    auto r = std::make_unique<pacer::redis::RedisStore>(
-        pacer::redis::RedisStoreOptions{.url = s.url,
-                                        .command_timeout = std::chrono::milliseconds(1000),
-                                        .io_threads = s.io_threads,
-                                        .deny_cache_entries = s.deny_cache ? 65536u : 0u,
-                                        .script = pacer::redis::parse_redis_script(s.script)});
-    if (!r->wait_connected(std::chrono::seconds(3))) {
-      std::fprintf(stderr, "pacer-bench: cannot connect to %s: %s\n",
-                   pacer::redis::parse_redis_url(s.url).to_string().c_str(),
-                   r->last_error().c_str());
-      return 2;
-    }
-    redis = r.get();
-    store = std::move(r);
-    url = pacer::redis::parse_redis_url(s.url);
-    cpu_before = read_script_cpu(url);
-  } else {
+  if (s.store != "memory" && s.store != "redis") {
     std::fprintf(stderr, "pacer-bench: invalid --store '%s': expected memory or redis\n",
                  s.store.c_str());
     return 2;
+  }
+  const bool redis = s.store == "redis";
+  std::unique_ptr<pacer::Store> store =
+      pacer::open_store(redis ? s.url : std::string(pacer::kMemoryStoreUrl),
+                        {.redis = {.command_timeout = std::chrono::milliseconds(1000),
+                                   .io_threads = s.io_threads,
+                                   .deny_cache_entries = s.deny_cache ? 65536u : 0u,
+                                   .script = pacer::redis::parse_redis_script(s.script)}});
+  // The store's own numbers (Store::counters), by name.
+  auto stat = [&store](std::string_view name) -> unsigned long long {
+    for (const pacer::StoreStat& st : store->counters())
+      if (st.name == name) return static_cast<unsigned long long>(st.value);
+    return 0;
+  };
+  pacer::redis::RedisUrl url;
+  ScriptCpu cpu_before;
+  if (redis) {
+    if (!store->wait_connected(std::chrono::seconds(3))) {
+      std::fprintf(stderr, "pacer-bench: cannot connect to %s: %s\n",
+                   pacer::redis::parse_redis_url(s.url).to_string().c_str(),
+                   store->last_error().c_str());
+      return 2;
+    }
+    url = pacer::redis::parse_redis_url(s.url);
+    cpu_before = read_script_cpu(url);
   }
 
   Totals totals;
@@ -324,19 +325,17 @@ int run(const Settings& s) {
               static_cast<double>(done) / elapsed, all.percentile_us(0.50), all.percentile_us(0.90),
               all.percentile_us(0.99), all.percentile_us(0.999));
   if (redis) {
-    const auto st = redis->stats();
+    const unsigned long long round_trips = stat("redis_round_trips_total");
+    const unsigned long long module_decisions = stat("redis_module_decisions_total");
     std::printf(
         "redis_round_trips=%llu deny_cache_hits=%llu script_reloads=%llu "
         "round_trip_share=%.4f\n",
-        static_cast<unsigned long long>(st.round_trips),
-        static_cast<unsigned long long>(st.deny_cache_hits),
-        static_cast<unsigned long long>(st.script_reloads),
-        done ? static_cast<double>(st.round_trips) / static_cast<double>(done) : 0.0);
+        round_trips, stat("redis_deny_cache_hits_total"), stat("redis_script_reloads_total"),
+        done ? static_cast<double>(round_trips) / static_cast<double>(done) : 0.0);
     // Redis CPU per decision: the ceiling of a Redis deployment is 1e6 / this per core.
     std::printf("redis_usec_per_call=%s rates=%zu command=%s module_decisions=%llu\n",
                 format_usec(usec_per_call(cpu_before, cpu_after)).c_str(), policy.rates().size(),
-                st.module_decisions > 0 ? "PACER.GCRA" : "EVALSHA",
-                static_cast<unsigned long long>(st.module_decisions));
+                module_decisions > 0 ? "PACER.GCRA" : "EVALSHA", module_decisions);
   }
   if (s.print_admitted) {
     // What GCRA allows over the run on one key (first rate): burst + 1 at once, then one per T.
@@ -359,7 +358,7 @@ int run(const Settings& s) {
         s.keys > 1 ? fmt::format("{}:{{bench:load:k__rand_int__}}", s.key_prefix) : key_for(s, 0);
     const std::string random = s.keys > 1 ? fmt::format(" -r {}", s.keys) : "";
     const std::string decide =
-        redis->stats().module_in_use
+        stat("redis_module_in_use") != 0
             ? fmt::format("PACER.GCRA {}", shell_quote(key))
             : fmt::format("EVALSHA {} 1 {}", pacer::redis::RedisStore::script_sha(),
                           shell_quote(key));

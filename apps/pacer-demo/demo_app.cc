@@ -14,6 +14,8 @@
 
 #include "core/text.h"
 #include "json_depth.h"
+#include "pacer/open_store.h"
+#include "pacer/prometheus.h"
 
 namespace pacer::demo {
 namespace {
@@ -266,7 +268,7 @@ void validate(const DemoConfig& config) {
   } catch (const std::invalid_argument& e) {
     invalid("TRUSTED_PROXIES", config.trusted_proxies, e.what());
   }
-  if (!config.redis_url.empty()) {
+  if (!config.redis_url.empty() && !is_memory_url(config.redis_url)) {
     check_text("REDIS_URL", config.redis_url);
     try {
       redis::parse_redis_url(config.redis_url);
@@ -292,23 +294,15 @@ DemoApp::Bodies::Bodies(const DemoConfig& config)
 DemoApp::DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>& io)
     : config_(std::move(config)), bodies_(config_) {
   validate(config_);
-  if (config_.redis_url.empty()) {
-    store_ = std::make_unique<MemoryStore>();
-  } else {
-    const redis::RedisStoreOptions options{.url = config_.redis_url,
-                                           .command_timeout = config_.redis_timeout};
-    if (io.empty()) {
-      auto redis = std::make_unique<redis::RedisStore>(options);
-      // Serve even if Redis is not there yet: the fail mode answers until it is.
-      if (!redis->wait_connected(std::chrono::seconds(2))) {
-        spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
-                     redis::parse_redis_url(config_.redis_url).to_string(), redis->last_error(),
-                     to_string(config_.fail_mode));
-      }
-      store_ = std::move(redis);
-    } else {
-      store_ = std::make_unique<redis::RedisStore>(options, io);
-    }
+  // An empty REDIS_URL is the in-process store (as is memory://).
+  const std::string url =
+      config_.redis_url.empty() ? std::string(kMemoryStoreUrl) : config_.redis_url;
+  store_ = open_store(url, {.redis = {.command_timeout = config_.redis_timeout}, .io = io});
+  // Serve even if Redis is not there yet: the fail mode answers until it is.
+  if (io.empty() && !store_->wait_connected(std::chrono::seconds(2))) {
+    spdlog::warn("pacer-demo: Redis {} not reachable yet ({}); fail mode '{}' answers",
+                 redis::parse_redis_url(config_.redis_url).to_string(), store_->last_error(),
+                 to_string(config_.fail_mode));
   }
   limiter_ = std::make_unique<Limiter>(*store_, LimiterOptions{.fail_mode = config_.fail_mode});
   http_ = std::make_unique<http::HttpLimiter>(
@@ -318,7 +312,6 @@ DemoApp::DemoApp(DemoConfig config, const std::vector<boost::asio::io_context*>&
                                      http::TrustedProxies::parse(config_.trusted_proxies)};
   const auto by_ip = http::Identity::client_ip(ip);
   auto route = [&](const char* method, const char* path, Policy policy, http::Identity who) {
-    if (!config_.redis_url.empty()) redis::RedisStore::validate(policy);
     http_->add_route(method, path,
                      {.policy = std::move(policy),
                       .identity = std::move(who),
@@ -399,46 +392,24 @@ beast::Response DemoApp::route(const beast::Request& req, const http::RequestVie
     if (path == "/metrics/prometheus" ||
         (accept && accept->find("text/plain") != std::string_view::npos)) {
       beast::Response res{bhttp::status::ok, version};
-      res.set(bhttp::field::content_type, "text/plain; version=0.0.4; charset=utf-8");
-      std::string& text = res.body();
-      text = m.prometheus("pacer");
-      text +=
-          "# HELP pacer_store_connected Whether the store is reachable.\n"
-          "# TYPE pacer_store_connected gauge\npacer_store_connected ";
-      text += connected ? "1\n" : "0\n";
-      // One Prometheus counter, pacer_<name>_total.
-      auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
-        fmt::format_to(std::back_inserter(text),
-                       "# HELP pacer_{0}_total {1}\n# TYPE pacer_{0}_total counter\n"
-                       "pacer_{0}_total {2}\n",
-                       name, help, value);
-      };
-      if (const auto* redis = dynamic_cast<const redis::RedisStore*>(store_.get())) {
-        const redis::RedisStoreStats st = redis->stats();
-        counter("redis_round_trips", "Scripts and commands sent to Redis.", st.round_trips);
-        counter("redis_deny_cache_hits", "Denials answered without a round trip.",
-                st.deny_cache_hits);
-        counter("redis_script_reloads", "NOSCRIPT answered by EVAL.", st.script_reloads);
-        counter("redis_fast_failures", "Checks refused while the circuit was open.",
-                st.fast_failures);
-        counter("redis_errors", "Failed round trips.", st.errors);
-        counter("redis_handler_errors", "Completion handlers that threw (caught).",
-                st.handler_errors);
-      }
+      res.set(bhttp::field::content_type, PrometheusText::kContentType);
+      PrometheusText out("pacer");
+      out.add(m);
+      out.add(*store_);  // store_connected and the store's own numbers
       if (server_ != nullptr) {
         const beast::ServerStats st = server_->stats();
-        fmt::format_to(std::back_inserter(text),
-                       "# HELP pacer_http_connections_open Connections open now.\n"
-                       "# TYPE pacer_http_connections_open gauge\npacer_http_connections_open {}\n",
-                       st.open_connections);
-        counter("http_connections_shed",
-                "Connections closed at the cap to make room for a new one.", st.shed);
-        counter("http_connections_refused", "New connections refused at the cap.", st.refused);
-        counter("http_accept_failures", "accept() errors, such as out of descriptors.",
-                st.accept_failures);
-        counter("http_escaped_exceptions", "Exceptions that escaped a completion handler.",
-                st.escaped_exceptions);
+        auto n = [](std::uint64_t v) { return static_cast<double>(v); };
+        out.gauge("http_connections_open", "Connections open now.", n(st.open_connections));
+        out.counter("http_connections_shed_total",
+                    "Connections closed at the cap to make room for a new one.", n(st.shed));
+        out.counter("http_connections_refused_total", "New connections refused at the cap.",
+                    n(st.refused));
+        out.counter("http_accept_failures_total", "accept() errors, such as out of descriptors.",
+                    n(st.accept_failures));
+        out.counter("http_escaped_exceptions_total",
+                    "Exceptions that escaped a completion handler.", n(st.escaped_exceptions));
       }
+      res.body() = out.take();
       return res;
     }
     return json_response(bhttp::status::ok,

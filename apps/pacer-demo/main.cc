@@ -12,6 +12,7 @@
 #include "core/text.h"
 #include "demo_app.h"
 #include "guarded_main.h"
+#include "pacer/open_store.h"
 
 namespace {
 
@@ -94,7 +95,7 @@ int run(int argc, char** argv) {
     app->set_server(&server);
     spdlog::info("pacer-demo '{}' listening on http://{}:{} ({} threads, {})", config.service_name,
                  config.host, server.port(), server.threads(),
-                 config.redis_url.empty()
+                 config.redis_url.empty() || pacer::is_memory_url(config.redis_url)
                      ? std::string("in-process store")
                      : "Redis " + pacer::redis::parse_redis_url(config.redis_url).to_string());
     server.run();

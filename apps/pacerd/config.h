@@ -28,6 +28,7 @@
 #include "pacer/http/response.h"
 #include "pacer/http/rule.h"
 #include "pacer/limiter.h"
+#include "pacer/open_store.h"
 #include "pacer/rate.h"
 #include "pacer/redis/redis_store.h"
 
@@ -102,7 +103,7 @@ struct Config {
   // so a refused reload can point at the line.
   std::map<std::string, std::string, std::less<>> locations;
 
-  bool memory_store() const { return store_url == "memory"; }
+  bool memory_store() const { return is_memory_url(store_url); }
   // Whether /metrics, /v1/config and /v1/reset are served on the main listener: only without
   // an [admin] listener, and then when server.listen is a loopback address (only local
   // processes can reach it) or admin.on_main = true says so.

@@ -6,7 +6,7 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
-#include "pacer/redis/redis_store.h"
+#include "pacer/prometheus.h"
 #include "runtime.h"
 
 namespace pacer::pacerd {
@@ -42,50 +42,31 @@ json policy_json(const Service::RuntimePolicy& p) {
 }
 
 beast::Response Service::metrics(const Runtime& runtime, unsigned version) const {
-  std::string text;
-  auto out = std::back_inserter(text);
-  auto family = [&](std::string_view name, std::string_view type, std::string_view help) {
-    fmt::format_to(out, "# HELP pacerd_{0} {2}\n# TYPE pacerd_{0} {1}\n", name, type, help);
-  };
-  family("decisions_total", "counter",
-         "Decisions by policy and result (shadow_denied: denied by a shadow policy, answered "
-         "allowed).");
+  PrometheusText out("pacerd");
+  auto n = [](std::uint64_t v) { return static_cast<double>(v); };
+  const char* decisions_help =
+      "Decisions by policy and result (shadow_denied: denied by a shadow policy, answered "
+      "allowed).";
   for (const auto& [name, p] : runtime.policies) {
     const PolicyStats& s = *p.stats;
-    fmt::format_to(out, "pacerd_decisions_total{{policy=\"{}\",result=\"allowed\"}} {}\n", name,
-                   s.allowed.load());
-    fmt::format_to(out, "pacerd_decisions_total{{policy=\"{}\",result=\"denied\"}} {}\n", name,
-                   s.denied.load());
-    fmt::format_to(out, "pacerd_decisions_total{{policy=\"{}\",result=\"shadow_denied\"}} {}\n",
-                   name, s.shadow_denied.load());
+    out.counter("decisions_total", decisions_help, n(s.allowed.load()),
+                {{"policy", name}, {"result", "allowed"}});
+    out.counter("decisions_total", decisions_help, n(s.denied.load()),
+                {{"policy", name}, {"result", "denied"}});
+    out.counter("decisions_total", decisions_help, n(s.shadow_denied.load()),
+                {{"policy", name}, {"result", "shadow_denied"}});
   }
-  family("store_errors_total", "counter",
-         "Decisions the store could not make (answered by the fail mode).");
   for (const auto& [name, p] : runtime.policies) {
-    fmt::format_to(out, "pacerd_store_errors_total{{policy=\"{}\"}} {}\n", name,
-                   p.stats->store_errors.load());
+    out.counter("store_errors_total",
+                "Decisions the store could not make (answered by the fail mode).",
+                n(p.stats->store_errors.load()), {{"policy", name}});
   }
-  family("decision_duration_seconds", "histogram",
-         "Time from asking the limiter to its answer, per policy.");
   for (const auto& [name, p] : runtime.policies) {
-    std::uint64_t cumulative = 0;
-    const auto& bounds = MetricsSnapshot::kBucketBounds;
-    for (std::size_t i = 0; i <= bounds.size(); ++i) {
-      cumulative += p.stats->buckets[i].load();
-      if (i < bounds.size()) {
-        fmt::format_to(out,
-                       "pacerd_decision_duration_seconds_bucket{{policy=\"{}\",le=\"{}\"}} {}\n",
-                       name, static_cast<double>(bounds[i]) / 1e9, cumulative);
-      } else {
-        fmt::format_to(out,
-                       "pacerd_decision_duration_seconds_bucket{{policy=\"{}\",le=\"+Inf\"}} {}\n",
-                       name, cumulative);
-      }
-    }
-    fmt::format_to(out, "pacerd_decision_duration_seconds_sum{{policy=\"{}\"}} {}\n", name,
-                   static_cast<double>(p.stats->latency_sum_ns.load()) / 1e9);
-    fmt::format_to(out, "pacerd_decision_duration_seconds_count{{policy=\"{}\"}} {}\n", name,
-                   cumulative);
+    std::array<std::uint64_t, MetricsSnapshot::kBucketBounds.size() + 1> counts{};
+    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = p.stats->buckets[i].load();
+    out.histogram(
+        "decision_duration_seconds", "Time from asking the limiter to its answer, per policy.",
+        MetricsSnapshot::kBucketBounds, counts, p.stats->latency_sum_ns.load(), {{"policy", name}});
   }
   std::uint64_t ok = 0, failed = 0;
   bool last_ok = true;
@@ -95,49 +76,23 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
     failed = reloads_failed_;
     last_ok = last_reload_error_.empty();
   }
-  family("config_version", "gauge", "Version of the configuration in force (1 at start).");
-  fmt::format_to(out, "pacerd_config_version {}\n", runtime.version);
-  family("config_reloads_total", "counter", "Reloads by result.");
-  fmt::format_to(out, "pacerd_config_reloads_total{{result=\"ok\"}} {}\n", ok);
-  fmt::format_to(out, "pacerd_config_reloads_total{{result=\"error\"}} {}\n", failed);
-  family("config_last_reload_ok", "gauge", "0 when the last reload was refused.");
-  fmt::format_to(out, "pacerd_config_last_reload_ok {}\n", last_ok ? 1 : 0);
-  family("store_connected", "gauge", "Whether the store is reachable.");
-  fmt::format_to(out, "pacerd_store_connected {}\n", store_->connected() ? 1 : 0);
-  if (const auto* redis = dynamic_cast<const redis::RedisStore*>(store_.get())) {
-    const redis::RedisStoreStats st = redis->stats();
-    family("redis_round_trips_total", "counter", "Scripts and commands sent to Redis.");
-    fmt::format_to(out, "pacerd_redis_round_trips_total {}\n", st.round_trips);
-    family("redis_errors_total", "counter", "Failed Redis round trips.");
-    fmt::format_to(out, "pacerd_redis_errors_total {}\n", st.errors);
-    family("redis_fast_failures_total", "counter", "Checks refused while the circuit was open.");
-    fmt::format_to(out, "pacerd_redis_fast_failures_total {}\n", st.fast_failures);
-    family("redis_deny_cache_hits_total", "counter", "Denials answered without a round trip.");
-    fmt::format_to(out, "pacerd_redis_deny_cache_hits_total {}\n", st.deny_cache_hits);
-    family("redis_module_decisions_total", "counter",
-           "Checks sent as PACER.GCRA (pacer-redis-module.so); the rest ran the Lua script.");
-    fmt::format_to(out, "pacerd_redis_module_decisions_total {}\n", st.module_decisions);
-    family("redis_module_fallbacks_total", "counter",
-           "PACER.GCRA answered unknown command: decided by the Lua script instead.");
-    fmt::format_to(out, "pacerd_redis_module_fallbacks_total {}\n", st.module_fallbacks);
-    family("redis_module_in_use", "gauge", "1 while new checks go to PACER.GCRA.");
-    fmt::format_to(out, "pacerd_redis_module_in_use {}\n", st.module_in_use ? 1 : 0);
-  }
-  family("http_requests_in_flight", "gauge",
-         "Requests received and not yet answered, both listeners (this one included).");
-  fmt::format_to(out, "pacerd_http_requests_in_flight {}\n",
-                 requests_in_flight_->load(std::memory_order_relaxed));
+  out.gauge("config_version", "Version of the configuration in force (1 at start).",
+            n(runtime.version));
+  out.counter("config_reloads_total", "Reloads by result.", n(ok), {{"result", "ok"}});
+  out.counter("config_reloads_total", "Reloads by result.", n(failed), {{"result", "error"}});
+  out.gauge("config_last_reload_ok", "0 when the last reload was refused.", last_ok ? 1 : 0);
+  out.add(*store_);  // store_connected and the store's own numbers (redis_round_trips_total, ...)
+  out.gauge("http_requests_in_flight",
+            "Requests received and not yet answered, both listeners (this one included).",
+            static_cast<double>(requests_in_flight_->load(std::memory_order_relaxed)));
   if (main_server_ != nullptr) {
     const beast::ServerStats st = main_server_->stats();
-    family("http_connections_open", "gauge", "Connections open now on the main listener.");
-    fmt::format_to(out, "pacerd_http_connections_open {}\n", st.open_connections);
-    family("http_connections_shed_total", "counter", "Connections closed at the cap.");
-    fmt::format_to(out, "pacerd_http_connections_shed_total {}\n", st.shed);
-    family("http_connections_refused_total", "counter", "Connections refused at the cap.");
-    fmt::format_to(out, "pacerd_http_connections_refused_total {}\n", st.refused);
+    out.gauge("http_connections_open", "Connections open now on the main listener.",
+              n(st.open_connections));
+    out.counter("http_connections_shed_total", "Connections closed at the cap.", n(st.shed));
+    out.counter("http_connections_refused_total", "Connections refused at the cap.", n(st.refused));
   }
-  return respond(bhttp::status::ok, version, std::move(text),
-                 "text/plain; version=0.0.4; charset=utf-8");
+  return respond(bhttp::status::ok, version, out.take(), PrometheusText::kContentType);
 }
 
 beast::Response Service::policies_json(const Runtime& runtime, unsigned version) const {

@@ -9,8 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/text.h"
-#include "pacer/memory_store.h"
-#include "pacer/redis/redis_store.h"
+#include "pacer/open_store.h"
 #include "runtime.h"
 
 namespace pacer::pacerd {
@@ -43,19 +42,11 @@ Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::
     : batch_window_(std::make_shared<ItemWindow>(config.batch_in_flight)),
       config_text_(std::move(file.text)),
       file_watch_(file.stamp, config.watch_settle) {
-  if (config.memory_store()) {
-    store_ = std::make_unique<MemoryStore>(MemoryStoreOptions{.max_keys = config.max_keys});
-  } else {
-    const redis::RedisStoreOptions options{.url = config.store_url,
-                                           .connect_timeout = config.connect_timeout,
-                                           .command_timeout = config.timeout,
-                                           .script = config.store_script};
-    if (io.empty()) {
-      store_ = std::make_unique<redis::RedisStore>(options);
-    } else {
-      store_ = std::make_unique<redis::RedisStore>(options, io);
-    }
-  }
+  store_ = open_store(config.store_url, {.memory = {.max_keys = config.max_keys},
+                                         .redis = {.connect_timeout = config.connect_timeout,
+                                                   .command_timeout = config.timeout,
+                                                   .script = config.store_script},
+                                         .io = io});
   runtime_.store(build(std::move(config), nullptr));
 }
 

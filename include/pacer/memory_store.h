@@ -68,6 +68,7 @@ class MemoryStore final : public Store {
             CheckHandler done) override;
   void reset(const Policy& policy, std::string_view key, ResetHandler done) override;
   bool completes_inline() const override { return true; }
+  std::vector<StoreStat> counters() const override;  // stats(), for metrics
 
   // Synchronous forms; the async ones call these.
   CheckResult check_now(const Policy& policy, std::string_view key, std::int64_t cost);

@@ -28,9 +28,12 @@
 //    meet on one key never share or clobber each other's state.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
 #include <system_error>
+#include <vector>
 
 #include "pacer/decision.h"
 #include "pacer/detail/unique_function.h"
@@ -46,6 +49,15 @@ struct CheckResult {
 };
 
 using CheckHandler = detail::UniqueFunction<void(const CheckResult&)>;
+
+// One number a store reports about itself, for metrics: Prometheus shows it as
+// `<prefix>_<name>` (pacer/prometheus.h). Names are lower_snake_case; counters end in _total.
+struct StoreStat {
+  std::string_view name;  // "redis_round_trips_total", "memory_keys"
+  std::string_view help;
+  double value = 0;
+  bool gauge = false;  // else a counter
+};
 using ResetHandler = detail::UniqueFunction<void(std::error_code)>;
 
 class Store {
@@ -67,6 +79,13 @@ class Store {
 
   // True while the store is believed reachable (always for the in-process store).
   virtual bool connected() const { return true; }
+  // Blocks until the store is reachable or `timeout` passes; returns connected().
+  virtual bool wait_connected(std::chrono::milliseconds timeout) const {
+    (void)timeout;
+    return connected();
+  }
+  // Why the store is not reachable (the last connection error), if it is not.
+  virtual std::string last_error() const { return {}; }
 
   // True when `check` always calls `done` before returning (the in-process store); the
   // Limiter then does not time each call.
@@ -78,6 +97,9 @@ class Store {
 
   // True when the calling thread runs this store's I/O (rule 4).
   virtual bool on_io_thread() const { return false; }
+  // The store's own numbers (keys held, round trips, errors, ...), whatever the store is: what
+  // front ends export without knowing which store they run on. None by default.
+  virtual std::vector<StoreStat> counters() const { return {}; }
 
   // Ends the store's work: every pending handler runs now, exactly once (Errc::kStoreUnavailable
   // for those without an answer), and later calls are answered inline with that error.

@@ -4,6 +4,8 @@
 
 #include <bit>
 
+#include "pacer/prometheus.h"
+
 namespace pacer {
 namespace {
 
@@ -102,34 +104,9 @@ MetricsSnapshot Metrics::snapshot() const {
 }
 
 std::string MetricsSnapshot::prometheus(std::string_view prefix) const {
-  std::string out;
-  auto counter = [&](std::string_view name, std::string_view help, std::uint64_t value) {
-    fmt::format_to(std::back_inserter(out),
-                   "# HELP {0}_{1} {2}\n# TYPE {0}_{1} counter\n{0}_{1} {3}\n", prefix, name, help,
-                   value);
-  };
-  counter("requests_allowed_total", "Decisions that admitted the request.", allowed);
-  counter("requests_denied_total", "Decisions that denied the request (429 or 503).", denied);
-  counter("store_errors_total", "Store failures answered by the fail mode.", errors);
-  counter("degraded_decisions_total", "Decisions made by the fail mode.", degraded);
-  counter("hook_errors_total", "Hooks and asynchronous completion handlers that threw.",
-          hook_errors);
-  fmt::format_to(std::back_inserter(out),
-                 "# HELP {0}_check_duration_seconds Time from check to decision (in-process "
-                 "store: one decision in {1} per thread is timed).\n"
-                 "# TYPE {0}_check_duration_seconds histogram\n",
-                 prefix, kInlineTimingSample);
-  std::uint64_t cumulative = 0;
-  for (std::size_t b = 0; b < kBucketBounds.size(); ++b) {
-    cumulative += latency_buckets[b];
-    fmt::format_to(std::back_inserter(out), "{}_check_duration_seconds_bucket{{le=\"{}\"}} {}\n",
-                   prefix, static_cast<double>(kBucketBounds[b]) / 1e9, cumulative);
-  }
-  fmt::format_to(std::back_inserter(out),
-                 "{0}_check_duration_seconds_bucket{{le=\"+Inf\"}} {1}\n"
-                 "{0}_check_duration_seconds_sum {2}\n{0}_check_duration_seconds_count {1}\n",
-                 prefix, latency_count, static_cast<double>(latency_sum_ns) / 1e9);
-  return out;
+  PrometheusText out{std::string(prefix)};
+  out.add(*this);
+  return out.take();
 }
 
 }  // namespace pacer

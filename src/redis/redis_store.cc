@@ -557,4 +557,28 @@ RedisStoreStats RedisStore::stats() const {
   return stats;
 }
 
+std::vector<StoreStat> RedisStore::counters() const {
+  const RedisStoreStats s = stats();
+  auto n = [](std::uint64_t v) { return static_cast<double>(v); };
+  return {
+      {"redis_round_trips_total", "Scripts and commands sent to Redis.", n(s.round_trips)},
+      {"redis_errors_total", "Failed Redis round trips.", n(s.errors)},
+      {"redis_fast_failures_total", "Checks refused while the circuit was open.",
+       n(s.fast_failures)},
+      {"redis_deny_cache_hits_total", "Denials answered without a round trip.",
+       n(s.deny_cache_hits)},
+      {"redis_script_reloads_total", "NOSCRIPT answered by EVAL.", n(s.script_reloads)},
+      {"redis_handler_errors_total", "Completion handlers that threw (caught).",
+       n(s.handler_errors)},
+      {"redis_module_decisions_total",
+       "Checks sent as PACER.GCRA (pacer-redis-module.so); the rest ran the Lua script.",
+       n(s.module_decisions)},
+      {"redis_module_fallbacks_total",
+       "PACER.GCRA answered unknown command: decided by the Lua script instead.",
+       n(s.module_fallbacks)},
+      {"redis_module_in_use", "1 while new checks go to PACER.GCRA.", s.module_in_use ? 1.0 : 0.0,
+       true},
+  };
+}
+
 }  // namespace pacer::redis

@@ -332,4 +332,15 @@ MemoryStoreStats MemoryStore::stats() const {
   return stats;
 }
 
+std::vector<StoreStat> MemoryStore::counters() const {
+  const MemoryStoreStats s = stats();
+  return {
+      {"memory_keys", "Keys held by the in-process store (expired ones not yet reused included).",
+       static_cast<double>(s.keys), true},
+      {"memory_bytes", "Bytes the in-process store allocated.", static_cast<double>(s.bytes), true},
+      {"memory_evictions_total", "Live keys evicted (or not stored) because the store was full.",
+       static_cast<double>(s.evictions)},
+  };
+}
+
 }  // namespace pacer

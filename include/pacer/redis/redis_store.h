@@ -111,12 +111,13 @@ class RedisStore final : public Store {
   bool connected() const override;
   Nanos resolution() const override;  // 1 us: Redis TIME
   bool on_io_thread() const override;
+  std::vector<StoreStat> counters() const override;  // stats(), for metrics
   void shutdown() override;
 
   // Blocks until every client is connected or `timeout` passes; returns connected().
-  bool wait_connected(std::chrono::milliseconds timeout) const;
+  bool wait_connected(std::chrono::milliseconds timeout) const override;
   // The last connection error (wrong password, TLS verification, refused, ...), if any.
-  std::string last_error() const;
+  std::string last_error() const override;
   RedisStoreStats stats() const;
 
   // Throws std::invalid_argument naming a rate whose emission interval is below 1 us, the
