@@ -89,6 +89,16 @@ class Limiter {
             DecisionHandler done) const;
   Decision peek(const Policy& policy, std::string_view key, std::int64_t cost = 1) const;
 
+  // check() and peek() for a front end that reports the store's failure with the answer (the
+  // Python package's StoreError): `done` also gets the error the fail mode answered, set exactly
+  // when the decision is degraded (on_error sees the same error first).
+  using ReportingHandler =
+      detail::UniqueFunction<void(const Decision&, std::error_code store_error)>;
+  void check(const Policy& policy, std::string_view key, std::int64_t cost,
+             ReportingHandler done) const;
+  void peek(const Policy& policy, std::string_view key, std::int64_t cost,
+            ReportingHandler done) const;
+
   // Forgets the key's state; returns the store's error, if any.
   void reset(const Policy& policy, std::string_view key, ResetHandler done) const;
   std::error_code reset(const Policy& policy, std::string_view key) const;
@@ -105,12 +115,15 @@ class Limiter {
   struct State;  // what a completion touches; defined in limiter.cc
   enum class Op : bool { kCheck, kPeek };
   void require_blocking_allowed(const char* call) const;
-  // check() and peek(), asynchronous and blocking.
-  void ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
-           DecisionHandler done) const;
+  // check() and peek(), asynchronous (`Done`: DecisionHandler or ReportingHandler; defined
+  // and instantiated in limiter.cc) and blocking.
+  template <class Done>
+  void ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost, Done done) const;
   Decision ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost) const;
-  // Both forms of ask() for a store that completes inline.
-  Decision check_inline(Op op, const Policy& policy, std::string_view key, std::int64_t cost) const;
+  // Both forms of ask() for a store that completes inline; `store_error` (if given) gets the
+  // failure the fail mode answered.
+  Decision check_inline(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
+                        std::error_code* store_error = nullptr) const;
 
   Store* store_;
   MemoryStore* memory_store_;  // store_, when it is the in-process store

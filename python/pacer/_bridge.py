@@ -1,4 +1,4 @@
-"""The asyncio side of the bridge (see python/src/module.cc): one Bridge per event loop, whose
+"""The asyncio side of the bridge (see python/src/bridge.h): one Bridge per event loop, whose
 eventfd the loop watches; a readable fd means a batch of decisions is ready, and drain()
 resolves all their futures in one go."""
 

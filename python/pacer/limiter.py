@@ -30,11 +30,26 @@ logger = logging.getLogger("pacer")
 OnDecisionHook = Callable[[Any, Policy, "RateLimitResult", float], None]
 OnErrorHook = Callable[[Any, Policy, Exception, float], None]
 
-# route_scope -> the engine's scope kind (0: the path given, 1: "METHOD:path", 2: "global").
-# "route" and "method" are given the route template, "path" and "method_path" the concrete
-# path (FastAPI Pacer's "route" and "method").
-_SCOPE_KINDS = {"route": 0, "method": 1, "app": 2, "path": 0, "method_path": 1}
+# route_scope -> the engine's scope kind (PATH: the path given, METHOD_PATH: "METHOD:path",
+# GLOBAL: "global"). "route" and "method" are given the route template, "path" and
+# "method_path" the concrete path (FastAPI Pacer's "route" and "method").
+_SCOPE_KINDS = {
+    "route": _pacer.ScopeKind.PATH,
+    "method": _pacer.ScopeKind.METHOD_PATH,
+    "app": _pacer.ScopeKind.GLOBAL,
+    "path": _pacer.ScopeKind.PATH,
+    "method_path": _pacer.ScopeKind.METHOD_PATH,
+}
 _TEMPLATE_SCOPES = ("route", "method")
+
+# (expose_headers, legacy_timestamp_header, expose_policy_header) -> the engine's HeaderFlag.
+_HEADER_FLAGS = {
+    (expose, reset, policy): (
+        (_pacer.HeaderFlag.EXPOSE if expose else _pacer.HeaderFlag.NONE)
+        | (_pacer.HeaderFlag.X_RATELIMIT_RESET if reset else _pacer.HeaderFlag.NONE)
+        | (_pacer.HeaderFlag.X_RATELIMIT_POLICY if policy else _pacer.HeaderFlag.NONE))
+    for expose in (False, True) for reset in (False, True) for policy in (False, True)
+}
 
 # Retry-After of a 503 (fail mode "closed"): the engine's, as in FastAPI Pacer (5 s).
 UNAVAILABLE_RETRY_AFTER_S = int(_pacer.UNAVAILABLE_RETRY_AFTER_S)
@@ -235,9 +250,9 @@ class Limiter:
         """The scope part of the key; `path` is already the template or the concrete path,
         whichever `route_scope` asks for."""
         kind = _SCOPE_KINDS[self.route_scope]
-        if kind == 0:
+        if kind == _pacer.ScopeKind.PATH:
             return path
-        if kind == 1:
+        if kind == _pacer.ScopeKind.METHOD_PATH:
             return f"{method}:{path}"
         return "global"
 
@@ -380,9 +395,11 @@ class Limiter:
 
     # -- the middleware's path: everything from the ASGI scope -------------------------------
 
-    def _header_flags(self) -> int:
-        return ((1 if self.expose_headers else 0) | (2 if self.legacy_timestamp_header else 0)
-                | (4 if self.expose_policy_header else 0))
+    def _header_flags(self) -> _pacer.HeaderFlag:
+        """The engine's HeaderFlag for this limiter's header options (read on every request:
+        they are public attributes)."""
+        return _HEADER_FLAGS[(bool(self.expose_headers), bool(self.legacy_timestamp_header),
+                              bool(self.expose_policy_header))]
 
     async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
         """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.

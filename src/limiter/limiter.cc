@@ -169,8 +169,8 @@ void Limiter::require_blocking_allowed(const char* call) const {
   }
 }
 
-Decision Limiter::check_inline(Op op, const Policy& policy, std::string_view key,
-                               std::int64_t cost) const {
+Decision Limiter::check_inline(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
+                               std::error_code* store_error) const {
   validate_arguments(key, cost);
   validate(policy);
   State* state = state_.get();
@@ -185,10 +185,12 @@ Decision Limiter::check_inline(Op op, const Policy& policy, std::string_view key
   if (memory_store_ != nullptr) {
     const CheckResult result = op == Op::kCheck ? memory_store_->check_now(policy, key, cost)
                                                 : memory_store_->peek_now(policy, key, cost);
+    if (store_error != nullptr) *store_error = result.error;
     return state->decide(op, policy, result.key, cost, result, started);
   }
   std::optional<Decision> decision;
   auto answer = [&](const CheckResult& r) {
+    if (store_error != nullptr) *store_error = r.error;
     decision = state->decide(op, policy, r.key, cost, r, started);
   };
   if (op == Op::kCheck) {
@@ -199,14 +201,31 @@ Decision Limiter::check_inline(Op op, const Policy& policy, std::string_view key
   if (decision) return *decision;
   // A store that broke its completes_inline() promise: the fail mode answers, never a silent
   // admission.
-  return state->decide(op, policy, key, cost,
-                       CheckResult{.error = make_error_code(Errc::kStoreUnavailable)}, started);
+  const CheckResult broken{.error = make_error_code(Errc::kStoreUnavailable)};
+  if (store_error != nullptr) *store_error = broken.error;
+  return state->decide(op, policy, key, cost, broken, started);
 }
 
+namespace {
+
+void deliver(Limiter::DecisionHandler& done, const Decision& decision, std::error_code) {
+  done(decision);
+}
+void deliver(Limiter::ReportingHandler& done, const Decision& decision, std::error_code error) {
+  done(decision, error);
+}
+
+}  // namespace
+
+template <class Done>
 void Limiter::ask(Op op, const Policy& policy, std::string_view key, std::int64_t cost,
-                  DecisionHandler done) const {
+                  Done done) const {
   // Answered before the store returns: nothing needs to outlive this frame.
-  if (inline_store_) return done(check_inline(op, policy, key, cost));
+  if (inline_store_) {
+    std::error_code store_error;
+    const Decision decision = check_inline(op, policy, key, cost, &store_error);
+    return deliver(done, decision, store_error);
+  }
   validate_arguments(key, cost);
   validate(policy);
   // The answer comes later, perhaps after this Limiter (and the caller's policy) are gone:
@@ -214,7 +233,9 @@ void Limiter::ask(Op op, const Policy& policy, std::string_view key, std::int64_
   const auto started = std::chrono::steady_clock::now();
   CheckHandler complete = [op, state = state_, policy, cost, started,
                            done = std::move(done)](const CheckResult& r) mutable {
-    auto decide = [&] { done(state->decide(op, policy, r.key, cost, r, started)); };
+    auto decide = [&] {
+      deliver(done, state->decide(op, policy, r.key, cost, r, started), r.error);
+    };
     internal::call_guarded(decide,
                            [&](std::string_view what) { state->handler_threw(policy, what); });
   };
@@ -229,7 +250,7 @@ Decision Limiter::ask(Op op, const Policy& policy, std::string_view key, std::in
   if (inline_store_) return check_inline(op, policy, key, cost);
   require_blocking_allowed(op == Op::kCheck ? "check" : "peek");
   internal::Rendezvous<Decision> rendezvous;
-  ask(op, policy, key, cost, [&](const Decision& d) { rendezvous.deliver(d); });
+  ask(op, policy, key, cost, DecisionHandler([&](const Decision& d) { rendezvous.deliver(d); }));
   return rendezvous.wait();
 }
 
@@ -249,6 +270,16 @@ void Limiter::peek(const Policy& policy, std::string_view key, std::int64_t cost
 
 Decision Limiter::peek(const Policy& policy, std::string_view key, std::int64_t cost) const {
   return ask(Op::kPeek, policy, key, cost);
+}
+
+void Limiter::check(const Policy& policy, std::string_view key, std::int64_t cost,
+                    ReportingHandler done) const {
+  ask(Op::kCheck, policy, key, cost, std::move(done));
+}
+
+void Limiter::peek(const Policy& policy, std::string_view key, std::int64_t cost,
+                   ReportingHandler done) const {
+  ask(Op::kPeek, policy, key, cost, std::move(done));
 }
 
 void Limiter::reset(const Policy& policy, std::string_view key, ResetHandler done) const {

@@ -2,9 +2,13 @@
 
 #include <gtest/gtest.h>
 
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+#include <utility>
+#include <vector>
 
 #include "../support/held_store.h"
 
@@ -205,6 +209,42 @@ TEST(Limiter, AnotherInlineStoreIsAnsweredInline) {
   EXPECT_EQ(m.errors, 2u);
   EXPECT_EQ(m.allowed, 1u);
   EXPECT_EQ(m.denied, 2u);
+}
+
+// The reporting handler gets the store's failure with the fail mode's answer, and no error
+// otherwise: from an I/O thread, from an inline store, and for a peek.
+TEST(Limiter, ReportingHandlerCarriesTheStoreError) {
+  for (const bool inline_store : {false, true}) {
+    ScriptedStore store;
+    store.answers_inline = inline_store;
+    store.answer_from_thread = !inline_store;
+    Limiter limiter(store, {.fail_mode = FailMode::kClosed});
+    std::vector<std::pair<Decision, std::error_code>> answers;
+    std::mutex mutex;
+    std::condition_variable answered;
+    auto record = [&](const Decision& d, std::error_code error) {
+      std::lock_guard lock(mutex);
+      answers.emplace_back(d, error);
+      answered.notify_all();
+    };
+    limiter.check(kPolicy, "k", 1, Limiter::ReportingHandler(record));
+    limiter.peek(kPolicy, "k", 1, Limiter::ReportingHandler(record));
+    store.fail = false;
+    limiter.check(kPolicy, "k", 1, Limiter::ReportingHandler(record));
+    std::unique_lock lock(mutex);
+    answered.wait_for(lock, seconds(5), [&] { return answers.size() == 3; });
+    ASSERT_EQ(answers.size(), 3u) << inline_store;
+    int failed = 0;
+    for (const auto& [decision, error] : answers) {
+      EXPECT_EQ(decision.degraded, static_cast<bool>(error)) << inline_store;
+      if (error) {
+        ++failed;
+        EXPECT_EQ(error, make_error_code(Errc::kTimeout));
+        EXPECT_EQ(decision.outcome, Outcome::kUnavailable);
+      }
+    }
+    EXPECT_EQ(failed, 2) << inline_store;
+  }
 }
 
 // An inline store that breaks its promise and never answers: the fail mode decides, and

@@ -1,0 +1,124 @@
+// The asyncio bridge of the Python extension (see bridge.h).
+#include "bridge.h"
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <exception>
+#include <system_error>
+#include <utility>
+
+namespace pacer::python {
+namespace {
+
+// Calls whose bridge went away; released under the GIL by release_orphans().
+std::mutex orphans_mutex;
+std::vector<Call*> orphans;
+std::atomic<bool> have_orphans{false};
+
+// Answers a future whose decision could not be delivered (out of memory while rendering it),
+// so its task does not wait forever.
+void fail_future(const py::object& future, const char* what) noexcept {
+  try {
+    if (!future.attr("done")().cast<bool>()) {
+      future.attr("set_exception")(
+          py::module_::import("builtins")
+              .attr("RuntimeError")(std::string("pacer: cannot deliver a decision: ") + what));
+    }
+  } catch (py::error_already_set& e) {
+    e.discard_as_unraisable("pacer: failing a future");
+  } catch (...) {
+  }
+}
+
+}  // namespace
+
+void Call::finish() {
+  if (render) verdict.headers = asgi_headers(render->policy, verdict.decision, render->choice);
+}
+
+void release_orphans() {
+  if (!have_orphans.load(std::memory_order_acquire)) return;
+  std::vector<Call*> calls;
+  {
+    std::lock_guard lock(orphans_mutex);
+    calls.swap(orphans);
+    have_orphans.store(false, std::memory_order_release);
+  }
+  for (Call* call : calls) {
+    Py_XDECREF(call->future);
+    delete call;
+  }
+}
+
+BridgeCore::BridgeCore() : fd(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+}
+
+BridgeCore::~BridgeCore() {
+  if (!ready.empty()) {
+    std::lock_guard lock(orphans_mutex);
+    orphans.insert(orphans.end(), ready.begin(), ready.end());
+    have_orphans.store(true, std::memory_order_release);
+  }
+  ::close(fd);
+}
+
+void BridgeCore::push(Call* call) {
+  bool wake;
+  {
+    std::lock_guard lock(mutex);
+    wake = ready.empty();
+    ready.push_back(call);
+  }
+  if (wake) {
+    const std::uint64_t one = 1;
+    // EAGAIN means the counter is already non-zero: the loop will wake anyway.
+    [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
+  }
+}
+
+void complete_call(Call* call, const Decision& decision, std::string error) noexcept {
+  call->verdict.decision = decision;
+  call->verdict.error = std::move(error);
+  auto expected = Call::State::kInCheck;
+  if (call->state.compare_exchange_strong(expected, Call::State::kAnswered,
+                                          std::memory_order_acq_rel))
+    return;
+  std::shared_ptr<BridgeCore> bridge = std::move(call->bridge);
+  bridge->push(call);
+}
+
+std::size_t Bridge::drain() {
+  std::uint64_t counter;
+  [[maybe_unused]] const auto n = ::read(core_->fd, &counter, sizeof counter);
+  std::vector<Call*> calls;
+  {
+    std::lock_guard lock(core_->mutex);
+    calls.swap(core_->ready);
+  }
+  for (Call* call : calls) {
+    std::unique_ptr<Call> owned(call);
+    py::object future = py::reinterpret_steal<py::object>(call->future);
+    call->future = nullptr;
+    // Every queued call is delivered or released, whatever happens to one of them.
+    try {
+      // A cancelled task's future is done already: its answer goes nowhere.
+      if (!future.attr("done")().cast<bool>()) {
+        call->finish();
+        future.attr("set_result")(py::cast(std::move(call->verdict)));
+      }
+    } catch (py::error_already_set& e) {
+      // set_result on a future whose loop is closed, or out of memory: that one future.
+      e.discard_as_unraisable("pacer: delivering a decision to its future");
+    } catch (const std::exception& e) {
+      fail_future(future, e.what());
+    }
+  }
+  release_orphans();
+  return calls.size();
+}
+
+}  // namespace pacer::python

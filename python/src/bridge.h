@@ -1,0 +1,86 @@
+// The asyncio bridge of the Python extension (pacer._pacer): how a decision made on a store's
+// I/O thread reaches the event loop that asked for it.
+//
+// A Redis decision completes on one of the store's I/O threads, which never touch a Python
+// object: the completion is queued on its event loop's Bridge, and the first one queued after a
+// drain writes the Bridge's eventfd. The loop watches that descriptor (loop.add_reader, in
+// python/pacer/_bridge.py) and drain() resolves every queued future at once, holding the GIL:
+// one wake-up for many decisions. A Call owns one reference to its future; that reference is
+// released under the GIL by whoever ends up owning the Call (the caller when the store answered
+// inline, drain() otherwise). Calls whose bridge is gone (its loop was closed or collected) are
+// parked in a process-wide list and released at the next call from Python or at exit.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "pacer/decision.h"
+#include "policy.h"
+
+namespace pacer::python {
+
+struct BridgeCore;
+
+struct Call {
+  enum class State : std::uint8_t {
+    kInCheck,   // the caller is still inside Limiter::check
+    kAnswered,  // answered inline: the caller owns the Call
+    kQueued,    // the caller returned first: the completion owns the Call and queues it
+  };
+  std::atomic<State> state{State::kInCheck};
+  Verdict verdict;
+  PyObject* future = nullptr;  // one strong reference, released under the GIL
+  std::shared_ptr<BridgeCore> bridge;
+  std::optional<HeaderRendering> render;  // the ASGI headers, when asked for
+
+  // Under the GIL, once the decision is known.
+  void finish();
+};
+
+// Any thread, no GIL: the decision and the store's error (empty unless the fail mode answered)
+// of a call. Ownership of the Call moves to the bridge when the caller has returned already.
+void complete_call(Call* call, const Decision& decision, std::string error) noexcept;
+
+// Under the GIL: releases the Calls whose bridge went away.
+void release_orphans();
+
+// Any thread: the shared part of a Bridge, which queued Calls keep alive.
+struct BridgeCore {
+  BridgeCore();
+  // May run on any thread, without the GIL: what is still queued is parked for Python.
+  ~BridgeCore();
+  BridgeCore(const BridgeCore&) = delete;
+  BridgeCore& operator=(const BridgeCore&) = delete;
+
+  // Any thread, no GIL.
+  void push(Call* call);
+
+  int fd = -1;
+  std::mutex mutex;
+  std::vector<Call*> ready;
+};
+
+// One per event loop (python/pacer/_bridge.py).
+class Bridge {
+ public:
+  Bridge() : core_(std::make_shared<BridgeCore>()) {}
+  int fd() const { return core_->fd; }
+  const std::shared_ptr<BridgeCore>& core() const { return core_; }
+
+  // Called by the event loop when fd() is readable: resolves every queued future. Returns how
+  // many completions it delivered.
+  std::size_t drain();
+
+ private:
+  std::shared_ptr<BridgeCore> core_;
+};
+
+}  // namespace pacer::python

@@ -1,0 +1,106 @@
+// The engine of the Python extension (pacer._pacer): a store (in process, or Redis), a Limiter
+// on it and the key prefix, with the calls the package makes.
+//
+// Keys are http::storage_key's `<prefix>:{<policy>:<scope>:<identity>}` (docs/DESIGN.md §4);
+// decisions, fail modes and metrics are the Limiter's. A check answers a Verdict at once when
+// the store completes inline; otherwise it answers None and the future it was given gets the
+// Verdict through the event loop's Bridge (bridge.h). The blocking calls and shutdown() wait
+// without the GIL; no store thread ever touches a Python object.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "bridge.h"
+#include "pacer/limiter.h"
+#include "pacer/redis/redis_store.h"
+#include "pacer/store.h"
+#include "policy.h"
+#include "request_view.h"
+
+namespace pacer::python {
+
+namespace py = pybind11;
+
+struct EngineOptions {
+  std::optional<std::string> url;  // nullopt or "memory://": in-process
+  std::string fail_mode = "open";
+  std::string prefix = "fastapi";
+  std::int64_t connect_timeout_ms = 1000;
+  std::int64_t command_timeout_ms = 100;
+  redis::TlsOptions tls;  // for rediss:// URLs
+};
+
+// The scope part of the middleware's keys (Python: pacer._pacer.ScopeKind).
+enum class ScopeKind : std::uint8_t {
+  kPath,        // the path given (a route template or the concrete path)
+  kMethodPath,  // "METHOD:path"
+  kGlobal,      // "global"
+};
+
+// app_name becomes the first part of every storage key: std::invalid_argument naming one that
+// http::valid_key_prefix refuses.
+void check_key_prefix(const std::string& prefix);
+
+class Engine {
+ public:
+  // Throws std::invalid_argument for a bad prefix, fail mode or Redis URL.
+  explicit Engine(EngineOptions options);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  bool completes_inline() const { return inline_; }
+
+  // Async form. Returns the Verdict when the store answered inline; otherwise None, and
+  // `future` gets the Verdict through `bridge`. `headers`: the ASGI headers to render with the
+  // verdict (none when not given).
+  py::object check(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                   std::int64_t cost, Bridge* bridge, py::object future,
+                   std::optional<HeaderFlag> headers);
+
+  // The middleware's path in one call: the identity from the ASGI scope's client and headers
+  // (`ip`), the scope value by `scope_kind`, the decision, and the ASGI headers rendered with
+  // `headers`.
+  py::object check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                         const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
+                         Bridge* bridge, py::object future);
+
+  // The same for a storage key built by the caller.
+  py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
+                    Bridge* bridge, py::object future, std::optional<HeaderRendering> render);
+
+  // Blocking form for synchronous code; releases the GIL while it waits. Decides (or, with
+  // `peek`, answers what a check would, spending nothing) and waits.
+  Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
+                         std::int64_t cost, bool peek);
+
+  // Forgets the identity's state; the store's error, or "" (blocking, without the GIL).
+  std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity);
+
+  std::string key(const NativePolicy& p, std::string_view scope, std::string_view identity) const;
+  void validate(const NativePolicy& p) const { limiter_->validate(p.policy); }
+  bool connected() const { return store_ && store_->connected(); }
+  bool wait_connected(std::int64_t timeout_ms) const;
+  std::string last_error() const;
+  py::dict metrics() const;
+  std::string prometheus(const std::string& prefix) const;
+
+  // Answers everything in flight (store rule 3); idempotent. No Python object is touched by
+  // the store's threads, so waiting for them without the GIL cannot deadlock.
+  void shutdown();
+
+ private:
+  std::string prefix_;
+  std::unique_ptr<Store> store_;
+  std::unique_ptr<Limiter> limiter_;
+  bool inline_ = true;
+  bool shut_ = false;
+};
+
+}  // namespace pacer::python
