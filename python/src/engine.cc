@@ -12,15 +12,12 @@
 #include "pacer/decision.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/rule.h"
-#include "pacer/memory_store.h"
 #include "pacer/metrics.h"
+#include "pacer/open_store.h"
+#include "pacer/prometheus.h"
 
 namespace pacer::python {
 namespace {
-
-bool is_memory_url(const std::optional<std::string>& url) {
-  return !url || *url == "memory" || *url == "memory://";
-}
 
 // Verdict::error: the store's failure that the fail mode answered, else empty.
 std::string error_text(std::error_code store_error) {
@@ -76,10 +73,10 @@ void check_key_prefix(const std::string& prefix) {
 Engine::Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
   check_key_prefix(prefix_);
   const LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
-  if (is_memory_url(options.url)) {
-    store_ = std::make_unique<MemoryStore>();
-  } else {
-    redis::RedisStoreOptions redis_options{.url = *options.url};
+  // None is the in-process store, as is memory:// (open_store reads every other URL).
+  const std::string url = options.url ? *options.url : std::string(kMemoryStoreUrl);
+  {
+    redis::RedisStoreOptions redis_options;
     redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
     redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
     redis_options.tls = std::move(options.tls);
@@ -92,7 +89,7 @@ Engine::Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
       const sched_param param{};
       ::sched_setscheduler(0, SCHED_BATCH, &param);
     };
-    store_ = std::make_unique<redis::RedisStore>(std::move(redis_options));
+    store_ = open_store(url, {.redis = std::move(redis_options)});
   }
   inline_ = store_->completes_inline();
   limiter_ = std::make_unique<Limiter>(*store_, limiter_options);
@@ -201,16 +198,12 @@ std::string Engine::key(const NativePolicy& p, std::string_view scope,
 }
 
 bool Engine::wait_connected(std::int64_t timeout_ms) const {
-  auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
-  if (!redis) return true;
+  if (inline_) return store_->connected();
   py::gil_scoped_release unlocked;
-  return redis->wait_connected(std::chrono::milliseconds(timeout_ms));
+  return store_->wait_connected(std::chrono::milliseconds(timeout_ms));
 }
 
-std::string Engine::last_error() const {
-  auto* redis = dynamic_cast<redis::RedisStore*>(store_.get());
-  return redis ? redis->last_error() : std::string();
-}
+std::string Engine::last_error() const { return store_->last_error(); }
 
 py::dict Engine::metrics() const {
   const MetricsSnapshot m = limiter_->metrics().snapshot();
@@ -226,7 +219,10 @@ py::dict Engine::metrics() const {
 }
 
 std::string Engine::prometheus(const std::string& prefix) const {
-  return limiter_->metrics().snapshot().prometheus(prefix);
+  PrometheusText out(prefix);
+  out.add(limiter_->metrics().snapshot());
+  out.add(*store_);  // store_connected and the store's own numbers
+  return out.take();
 }
 
 void Engine::shutdown() {

@@ -138,6 +138,7 @@ inline void expect_peek_is_the_next_check(HttpClient& client, const std::string&
     return R"({"policy":"api","key":")" + key + R"(","cost":)" + std::to_string(cost) + "}";
   };
   auto same = [&](int cost, const char* when) {
+    const auto started = std::chrono::steady_clock::now();
     const JsonReply peek = post(client, "/v1/peek", body(cost));
     const JsonReply again = post(client, "/v1/peek", body(cost));
     const JsonReply check = post(client, "/v1/check", body(cost));
@@ -146,9 +147,13 @@ inline void expect_peek_is_the_next_check(HttpClient& client, const std::string&
       EXPECT_EQ(peek.body[field], check.body[field]) << when << ": " << field;
       EXPECT_EQ(again.body[field], check.body[field]) << when << ": " << field;
     }
+    // Within 1 ms, plus the time between the peek and the check (a loaded machine).
+    const double slack =
+        1.0 + std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started)
+                  .count();
     if (check.body["retry_after_ms"].is_number()) {
       EXPECT_NEAR(peek.body["retry_after_ms"].get<double>(),
-                  check.body["retry_after_ms"].get<double>(), 1.0)
+                  check.body["retry_after_ms"].get<double>(), slack)
           << when;
     }
     EXPECT_EQ(peek.raw.count("Retry-After"), check.raw.count("Retry-After")) << when;

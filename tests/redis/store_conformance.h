@@ -149,6 +149,7 @@ TEST_P(Conformance, PeekAnswersWhatTheNextCheckAnswers) {
   const Policy policy("p", {Rate(10, seconds(60), 3), Rate(1000, seconds(1), 999)});
   const std::string key = unique_key("peek");
   auto same = [&](std::int64_t cost, const char* when) {
+    const auto started = std::chrono::steady_clock::now();
     const CheckResult p = peek(store(), policy, key, cost);
     const CheckResult again = peek(store(), policy, key, cost);
     const CheckResult c = check(store(), policy, key, cost);
@@ -158,10 +159,10 @@ TEST_P(Conformance, PeekAnswersWhatTheNextCheckAnswers) {
     EXPECT_EQ(p.decision.remaining, c.decision.remaining) << when;
     EXPECT_EQ(p.decision.limit, c.decision.limit) << when;
     EXPECT_EQ(p.decision.rate_index, c.decision.rate_index) << when;
-    EXPECT_LE(std::chrono::abs(p.decision.retry_after - c.decision.retry_after), milliseconds(1))
-        << when;
-    EXPECT_LE(std::chrono::abs(p.decision.reset_after - c.decision.reset_after), milliseconds(1))
-        << when;
+    // Within 1 ms, plus the time between the peek and the check (a loaded machine).
+    const auto slack = milliseconds(1) + (std::chrono::steady_clock::now() - started);
+    EXPECT_LE(std::chrono::abs(p.decision.retry_after - c.decision.retry_after), slack) << when;
+    EXPECT_LE(std::chrono::abs(p.decision.reset_after - c.decision.reset_after), slack) << when;
   };
   same(1, "fresh");
   same(2, "busy");
