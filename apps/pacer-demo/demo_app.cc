@@ -12,10 +12,10 @@
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 
-#include "core/text.h"
 #include "json_depth.h"
 #include "pacer/open_store.h"
 #include "pacer/prometheus.h"
+#include "pacer/text.h"
 
 namespace pacer::demo {
 namespace {
@@ -30,7 +30,7 @@ std::int64_t parse_int(const char* name, std::string_view text, std::int64_t min
   const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (text.empty() || ec != std::errc{} || end != text.data() + text.size() || value < min ||
       value > max) {
-    throw std::invalid_argument(std::string("invalid ") + name + " '" + internal::printable(text) +
+    throw std::invalid_argument(std::string("invalid ") + name + " '" + printable(text) +
                                 "': expected a whole number from " + std::to_string(min) + " to " +
                                 std::to_string(max));
   }
@@ -42,14 +42,13 @@ bool parse_bool(const char* name, std::string_view text) {
     return true;
   if (text == "false" || text == "0" || text == "no" || text == "False" || text == "FALSE")
     return false;
-  throw std::invalid_argument(std::string("invalid ") + name + " '" + internal::printable(text) +
+  throw std::invalid_argument(std::string("invalid ") + name + " '" + printable(text) +
                               "': expected true or false");
 }
 
 [[noreturn]] void invalid(const std::string& name, std::string_view value,
                           const std::string& reason) {
-  throw std::invalid_argument("invalid " + name + " '" + internal::printable(value) +
-                              "': " + reason);
+  throw std::invalid_argument("invalid " + name + " '" + printable(value) + "': " + reason);
 }
 
 // Strict UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF.
@@ -155,8 +154,8 @@ Rate make_rate(const std::string& prefix, const RateSettings& s) {
     // Only the combination is wrong (an emission interval below 1 ns, an overflow).
     throw std::invalid_argument("invalid " + prefix + "_PERMITS / " + prefix + "_PERIOD / " +
                                 prefix + "_BURST " + std::to_string(s.permits) + " / '" +
-                                internal::printable(s.period) + "' / " + std::to_string(s.burst) +
-                                ": " + e.what());
+                                printable(s.period) + "' / " + std::to_string(s.burst) + ": " +
+                                e.what());
   }
 }
 

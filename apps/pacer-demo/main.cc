@@ -9,10 +9,10 @@
 #include <cstdlib>
 #include <exception>
 
-#include "core/text.h"
 #include "demo_app.h"
 #include "guarded_main.h"
 #include "pacer/open_store.h"
+#include "pacer/text.h"
 
 namespace {
 
@@ -81,9 +81,8 @@ int run(int argc, char** argv) {
             });
       } catch (const std::exception& e) {
         // Name the settings the operator can change, not only the socket call that failed.
-        throw std::runtime_error("cannot listen on HOST '" +
-                                 pacer::internal::printable(config.host) + "' PORT " +
-                                 std::to_string(config.port) + ": " + e.what());
+        throw std::runtime_error("cannot listen on HOST '" + pacer::printable(config.host) +
+                                 "' PORT " + std::to_string(config.port) + ": " + e.what());
       }
     };
     std::unique_ptr<pacer::beast::Server> server_owner = server_or_error();

@@ -4,9 +4,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/text.h"
 #include "item_window.h"
 #include "pacer/beast/limit.h"
+#include "pacer/text.h"
 #include "runtime.h"
 
 namespace pacer::pacerd {
@@ -45,10 +45,9 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
       std::string names;
       for (const auto& [name, p] : runtime->policies)
         names.append(names.empty() ? "" : ", ").append(name);
-      send(error_response(bhttp::status::bad_request, version, "invalid_request",
-                          item_field(api, i, "policy"),
-                          "unknown policy '" + internal::printable(api.items[i].policy) +
-                              "'; configured: " + names));
+      send(error_response(
+          bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
+          "unknown policy '" + printable(api.items[i].policy) + "'; configured: " + names));
       return;
     }
   }
@@ -204,9 +203,9 @@ void Service::reset(std::shared_ptr<const Runtime> runtime, const beast::Request
   for (std::size_t i = 0; i < n; ++i) {
     policies[i] = rt.find(api.items[i].policy);
     if (policies[i] == nullptr) {
-      resets->send(error_response(
-          bhttp::status::bad_request, version, "invalid_request", item_field(api, i, "policy"),
-          "unknown policy '" + internal::printable(api.items[i].policy) + "'"));
+      resets->send(error_response(bhttp::status::bad_request, version, "invalid_request",
+                                  item_field(api, i, "policy"),
+                                  "unknown policy '" + printable(api.items[i].policy) + "'"));
       return;
     }
     resets->policies.push_back(api.items[i].policy);

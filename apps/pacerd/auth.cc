@@ -6,9 +6,9 @@
 
 #include <algorithm>
 
-#include "core/text.h"
 #include "pacer/beast/limit.h"
 #include "pacer/beast/request_view.h"
+#include "pacer/text.h"
 #include "runtime.h"
 
 namespace pacer::pacerd {
@@ -63,15 +63,15 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
     const std::string_view name = rest.substr(0, comma);
     const RuntimePolicy* p = runtime->find(name);
     if (p == nullptr) {
-      spdlog::warn("event=auth_unknown_policy policy={}", internal::printable(name));
+      spdlog::warn("event=auth_unknown_policy policy={}", printable(name));
       send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
-                          "no policy '" + internal::printable(name) + "'"));
+                          "no policy '" + printable(name) + "'"));
       return;
     }
     if (std::find(rules.begin(), rules.end(), &p->rule) != rules.end() ||
         rules.size() == kMaxAuthPolicies) {
       send(error_response(bhttp::status::bad_request, version, "invalid_request", "policy",
-                          "'" + internal::printable(names) + "': at most " +
+                          "'" + printable(names) + "': at most " +
                               std::to_string(kMaxAuthPolicies) +
                               " policies, each named once, separated by ','"));
       return;

@@ -14,10 +14,10 @@
 #include <iterator>
 #include <system_error>
 
-#include "core/text.h"
 #include "pacer/http/ip.h"
 #include "pacer/redis/redis_store.h"
 #include "pacer/redis/url.h"
+#include "pacer/text.h"
 
 namespace pacer::pacerd {
 namespace {
@@ -75,8 +75,7 @@ FileStamp stamp_file(const std::string& path) {
 ConfigFile read_config_file(const std::string& path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    throw ConfigError(internal::printable(path) +
-                      ": cannot open: " + std::system_category().message(errno));
+    throw ConfigError(printable(path) + ": cannot open: " + std::system_category().message(errno));
   }
   struct Closer {
     int fd;
@@ -85,7 +84,7 @@ ConfigFile read_config_file(const std::string& path) {
   ConfigFile file;
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
-    throw ConfigError(internal::printable(path) +
+    throw ConfigError(printable(path) +
                       ": cannot examine: " + std::system_category().message(errno));
   }
   file.stamp = stamp_of(st);
@@ -95,7 +94,7 @@ ConfigFile read_config_file(const std::string& path) {
     const ssize_t n = ::read(fd, file.text.data() + got, file.text.size() - got);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      throw ConfigError(internal::printable(path) +
+      throw ConfigError(printable(path) +
                         ": cannot read: " + std::system_category().message(errno));
     }
     if (n == 0) break;
@@ -103,7 +102,7 @@ ConfigFile read_config_file(const std::string& path) {
   }
   file.text.resize(got);
   if (got > kMaxFileBytes)
-    throw ConfigError(internal::printable(path) + ": larger than 4 MiB; not a pacerd config");
+    throw ConfigError(printable(path) + ": larger than 4 MiB; not a pacerd config");
   return file;
 }
 
@@ -127,7 +126,7 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
     if (a == b) return;
     // Where the new file says it (or, when the key was removed, the file alone).
     const auto at = next.locations.find(key);
-    out.push_back(fmt::format("{}{}: {} ({} -> {})", internal::printable(next.file),
+    out.push_back(fmt::format("{}{}: {} ({} -> {})", printable(next.file),
                               at == next.locations.end() ? "" : ":" + at->second, key, a, b));
   };
   differs("server.listen", listen.to_string(), next.listen.to_string());
@@ -164,7 +163,7 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
 }
 
 std::string Config::summary() const {
-  std::string out = fmt::format("config {}: ok\n", internal::printable(file));
+  std::string out = fmt::format("config {}: ok\n", printable(file));
   fmt::format_to(
       std::back_inserter(out), "  listen          {}{}\n", listen.to_string(),
       admin_listen ? fmt::format(" (admin {})", admin_listen->to_string()) : std::string());

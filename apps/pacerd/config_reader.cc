@@ -7,14 +7,14 @@
 #include <boost/asio/ip/address.hpp>
 #include <stdexcept>
 
-#include "core/text.h"
+#include "pacer/text.h"
 
 namespace pacer::pacerd::reader {
 
 void Problems::add(const toml::source_region& where, const std::string& key,
                    const toml::node* value, const std::string& reason) {
-  std::string line = fmt::format("{}:{}:{}: {}", internal::printable(file_), where.begin.line,
-                                 where.begin.column, key);
+  std::string line =
+      fmt::format("{}:{}:{}: {}", printable(file_), where.begin.line, where.begin.column, key);
   if (value != nullptr) line += " = " + show(*value);
   lines_.push_back({where.begin.line, where.begin.column, line + ": " + reason});
 }
@@ -29,7 +29,7 @@ std::string Problems::text() {
 }
 
 std::string Problems::show(const toml::node& node) {
-  if (const auto* s = node.as_string()) return "\"" + internal::printable(s->get()) + "\"";
+  if (const auto* s = node.as_string()) return "\"" + printable(s->get()) + "\"";
   if (node.is_table()) return "{...}";
   if (node.is_array()) return "[...]";
   if (const auto* i = node.as_integer()) return std::to_string(i->get());
@@ -147,11 +147,10 @@ std::optional<ListenAddress> parse_listen(const toml::node& node, const std::str
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
   if (ec && host != "localhost") {
-    problems.add(node, key,
-                 "'" + internal::printable(host) + "' is not an IP address; " + expected);
+    problems.add(node, key, "'" + printable(host) + "' is not an IP address; " + expected);
     return std::nullopt;
   }
-  const auto port = internal::parse_port(port_text, /*allow_zero=*/true);
+  const auto port = parse_port(port_text, /*allow_zero=*/true);
   if (!port) {
     problems.add(node, key, "the port must be a number from 0 to 65535");
     return std::nullopt;

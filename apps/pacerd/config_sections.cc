@@ -8,11 +8,11 @@
 
 #include "config.h"
 #include "config_reader.h"
-#include "core/text.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/ip.h"
 #include "pacer/redis/redis_store.h"
 #include "pacer/redis/url.h"
+#include "pacer/text.h"
 
 namespace pacer::pacerd {
 namespace {
@@ -245,9 +245,9 @@ Config parse_config(std::string_view text, const std::string& path) {
   try {
     root = toml::parse(text, path);
   } catch (const toml::parse_error& e) {
-    throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}", internal::printable(path),
+    throw ConfigError(fmt::format("{}:{}:{}: not valid TOML: {}", printable(path),
                                   e.source().begin.line, e.source().begin.column,
-                                  internal::printable(e.description())));
+                                  printable(e.description())));
   }
   Config c;
   c.file = path;
@@ -306,7 +306,7 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
     const toml::node* policies = top.node("policy");
     if (policies == nullptr) {
-      problems.add_plain(internal::printable(path) +
+      problems.add_plain(printable(path) +
                          ": policy: missing: at least one [[policy]] table is needed");
     } else if (const auto* arr = policies->as_array();
                arr == nullptr || !arr->is_array_of_tables()) {
@@ -320,8 +320,8 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
   }
   if (c.admin_listen && c.admin_listen->port != 0 && *c.admin_listen == c.listen) {
-    problems.add_plain(internal::printable(path) + ": admin.listen = \"" +
-                       c.admin_listen->to_string() + "\": must differ from server.listen");
+    problems.add_plain(printable(path) + ": admin.listen = \"" + c.admin_listen->to_string() +
+                       "\": must differ from server.listen");
   }
   if (!problems.empty()) throw ConfigError(problems.text());
   return c;

@@ -19,8 +19,8 @@
 #include <thread>
 
 #include "config.h"
-#include "core/text.h"
 #include "guarded_main.h"
+#include "pacer/text.h"
 #include "service.h"
 
 namespace {
@@ -130,7 +130,7 @@ int run(int argc, char** argv) {
         "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
         "policies={} config={}",
         main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
-        pacer::internal::printable(config_path));
+        pacer::printable(config_path));
     if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
     if (admin_on_main) {
       spdlog::warn(

@@ -3,9 +3,9 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "core/text.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/ip.h"
+#include "pacer/text.h"
 
 namespace pacer::pacerd {
 
@@ -22,8 +22,8 @@ void PolicyStats::record(const Decision& d, bool shadow, Nanos latency, std::str
       spdlog::info(
           "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} "
           "unlogged_since_last={}",
-          policy, internal::printable(key), to_string(d.outcome),
-          http::ceil_milliseconds(d.retry_after), shadow_unlogged.exchange(0));
+          policy, printable(key), to_string(d.outcome), http::ceil_milliseconds(d.retry_after),
+          shadow_unlogged.exchange(0));
     } else {
       shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
     }

@@ -8,8 +8,8 @@
 
 #include <nlohmann/json.hpp>
 
-#include "core/text.h"
 #include "pacer/open_store.h"
+#include "pacer/text.h"
 #include "runtime.h"
 
 namespace pacer::pacerd {
@@ -196,12 +196,12 @@ void Service::handle(beast::Request&& request, const beast::ClientEndpoint& conn
         listener == Listener::kMain && !runtime->config.admin_endpoints_on_main();
     auto only = [&](bhttp::verb allowed) {
       if (method == allowed) return true;
-      auto res = error_response(
-          bhttp::status::method_not_allowed, version, "method_not_allowed", "",
-          fmt::format("{} {} is not served; use {}",
-                      internal::printable(std::string_view(request.method_string().data(),
-                                                           request.method_string().size())),
-                      internal::printable(path), std::string(bhttp::to_string(allowed))));
+      auto res =
+          error_response(bhttp::status::method_not_allowed, version, "method_not_allowed", "",
+                         fmt::format("{} {} is not served; use {}",
+                                     printable(std::string_view(request.method_string().data(),
+                                                                request.method_string().size())),
+                                     printable(path), std::string(bhttp::to_string(allowed))));
       res.set(bhttp::field::allow, bhttp::to_string(allowed));
       send(std::move(res));
       return false;
@@ -237,7 +237,7 @@ void Service::handle(beast::Request&& request, const beast::ClientEndpoint& conn
       send(error_response(
           bhttp::status::not_found, version, "not_found", "",
           !admin_elsewhere || (path != "/v1/reset" && path != "/v1/config" && path != "/metrics")
-              ? "no such endpoint: " + internal::printable(path)
+              ? "no such endpoint: " + printable(path)
           : runtime->config.admin_listen
               ? "served on the admin listener only"
               : "not served on a non-loopback listener; add [admin] listen = \"127.0.0.1:<port>\" "

@@ -6,24 +6,6 @@
 
 namespace pacer::internal {
 
-std::string printable(std::string_view text) {
-  constexpr std::size_t kMaxShown = 80;
-  constexpr char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
-    const auto c = static_cast<unsigned char>(text[i]);
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
-      out += static_cast<char>(c);
-    } else {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 0xf];
-    }
-  }
-  if (text.size() > kMaxShown) out += "...";
-  return out;
-}
-
 std::string_view trim(std::string_view text) {
   while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
   while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
@@ -86,6 +68,28 @@ std::string to_hex(const unsigned char* bytes, std::size_t size) {
   return out;
 }
 
+}  // namespace pacer::internal
+
+namespace pacer {
+
+std::string printable(std::string_view text) {
+  constexpr std::size_t kMaxShown = 80;
+  constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    if (c >= 0x20 && c < 0x7f && c != '\\') {
+      out += static_cast<char>(c);
+    } else {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  if (text.size() > kMaxShown) out += "...";
+  return out;
+}
+
 std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero) {
   if (text.empty() || text.size() > 5) return std::nullopt;
   for (const char c : text)
@@ -96,4 +100,4 @@ std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero) 
   return static_cast<std::uint16_t>(value);
 }
 
-}  // namespace pacer::internal
+}  // namespace pacer

@@ -8,11 +8,13 @@
 #include <string>
 #include <string_view>
 
+#include "pacer/text.h"
+
 namespace pacer::internal {
 
-// Configuration text made safe to quote in an error message (which ends up in logs): at most
-// 80 bytes, printable ASCII, anything else as \xNN.
-std::string printable(std::string_view text);
+// printable() and parse_port() are public (pacer/text.h): the apps use them too.
+using pacer::parse_port;
+using pacer::printable;
 
 // Without leading and trailing spaces and tabs (HTTP's optional white space).
 std::string_view trim(std::string_view text);
@@ -28,9 +30,5 @@ inline bool iequals(std::string_view a, std::string_view b) {
 
 // Lower-case hexadecimal of `size` bytes.
 std::string to_hex(const unsigned char* bytes, std::size_t size);
-
-// A TCP port written in decimal digits only ("6379"): 1..65535, or 0..65535 with `allow_zero`
-// (a listener's "any free port"). Signs, spaces, leading '+' and empty text: nullopt.
-std::optional<std::uint16_t> parse_port(std::string_view text, bool allow_zero = false);
 
 }  // namespace pacer::internal
