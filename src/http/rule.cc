@@ -9,6 +9,7 @@
 #include "core/text.h"
 #include "header_text.h"
 #include "key_text.h"
+#include "pacer/store_key.h"
 
 namespace pacer::http {
 namespace {
@@ -64,9 +65,10 @@ void finish_scope(std::string& out, std::size_t mark) {
   internal::sanitize_tail(out, mark);
 }
 
-// "<prefix>:{<policy>:"
+// "<prefix>:{<policy>:": the policy's tag as the stores read it (pacer/store_key.h).
 void append_key_head(std::string& out, std::string_view prefix, std::string_view policy) {
-  out.append(prefix).append(":{").append(policy).append(":");
+  out.append(prefix).append(":");
+  append_policy_tag(out, policy);
 }
 
 constexpr std::string_view kIdentityMissingBody = R"({"detail":"identity_missing"})";

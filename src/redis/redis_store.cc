@@ -19,6 +19,7 @@
 #include "core/text.h"
 #include "deny_cache.h"
 #include "pacer/redis/url.h"
+#include "pacer/store_key.h"
 #include "script.h"
 
 namespace pacer::redis {
@@ -44,15 +45,13 @@ class RedisKey {
  public:
   RedisKey(const Policy& policy, std::string_view key) : caller_size_(key.size()) {
     const std::string& name = policy.name();
-    const auto open = key.find('{');
-    const auto close = open == std::string_view::npos ? open : key.find('}', open + 1);
-    if (close != std::string_view::npos && close > open + name.size() + 1 &&
-        key.substr(open + 1, name.size()) == name && key[open + 1 + name.size()] == ':') {
+    if (carries_policy_tag(key, name)) {  // the http layer's keys (pacer/store_key.h)
       view_ = key;
       return;
     }
     owned_.reserve(name.size() + key.size() + 3);
-    owned_.append("{").append(name).append(":").append(key).append("}");
+    append_policy_tag(owned_, name);
+    owned_.append(key).append("}");
     view_ = owned_;
     caller_offset_ = name.size() + 2;
   }
