@@ -42,26 +42,47 @@ def _headers(limiter: Limiter, result: RateLimitResult, policy: Optional[Policy]
     return dict(limiter._header_pairs(result, policy))
 
 
+class _Refused(Exception):
+    """A 429 the dependency and the decorator answer, each in its own shape."""
+
+    def __init__(self, detail: dict, headers: dict) -> None:
+        super().__init__("rate limited")
+        self.detail = detail
+        self.headers = headers
+
+
+async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
+    """The one refusal path of the dependency and the decorator: the decision, or 503 (fail
+    mode closed: HTTPException) or 429 (_Refused). Returns the result of an admitted request,
+    None when the check itself failed and the fail mode lets the request through."""
+    try:
+        result = await lim.check_policy(request, policy)
+    except Exception:
+        check_failure_log.exception("pacer: rate limit check failed")
+        if lim.fail_mode == "closed":
+            raise _unavailable() from None
+        return None
+    if result.outcome == "unavailable":
+        raise _unavailable()
+    if not result.allowed:
+        raise _Refused(rate_limited_detail(result), _headers(lim, result, policy))
+    return result
+
+
 def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] = None):
-    """A dependency: `dependencies=[Depends(limit(Rate(10, "1m")))]`."""
+    """A dependency: `dependencies=[Depends(limit(Rate(10, "1m")))]`. A 429 is FastAPI's
+    HTTPException: its body nests the engine's object in "detail" (docs/API.md)."""
     policy = _as_policy(policy, "dependency")
 
     async def dependency(request: Request, response: Response) -> None:
         lim = limiter or get_limiter()
         try:
-            result = await lim.check_policy(request, policy)
-        except Exception:
-            check_failure_log.exception("pacer: rate limit check failed")
-            if lim.fail_mode == "closed":
-                raise _unavailable() from None
-            return
-        if result.outcome == "unavailable":
-            raise _unavailable()
-        if result.allowed:
+            result = await _decide(lim, request, policy)
+        except _Refused as refused:
+            raise HTTPException(status_code=429, detail=refused.detail,
+                                headers=refused.headers) from None
+        if result is not None:
             lim.add_headers(response, result, policy)
-            return
-        raise HTTPException(status_code=429, detail=rate_limited_detail(result),
-                            headers=_headers(lim, result, policy))
 
     return dependency
 
@@ -94,17 +115,10 @@ class RateLimitDecorator:
             request = kwargs[name] if own else kwargs.pop(name)
             lim = decorator.limiter or get_limiter()
             try:
-                result = await lim.check_policy(request, decorator.policy)
-            except Exception:
-                check_failure_log.exception("pacer: rate limit check failed")
-                if lim.fail_mode == "closed":
-                    raise _unavailable() from None
-                result = None
-            if result is not None and result.outcome == "unavailable":
-                raise _unavailable()
-            if result is not None and not result.allowed:
-                return JSONResponse(status_code=429, content=rate_limited_detail(result),
-                                    headers=_headers(lim, result, decorator.policy))
+                result = await _decide(lim, request, decorator.policy)
+            except _Refused as refused:  # the engine's object as the body itself (flat)
+                return JSONResponse(status_code=429, content=refused.detail,
+                                    headers=refused.headers)
             value = func(*args, **kwargs)
             if inspect.isawaitable(value):
                 value = await value
