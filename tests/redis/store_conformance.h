@@ -34,10 +34,11 @@ inline std::string unique_key(std::string_view name) {
          std::to_string(counter++) + "}";
 }
 
-inline CheckResult check(Store& store, const Policy& policy, std::string_view key,
-                         std::int64_t cost) {
+// Waits for the answer of `start(handler)` (a check or a peek), without its key view.
+template <class Start>
+CheckResult answer_of(Start start) {
   std::promise<CheckResult> promise;
-  store.check(policy, key, cost, [&](const CheckResult& r) {
+  start([&](const CheckResult& r) {
     CheckResult copy = r;
     copy.key = {};
     promise.set_value(copy);
@@ -45,15 +46,14 @@ inline CheckResult check(Store& store, const Policy& policy, std::string_view ke
   return promise.get_future().get();
 }
 
+inline CheckResult check(Store& store, const Policy& policy, std::string_view key,
+                         std::int64_t cost) {
+  return answer_of([&](CheckHandler done) { store.check(policy, key, cost, std::move(done)); });
+}
+
 inline CheckResult peek(Store& store, const Policy& policy, std::string_view key,
                         std::int64_t cost) {
-  std::promise<CheckResult> promise;
-  store.peek(policy, key, cost, [&](const CheckResult& r) {
-    CheckResult copy = r;
-    copy.key = {};
-    promise.set_value(copy);
-  });
-  return promise.get_future().get();
+  return answer_of([&](CheckHandler done) { store.peek(policy, key, cost, std::move(done)); });
 }
 
 inline void reset(Store& store, const Policy& policy, std::string_view key) {
