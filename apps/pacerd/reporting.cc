@@ -44,30 +44,10 @@ json policy_json(const Service::RuntimePolicy& p) {
 beast::Response Service::metrics(const Runtime& runtime, unsigned version) const {
   PrometheusText out("pacerd");
   auto n = [](std::uint64_t v) { return static_cast<double>(v); };
-  const char* decisions_help =
-      "Decisions by policy and result (shadow_denied: denied by a shadow policy, answered "
-      "allowed).";
-  for (const auto& [name, p] : runtime.policies) {
-    const PolicyStats& s = *p.stats;
-    out.counter("decisions_total", decisions_help, n(s.allowed.load()),
-                {{"policy", name}, {"result", "allowed"}});
-    out.counter("decisions_total", decisions_help, n(s.denied.load()),
-                {{"policy", name}, {"result", "denied"}});
-    out.counter("decisions_total", decisions_help, n(s.shadow_denied.load()),
-                {{"policy", name}, {"result", "shadow_denied"}});
-  }
-  for (const auto& [name, p] : runtime.policies) {
-    out.counter("store_errors_total",
-                "Decisions the store could not make (answered by the fail mode).",
-                n(p.stats->store_errors.load()), {{"policy", name}});
-  }
-  for (const auto& [name, p] : runtime.policies) {
-    std::array<std::uint64_t, MetricsSnapshot::kBucketBounds.size() + 1> counts{};
-    for (std::size_t i = 0; i < counts.size(); ++i) counts[i] = p.stats->buckets[i].load();
-    out.histogram(
-        "decision_duration_seconds", "Time from asking the limiter to its answer, per policy.",
-        MetricsSnapshot::kBucketBounds, counts, p.stats->latency_sum_ns.load(), {{"policy", name}});
-  }
+  std::vector<std::pair<std::string_view, PolicyMetrics::Snapshot>> policies;
+  for (const auto& [name, p] : runtime.policies)
+    policies.emplace_back(name, p.stats->metrics.snapshot());
+  PolicyMetrics::write(out, policies);
   std::uint64_t ok = 0, failed = 0;
   bool last_ok = true;
   {

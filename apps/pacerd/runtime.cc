@@ -11,30 +11,18 @@ namespace pacer::pacerd {
 
 void PolicyStats::record(const Decision& d, bool shadow, Nanos latency, std::string_view policy,
                          std::string_view key) {
-  if (d.degraded) store_errors.fetch_add(1, std::memory_order_relaxed);
-  if (d.allowed()) {
-    allowed.fetch_add(1, std::memory_order_relaxed);
-  } else if (shadow) {
-    shadow_denied.fetch_add(1, std::memory_order_relaxed);
-    const std::int64_t now = Clock::now().time_since_epoch().count();
-    std::int64_t next = next_shadow_log_ns.load(std::memory_order_relaxed);
-    if (now >= next && next_shadow_log_ns.compare_exchange_strong(next, now + 1'000'000'000)) {
-      spdlog::info(
-          "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} "
-          "unlogged_since_last={}",
-          policy, printable(key), to_string(d.outcome), http::ceil_milliseconds(d.retry_after),
-          shadow_unlogged.exchange(0));
-    } else {
-      shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
-    }
+  metrics.record(d, shadow, latency);
+  if (d.allowed() || !shadow) return;
+  const std::int64_t now = Clock::now().time_since_epoch().count();
+  std::int64_t next = next_shadow_log_ns.load(std::memory_order_relaxed);
+  if (now >= next && next_shadow_log_ns.compare_exchange_strong(next, now + 1'000'000'000)) {
+    spdlog::info(
+        "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} unlogged_since_last={}",
+        policy, printable(key), to_string(d.outcome), http::ceil_milliseconds(d.retry_after),
+        shadow_unlogged.exchange(0));
   } else {
-    denied.fetch_add(1, std::memory_order_relaxed);
+    shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
   }
-  const auto& bounds = MetricsSnapshot::kBucketBounds;
-  std::size_t bucket = 0;
-  while (bucket < bounds.size() && latency.count() > bounds[bucket]) ++bucket;
-  buckets[bucket].fetch_add(1, std::memory_order_relaxed);
-  latency_sum_ns.fetch_add(latency.count(), std::memory_order_relaxed);
 }
 
 Service::RuntimePolicy compile_policy(const PolicyConfig& policy, const Config& config,

@@ -19,6 +19,7 @@
 #include "pacer/http/rule.h"
 #include "pacer/limiter.h"
 #include "pacer/metrics.h"
+#include "pacer/policy_metrics.h"
 #include "service.h"
 
 namespace pacer::pacerd {
@@ -26,11 +27,9 @@ namespace pacer::pacerd {
 namespace bhttp = boost::beast::http;
 using Clock = std::chrono::steady_clock;
 
-// Per-policy counters; kept by name across reloads.
+// Per-policy counters (the library's PolicyMetrics); kept by name across reloads.
 struct PolicyStats {
-  std::atomic<std::uint64_t> allowed{0}, denied{0}, shadow_denied{0}, store_errors{0};
-  std::array<std::atomic<std::uint64_t>, MetricsSnapshot::kBucketBounds.size() + 1> buckets{};
-  std::atomic<std::int64_t> latency_sum_ns{0};
+  PolicyMetrics metrics;
   // Shadow denials are logged at most once a second per policy.
   std::atomic<std::int64_t> next_shadow_log_ns{0};
   std::atomic<std::uint64_t> shadow_unlogged{0};

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include "pacer/memory_store.h"
+#include "pacer/policy_metrics.h"
 
 namespace pacer {
 namespace {
@@ -44,6 +45,42 @@ TEST(PrometheusText, AStoreReportsItsOwnNumbersWithoutBeingNamed) {
   EXPECT_NE(text.find("pacer_store_connected 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("pacer_memory_keys 1\n"), std::string::npos) << text;
   EXPECT_NE(text.find("# TYPE pacer_memory_evictions_total counter\n"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace pacer
+
+namespace pacer {
+namespace {
+
+TEST(PolicyMetrics, CountsByResultAndWritesLabelledFamilies) {
+  PolicyMetrics api;
+  Decision allowed;
+  allowed.outcome = Outcome::kAllowed;
+  Decision denied;
+  denied.outcome = Outcome::kDenied;
+  Decision degraded = allowed;
+  degraded.degraded = true;
+  api.record(allowed, false, std::chrono::microseconds(3));
+  api.record(denied, false, std::chrono::microseconds(30));
+  api.record(denied, true, std::chrono::milliseconds(20));
+  api.record(degraded, false, std::chrono::microseconds(1));
+  const PolicyMetrics::Snapshot s = api.snapshot();
+  EXPECT_EQ(s.allowed, 2u);
+  EXPECT_EQ(s.denied, 1u);
+  EXPECT_EQ(s.shadow_denied, 1u);
+  EXPECT_EQ(s.store_errors, 1u);
+  PrometheusText out("d");
+  const std::pair<std::string_view, PolicyMetrics::Snapshot> policies[] = {{"api", s}};
+  PolicyMetrics::write(out, policies);
+  const std::string& text = out.text();
+  EXPECT_NE(text.find("d_decisions_total{policy=\"api\",result=\"shadow_denied\"} 1\n"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("d_store_errors_total{policy=\"api\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("d_decision_duration_seconds_bucket{policy=\"api\",le=\"+Inf\"} 4\n"),
+            std::string::npos)
+      << text;
 }
 
 }  // namespace
