@@ -164,9 +164,11 @@ class Rule {
 // anything is spent. Then the limits are checked one after the other; the first that does not
 // allow answers (an earlier one has spent its token), and a shadow rule never refuses. When all
 // pass, the headers are those of the enforced rule closest to denying (fewest remaining; the
-// later one on a tie). `done` runs exactly once, inline for the in-process store. `rules` and
-// `request` need only live until this call returns: an asynchronous completion holds `keep`,
-// which must own the rules (a table, a runtime configuration).
+// later one on a tie). `done` runs exactly once, inline for the in-process store. `request`
+// need only live until this call returns. The Rule objects must live until `done` has run: an
+// asynchronous completion holds `keep` for that, which should own them (a rule table, a runtime
+// configuration); nullptr when they outlive every pending decision anyway. The span of pointers
+// itself is copied.
 inline constexpr std::size_t kMaxRules = 8;
 void decide(const Limiter& limiter, std::span<const Rule* const> rules, const RequestView& request,
             std::shared_ptr<const void> keep, VerdictHandler done);
