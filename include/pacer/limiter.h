@@ -109,6 +109,8 @@ class Limiter {
 
   const Metrics& metrics() const;
   Store& store() const { return *store_; }
+  // store().completes_inline(), asked once.
+  bool completes_inline() const { return inline_store_; }
   FailMode fail_mode() const;
 
  private:

@@ -2,8 +2,10 @@
 
 #include <array>
 #include <memory>
+#include <new>
 #include <optional>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
 
 #include "core/text.h"
@@ -321,13 +323,13 @@ bool prepare(std::span<const Rule* const> rules, const RequestView& request, Ste
     if (!rule.append_key(key, request)) {
       // A shadow rule never stops a request, also not one it cannot count: it is skipped.
       if (rule.spec().shadow) {
-        steps[i] = Step{};
+        std::construct_at(steps + i);
         continue;
       }
       missing = &rule;
       return false;
     }
-    steps[i] = Step{&rule, rule.cost(request), {}};
+    std::construct_at(steps + i, Step{&rule, rule.cost(request), {}});
   }
   return true;
 }
@@ -361,18 +363,34 @@ void Pending::run(std::unique_ptr<Pending> self, std::size_t index) {
                   });
 }
 
+// Room for N steps, each built by prepare() only when a rule needs it. A value-initialised
+// std::array<Step, N> was zeroed whole per request (rep stos) and the first decision read back
+// from it stalled on store forwarding: ~10 ns a request in bench/http_benchmark.cc.
+template <std::size_t N>
+class StepRoom {
+ public:
+  static_assert(std::is_trivially_destructible_v<Step>);
+  Step* data() { return std::launder(reinterpret_cast<Step*>(bytes_)); }
+
+ private:
+  alignas(Step) unsigned char bytes_[N * sizeof(Step)];
+};
+
+// N: room for the rules, 2 for HttpLimiter (middleware, route).
+template <std::size_t N>
 void decide_inline(const Limiter& limiter, std::span<const Rule* const> rules,
                    const RequestView& request, VerdictHandler& done) {
   // Every step finishes before the limiter returns: the steps are decided one after the other
   // in this frame, with the keys in this thread's spare strings.
-  std::array<Step, kMaxRules> steps;
+  StepRoom<N> room;
+  Step* const steps = room.data();
   const std::size_t count = rules.size();
   const Rule* missing = nullptr;
   const Step* refused = nullptr;
   {
     LentKeys keys;  // given back before the verdict handler runs
     if (prepare(
-            rules, request, steps.data(), [&](std::size_t i) -> std::string& { return keys[i]; },
+            rules, request, steps, [&](std::size_t i) -> std::string& { return keys[i]; },
             missing)) {
       for (std::size_t i = 0; i < count && refused == nullptr; ++i) {
         Step& step = steps[i];
@@ -388,7 +406,7 @@ void decide_inline(const Limiter& limiter, std::span<const Rule* const> rules,
   }
   if (missing != nullptr) return done(missing->identity_missing());
   if (refused != nullptr) return done(refused->rule->refusal(refused->decision));
-  done(passed(std::span<const Step>(steps.data(), count)));
+  done(passed(std::span<const Step>(steps, count)));
 }
 
 }  // namespace
@@ -399,7 +417,10 @@ void decide(const Limiter& limiter, std::span<const Rule* const> rules, const Re
     throw std::invalid_argument("pacer::http::decide: " + std::to_string(rules.size()) +
                                 " rules; at most " + std::to_string(kMaxRules));
   }
-  if (limiter.store().completes_inline()) return decide_inline(limiter, rules, request, done);
+  if (limiter.completes_inline()) {
+    if (rules.size() <= 2) return decide_inline<2>(limiter, rules, request, done);
+    return decide_inline<kMaxRules>(limiter, rules, request, done);
+  }
   auto pending = std::make_unique<Pending>(Pending{std::move(keep),
                                                    limiter,
                                                    std::vector<Step>(rules.size()),

@@ -16,8 +16,11 @@ template <int CompressionRounds, int FinalizationRounds>
   std::uint64_t v1 = k1 ^ 0x646f72616e646f6dULL;
   std::uint64_t v2 = k0 ^ 0x6c7967656e657261ULL;
   std::uint64_t v3 = k1 ^ 0x7465646279746573ULL;
-  auto rotl = [](std::uint64_t x, int b) { return (x << b) | (x >> (64 - b)); };
-  auto round = [&] {
+  // The lambdas are inlined too: with two callers (check and peek) GCC otherwise calls `round`.
+  auto rotl = [](std::uint64_t x, int b) __attribute__((always_inline)) {
+    return (x << b) | (x >> (64 - b));
+  };
+  auto round = [&]() __attribute__((always_inline)) {
     v0 += v1;
     v1 = rotl(v1, 13);
     v1 ^= v0;
