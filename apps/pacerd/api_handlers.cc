@@ -61,8 +61,9 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     std::string log_key = p->config.shadow ? key : std::string();
     const bool record = decides(api.items[0].cost);
     // `runtime` rides along: the policy it owns must outlive the completion.
-    ask(runtime->limiter, peek, p->config.policy, key, api.items[0].cost,
-        [runtime, p, record, start, version, log_key = std::move(log_key),
+    const Limiter& limiter = runtime->limiter;
+    ask(limiter, peek, p->config.policy, key, api.items[0].cost,
+        [runtime = std::move(runtime), p, record, start, version, log_key = std::move(log_key),
          send = std::move(send)](const Decision& d) mutable {
           guarded(send, version, [&] {
             const bool shadow = p->config.shadow;
@@ -155,7 +156,8 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
     }
   };
   auto batch = std::make_shared<Batch>();
-  batch->runtime = runtime;
+  const std::size_t first = std::min(n, runtime->config.batch_in_flight_per_request);
+  batch->runtime = std::move(runtime);
   batch->window = batch_window_;
   batch->policies = std::move(policies);
   batch->items = std::move(api.items);
@@ -168,7 +170,6 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
   batch->version = version;
   batch->peek = peek;
   batch->start = Clock::now();
-  const std::size_t first = std::min(n, runtime->config.batch_in_flight_per_request);
   for (std::size_t i = 0; i < first; ++i) batch->submit_next();
 }
 
