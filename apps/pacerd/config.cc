@@ -48,7 +48,7 @@ std::string ListenAddress::to_string() const {
 }
 
 std::string display_store_url(const std::string& url) {
-  if (url == "memory") return url;
+  if (is_memory_url(url)) return url;
   try {
     return redis::parse_redis_url(url).to_string();
   } catch (const std::exception&) {

@@ -86,7 +86,7 @@ void read_server(Section& s, Config& c) {
 
 void read_store(Section& s, Config& c) {
   if (auto url = s.string("url")) {
-    if (*url == "memory") {
+    if (is_memory_url(*url)) {  // memory:// (or memory): the in-process store (open_store.h)
       c.store_url = *url;
     } else {
       try {
@@ -97,7 +97,7 @@ void read_store(Section& s, Config& c) {
         const toml::node* n = s.node("url");
         s.problems().add(n->source(), s.name("url"), nullptr,
                          std::string(e.what()) +
-                             " (expected \"memory\", redis://, rediss:// or redis+cluster://)");
+                             " (expected \"memory://\", redis://, rediss:// or redis+cluster://)");
       }
     }
   }

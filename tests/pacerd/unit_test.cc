@@ -444,6 +444,18 @@ TEST(PacerdConfig, IdentityShadowAndMissingIdentity) {
       "identity = [\"org+user\", \"header:X-Tenant\"]\nmissing_identity = \"shared\"\n",
       "p.toml");
   EXPECT_TRUE(c.shadow);
+  // The library's one spelling of the in-process store (pacer/open_store.h), and "memory".
+  for (const char* url : {"memory://", "memory"}) {
+    const Config m =
+        parse_config(std::string("[store]\nurl = \"") + url +
+                         "\"\n[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n",
+                     "p.toml");
+    EXPECT_TRUE(m.memory_store()) << url;
+  }
+  EXPECT_NE(errors_of("[store]\nurl = \"memroy://\"\n[[policy]]\nname = \"a\"\nrates = "
+                      "[{ limit = \"1/1s\" }]\n")
+                .find("expected \"memory://\", redis://"),
+            std::string::npos);
   ASSERT_EQ(c.policies.size(), 1u);
   EXPECT_EQ(c.policies[0].missing_identity, http::MissingIdentity::kShared);
   const std::string errors = errors_of(
