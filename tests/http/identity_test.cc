@@ -188,3 +188,44 @@ TEST(KeyPrefixTest, ClientIpOptionsNameABadIpv6Prefix) {
 
 }  // namespace
 }  // namespace pacer::http
+
+namespace pacer::http {
+namespace {
+
+// Identity::parse, the grammar pacerd's config and the library share: each selector as the
+// factory makes it, and every malformed text refused with a message naming it.
+TEST(IdentityParse, SelectorsMeanWhatTheirFactoriesDo) {
+  SimpleRequest r;
+  r.peer_ = "203.0.113.7";
+  r.headers_ = {{"X-API-Key", "k1"}, {"X-Tenant", "acme"}};
+  r.attributes_ = {{"user", "42"}, {"org", "7"}};
+  EXPECT_EQ(Identity::parse("client_ip")(r), "ip:203.0.113.7");
+  EXPECT_EQ(Identity::parse("api_key")(r), Identity::api_key()(r));
+  EXPECT_EQ(Identity::parse("header:X-Tenant")(r), Identity::header("X-Tenant", true)(r));
+  EXPECT_EQ(Identity::parse("user")(r), "user:42");
+  EXPECT_EQ(Identity::parse("org+user")(r), "org:7|user:42");
+  EXPECT_EQ(Identity::parse("attribute:org")(r), "org:7");
+  const std::vector<std::string> list{"header:X-Missing", "client_ip"};
+  EXPECT_EQ(Identity::parse(list)(r), "ip:203.0.113.7");
+  EXPECT_FALSE(Identity::parse("header:X-Missing")(r).has_value());
+}
+
+TEST(IdentityParse, HostileTextIsRefusedNamingIt) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", "ip", "client_ip ", "+", "org+", "+user", "org++user", "header:", "header:X Y",
+           "header:" + std::string(65, 'a'), "attribute:", "attribute:a:b", "attribute:h",
+           std::string("client_ip\0x", 11), "\xff\xfe", "org+cookie"}) {
+    try {
+      Identity::parse(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("invalid identity"), std::string::npos) << what;
+      EXPECT_NE(what.find("expected client_ip, api_key"), std::string::npos) << what;
+    }
+  }
+  EXPECT_THROW(Identity::parse(std::vector<std::string>{}), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace pacer::http
