@@ -7,7 +7,7 @@
 //
 // Beyond "no crash, no exception, no UB" it checks what an adapter relies on:
 //  - the verdict handler runs exactly once, before check() returns (MemoryStore is inline);
-//  - status is 0, 429 or 503, with a JSON body exactly when it is not 0;
+//  - status is 0, 401, 429 or 503, with a JSON body exactly when it is not 0;
 //  - every header name and value is printable ASCII (no CR, LF or other control bytes), and
 //    the numeric RateLimit fields are decimal numbers;
 //  - storage keys are `<prefix>:{<policy>:<scope>:<identity>}` with exactly one '{' and one
@@ -47,6 +47,7 @@ using pacer::http::ClientIpOptions;
 using pacer::http::HttpLimiter;
 using pacer::http::Identity;
 using pacer::http::LimitRule;
+using pacer::http::MissingIdentity;
 using pacer::http::Scope;
 using pacer::http::SimpleRequest;
 using pacer::http::TrustedProxies;
@@ -137,6 +138,12 @@ SimpleRequest fuzzed_request(FuzzedDataProvider& in) {
 
 void check_key(const HttpLimiter& http, const LimitRule& rule, const SimpleRequest& request) {
   const std::string key = http.storage_key(rule, request);
+  if (key.empty()) {
+    // Only a request without the identity, under a rule that refuses such requests (401).
+    check(!rule.identity(request) && rule.missing_identity == MissingIdentity::kRefuse,
+          "no storage key only for a missing identity the rule refuses");
+    return;
+  }
   check(key.starts_with(std::string(kPrefix) + ":{" + rule.policy.name() + ":"),
         "storage key starts with <prefix>:{<policy>:");
   check(key.back() == '}', "storage key ends with the hash tag's '}'");
@@ -153,8 +160,10 @@ void check_key(const HttpLimiter& http, const LimitRule& rule, const SimpleReque
 }
 
 void check_verdict(const Verdict& verdict) {
-  check(verdict.status == 0 || verdict.status == 429 || verdict.status == 503,
-        "status is 0, 429 or 503");
+  check(verdict.status == 0 || verdict.status == 401 || verdict.status == 429 ||
+            verdict.status == 503,
+        "status is 0, 401, 429 or 503");
+  check(verdict.refused() == (verdict.status != 0), "a refusal, and only a refusal, has a status");
   for (const auto& [name, value] : verdict.headers) {
     check(!name.empty() && printable_ascii(name), "header name is printable ASCII");
     check(printable_ascii(value), "header value is printable ASCII");
@@ -174,6 +183,8 @@ void check_verdict(const Verdict& verdict) {
     check(false, "429/503 body is valid JSON");
   }
   check(body.is_object() && body.contains("detail"), "body is an object with \"detail\"");
+  if (verdict.status == 401)
+    check(body["detail"] == "identity_missing", "401 says the identity is missing");
   if (verdict.status == 429) {
     const nlohmann::json& inner = body["detail"].is_object() ? body["detail"] : body;
     check(inner["detail"].is_string(), "429 detail is a string");
@@ -287,7 +298,10 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         {.policy = small("me", "1/1h", 0),
          .identity = Identity::first_of({Identity::user(), Identity::header("X-API-Key", true)}),
          .body = BodyStyle::kNested});
-  route("", "/org", {.policy = small("org", "5/1m", 0), .identity = Identity::org()});
+  route("", "/org",
+        {.policy = small("org", "5/1m", 0),
+         .identity = Identity::org(),
+         .missing_identity = MissingIdentity::kShared});
   route("PUT", "/x{y}:z",
         {.policy = small("odd.route-1", "1/1s", 0),
          .identity =
