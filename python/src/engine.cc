@@ -75,22 +75,20 @@ Engine::Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
   const LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
   // None is the in-process store, as is memory:// (open_store reads every other URL).
   const std::string url = options.url ? *options.url : std::string(kMemoryStoreUrl);
-  {
-    redis::RedisStoreOptions redis_options;
-    redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
-    redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
-    redis_options.tls = std::move(options.tls);
-    // The I/O thread never preempts the event loop's thread when woken: on a machine (or a
-    // CPU set) with fewer cores than busy threads, the loop goes on submitting and delivering
-    // whole batches instead of switching to the I/O thread for every decision (measured:
-    // ten times fewer context switches, a fifth less CPU per decision on one core). On idle
-    // cores it changes nothing.
-    redis_options.on_io_thread_start = [](unsigned) {
-      const sched_param param{};
-      ::sched_setscheduler(0, SCHED_BATCH, &param);
-    };
-    store_ = open_store(url, {.redis = std::move(redis_options)});
-  }
+  redis::RedisStoreOptions redis_options;
+  redis_options.connect_timeout = std::chrono::milliseconds(options.connect_timeout_ms);
+  redis_options.command_timeout = std::chrono::milliseconds(options.command_timeout_ms);
+  redis_options.tls = std::move(options.tls);
+  // The I/O thread never preempts the event loop's thread when woken: on a machine (or a
+  // CPU set) with fewer cores than busy threads, the loop goes on submitting and delivering
+  // whole batches instead of switching to the I/O thread for every decision (measured:
+  // ten times fewer context switches, a fifth less CPU per decision on one core). On idle
+  // cores it changes nothing.
+  redis_options.on_io_thread_start = [](unsigned) {
+    const sched_param param{};
+    ::sched_setscheduler(0, SCHED_BATCH, &param);
+  };
+  store_ = open_store(url, {.redis = std::move(redis_options)});
   inline_ = store_->completes_inline();
   limiter_ = std::make_unique<Limiter>(*store_, limiter_options);
 }

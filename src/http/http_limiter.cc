@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "core/text.h"
+#include "key_text.h"
 
 namespace pacer::http {
 namespace {
@@ -67,11 +68,7 @@ HttpLimiter::HttpLimiter(const Limiter& limiter, HttpLimiterOptions options)
       inline_store_(limiter.store().completes_inline()),
       options_(std::move(options)),
       context_(context_of(options_)) {
-  if (!valid_key_prefix(options_.key_prefix)) {
-    throw std::invalid_argument("invalid key prefix '" +
-                                pacer::internal::printable(options_.key_prefix) +
-                                "': must be 1 to 64 printable characters without braces");
-  }
+  internal::require_key_prefix(options_.key_prefix);
   publish(std::make_shared<Rules>());
 }
 

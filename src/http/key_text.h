@@ -26,6 +26,10 @@ void append_hash(std::string& out, std::string_view value);
 // Appends sanitize_identity(value).
 void append_sanitized(std::string& out, std::string_view value);
 
+// Throws std::invalid_argument naming `prefix` unless valid_key_prefix(prefix) (identity.h):
+// the one check behind HttpLimiter's and Rule's key prefixes.
+void require_key_prefix(std::string_view prefix);
+
 // Replaces what was appended after `mark` by its hash when it is not safe in a key, so
 // out.substr(mark) ends up as sanitize_identity(out.substr(mark)).
 void sanitize_tail(std::string& out, std::size_t mark);

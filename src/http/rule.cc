@@ -96,6 +96,13 @@ std::string_view to_string(MissingIdentity missing) {
   return missing == MissingIdentity::kRefuse ? "refuse" : "shared";
 }
 
+void internal::require_key_prefix(std::string_view prefix) {
+  if (!valid_key_prefix(prefix)) {
+    throw std::invalid_argument("invalid key prefix '" + pacer::internal::printable(prefix) +
+                                "': must be 1 to 64 printable characters without braces");
+  }
+}
+
 std::string storage_key(std::string_view prefix, std::string_view policy, std::string_view scope,
                         std::string_view identity) {
   std::string key;
@@ -118,11 +125,7 @@ Rule::Rule(LimitRule spec, const RuleContext& context, std::optional<std::string
       context_(context),
       headers_(std::make_unique<internal::PolicyHeaderText>(
           internal::render_policy_headers(spec_.policy, context_.headers))) {
-  if (!valid_key_prefix(context_.key_prefix)) {
-    throw std::invalid_argument("invalid key prefix '" +
-                                pacer::internal::printable(context_.key_prefix) +
-                                "': must be 1 to 64 printable characters without braces");
-  }
+  internal::require_key_prefix(context_.key_prefix);
   append_key_head(key_head_, context_.key_prefix, spec_.policy.name());
   // A route's own limit only sees requests for that route: its scope is known already.
   if (fixed_scope || spec_.scope == Scope::kApp) {
