@@ -28,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "command_line.h"
 #include "guarded_main.h"
 #include "pacer/limiter.h"
 #include "pacer/open_store.h"
@@ -410,7 +411,7 @@ int run(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "lua", "module"}));
   cli.add_option("--send-rate", s.send_rate, "paced checks per second from one thread (redis)")
       ->check(CLI::Range(0.0, 1e6));
-  CLI11_PARSE(cli, argc, argv);
+  if (auto status = pacer::apps::parse_command_line(cli, "pacer-bench", argc, argv)) return *status;
   try {
     return run(s);
   } catch (const std::exception& e) {

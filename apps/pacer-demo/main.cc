@@ -10,6 +10,7 @@
 #include <exception>
 
 #include "demo_app.h"
+#include "command_line.h"
 #include "guarded_main.h"
 #include "pacer/open_store.h"
 #include "pacer/text.h"
@@ -58,7 +59,7 @@ int run(int argc, char** argv) {
   int redis_timeout_ms = static_cast<int>(config.redis_timeout.count());
   cli.add_option("--redis-timeout-ms", redis_timeout_ms, "REDIS_TIMEOUT_MS per decision")
       ->check(CLI::Range(1, 60'000));
-  CLI11_PARSE(cli, argc, argv);
+  if (auto status = pacer::apps::parse_command_line(cli, "pacer-demo", argc, argv)) return *status;
 
   try {
     config.fail_mode = pacer::parse_fail_mode(fail_mode);

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "config.h"
+#include "command_line.h"
 #include "guarded_main.h"
 #include "pacer/text.h"
 #include "service.h"
@@ -68,7 +69,7 @@ int run(int argc, char** argv) {
   config_option->excludes(check_option);
   cli.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
-  CLI11_PARSE(cli, argc, argv);
+  if (auto status = pacer::apps::parse_command_line(cli, "pacerd", argc, argv)) return *status;
 
   // logfmt-style lines: ts=... level=... event=... key=value ...
   spdlog::set_pattern("ts=%Y-%m-%dT%H:%M:%S.%fZ level=%l %v", spdlog::pattern_time_type::utc);

@@ -12,7 +12,7 @@ from .selectors import (BUILTIN_SELECTORS, compose, get_selector, key_api_key, k
                         key_user)
 from .storage_simple import SimpleRedisStorage
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"  # pyproject.toml and the engine's pacer/version.h say the same
 
 __all__ = [
     "Limiter",

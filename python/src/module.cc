@@ -25,6 +25,7 @@
 #include "pacer/http/rule.h"
 #include "pacer/rate.h"
 #include "pacer/redis/url.h"
+#include "pacer/version.h"
 #include "policy.h"
 #include "request_view.h"
 
@@ -34,6 +35,7 @@ PYBIND11_MODULE(_pacer, m) {
   using namespace pacer::python;
   namespace http = pacer::http;
   m.doc() = "Pacer's C++ engine; use the `pacer` package, not this module.";
+  m.attr("__version__") = std::string(pacer::kVersion);  // pacer/version.h: the one version
 
   // By value: pybind11 takes a void (*)(std::exception_ptr).
   // NOLINTNEXTLINE(performance-unnecessary-value-param)

@@ -19,7 +19,9 @@ def test_every_public_name():
                  "get_selector", "BUILTIN_SELECTORS", "SimpleRedisStorage", "OTelHooks",
                  "create_otel_hooks", "OTEL_AVAILABLE"]:
         assert hasattr(pacer, name), name
-    assert pacer.__version__ == "0.2.0"
+    # One version everywhere: the package, its metadata and the C++ engine it runs on.
+    assert pacer.__version__ == "0.3.0"
+    assert pacer._pacer.__version__ == pacer.__version__
     from pacer.extractors import Extractor  # noqa: F401
     from pacer.limiter import OnDecisionHook, OnErrorHook  # noqa: F401
     from pacer.policies import Selector  # noqa: F401
