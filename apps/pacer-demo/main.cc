@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <exception>
 
-#include "demo_app.h"
 #include "command_line.h"
+#include "demo_app.h"
 #include "guarded_main.h"
 #include "pacer/open_store.h"
 #include "pacer/text.h"

@@ -18,8 +18,8 @@
 #include <exception>
 #include <thread>
 
-#include "config.h"
 #include "command_line.h"
+#include "config.h"
 #include "guarded_main.h"
 #include "pacer/text.h"
 #include "service.h"
