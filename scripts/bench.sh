@@ -47,7 +47,7 @@ for shape in one three; do
   echo "$out" | grep -E 'decisions_per_s|redis_usec_per_call|redis_benchmark'
   upc=$(echo "$out" | field redis_usec_per_call)
   echo "   redis_usec_per_call=$upc target<=$target us: $(verdict "$upc" "$target")"
-  echo "   pacer-bench $(echo "$out" | field decisions_per_s)/s vs redis-benchmark ceiling $(echo "$out" | field redis_benchmark_c32_P16_per_s)/s (our script; the seed's is not here)"
+  echo "   pacer-bench $(echo "$out" | field decisions_per_s)/s vs redis-benchmark ceiling $(echo "$out" | field redis_benchmark_c32_P16_per_s)/s (our script; FastAPI Pacer's is not here)"
 done
 echo "-- 256 concurrent checks on one connection, one hot key"
 "${bench[@]}" --concurrency 256 --seconds "$secs" 2>/dev/null | grep -E 'decisions_per_s|redis_usec_per_call'

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The whole test run, as CI does it, on a fresh Debian 12 machine:
 #   1. install missing packages   2. build (warnings are errors)   3. every CTest test
-#   4. unit tests and the Redis safety tests again under ASan + UBSan
-#   5. the limiter, HTTP layer and Redis store tests under TSan
-#   6. a short fuzz run of every parser of untrusted input
+#   4. every documented command, run as written (scripts/check-docs.py)
+#   5. unit tests and the Redis safety tests again under ASan + UBSan
+#   6. the limiter, HTTP layer and Redis store tests under TSan
+#   7. a short fuzz run of every parser of untrusted input
 # and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
 # dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
@@ -33,6 +34,11 @@ scripts/tidy.sh
 # in-process store, a standalone Redis and a 3-master cluster of its own.
 step "tests: all labels"
 ctest --preset dev
+
+# Every shell block of README.md, python/README.md, docs/ and examples/ run as written (or
+# skipped with a reason in its marker): the documented ports, a release build, a venv in .venv.
+step "docs: every documented command, as written (scripts/check-docs.py)"
+scripts/check-docs.py --in-place
 
 step "build: asan preset (unit tests, Redis safety tests)"
 cmake --preset asan >/dev/null
