@@ -268,6 +268,35 @@ def dead_references(root, paths):
     return dead
 
 
+INLINE_CTEST = re.compile(r"`(ctest --preset [^`]+)`")
+INLINE_SCRIPT = re.compile(r"`((?:scripts|bench|python/bench)/[\w.-]+\.(?:sh|py))\b[^`]*`")
+
+
+def inline_commands(root, paths):
+    """Commands named in running text: each `ctest --preset ...` selects at least one test (listed
+    with -N, not run: the test run runs them all), each script named exists and is executable."""
+    problems = []
+    for path in paths:
+        text = path.read_text()
+        where = path.relative_to(root)
+        for m in INLINE_CTEST.finditer(text):
+            for command in m.group(1).split("&&"):
+                command = command.strip()
+                if not command.startswith("ctest"):
+                    continue
+                done = subprocess.run(["bash", "-c", command + " -N"], cwd=root,
+                                      capture_output=True, text=True)
+                total = re.search(r"Total Tests: (\d+)", done.stdout)
+                if done.returncode != 0 or not total or int(total.group(1)) == 0:
+                    problems.append(f"{where}: `{command}` selects no test:\n"
+                                    f"{done.stdout[-500:]}{done.stderr[-500:]}")
+        for m in INLINE_SCRIPT.finditer(text):
+            script = root / m.group(1)
+            if not os.access(script, os.X_OK):
+                problems.append(f"{where}: `{m.group(1)}` is not an executable file")
+    return problems
+
+
 def documents(root):
     seen = []
     for pattern in DOCS:
@@ -308,6 +337,10 @@ def main():
         failures.append("shell blocks without a <!-- doc-test: ... --> marker: " +
                         ", ".join(unmarked))
     servers = Servers(root, logs)
+    if (root / "build" / "dev" / "CTestTestfile.cmake").exists():
+        failures += inline_commands(root, documents(root))
+    else:
+        print("check-docs: no build/dev: the ctest commands in running text are not checked")
     try:
         current = None
         for path, block in all_blocks:

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole test run, as CI does it, on a fresh Debian 12 machine:
 #   1. install missing packages   2. build (warnings are errors)   3. every CTest test
-#   4. every documented command, run as written (scripts/check-docs.py)
-#   5. unit tests and the Redis safety tests again under ASan + UBSan
-#   6. the limiter, HTTP layer and Redis store tests under TSan
-#   7. a short fuzz run of every parser of untrusted input
+#   4. unit tests and the Redis safety tests again under ASan + UBSan
+#   5. the limiter, HTTP layer and Redis store tests under TSan
+#   6. a short fuzz run of every parser of untrusted input
+#   7. every documented command, run as written (scripts/check-docs.py; after the others, so
+#      the test slices the docs name can be listed in every build tree)
 # and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
 # dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
@@ -35,11 +36,6 @@ scripts/tidy.sh
 step "tests: all labels"
 ctest --preset dev
 
-# Every shell block of README.md, python/README.md, docs/ and examples/ run as written (or
-# skipped with a reason in its marker): the documented ports, a release build, a venv in .venv.
-step "docs: every documented command, as written (scripts/check-docs.py)"
-scripts/check-docs.py --in-place
-
 step "build: asan preset (unit tests, Redis safety tests)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan --target pacer_core_test pacer_store_test pacer_limiter_test pacer_http_test \
@@ -65,5 +61,10 @@ if command -v clang++-14 >/dev/null; then
   step "fuzz"
   FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
 fi
+
+# Every shell block of README.md, python/README.md, docs/ and examples/ run as written (or
+# skipped with a reason in its marker): the documented ports, a release build, a venv in .venv.
+step "docs: every documented command, as written (scripts/check-docs.py)"
+scripts/check-docs.py --in-place
 
 step "done"
