@@ -57,6 +57,7 @@ struct Gather {
 };
 
 void settle(RlsStatus& status, const Decision& d, bool shadow) {
+  status.decision = d;
   status.limit_remaining = clamp_u32(d.remaining);
   status.duration_until_reset = d.reset_after;
   if (d.outcome == Outcome::kAllowed) return;
@@ -192,6 +193,7 @@ void decide(const Limiter& limiter, const RlsConfig& config, std::string_view ke
   for (auto& plan : gather->plans) {
     if (!plan.policy) continue;
     const bool shadow = plan.status.limit != nullptr && plan.status.limit->shadow;
+    plan.status.policy = plan.policy;
     try {
       limiter.check(*plan.policy, plan.key, cost, [gather, &plan, shadow](const Decision& d) {
         settle(plan.status, d, shadow);

@@ -55,6 +55,10 @@ struct RlsStatus {
   std::chrono::nanoseconds duration_until_reset{0};
   std::chrono::nanoseconds retry_after{0};  // when the same request would pass, if over
   const RlsLimit* limit = nullptr;  // the configured limit that matched (for metrics), if any
+  // The check's answer and the policy it was made with, when one was made: what the rendered
+  // RateLimit-* headers say (pacer/http/response.h).
+  std::optional<Decision> decision;
+  std::optional<Policy> policy;
   bool unlimited = false;
   bool shadowed = false;     // over the limit in shadow mode: answered OK
   bool unavailable = false;  // the store failed and the fail mode (closed) answered
