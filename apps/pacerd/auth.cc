@@ -2,10 +2,9 @@
 // rules decide the request through http::decide, the one path every front end shares; this file
 // maps the verdict to auth_request's answers: 204 to pass, 403 for a limit, 503 when the store
 // failed with fail mode closed, 401 for a missing identity.
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 
+#include "log.h"
 #include "pacer/beast/limit.h"
 #include "pacer/beast/request_view.h"
 #include "pacer/text.h"
@@ -63,7 +62,7 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
     const std::string_view name = rest.substr(0, comma);
     const RuntimePolicy* p = runtime->find(name);
     if (p == nullptr) {
-      spdlog::warn("event=auth_unknown_policy policy={}", printable(name));
+      log::warn("auth_unknown_policy", {{"policy", printable(name)}});
       send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
                           "no policy '" + printable(name) + "'"));
       return;

@@ -159,6 +159,8 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
   differs("store.max_keys", std::to_string(max_keys), std::to_string(next.max_keys));
   differs("store.script", std::string(redis::to_string(store_script)),
           std::string(redis::to_string(next.store_script)));
+  auto format_name = [](log::Format f) { return f == log::Format::kJson ? "json" : "logfmt"; };
+  differs("log.format", format_name(log_format), format_name(next.log_format));
   return out;
 }
 

@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "log.h"
 #include "pacer/http/response.h"
 #include "pacer/http/rule.h"
 #include "pacer/limiter.h"
@@ -97,10 +98,13 @@ struct Config {
   // [headers]
   http::HeaderOptions headers;
 
+  // [log]: --log-format overrides it.
+  log::Format log_format = log::Format::kLogfmt;
+
   std::vector<PolicyConfig> policies;
 
-  // Where each key of [server], [admin] and [store] was written ("server.listen" -> "3:10"),
-  // so a refused reload can point at the line.
+  // Where each key of [server], [admin], [store], [api] and [log] was written
+  // ("server.listen" -> "3:10"), so a refused reload can point at the line.
   std::map<std::string, std::string, std::less<>> locations;
 
   bool memory_store() const { return is_memory_url(store_url); }

@@ -278,8 +278,8 @@ Config parse_config(std::string_view text, const std::string& path) {
                      "missing: e.g. \"127.0.0.1:9091\" (or on_main = true)");
       }
     }
-    for (const char* section : {"server", "admin", "store", "api"}) {
-      if (const auto* t = root[section].as_table()) {
+    for (const char* section : {"server", "admin", "store", "api", "log"}) {
+      if (const auto* t = root.at_path(section).as_table()) {
         for (auto&& [key, node] : *t) {
           c.locations.emplace(
               fmt::format("{}.{}", section, key.str()),
@@ -296,6 +296,16 @@ Config parse_config(std::string_view text, const std::string& path) {
         c.batch_in_flight = static_cast<std::size_t>(*v);
       if (auto v = s.integer("batch_in_flight_per_request", 1, 100'000))
         c.batch_in_flight_per_request = static_cast<std::size_t>(*v);
+    }
+    if (const auto* t = top.table("log")) {
+      Section s(*t, "log", problems);
+      if (auto format = s.string("format")) {
+        if (auto f = log::parse_format(*format)) {
+          c.log_format = *f;
+        } else {
+          s.problems().add(*s.node("format"), s.name("format"), "expected logfmt or json");
+        }
+      }
     }
     if (const auto* t = top.table("headers")) {
       Section s(*t, "headers", problems);

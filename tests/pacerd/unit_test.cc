@@ -504,5 +504,21 @@ TEST(PacerdConfig, ReliabilityAndModuleSettings) {
   EXPECT_NE(errors.find("api.batch_in_flight = 0"), std::string::npos) << errors;
 }
 
+TEST(PacerdConfig, LogFormat) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  EXPECT_EQ(parse_config(policy, "p.toml").log_format, log::Format::kLogfmt);
+  const Config json = parse_config("[log]\nformat = \"json\"\n" + policy, "p.toml");
+  EXPECT_EQ(json.log_format, log::Format::kJson);
+  EXPECT_EQ(parse_config(policy, "p.toml").restart_needed(json).size(), 1u);
+  EXPECT_NE(errors_of("[log]\nformat = \"xml\"\nlevel = \"debug\"\n" + policy)
+                .find("log.format = \"xml\": expected logfmt or json"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[log]\nformat = \"xml\"\nlevel = \"debug\"\n" + policy)
+                .find("log.level = \"debug\": unknown key"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[log]\nformat = 1\n" + policy).find("log.format = 1: expected a string"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace pacer::pacerd
