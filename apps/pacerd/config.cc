@@ -174,6 +174,12 @@ std::string Config::summary() const {
   fmt::format_to(std::back_inserter(out), "  key prefix      {}\n", key_prefix);
   fmt::format_to(std::back_inserter(out), "  trusted proxies {}\n",
                  http::TrustedProxies::parse(trusted_proxies).to_string());
+  fmt::format_to(std::back_inserter(out), "  auth denies     {}{}; unavailable {}\n",
+                 auth.deny_status,
+                 auth.deny_body ? fmt::format(" with a body of {} bytes ({})",
+                                              auth.deny_body->size(), auth.deny_content_type)
+                                : std::string(" with the JSON body"),
+                 auth.unavailable_status);
   fmt::format_to(std::back_inserter(out), "  policies        {}{}\n", policies.size(),
                  shadow ? " (server.shadow: all enforce nothing)" : "");
   for (const auto& p : policies) {

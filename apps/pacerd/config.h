@@ -52,6 +52,17 @@ struct PolicyConfig {
   http::MissingIdentity missing_identity = http::MissingIdentity::kRefuse;
 };
 
+// [auth]: how /v1/auth answers a refusal (docs/API.md, "GET /v1/auth/{policy}"). nginx's
+// auth_request understands only 2xx, 401 and 403; forward-auth proxies (Traefik ForwardAuth,
+// Envoy ext_authz over HTTP, Caddy forward_auth) hand the status to the client as it is.
+struct AuthAnswers {
+  unsigned deny_status = 403;         // a limit said no: 403 or 429
+  unsigned unavailable_status = 403;  // the store failed, fail mode closed: 403 or 503
+  // The body of a denial: nullopt for the HTTP layer's {"detail":"rate_limited",...}.
+  std::optional<std::string> deny_body;
+  std::string deny_content_type = "application/json";
+};
+
 struct Config {
   std::string file;  // where it was read from (for messages and reloads)
 
@@ -97,6 +108,9 @@ struct Config {
 
   // [headers]
   http::HeaderOptions headers;
+
+  // [auth]
+  AuthAnswers auth;
 
   // [log]: --log-format overrides it.
   log::Format log_format = log::Format::kLogfmt;

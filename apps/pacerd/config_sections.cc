@@ -21,6 +21,28 @@ using reader::Problems;
 using reader::Section;
 
 constexpr std::size_t kMaxPolicies = 1000;
+constexpr std::size_t kMaxDenyBody = 4096;
+
+// A token of RFC 9110 §5.6.2 (the parts of a media type).
+bool token_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+// "type/subtype" and optional parameters ("; charset=utf-8"), printable ASCII only: it goes into
+// a header as it is.
+bool valid_media_type(std::string_view text) {
+  if (text.empty() || text.size() > 256) return false;
+  for (const char c : text)
+    if (c < 0x20 || c > 0x7e) return false;
+  const auto end = text.find(';');
+  const std::string_view type = text.substr(0, end);
+  const auto slash = type.find('/');
+  if (slash == std::string_view::npos || slash == 0 || slash + 1 == type.size()) return false;
+  for (std::size_t i = 0; i < type.size(); ++i)
+    if (i != slash && !token_char(type[i])) return false;
+  return true;
+}
 
 void read_server(Section& s, Config& c) {
   if (const auto* n = s.node("listen"))
@@ -128,6 +150,50 @@ void read_store(Section& s, Config& c) {
     } else {
       s.problems().add(*s.node("key_prefix"), s.name("key_prefix"),
                        "must be 1 to 64 bytes without braces or control characters");
+    }
+  }
+}
+
+// [auth] (docs/API.md, "GET /v1/auth/{policy}").
+void read_auth(Section& s, Config& c) {
+  auto status = [&](const char* key, std::initializer_list<int> accepted, const char* expected) {
+    const toml::node* n = s.node(key);
+    if (n == nullptr) return std::optional<unsigned>();
+    if (const auto* i = n->as_integer()) {
+      for (const int a : accepted)
+        if (i->get() == a) return std::optional<unsigned>(static_cast<unsigned>(a));
+    }
+    s.problems().add(*n, s.name(key), std::string("expected ") + expected);
+    return std::optional<unsigned>();
+  };
+  if (auto v = status("deny_status", {403, 429},
+                      "403 (nginx auth_request, the default) or 429 (forward-auth proxies: "
+                      "Traefik ForwardAuth, Envoy ext_authz, Caddy forward_auth)"))
+    c.auth.deny_status = *v;
+  // nginx turns anything but 401 and 403 into a 500; a forward-auth proxy shows a 503 as it is.
+  c.auth.unavailable_status = c.auth.deny_status == 429 ? 503 : 403;
+  if (auto v = status("unavailable_status", {403, 503},
+                      "403 (with X-Pacer-Outcome: unavailable, for nginx auth_request) or 503"))
+    c.auth.unavailable_status = *v;
+  if (auto body = s.string("deny_body")) {
+    if (body->size() > kMaxDenyBody) {
+      s.problems().add(
+          *s.node("deny_body"), s.name("deny_body"),
+          fmt::format("is {} bytes long; at most {} are allowed", body->size(), kMaxDenyBody));
+    } else {
+      c.auth.deny_body = *body;
+    }
+  }
+  if (auto type = s.string("deny_content_type")) {
+    if (!valid_media_type(*type)) {
+      s.problems().add(*s.node("deny_content_type"), s.name("deny_content_type"),
+                       "expected a media type such as \"application/json\" or \"text/plain; "
+                       "charset=utf-8\"");
+    } else if (s.node("deny_body") == nullptr) {
+      s.problems().add(*s.node("deny_content_type"), s.name("deny_content_type"),
+                       "only used with auth.deny_body, which is not set");
+    } else {
+      c.auth.deny_content_type = *type;
     }
   }
 }
@@ -296,6 +362,10 @@ Config parse_config(std::string_view text, const std::string& path) {
         c.batch_in_flight = static_cast<std::size_t>(*v);
       if (auto v = s.integer("batch_in_flight_per_request", 1, 100'000))
         c.batch_in_flight_per_request = static_cast<std::size_t>(*v);
+    }
+    if (const auto* t = top.table("auth")) {
+      Section s(*t, "auth", problems);
+      read_auth(s, c);
     }
     if (const auto* t = top.table("log")) {
       Section s(*t, "log", problems);

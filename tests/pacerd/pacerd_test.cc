@@ -796,6 +796,8 @@ TEST(Pacerd, ConfigErrorsAtStartExit2NamingFileLineAndColumn) {
        "[[policy]]\nname = \"x\"\nrates = [{ limit = \"1/1s\" }]\n",
        {"pacerd.toml:3:11: server.threads = -1: expected a whole number from 0 to 256\n",
         "pacerd.toml:5:13: store.fail_mode = \"ajar\": expected open, closed or local"}},
+      {"[auth]\ndeny_status = 418\n[[policy]]\nname = \"x\"\nrates = [{ limit = \"1/1s\" }]\n",
+       {"pacerd.toml:2:15: auth.deny_status = 418: expected 403"}},
   };
   for (const auto& [text, expected] : cases) {
     Pacerd pacerd(text);
@@ -821,6 +823,15 @@ TEST(Pacerd, ConfigErrorsAtStartExit2NamingFileLineAndColumn) {
   EXPECT_NE(out.find("/nonexistent/pacerd.toml: cannot open: No such file or directory"),
             std::string::npos)
       << out;
+  // --check-config on the same mistakes says the same, exit 2.
+  ScratchDir dir;
+  const auto bad = (dir.path() / "bad.toml").string();
+  std::ofstream(bad) << cases[2].first;
+  const auto [check_rc, check_out] =
+      run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(bad) + " 2>&1");
+  EXPECT_EQ(check_rc, 2);
+  EXPECT_NE(check_out.find("bad.toml:2:15: auth.deny_status = 418"), std::string::npos)
+      << check_out;
 }
 
 // Waits until `text` occurs `count` times in the log.
@@ -931,6 +942,67 @@ TEST(Pacerd, JsonLogsAreOneObjectPerLine) {
       run_command(std::string(PACERD_PATH) + " --log-format xml --config x 2>&1");
   EXPECT_EQ(rc, 2) << out;
   EXPECT_NE(out.find("xml"), std::string::npos) << out;
+}
+
+// [auth] deny_status: 403 for nginx (the default, AuthEndpointAllowsWith204AndDeniesWith403...),
+// 429 for forward-auth proxies, with a body of one's own; reloadable. The store's failure stays
+// apart: 503 (or 403) with X-Pacer-Outcome: unavailable.
+TEST(Pacerd, AuthDenyStatusAndBodyAreConfigurableAndReloadable) {
+  const std::string auth =
+      "[auth]\ndeny_status = 429\ndeny_body = \"{\\\"error\\\":\\\"too many requests\\\"}\"\n";
+  Pacerd pacerd(pacerd_config() + auth);
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 6; ++i)
+    ASSERT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "k"}}).result_int(), 204) << i;
+  auto denied = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+  EXPECT_EQ(denied.result_int(), 429);
+  EXPECT_EQ(denied.body(), R"({"error":"too many requests"})");
+  EXPECT_EQ(std::string(denied[bhttp::field::content_type]), "application/json");
+  EXPECT_EQ(std::string(denied["X-Pacer-Outcome"]), "denied");
+  EXPECT_EQ(std::string(denied["RateLimit-Remaining"]), "0");
+  EXPECT_GT(std::stoi(std::string(denied["Retry-After"])), 300);
+  EXPECT_FALSE(std::string(denied["X-Pacer-Retry-After-Ms"]).empty());
+  // A bad request in between hurts nothing.
+  EXPECT_EQ(client.get("/v1/auth/api,api", {{"X-API-Key", "k"}}).result_int(), 400);
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "other"}}).result_int(), 204);
+
+  // Back to nginx's 403 and the JSON body, by reload.
+  pacerd.write_config(pacerd_config());
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reloaded", 1)) << pacerd.log();
+  denied = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+  EXPECT_EQ(denied.result_int(), 403);
+  EXPECT_EQ(json::parse(denied.body())["detail"], "rate_limited");
+
+  // A refused value keeps the running answers, naming the value and what is accepted.
+  pacerd.write_config(pacerd_config() + "[auth]\ndeny_status = 503\n");
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reload_failed", 1)) << pacerd.log();
+  EXPECT_NE(get(client, "/v1/config")
+                .body["last_reload_error"]
+                .get<std::string>()
+                .find("auth.deny_status = 503: expected 403 (nginx auth_request, the default) or "
+                      "429"),
+            std::string::npos);
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "k"}}).result_int(), 403);
+}
+
+TEST(Pacerd, AuthUnavailableStaysDistinctFromADenial) {
+  // Nothing listens on port 1: every decision fails, and fail mode closed refuses.
+  for (const auto& [auth, status] : std::vector<std::pair<std::string, int>>{
+           {"", 403},
+           {"[auth]\ndeny_status = 429\n", 503},
+           {"[auth]\ndeny_status = 429\nunavailable_status = 403\n", 403}}) {
+    Pacerd pacerd(pacerd_config("redis://127.0.0.1:1", "closed", "timeout = \"20ms\"\n") + auth);
+    ASSERT_TRUE(pacerd.start()) << pacerd.log();
+    HttpClient client(pacerd.port());
+    const auto r = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+    EXPECT_EQ(r.result_int(), status) << auth;
+    EXPECT_EQ(std::string(r["X-Pacer-Outcome"]), "unavailable") << auth;
+    EXPECT_EQ(json::parse(r.body())["detail"], "Service temporarily unavailable") << auth;
+    EXPECT_EQ(std::string(r["Retry-After"]), "5");
+  }
 }
 
 }  // namespace

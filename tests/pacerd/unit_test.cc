@@ -504,6 +504,63 @@ TEST(PacerdConfig, ReliabilityAndModuleSettings) {
   EXPECT_NE(errors.find("api.batch_in_flight = 0"), std::string::npos) << errors;
 }
 
+// [auth]: the status and body of a denial on /v1/auth, and of the store's failure.
+TEST(PacerdConfig, AuthDenyStatusAndBody) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const Config defaults = parse_config(policy, "p.toml");
+  EXPECT_EQ(defaults.auth.deny_status, 403u);
+  EXPECT_EQ(defaults.auth.unavailable_status, 403u);
+  EXPECT_FALSE(defaults.auth.deny_body);
+  const Config proxy = parse_config("[auth]\ndeny_status = 429\n" + policy, "p.toml");
+  EXPECT_EQ(proxy.auth.deny_status, 429u);
+  EXPECT_EQ(proxy.auth.unavailable_status, 503u);  // what a forward-auth proxy shows as it is
+  const Config custom = parse_config(
+      "[auth]\ndeny_status = 429\nunavailable_status = 403\ndeny_body = \"slow down\\n\"\n"
+      "deny_content_type = \"text/plain; charset=utf-8\"\n" +
+          policy,
+      "p.toml");
+  EXPECT_EQ(custom.auth.unavailable_status, 403u);
+  EXPECT_EQ(custom.auth.deny_body, "slow down\n");
+  EXPECT_EQ(custom.auth.deny_content_type, "text/plain; charset=utf-8");
+  EXPECT_NE(custom.summary().find("auth denies     429 with a body of 10 bytes"), std::string::npos)
+      << custom.summary();
+  EXPECT_TRUE(defaults.restart_needed(custom).empty()) << "reloadable";
+
+  const std::string errors = errors_of(
+      "[auth]\ndeny_status = 500\nunavailable_status = 429\ndeny_body = 7\n"
+      "deny_content_type = \"text plain\"\ncolour = \"red\"\n" +
+      policy);
+  EXPECT_NE(errors.find("p.toml:2:15: auth.deny_status = 500: expected 403 (nginx auth_request, "
+                        "the default) or 429 (forward-auth proxies"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.unavailable_status = 429: expected 403"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.deny_body = 7: expected a string, got an integer"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.deny_content_type = \"text plain\": expected a media type"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.colour = \"red\": unknown key"), std::string::npos) << errors;
+  for (const std::string bad : {"\"429\"", "429.0", "true", "-403", "[403]", "99999999999999"}) {
+    EXPECT_NE(errors_of("[auth]\ndeny_status = " + bad + "\n" + policy).find("auth.deny_status = "),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_NE(errors_of("[auth]\ndeny_body = \"" + std::string(4097, 'x') + "\"\n" + policy)
+                .find("is 4097 bytes long; at most 4096 are allowed"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[auth]\ndeny_content_type = \"text/plain\"\n" + policy)
+                .find("only used with auth.deny_body"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[auth]\ndeny_body = \"x\"\ndeny_content_type = \"text/plain\\r\\nX: y\"\n" +
+                      policy)
+                .find("expected a media type"),
+            std::string::npos);
+  EXPECT_NE(errors_of("auth = 429\n" + policy).find("auth = 429: expected a table"),
+            std::string::npos);
+}
+
 TEST(PacerdConfig, LogFormat) {
   const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
   EXPECT_EQ(parse_config(policy, "p.toml").log_format, log::Format::kLogfmt);
