@@ -98,6 +98,8 @@ struct Config {
   std::string key_prefix = "pacerd";
   std::size_t max_keys = 1'000'000;  // in-process store (and the local fallback)
   redis::RedisScript store_script = redis::RedisScript::kAuto;  // PACER.GCRA or the Lua script
+  // [store.tls]: CA, client certificate and key, server name; for rediss:// URLs only.
+  redis::TlsOptions tls;
 
   // [api]
   std::size_t max_batch = 1000;
@@ -117,7 +119,7 @@ struct Config {
 
   std::vector<PolicyConfig> policies;
 
-  // Where each key of [server], [admin], [store], [api] and [log] was written
+  // Where each key of [server], [admin], [store], [store.tls], [api] and [log] was written
   // ("server.listen" -> "3:10"), so a refused reload can point at the line.
   std::map<std::string, std::string, std::less<>> locations;
 

@@ -43,7 +43,8 @@ Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::
       config_text_(std::move(file.text)),
       file_watch_(file.stamp, config.watch_settle) {
   store_ = open_store(config.store_url, {.memory = {.max_keys = config.max_keys},
-                                         .redis = {.connect_timeout = config.connect_timeout,
+                                         .redis = {.tls = config.tls,
+                                                   .connect_timeout = config.connect_timeout,
                                                    .command_timeout = config.timeout,
                                                    .script = config.store_script},
                                          .io = io});

@@ -577,5 +577,58 @@ TEST(PacerdConfig, LogFormat) {
             std::string::npos);
 }
 
+// [store.tls] is checked when the file is read: what the Redis client would refuse at start is
+// named with its line (tests/pacerd/redis_test.cc uses good files against a TLS Redis).
+TEST(PacerdConfig, StoreTlsFilesAreCheckedAtLoad) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const std::string dir = ::testing::TempDir();
+  const std::string junk = dir + "pacerd-unit-junk.pem";
+  std::ofstream(junk) << "not a certificate\n";
+  auto errors = [&](const std::string& url, const std::string& tls) {
+    return errors_of("[store]\nurl = \"" + url + "\"\n[store.tls]\n" + tls + policy);
+  };
+  std::string e = errors("rediss://127.0.0.1:6380", "ca_file = \"/nonexistent/ca.pem\"\n");
+  EXPECT_NE(e.find("p.toml:4:11: store.tls.ca_file = \"/nonexistent/ca.pem\": cannot read: No such "
+                   "file or directory"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "ca_file = \"ca.pem\"\n");
+  EXPECT_NE(e.find("store.tls.ca_file = \"ca.pem\": expected an absolute path"), std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "ca_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("store.tls.ca_file = \"" + junk + "\": not a PEM file of CA certificates"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "key_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("store.tls.key_file = \"" + junk + "\": needs store.tls.cert_file too"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "cert_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("needs store.tls.key_file too"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a PEM certificate"), std::string::npos) << e;
+  e = errors("rediss://127.0.0.1:6380", "server_name = \"a b\"\nverify = false\nca_file = 42\n");
+  EXPECT_NE(e.find("store.tls.server_name = \"a b\": expected a host name"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("store.tls.verify = false: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("store.tls.ca_file = 42: expected a string, got an integer"), std::string::npos)
+      << e;
+  e = errors("redis://127.0.0.1:6379", "server_name = \"redis.internal\"\n");
+  EXPECT_NE(e.find("p.toml:3:1: store.tls = {...}: only used with TLS URLs"), std::string::npos)
+      << e;
+  e = errors("memory://", "server_name = \"redis.internal\"\n");
+  EXPECT_NE(e.find("store.tls = {...}: only used with TLS URLs"), std::string::npos) << e;
+  const Config ok = parse_config(
+      "[store]\nurl = \"rediss+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster\"\n"
+      "[store.tls]\nserver_name = \"redis.internal\"\n" +
+          policy,
+      "p.toml");
+  EXPECT_EQ(ok.tls.server_name, "redis.internal");
+  EXPECT_NE(ok.summary().find("store tls       CA the system's; client certificate none; server "
+                              "name redis.internal"),
+            std::string::npos)
+      << ok.summary();
+  std::remove(junk.c_str());
+}
+
 }  // namespace
 }  // namespace pacer::pacerd
