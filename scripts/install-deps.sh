@@ -10,6 +10,9 @@ packages=(
   libgtest-dev libgmock-dev librapidcheck-dev libbenchmark-dev
   redis-server redis-tools redis-sentinel openssl wrk bc python3 clang-14 libclang-rt-14-dev clang-format-14 clang-tidy-14
   libtomlplusplus-dev nginx-light
+  # pacerd's Envoy rate limit service: gRPC, protobuf, the YAML configuration, a gRPC test client
+  libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev libyaml-cpp-dev python3-grpcio
+  python3-grpc-tools
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest

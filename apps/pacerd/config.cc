@@ -169,6 +169,24 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
   differs("store.tls.server_name", or_none(tls.server_name), or_none(next.tls.server_name));
   auto format_name = [](log::Format f) { return f == log::Format::kJson ? "json" : "logfmt"; };
   differs("log.format", format_name(log_format), format_name(next.log_format));
+  // The gRPC listener and the directory it reads are set up once.
+  differs("grpc.listen", grpc ? grpc->listen.to_string() : "none",
+          next.grpc ? next.grpc->listen.to_string() : "none");
+  if (grpc && next.grpc) {
+    differs("grpc.max_concurrent_streams", std::to_string(grpc->max_concurrent_streams),
+            std::to_string(next.grpc->max_concurrent_streams));
+    differs("grpc.max_message_bytes", std::to_string(grpc->max_message_bytes),
+            std::to_string(next.grpc->max_message_bytes));
+    differs("grpc.config_dir", printable(grpc->config_dir), printable(next.grpc->config_dir));
+    auto unavailable = [](const GrpcConfig& g) {
+      return g.unavailable == rls::UnavailableAnswer::kOverLimit ? "over_limit" : "unavailable";
+    };
+    differs("grpc.unavailable", unavailable(*grpc), unavailable(*next.grpc));
+    auto header_style = [](const GrpcConfig& g) {
+      return g.ratelimit_headers ? "ratelimit" : g.x_ratelimit_headers ? "x-ratelimit" : "none";
+    };
+    differs("grpc.response_headers", header_style(*grpc), header_style(*next.grpc));
+  }
   return out;
 }
 
@@ -196,6 +214,11 @@ std::string Config::summary() const {
                                               auth.deny_body->size(), auth.deny_content_type)
                                 : std::string(" with the JSON body"),
                  auth.unavailable_status);
+  if (grpc) {
+    fmt::format_to(std::back_inserter(out),
+                   "  grpc            {} (Envoy rate limit service; descriptors from {})\n",
+                   grpc->listen.to_string(), printable(grpc->config_dir));
+  }
   fmt::format_to(std::back_inserter(out), "  policies        {}{}\n", policies.size(),
                  shadow ? " (server.shadow: all enforce nothing)" : "");
   for (const auto& p : policies) {

@@ -32,6 +32,7 @@
 #include "pacer/open_store.h"
 #include "pacer/rate.h"
 #include "pacer/redis/redis_store.h"
+#include "rls/rls_grpc.h"
 
 namespace pacer::pacerd {
 
@@ -61,6 +62,19 @@ struct AuthAnswers {
   // The body of a denial: nullopt for the HTTP layer's {"detail":"rate_limited",...}.
   std::optional<std::string> deny_body;
   std::string deny_content_type = "application/json";
+};
+
+// [grpc]: Envoy's rate limit service (docs/API.md, "Envoy rate limit service"); off unless
+// the section is there. Its settings change on a restart; the YAML files in config_dir reload
+// with the TOML file.
+struct GrpcConfig {
+  ListenAddress listen;
+  int max_concurrent_streams = 1000;
+  int max_message_bytes = 1 << 20;
+  rls::UnavailableAnswer unavailable = rls::UnavailableAnswer::kUnavailableStatus;
+  bool ratelimit_headers = false;
+  bool x_ratelimit_headers = false;
+  std::string config_dir;  // envoyproxy/ratelimit YAML files
 };
 
 struct Config {
@@ -113,6 +127,9 @@ struct Config {
 
   // [auth]
   AuthAnswers auth;
+
+  // [grpc]
+  std::optional<GrpcConfig> grpc;
 
   // [log]: --log-format overrides it.
   log::Format log_format = log::Format::kLogfmt;

@@ -86,6 +86,8 @@ class Section {
   const toml::table* table(std::string_view key);
 
   Problems& problems() { return problems_; }
+  // Where the table starts (for a missing key).
+  const toml::source_region& where() const { return table_.source(); }
 
  private:
   const toml::table& table_;

@@ -230,6 +230,66 @@ void read_store_tls(Section& s, Config& c) {
   }
 }
 
+// [grpc] (docs/API.md, "Envoy rate limit service").
+void read_grpc(Section& s, Config& c) {
+  GrpcConfig g;
+  bool ok = true;
+  if (const auto* n = s.node("listen")) {
+    if (auto a = reader::parse_listen(*n, s.name("listen"), s.problems())) {
+      g.listen = *a;
+    } else {
+      ok = false;
+    }
+  } else {
+    s.problems().add(s.where(), s.name("listen"), nullptr,
+                     "missing: e.g. \"127.0.0.1:8081\" (the gRPC address Envoy's rate limit "
+                     "service cluster points at)");
+    ok = false;
+  }
+  if (auto v = s.integer("max_concurrent_streams", 1, 100'000))
+    g.max_concurrent_streams = static_cast<int>(*v);
+  if (auto v = s.integer("max_message_bytes", 1024, std::int64_t{64} * 1024 * 1024))
+    g.max_message_bytes = static_cast<int>(*v);
+  if (auto v = s.string("unavailable")) {
+    if (*v == "unavailable") {
+      g.unavailable = rls::UnavailableAnswer::kUnavailableStatus;
+    } else if (*v == "over_limit") {
+      g.unavailable = rls::UnavailableAnswer::kOverLimit;
+    } else {
+      s.problems().add(*s.node("unavailable"), s.name("unavailable"),
+                       "expected \"unavailable\" (gRPC UNAVAILABLE: Envoy's failure_mode_deny "
+                       "decides) or \"over_limit\"");
+    }
+  }
+  if (auto v = s.string("response_headers")) {
+    if (*v == "ratelimit") {
+      g.ratelimit_headers = true;
+    } else if (*v == "x-ratelimit") {
+      g.x_ratelimit_headers = true;
+    } else if (*v != "none") {
+      s.problems().add(*s.node("response_headers"), s.name("response_headers"),
+                       "expected \"none\", \"ratelimit\" (RateLimit-* and Retry-After) or "
+                       "\"x-ratelimit\" (envoyproxy/ratelimit's X-RateLimit-*)");
+    }
+  }
+  if (auto v = s.string("config_dir")) {
+    if (v->empty() || v->front() != '/') {
+      s.problems().add(*s.node("config_dir"), s.name("config_dir"),
+                       "expected an absolute path to a directory of envoyproxy/ratelimit YAML "
+                       "files, e.g. \"/etc/pacerd/ratelimit\"");
+      ok = false;
+    } else {
+      g.config_dir = *v;
+    }
+  } else if (s.node("config_dir") == nullptr) {
+    s.problems().add(s.where(), s.name("config_dir"), nullptr,
+                     "missing: the directory of envoyproxy/ratelimit YAML files, e.g. "
+                     "\"/etc/pacerd/ratelimit\"");
+    ok = false;
+  }
+  if (ok) c.grpc = std::move(g);
+}
+
 // [auth] (docs/API.md, "GET /v1/auth/{policy}").
 void read_auth(Section& s, Config& c) {
   auto status = [&](const char* key, std::initializer_list<int> accepted, const char* expected) {
@@ -434,7 +494,7 @@ Config parse_config(std::string_view text, const std::string& path) {
                      "missing: e.g. \"127.0.0.1:9091\" (or on_main = true)");
       }
     }
-    for (const char* section : {"server", "admin", "store", "store.tls", "api", "log"}) {
+    for (const char* section : {"server", "admin", "store", "store.tls", "api", "log", "grpc"}) {
       if (const auto* t = root.at_path(section).as_table()) {
         for (auto&& [key, node] : *t) {
           c.locations.emplace(
@@ -457,6 +517,10 @@ Config parse_config(std::string_view text, const std::string& path) {
       Section s(*t, "auth", problems);
       read_auth(s, c);
     }
+    if (const auto* t = top.table("grpc")) {
+      Section s(*t, "grpc", problems);
+      read_grpc(s, c);
+    }
     if (const auto* t = top.table("log")) {
       Section s(*t, "log", problems);
       if (auto format = s.string("format")) {
@@ -476,8 +540,12 @@ Config parse_config(std::string_view text, const std::string& path) {
     }
     const toml::node* policies = top.node("policy");
     if (policies == nullptr) {
-      problems.add_plain(printable(path) +
-                         ": policy: missing: at least one [[policy]] table is needed");
+      // An Envoy rate limit service alone needs no [[policy]]: its limits are in YAML.
+      if (!c.grpc) {
+        problems.add_plain(printable(path) +
+                           ": policy: missing: at least one [[policy]] table is needed (or a "
+                           "[grpc] section with envoyproxy/ratelimit descriptors)");
+      }
     } else if (const auto* arr = policies->as_array();
                arr == nullptr || !arr->is_array_of_tables()) {
       problems.add(*policies, "policy", "expected [[policy]] tables");

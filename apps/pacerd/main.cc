@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <ctime>
 #include <exception>
+#include <optional>
 #include <thread>
 
 #include "command_line.h"
@@ -98,6 +99,11 @@ int run(int argc, char** argv) {
     try {
       const Config config = pacer::pacerd::load_config(check_path).config;
       std::fputs(config.summary().c_str(), stdout);
+      if (config.grpc) {  // the envoyproxy/ratelimit YAML files it names, checked the same way
+        const auto rls = pacer::pacerd::rls::RlsConfig::load(
+            pacer::pacerd::rls::read_directory(config.grpc->config_dir));
+        std::fputs(("  descriptors     " + rls.summary()).c_str(), stdout);
+      }
       return 0;
     } catch (const std::exception& e) {
       std::fprintf(stderr, "%s\n", e.what());
@@ -144,11 +150,37 @@ int run(int argc, char** argv) {
               : std::string();
     const auto fail_mode = config.fail_mode;
     const std::size_t policies = config.policies.size();
+    const std::optional<pacer::pacerd::GrpcConfig> grpc = config.grpc;
+    const auto shutdown_grace = std::chrono::milliseconds(config.shutdown_grace);
     const bool admin_on_main = config.admin_endpoints_on_main();
     const bool admin_anywhere = admin_on_main || config.admin_listen.has_value();
     const bool explicit_on_main = config.admin_on_main;
     service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(file), workers);
     service->set_servers(server.get(), admin.get());
+    // Envoy's rate limit service (docs/API.md): its own gRPC listener, deciding through the
+    // same Service (configuration, Limiter, store) as the HTTP listeners.
+    std::unique_ptr<pacer::pacerd::rls::RlsServer> rls;
+    if (grpc) {
+      rls = std::make_unique<pacer::pacerd::rls::RlsServer>(
+          pacer::pacerd::rls::RlsServerOptions{
+              .address = grpc->listen.to_string(),
+              .max_concurrent_streams = grpc->max_concurrent_streams,
+              .max_message_bytes = grpc->max_message_bytes,
+              .unavailable = grpc->unavailable,
+              .ratelimit_headers = grpc->ratelimit_headers,
+              .x_ratelimit_headers = grpc->x_ratelimit_headers},
+          [&service] { return service->rls_snapshot(); });
+      rls->start();
+      rls->set_serving(service->store_connected());
+      service->set_rls_server(rls.get());
+      const std::string address =
+          pacer::pacerd::ListenAddress{grpc->listen.host, static_cast<std::uint16_t>(rls->port())}
+              .to_string();
+      log::info("grpc_started",
+                {{"msg", fmt::format("pacerd gRPC (Envoy rate limit service) on {}", address)},
+                 {"listen", address},
+                 {"config_dir", grpc->config_dir}});
+    }
     // The "listening on http://<address> " text is what scripts and tests wait for.
     log::info("started", {{"msg", fmt::format("pacerd listening on http://{} ({} threads)",
                                               main_address, server->threads())},
@@ -187,6 +219,7 @@ int run(int argc, char** argv) {
     auto stop_servers = [&] {
       if (admin) admin->stop();
       server->stop();
+      if (rls) rls->shutdown(shutdown_grace);  // in-flight calls answered, then closed
     };
     std::thread control([&] {
       auto next_poll = std::chrono::steady_clock::now();
@@ -207,6 +240,8 @@ int run(int argc, char** argv) {
           }
           if (std::chrono::steady_clock::now() >= next_poll) {
             next_poll = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+            // grpc.health.v1 says SERVING while the store is reachable.
+            if (rls) rls->set_serving(service->store_connected());
             if (service->file_settled()) service->reload("file_changed");
           }
         } catch (const std::exception& e) {

@@ -72,6 +72,14 @@ beast::Response Service::metrics(const Runtime& runtime, unsigned version) const
     out.counter("http_connections_shed_total", "Connections closed at the cap.", n(st.shed));
     out.counter("http_connections_refused_total", "Connections refused at the cap.", n(st.refused));
   }
+  if (rls_server_ != nullptr) {  // Envoy's rate limit service (docs/API.md)
+    const rls::RlsServerStats st = rls_server_->stats();
+    out.counter("rls_requests_total", "ShouldRateLimit calls received.", n(st.requests));
+    out.counter("rls_invalid_requests_total", "Calls refused as INVALID_ARGUMENT.", n(st.invalid));
+    out.counter("rls_over_limit_responses_total", "Calls answered OVER_LIMIT.", n(st.over_limit));
+    out.counter("rls_unavailable_total", "Calls the closed fail mode answered.", n(st.unavailable));
+    rls_metrics_.write(out);
+  }
   return respond(bhttp::status::ok, version, out.take(), PrometheusText::kContentType);
 }
 
@@ -119,6 +127,25 @@ beast::Response Service::config_json(const Runtime& runtime, unsigned version) c
         {"batch_in_flight", c.batch_in_flight},
         {"batch_in_flight_per_request", c.batch_in_flight_per_request}}},
       {"policies", policies}};
+  if (c.grpc && runtime.rls) {
+    json limits = json::array();
+    for (const rls::RlsLimit* l : runtime.rls->limits()) {
+      limits.push_back({{"descriptor", l->full_key},
+                        {"requests_per_unit", l->requests_per_unit},
+                        {"unit", l->unlimited ? json() : json(rls::to_string(l->unit))},
+                        {"unlimited", l->unlimited},
+                        {"shadow", l->shadow},
+                        {"name", l->name}});
+    }
+    body["grpc"] = {{"listen", rls_server_ != nullptr
+                                   ? ListenAddress{c.grpc->listen.host,
+                                                   static_cast<std::uint16_t>(rls_server_->port())}
+                                         .to_string()
+                                   : c.grpc->listen.to_string()},
+                    {"config_dir", c.grpc->config_dir},
+                    {"domains", runtime.rls->domain_count()},
+                    {"limits", limits}};
+  }
   {
     std::lock_guard lock(mutex_);
     body["last_reload_error"] = last_reload_error_.empty() ? json() : json(last_reload_error_);

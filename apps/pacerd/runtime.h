@@ -55,6 +55,8 @@ struct Service::Runtime {
   Limiter limiter;
   std::map<std::string, RuntimePolicy, std::less<>> policies;
   ApiLimits limits;
+  // [grpc]: the descriptors of Envoy's rate limit service (rls/rls_config.h), if configured.
+  std::shared_ptr<const rls::RlsConfig> rls;
 
   const RuntimePolicy* find(std::string_view name) const {
     const auto it = policies.find(name);

@@ -38,6 +38,26 @@ class InFlight {
 
 }  // namespace
 
+namespace {
+
+// The YAML files grpc.config_dir holds now; none without [grpc]. Throws naming what cannot be
+// read.
+std::vector<rls::SourceFile> read_rls_files(const Config& config) {
+  if (!config.grpc) return {};
+  return rls::read_directory(config.grpc->config_dir);
+}
+
+// What a reload compares: the TOML text, then each YAML file's name and text.
+std::string with_rls(std::string text, const std::vector<rls::SourceFile>& files) {
+  for (const auto& f : files) {
+    text.append(std::string_view("\0rls\0", 5)).append(f.path).push_back('\0');
+    text.append(f.text);
+  }
+  return text;
+}
+
+}  // namespace
+
 Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::io_context*>& io)
     : batch_window_(std::make_shared<ItemWindow>(config.batch_in_flight)),
       config_text_(std::move(file.text)),
@@ -48,7 +68,12 @@ Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::
                                                    .command_timeout = config.timeout,
                                                    .script = config.store_script},
                                          .io = io});
-  runtime_.store(build(std::move(config), nullptr));
+  // The YAML files count as part of the file the watch compares (the TOML file's stamp as
+  // read, so a write between that read and now is still seen as a change).
+  file_watch_.loaded(with_rls_stamps(file.stamp, config));
+  const auto rls_files = read_rls_files(config);
+  config_text_ = with_rls(std::move(config_text_), rls_files);
+  runtime_.store(build(std::move(config), nullptr, rls_files));
 }
 
 Service::~Service() {
@@ -62,7 +87,11 @@ std::shared_ptr<PolicyStats> Service::stats_for(const std::string& name) {
   return slot;
 }
 
-std::shared_ptr<const Service::Runtime> Service::build(Config config, const Runtime* previous) {
+std::shared_ptr<const Service::Runtime> Service::build(
+    Config config, const Runtime* previous, const std::vector<rls::SourceFile>& rls_files) {
+  // Parsed before anything else is built: a YAML problem refuses the whole configuration.
+  std::shared_ptr<const rls::RlsConfig> rls;
+  if (config.grpc) rls = std::make_shared<const rls::RlsConfig>(rls::RlsConfig::load(rls_files));
   const FailMode mode = config.fail_mode;
   Limiter limiter =
       previous != nullptr && previous->config.fail_mode == mode
@@ -81,17 +110,49 @@ std::shared_ptr<const Service::Runtime> Service::build(Config config, const Runt
     runtime->policies.emplace(name, compile_policy(p, config, stats_for(name)));
   }
   runtime->config = std::move(config);
+  runtime->rls = std::move(rls);
   return runtime;
 }
 
+FileStamp Service::watched_stamp(const Runtime& runtime) const {
+  return with_rls_stamps(stamp_file(runtime.config.file), runtime.config);
+}
+
+FileStamp Service::with_rls_stamps(FileStamp stamp, const Config& config) {
+  if (!config.grpc) return stamp;
+  // Every YAML file's stamp (links followed) folded in: a ConfigMap's symlink swap changes
+  // the inodes behind the same names.
+  std::uint64_t mix = stamp.inode;
+  for (const auto& f : rls::read_directory_stamps(config.grpc->config_dir)) {
+    for (const std::uint64_t v : {f.name_hash, f.inode, static_cast<std::uint64_t>(f.mtime_ns),
+                                  static_cast<std::uint64_t>(f.size)}) {
+      mix = (mix ^ v) * 0x100000001b3ULL;
+    }
+    stamp.size += f.size;
+  }
+  stamp.inode = mix;
+  return stamp;
+}
+
+rls::RlsSnapshot Service::rls_snapshot() const {
+  auto runtime = runtime_.load();
+  if (!runtime->rls) return {};
+  const auto* config = runtime->rls.get();
+  const Limiter* limiter = &runtime->limiter;
+  return rls::RlsSnapshot{limiter, config, runtime->config.key_prefix, std::move(runtime),
+                          &rls_metrics_};
+}
+
+void Service::set_rls_server(const rls::RlsServer* server) { rls_server_ = server; }
+
 bool Service::file_settled(std::chrono::steady_clock::time_point now) {
-  const FileStamp stamp = stamp_file(runtime_.load()->config.file);
+  const FileStamp stamp = watched_stamp(*runtime_.load());
   std::lock_guard lock(mutex_);
   return file_watch_.observe(stamp, now);
 }
 
 void Service::file_seen() {
-  const FileStamp stamp = stamp_file(runtime_.load()->config.file);
+  const FileStamp stamp = watched_stamp(*runtime_.load());
   std::lock_guard lock(mutex_);
   file_watch_.loaded(stamp);
 }
@@ -115,7 +176,10 @@ bool Service::reload(std::string_view why) {
     return false;
   };
   try {
-    std::string text = read_config_file(path).text;
+    std::string toml = read_config_file(path).text;
+    // grpc.config_dir only changes on a restart: the running one is the one to read.
+    const auto rls_files = read_rls_files(current->config);
+    std::string text = with_rls(toml, rls_files);
     {
       std::lock_guard lock(mutex_);
       if (text == config_text_) {
@@ -130,7 +194,7 @@ bool Service::reload(std::string_view why) {
       if (text == last_attempted_text_) return failed(last_reload_error_, true);
       last_attempted_text_ = text;
     }
-    Config next = parse_config(text, path);
+    Config next = parse_config(toml, path);
     const auto restart = current->config.restart_needed(next);
     if (!restart.empty()) {
       std::string list;
@@ -155,7 +219,7 @@ bool Service::reload(std::string_view why) {
       for (const auto& q : next.policies) still = still || q.policy.name() == name;
       if (!still) changes += fmt::format(" {}=removed", name);
     }
-    auto runtime = build(std::move(next), current.get());
+    auto runtime = build(std::move(next), current.get(), rls_files);
     const auto version = runtime->version;
     runtime_.store(std::move(runtime));
     {

@@ -23,6 +23,9 @@
 #include "item_window.h"
 #include "pacer/beast/server.h"
 #include "pacer/store.h"
+#include "rls/rls_config.h"
+#include "rls/rls_grpc.h"
+#include "rls/rls_metrics.h"
 
 namespace pacer::pacerd {
 
@@ -59,11 +62,23 @@ class Service {
   std::uint64_t config_version() const;
   std::string last_reload_error() const;
 
+  // Envoy's rate limit service (docs/API.md): what a ShouldRateLimit call decides with now
+  // (empty without [grpc]); the gRPC server whose counters /metrics reports.
+  rls::RlsSnapshot rls_snapshot() const;
+  void set_rls_server(const rls::RlsServer* server);
+  bool store_connected() const { return store_->connected(); }
+
   struct RuntimePolicy;
   struct Runtime;
 
  private:
-  std::shared_ptr<const Runtime> build(Config config, const Runtime* previous);
+  // `rls_files`: the YAML files of grpc.config_dir as read now (empty without [grpc]).
+  std::shared_ptr<const Runtime> build(Config config, const Runtime* previous,
+                                       const std::vector<rls::SourceFile>& rls_files);
+  // The stamp the file watch compares: the TOML file's, changed by any change of the YAML files.
+  FileStamp watched_stamp(const Runtime& runtime) const;
+  // `stamp` with the stamps of grpc.config_dir's YAML files folded in.
+  static FileStamp with_rls_stamps(FileStamp stamp, const Config& config);
   std::shared_ptr<PolicyStats> stats_for(const std::string& name);
 
   void check(std::shared_ptr<const Runtime> runtime, const beast::Request& request,
@@ -83,13 +98,15 @@ class Service {
   std::atomic<std::shared_ptr<const Runtime>> runtime_;
   const beast::Server* main_server_ = nullptr;
   const beast::Server* admin_server_ = nullptr;
+  const rls::RlsServer* rls_server_ = nullptr;
+  mutable rls::RlsMetrics rls_metrics_;  // kept across reloads; counted into by RPCs
   // Shared with the answers not yet sent (they may outlive a request's handler).
   std::shared_ptr<std::atomic<std::int64_t>> requests_in_flight_ =
       std::make_shared<std::atomic<std::int64_t>>(0);
 
   mutable std::mutex mutex_;  // guards what follows
   std::map<std::string, std::shared_ptr<PolicyStats>, std::less<>> stats_;
-  std::string config_text_;          // of the running config
+  std::string config_text_;          // of the running config (its TOML, then its YAML files)
   std::string last_attempted_text_;  // of the last reload
   std::string last_reload_error_;
   std::chrono::system_clock::time_point last_reload_attempt_{};

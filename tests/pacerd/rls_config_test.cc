@@ -198,3 +198,17 @@ TEST(RlsConfig, HostileFilesAreRefusedNotCrashedOn) {
 
 }  // namespace
 }  // namespace pacer::pacerd::rls
+
+namespace pacer::pacerd::rls {
+namespace {
+
+TEST(RlsConfig, TheExampleDirectoryLoads) {
+  const auto files = read_directory(PACER_SOURCE_DIR "/examples/envoy/ratelimit");
+  ASSERT_EQ(files.size(), 1u);
+  const auto config = RlsConfig::load(files);
+  EXPECT_EQ(config.limits().size(), 4u);
+  EXPECT_THROW(read_directory(PACER_SOURCE_DIR "/no/such/dir"), ConfigError);
+}
+
+}  // namespace
+}  // namespace pacer::pacerd::rls

@@ -632,3 +632,55 @@ TEST(PacerdConfig, StoreTlsFilesAreCheckedAtLoad) {
 
 }  // namespace
 }  // namespace pacer::pacerd
+
+namespace pacer::pacerd {
+namespace {
+
+// [grpc]: Envoy's rate limit service (docs/API.md, "Envoy rate limit service").
+TEST(PacerdConfig, GrpcSectionIsReadCheckedAndNeedsARestartToMove) {
+  const std::string grpc = "[grpc]\nlisten = \"127.0.0.1:8081\"\nconfig_dir = \"/etc/rl\"\n";
+  const Config alone = parse_config(grpc, "p.toml");  // no [[policy]] needed with [grpc]
+  ASSERT_TRUE(alone.grpc);
+  EXPECT_EQ(alone.grpc->listen.to_string(), "127.0.0.1:8081");
+  EXPECT_EQ(alone.grpc->config_dir, "/etc/rl");
+  EXPECT_EQ(alone.grpc->unavailable, rls::UnavailableAnswer::kUnavailableStatus);
+  EXPECT_FALSE(alone.grpc->ratelimit_headers);
+  EXPECT_NE(alone.summary().find("grpc            127.0.0.1:8081"), std::string::npos)
+      << alone.summary();
+  const Config tuned = parse_config(grpc +
+                                        "max_concurrent_streams = 10\nmax_message_bytes = 4096\n"
+                                        "unavailable = \"over_limit\"\n"
+                                        "response_headers = \"x-ratelimit\"\n",
+                                    "p.toml");
+  EXPECT_EQ(tuned.grpc->max_concurrent_streams, 10);
+  EXPECT_EQ(tuned.grpc->unavailable, rls::UnavailableAnswer::kOverLimit);
+  EXPECT_TRUE(tuned.grpc->x_ratelimit_headers);
+  const auto restart = alone.restart_needed(tuned);
+  ASSERT_EQ(restart.size(), 4u);  // the listener is set up once
+  EXPECT_NE(restart[0].find("grpc.max_concurrent_streams (1000 -> 10)"), std::string::npos);
+  const Config moved =
+      parse_config("[grpc]\nlisten = \"127.0.0.1:8082\"\nconfig_dir = \"/etc/rl\"\n", "p.toml");
+  EXPECT_NE(alone.restart_needed(moved)[0].find("grpc.listen (127.0.0.1:8081 -> 127.0.0.1:8082)"),
+            std::string::npos);
+
+  const std::string errors = errors_of(
+      "[grpc]\nconfig_dir = \"relative/dir\"\nmax_message_bytes = 10\nunavailable = \"deny\"\n"
+      "response_headers = \"all\"\ncolour = 1\n");
+  for (const char* expected :
+       {"grpc.listen: missing: e.g. \"127.0.0.1:8081\"",
+        "grpc.config_dir = \"relative/dir\": expected an absolute path",
+        "grpc.max_message_bytes = 10:", "grpc.unavailable = \"deny\": expected \"unavailable\"",
+        "grpc.response_headers = \"all\": expected \"none\"", "grpc.colour = 1: unknown key"}) {
+    EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
+  }
+  EXPECT_NE(errors_of("[grpc]\nlisten = \"127.0.0.1:8081\"\n").find("grpc.config_dir: missing"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[grpc]\nlisten = 8081\nconfig_dir = \"/d\"\n").find("grpc.listen"),
+            std::string::npos);
+  // Without [grpc], a policy is still required.
+  EXPECT_NE(errors_of("[server]\nthreads = 1\n").find("at least one [[policy]]"),
+            std::string::npos);
+}
+
+}  // namespace
+}  // namespace pacer::pacerd

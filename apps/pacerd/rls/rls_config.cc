@@ -2,14 +2,17 @@
 #include "rls_config.h"
 
 #include <fmt/format.h>
+#include <sys/stat.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <limits>
-#include <set>
+#include <sstream>
 #include <utility>
 
 namespace pacer::pacerd::rls {
@@ -26,9 +29,13 @@ constexpr std::array<std::pair<std::string_view, Unit>, 6> kUnits{{{"second", Un
 
 // The keys envoyproxy/ratelimit accepts anywhere in a file; any other key is an error there
 // too. Where each belongs is checked per level below.
-const std::set<std::string, std::less<>> kKnownKeys{
+constexpr std::array<std::string_view, 12> kKnownKeys{
     "domain",    "key",  "value",    "descriptors",     "rate_limit", "unit", "requests_per_unit",
     "unlimited", "name", "replaces", "detailed_metric", "shadow_mode"};
+
+bool known_key(std::string_view key) {
+  return std::find(kKnownKeys.begin(), kKnownKeys.end(), key) != kKnownKeys.end();
+}
 
 std::string lower(std::string_view text) {
   std::string out(text);
@@ -168,7 +175,7 @@ class Loader {
     for (const auto& item : map) {
       const auto key = item.first.Scalar();
       if (std::find(allowed.begin(), allowed.end(), key) != allowed.end()) continue;
-      if (kKnownKeys.contains(key)) {
+      if (known_key(key)) {
         report(item.first, fmt::format("`{}` does not belong in {}; expected one of: {}", key,
                                        where, fmt::join(allowed, ", ")));
       } else {
@@ -225,7 +232,8 @@ class Loader {
       }
       const auto value = string_of(d, "value").value_or("");
       const std::string composite = value.empty() ? *key : *key + "_" + value;
-      const std::string full_key = parent_key + "." + composite;
+      std::string full_key = parent_key;
+      full_key.append(".").append(composite);
       if (into.children.contains(composite)) {
         report(d, fmt::format("duplicate descriptor '{}'", full_key));
         continue;
@@ -322,6 +330,65 @@ void collect(const RlsConfig::Node& node, std::vector<const RlsLimit*>& out) {
 }
 
 }  // namespace
+
+std::vector<SourceFile> read_directory(const std::string& dir) {
+  namespace fs = std::filesystem;
+  constexpr std::uintmax_t kMaxFileBytes = std::uintmax_t{4} * 1024 * 1024;
+  std::error_code ec;
+  std::vector<fs::path> paths;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    const std::string ext = p.extension().string();
+    if (name.starts_with('.') || (ext != ".yaml" && ext != ".yml")) continue;
+    std::error_code type_error;
+    if (fs::is_regular_file(p, type_error)) paths.push_back(p);  // follows links
+  }
+  if (ec) {
+    throw ConfigError(fmt::format("{}: cannot read the directory: {}", dir, ec.message()));
+  }
+  std::sort(paths.begin(), paths.end());
+  std::vector<SourceFile> files;
+  for (const auto& p : paths) {
+    std::error_code size_error;
+    const auto size = fs::file_size(p, size_error);
+    if (size_error || size > kMaxFileBytes) {
+      throw ConfigError(
+          fmt::format("{}: {}", p.string(),
+                      size_error ? "cannot read: " + size_error.message() : "larger than 4 MiB"));
+    }
+    std::ifstream in(p, std::ios::binary);
+    std::ostringstream text;
+    text << in.rdbuf();
+    if (!in.good() && !in.eof()) throw ConfigError(fmt::format("{}: cannot read", p.string()));
+    files.push_back({p.string(), text.str()});
+  }
+  return files;
+}
+
+std::vector<FileStampEntry> read_directory_stamps(const std::string& dir) {
+  namespace fs = std::filesystem;
+  std::vector<FileStampEntry> out;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const fs::path& p = it->path();
+    const std::string name = p.filename().string();
+    const std::string ext = p.extension().string();
+    if (name.starts_with('.') || (ext != ".yaml" && ext != ".yml")) continue;
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) continue;  // follows links
+    std::uint64_t h = 0xcbf29ce484222325ULL;
+    for (unsigned char c : name) h = (h ^ c) * 0x100000001b3ULL;
+    out.push_back(
+        {h, static_cast<std::uint64_t>(st.st_ino),
+         static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec,
+         static_cast<std::int64_t>(st.st_size)});
+  }
+  std::sort(out.begin(), out.end(), [](const FileStampEntry& a, const FileStampEntry& b) {
+    return a.name_hash < b.name_hash;
+  });
+  return out;
+}
 
 RlsConfig RlsConfig::load(std::span<const SourceFile> files) {
   Problems problems;

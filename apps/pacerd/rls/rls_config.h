@@ -60,6 +60,21 @@ struct SourceFile {
   std::string text;
 };
 
+// The YAML files of a configuration directory, sorted by name: `*.yaml` and `*.yml`, symbolic
+// links followed, names starting with '.' skipped (a Kubernetes ConfigMap volume keeps its
+// files behind `..data`, swapped atomically; the links to them are what is read). Throws
+// ConfigError naming the directory or file that cannot be read.
+std::vector<SourceFile> read_directory(const std::string& dir);
+
+// What tells one version of those files from another, without reading them: per file (links
+// followed) a digest of its name, its inode, modification time and size. Nothing for a
+// directory that cannot be read (the reload then says why).
+struct FileStampEntry {
+  std::uint64_t name_hash = 0, inode = 0;
+  std::int64_t mtime_ns = 0, size = 0;
+};
+std::vector<FileStampEntry> read_directory_stamps(const std::string& dir);
+
 class RlsConfig {
  public:
   struct Entry {

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <limits>
+#include <mutex>
 #include <stdexcept>
 #include <utility>
 
@@ -51,16 +52,15 @@ void set_duration(google::protobuf::Duration* out, std::chrono::nanoseconds d) {
 // The descriptor the headers speak for: the over-limit one with the longest wait, else the
 // one with the fewest remaining (as pacer::Decision picks among a policy's rates).
 const RlsStatus* deciding(const RlsAnswer& answer) {
+  auto better = [](const RlsStatus& s, const RlsStatus& best) {
+    const bool over = s.code == Code::kOverLimit;
+    const bool best_over = best.code == Code::kOverLimit;
+    if (over != best_over) return over;
+    return over ? s.retry_after > best.retry_after : s.limit_remaining < best.limit_remaining;
+  };
   const RlsStatus* best = nullptr;
   for (const auto& s : answer.statuses) {
-    if (!s.decision || !s.policy) continue;
-    if (best == nullptr) {
-      best = &s;
-    } else if (s.code == Code::kOverLimit) {
-      if (best->code != Code::kOverLimit || s.retry_after > best->retry_after) best = &s;
-    } else if (best->code != Code::kOverLimit && s.limit_remaining < best->limit_remaining) {
-      best = &s;
-    }
+    if (s.decision && s.policy && (best == nullptr || better(s, *best))) best = &s;
   }
   return best;
 }
@@ -76,6 +76,7 @@ void add_header(pb::RateLimitResponse* out, std::string_view name, std::string_v
 struct RlsServer::Impl final : pb::RateLimitService::CallbackService {
   RlsServerOptions options;
   std::function<RlsSnapshot()> snapshot;
+  std::mutex lifecycle;  // start, set_serving and shutdown may come from different threads
   std::unique_ptr<grpc::Server> server;
   int port = 0;
   std::atomic<std::uint64_t> requests{0}, invalid{0}, over_limit{0}, unavailable{0};
@@ -84,25 +85,38 @@ struct RlsServer::Impl final : pb::RateLimitService::CallbackService {
                                             const pb::RateLimitRequest* request,
                                             pb::RateLimitResponse* response) override {
     auto* reactor = context->DefaultReactor();
+    const auto started = std::chrono::steady_clock::now();
     requests.fetch_add(1, std::memory_order_relaxed);
+    RlsSnapshot now = snapshot();
+    RlsMetrics* metrics = now.metrics;
+    auto answer_now = [&](grpc::Status status) {
+      if (metrics != nullptr) metrics->observe(std::chrono::steady_clock::now() - started);
+      reactor->Finish(std::move(status));
+    };
     try {
-      RlsRequest parsed = from_proto(*request);
-      if (std::string error = validate(parsed); !error.empty()) {
+      auto parsed = std::make_shared<RlsRequest>(from_proto(*request));
+      if (std::string error = validate(*parsed); !error.empty()) {
         invalid.fetch_add(1, std::memory_order_relaxed);
-        reactor->Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error));
+        answer_now(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, error));
         return reactor;
       }
-      RlsSnapshot now = snapshot();
       if (now.limiter == nullptr || now.config == nullptr) {
-        reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pacerd is not serving"));
+        answer_now(grpc::Status(grpc::StatusCode::UNAVAILABLE, "pacerd is not serving"));
         return reactor;
       }
-      decide(*now.limiter, *now.config, now.key_prefix, parsed, std::move(now.keep),
-             [this, reactor, response](RlsAnswer answer) noexcept {
+      decide(*now.limiter, *now.config, now.key_prefix, *parsed, std::move(now.keep),
+             [this, reactor, response, parsed, metrics, started](const RlsAnswer& answer) noexcept {
+               if (metrics != nullptr) {
+                 try {
+                   metrics->count(parsed->domain, *parsed, answer);
+                 } catch (...) {  // counting never costs the answer
+                 }
+                 metrics->observe(std::chrono::steady_clock::now() - started);
+               }
                finish(reactor, response, answer);
              });
     } catch (const std::exception& e) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
+      answer_now(grpc::Status(grpc::StatusCode::INTERNAL, e.what()));
     }
     return reactor;
   }
@@ -168,9 +182,7 @@ RlsServer::RlsServer(RlsServerOptions options, std::function<RlsSnapshot()> snap
   impl_->snapshot = std::move(snapshot);
 }
 
-RlsServer::~RlsServer() {
-  if (impl_->server) shutdown(std::chrono::milliseconds(0));
-}
+RlsServer::~RlsServer() { shutdown(std::chrono::milliseconds(0)); }
 
 void RlsServer::start() {
   grpc::EnableDefaultHealthCheckService(true);
@@ -197,6 +209,7 @@ void RlsServer::start() {
 int RlsServer::port() const { return impl_->port; }
 
 void RlsServer::set_serving(bool serving) {
+  std::lock_guard lock(impl_->lifecycle);
   if (!impl_->server) return;
   if (auto* health = impl_->server->GetHealthCheckService()) {
     health->SetServingStatus(serving);
@@ -205,10 +218,14 @@ void RlsServer::set_serving(bool serving) {
 }
 
 void RlsServer::shutdown(std::chrono::milliseconds grace) {
-  if (!impl_->server) return;
-  impl_->server->Shutdown(std::chrono::system_clock::now() + grace);
-  impl_->server->Wait();
-  impl_->server.reset();
+  std::unique_ptr<grpc::Server> server;
+  {
+    std::lock_guard lock(impl_->lifecycle);
+    server = std::move(impl_->server);
+  }
+  if (!server) return;  // never started, or stopped already
+  server->Shutdown(std::chrono::system_clock::now() + grace);
+  server->Wait();
 }
 
 RlsServerStats RlsServer::stats() const {

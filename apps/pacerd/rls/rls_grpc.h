@@ -17,6 +17,7 @@
 
 #include "pacer/limiter.h"
 #include "rls_config.h"
+#include "rls_metrics.h"
 
 namespace pacer::pacerd::rls {
 
@@ -40,6 +41,7 @@ struct RlsSnapshot {
   const RlsConfig* config = nullptr;
   std::string key_prefix;
   std::shared_ptr<const void> keep;
+  RlsMetrics* metrics = nullptr;  // counted into when set; must outlive the server
 };
 
 struct RlsServerStats {
