@@ -74,7 +74,8 @@ struct GrpcConfig {
   rls::UnavailableAnswer unavailable = rls::UnavailableAnswer::kUnavailableStatus;
   bool ratelimit_headers = false;
   bool x_ratelimit_headers = false;
-  std::string config_dir;  // envoyproxy/ratelimit YAML files
+  std::string config_dir;         // envoyproxy/ratelimit YAML files
+  double near_limit_ratio = 0.8;  // reloadable: near_limit counts the last 20% of a limit
 };
 
 struct Config {

@@ -272,6 +272,17 @@ void read_grpc(Section& s, Config& c) {
                        "\"x-ratelimit\" (envoyproxy/ratelimit's X-RateLimit-*)");
     }
   }
+  if (const auto* n = s.node("near_limit_ratio")) {
+    const auto* f = n->as_floating_point();
+    const double ratio = f ? f->get() : -1;
+    if (f != nullptr && ratio > 0 && ratio <= 1) {
+      g.near_limit_ratio = ratio;
+    } else {
+      s.problems().add(*n, s.name("near_limit_ratio"),
+                       "expected a number above 0 and at most 1 (0.8: the last 20% of a limit "
+                       "counts as near it)");
+    }
+  }
   if (auto v = s.string("config_dir")) {
     if (v->empty() || v->front() != '/') {
       s.problems().add(*s.node("config_dir"), s.name("config_dir"),

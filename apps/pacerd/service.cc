@@ -91,7 +91,10 @@ std::shared_ptr<const Service::Runtime> Service::build(
     Config config, const Runtime* previous, const std::vector<rls::SourceFile>& rls_files) {
   // Parsed before anything else is built: a YAML problem refuses the whole configuration.
   std::shared_ptr<const rls::RlsConfig> rls;
-  if (config.grpc) rls = std::make_shared<const rls::RlsConfig>(rls::RlsConfig::load(rls_files));
+  if (config.grpc) {
+    rls = std::make_shared<const rls::RlsConfig>(rls::RlsConfig::load(rls_files));
+    rls_metrics_.set_near_ratio(config.grpc->near_limit_ratio);
+  }
   const FailMode mode = config.fail_mode;
   Limiter limiter =
       previous != nullptr && previous->config.fail_mode == mode

@@ -148,6 +148,25 @@ TEST(RlsGrpc, AStoreThatAnswersLaterIsWaitedForAndAFailureFollowsTheFailMode) {
   EXPECT_EQ(h.server.stats().unavailable, 1u);
 }
 
+TEST(RlsGrpc, ACallPastItsDeadlineEndsAndTheStoresLateAnswerHurtsNothing) {
+  testing::HeldStore store;
+  Harness h(store);
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + 200ms);
+  pb::RateLimitResponse response;
+  const auto status =
+      h.stub->ShouldRateLimit(&context, request("remote_address", "slow"), &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(store.answer_all(), 1u);  // the check completes after its call ended
+  auto next = std::async(std::launch::async, [&] {
+    pb::RateLimitResponse r;
+    return h.call(request("remote_address", "next"), r).error_code();
+  });
+  while (store.held() == 0) std::this_thread::sleep_for(1ms);
+  store.answer_all();
+  EXPECT_EQ(next.get(), grpc::StatusCode::OK);
+}
+
 TEST(RlsGrpc, BadRequestsAreRefusedNamingTheFieldAndTheNextIsAnswered) {
   MemoryStore store;
   Harness h(store);

@@ -650,11 +650,13 @@ TEST(PacerdConfig, GrpcSectionIsReadCheckedAndNeedsARestartToMove) {
   const Config tuned = parse_config(grpc +
                                         "max_concurrent_streams = 10\nmax_message_bytes = 4096\n"
                                         "unavailable = \"over_limit\"\n"
-                                        "response_headers = \"x-ratelimit\"\n",
+                                        "response_headers = \"x-ratelimit\"\n"
+                                        "near_limit_ratio = 0.5\n",
                                     "p.toml");
   EXPECT_EQ(tuned.grpc->max_concurrent_streams, 10);
   EXPECT_EQ(tuned.grpc->unavailable, rls::UnavailableAnswer::kOverLimit);
   EXPECT_TRUE(tuned.grpc->x_ratelimit_headers);
+  EXPECT_EQ(tuned.grpc->near_limit_ratio, 0.5);
   const auto restart = alone.restart_needed(tuned);
   ASSERT_EQ(restart.size(), 4u);  // the listener is set up once
   EXPECT_NE(restart[0].find("grpc.max_concurrent_streams (1000 -> 10)"), std::string::npos);
@@ -665,12 +667,13 @@ TEST(PacerdConfig, GrpcSectionIsReadCheckedAndNeedsARestartToMove) {
 
   const std::string errors = errors_of(
       "[grpc]\nconfig_dir = \"relative/dir\"\nmax_message_bytes = 10\nunavailable = \"deny\"\n"
-      "response_headers = \"all\"\ncolour = 1\n");
+      "response_headers = \"all\"\ncolour = 1\nnear_limit_ratio = 2\n");
   for (const char* expected :
        {"grpc.listen: missing: e.g. \"127.0.0.1:8081\"",
         "grpc.config_dir = \"relative/dir\": expected an absolute path",
         "grpc.max_message_bytes = 10:", "grpc.unavailable = \"deny\": expected \"unavailable\"",
-        "grpc.response_headers = \"all\": expected \"none\"", "grpc.colour = 1: unknown key"}) {
+        "grpc.response_headers = \"all\": expected \"none\"", "grpc.colour = 1: unknown key",
+        "grpc.near_limit_ratio = 2: expected a number above 0"}) {
     EXPECT_NE(errors.find(expected), std::string::npos) << expected << "\n" << errors;
   }
   EXPECT_NE(errors_of("[grpc]\nlisten = \"127.0.0.1:8081\"\n").find("grpc.config_dir: missing"),

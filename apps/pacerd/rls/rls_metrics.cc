@@ -16,6 +16,7 @@ RlsMetrics::Counters& RlsMetrics::counters(const std::string& domain, const std:
 void RlsMetrics::count(std::string_view domain, const RlsRequest& request,
                        const RlsAnswer& answer) {
   const std::uint64_t hits = request.hits_addend == 0 ? 1 : request.hits_addend;
+  const double near_ratio = near_ratio_.load(std::memory_order_relaxed);
   for (std::size_t i = 0; i < answer.statuses.size() && i < request.descriptors.size(); ++i) {
     const RlsStatus& s = answer.statuses[i];
     if (s.limit == nullptr || s.unlimited) continue;
@@ -35,7 +36,7 @@ void RlsMetrics::count(std::string_view domain, const RlsRequest& request,
     } else {
       c.within_limit.fetch_add(hits, std::memory_order_relaxed);
       const double limit = s.current_limit ? s.current_limit->requests_per_unit : 0;
-      if (limit > 0 && static_cast<double>(s.limit_remaining) <= limit * (1.0 - near_ratio_)) {
+      if (limit > 0 && static_cast<double>(s.limit_remaining) <= limit * (1.0 - near_ratio)) {
         c.near_limit.fetch_add(hits, std::memory_order_relaxed);
       }
     }

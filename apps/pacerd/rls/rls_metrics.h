@@ -24,6 +24,8 @@ class RlsMetrics {
   // `near_ratio`: a request counts as near the limit when, after it, at most (1 - ratio) of
   // the limit remains (0.8: the last 20%), as envoyproxy/ratelimit's NEAR_LIMIT_RATIO.
   explicit RlsMetrics(double near_ratio = 0.8) : near_ratio_(near_ratio) {}
+  // A reload may change it (grpc.near_limit_ratio).
+  void set_near_ratio(double ratio) noexcept { near_ratio_.store(ratio); }
 
   // Counts one answered call: every status with a configured limit, by `domain`.
   void count(std::string_view domain, const RlsRequest& request, const RlsAnswer& answer);
@@ -39,7 +41,7 @@ class RlsMetrics {
   };
   Counters& counters(const std::string& domain, const std::string& key);
 
-  double near_ratio_;
+  std::atomic<double> near_ratio_;
   mutable std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Counters>> by_key_;
   std::array<std::atomic<std::uint64_t>, MetricsSnapshot::kBucketBounds.size() + 1> buckets_{};

@@ -224,6 +224,14 @@ def test_bad_requests_are_refused_naming_the_field_and_the_next_is_answered(pb, 
     with pytest.raises(grpc.RpcError) as e:
         ask(pb, pacerd, request(pb, [("remote_address", "x" * (2 << 20))]))
     assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    with pytest.raises(grpc.RpcError) as e:
+        ask(pb, pacerd, request(pb, *[[("remote_address", str(i))] for i in range(1000)]))
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details() == "descriptors: at most 64, got 1000"
+    # NUL bytes and braces are an identity like any other (hashed into a key of its own).
+    rls = pb["envoy.service.ratelimit.v3.rls_pb2"]
+    odd = ask(pb, pacerd, request(pb, [("remote_address", "a\0b}{|")]))
+    assert odd.overall_code == rls.RateLimitResponse.OK and odd.statuses[0].limit_remaining == 2
     # Bytes that are no RateLimitRequest at all.
     raw = pacerd.channel.unary_unary(
         "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
@@ -233,6 +241,36 @@ def test_bad_requests_are_refused_naming_the_field_and_the_next_is_answered(pb, 
     rls = pb["envoy.service.ratelimit.v3.rls_pb2"]
     assert ask(pb, pacerd, request(pb, [("remote_address", "fine")])).overall_code == \
         rls.RateLimitResponse.OK
+
+
+def test_reloads_under_traffic_fail_no_call(pb, pacerd):
+    import threading
+    rls = pb["envoy.service.ratelimit.v3.rls_pb2"]
+    stop = threading.Event()
+    calls, failures = [0], []
+
+    def traffic():
+        i = 0
+        while not stop.is_set():
+            i += 1
+            try:
+                r = ask(pb, pacerd, request(pb, [("remote_address", f"t{i % 50}")]))
+                assert r.overall_code in (rls.RateLimitResponse.OK, rls.RateLimitResponse.OVER_LIMIT)
+                calls[0] += 1
+            except Exception as e:  # noqa: BLE001 - every failure is the test's business
+                failures.append(repr(e))
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for version in range(6):
+        pacerd.publish(EDGE_V2 if version % 2 == 0 else EDGE_V1)
+        want = "5" if version % 2 == 0 else "3"
+        assert wait_for(lambda: f'"requests_per_unit":{want}' in pacerd.http("/v1/config"))
+    stop.set()
+    for t in threads:
+        t.join()
+    assert failures == [] and calls[0] > 100, (calls, failures[:3])
 
 
 def test_sigterm_stops_cleanly(pb, pacerd):
