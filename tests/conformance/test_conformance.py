@@ -24,8 +24,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -37,54 +37,13 @@ from fastapi import Depends, FastAPI
 from pacer import Limiter, LimiterMiddleware, Policy, Rate, limit
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "support"))
+from redis_server import RedisServer  # noqa: E402  (tests/support)
 TRACE = json.load(open(os.path.join(HERE, "trace.json")))
 HEADERS = ("ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "retry-after")
 TOLERANCE_MS = 100
 SECONDS = ("ratelimit-reset", "retry-after")
 ALL = ("cpp", "pacerd", "py-middleware", "py-dependency")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Redis:
-    def __init__(self):
-        self.port = free_port()
-        self.dir = tempfile.mkdtemp(prefix="pacer-conformance-")
-        self.process = None
-        self.start()
-
-    @property
-    def url(self):
-        return f"redis://127.0.0.1:{self.port}"
-
-    def start(self):
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.dir],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
-
-    def flush(self):
-        with socket.create_connection(("127.0.0.1", self.port), 2) as s:
-            s.sendall(b"*1\r\n$8\r\nFLUSHALL\r\n")
-            assert s.recv(16).startswith(b"+OK")
-
-    def stop(self):
-        if self.process:
-            self.process.kill()
-            self.process.wait()
-            self.process = None
 
 
 def launch(command):
@@ -356,7 +315,7 @@ def requests_compared(answers):
 
 @pytest.fixture(scope="module")
 def redis():
-    server = Redis()
+    server = RedisServer(prefix="pacer-conformance-")
     yield server
     server.stop()
 

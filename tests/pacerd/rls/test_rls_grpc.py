@@ -20,6 +20,9 @@ import pytest
 from grpc_tools import protoc
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent / "support"))
+from redis_server import RedisServer  # noqa: E402  (tests/support)
+
 PROTO_DIRS = [HERE.parent.parent.parent / "apps" / "pacerd" / "rls" / "proto", HERE / "proto"]
 
 
@@ -61,7 +64,7 @@ class Pacerd:
     """pacerd with [grpc], its YAML in a ConfigMap-like directory: edge.yaml -> ..data/edge.yaml,
     ..data -> a timestamped directory swapped by rename."""
 
-    def __init__(self):
+    def __init__(self, store_url="memory://", fail_mode="open", unavailable="unavailable"):
         self.dir = pathlib.Path(tempfile.mkdtemp(prefix="pacer-rls-"))
         self.rls = self.dir / "ratelimit"
         self.rls.mkdir()
@@ -74,11 +77,14 @@ class Pacerd:
 listen = "127.0.0.1:0"
 watch_settle = "100ms"
 [store]
-url = "memory://"
+url = "{store_url}"
+fail_mode = "{fail_mode}"
+timeout = "200ms"
 [grpc]
 listen = "127.0.0.1:0"
 config_dir = "{self.rls}"
 response_headers = "ratelimit"
+unavailable = "{unavailable}"
 """)
         self.log = open(self.dir / "pacerd.log", "w+")
         self.process = subprocess.Popen([os.environ["PACERD"], "--config", str(self.toml)],
@@ -124,9 +130,19 @@ response_headers = "ratelimit"
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-@pytest.fixture
-def pacerd():
-    p = Pacerd()
+@pytest.fixture(scope="module")
+def redis():
+    server = RedisServer(prefix="pacer-rls-redis-")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def pacerd(request, redis):
+    """The same tests on the in-process store and on Redis."""
+    if request.param == "redis":
+        redis.flush()
+    p = Pacerd("memory://" if request.param == "memory" else redis.url)
     yield p
     p.stop()
 
@@ -271,6 +287,38 @@ def test_reloads_under_traffic_fail_no_call(pb, pacerd):
     for t in threads:
         t.join()
     assert failures == [] and calls[0] > 100, (calls, failures[:3])
+
+
+@pytest.mark.parametrize("fail_mode,unavailable,expected", [
+    ("open", "unavailable", "OK"),
+    ("closed", "unavailable", grpc.StatusCode.UNAVAILABLE),
+    ("closed", "over_limit", "OVER_LIMIT"),
+    ("local", "unavailable", "OK"),
+])
+def test_redis_killed_follows_the_fail_mode(pb, fail_mode, unavailable, expected):
+    rls = pb["envoy.service.ratelimit.v3.rls_pb2"]
+    health = pb["pacer_health.health_pb2"]
+    server = RedisServer(prefix="pacer-rls-down-")
+    p = Pacerd(server.url, fail_mode, unavailable)
+    try:
+        stub = pb["pacer_health.health_pb2_grpc"].HealthStub(p.channel)
+        serving = lambda: stub.Check(health.HealthCheckRequest(), timeout=5).status  # noqa: E731
+        assert wait_for(lambda: serving() == health.HealthCheckResponse.SERVING)
+        assert ask(pb, p, request(pb, [("remote_address", "k")])).overall_code == \
+            rls.RateLimitResponse.OK
+        server.stop()
+        assert wait_for(lambda: serving() == health.HealthCheckResponse.NOT_SERVING)
+        req = request(pb, [("remote_address", "k")])
+        if isinstance(expected, grpc.StatusCode):
+            with pytest.raises(grpc.RpcError) as e:
+                ask(pb, p, req)
+            assert e.value.code() == expected
+        else:
+            r = ask(pb, p, req)
+            assert r.overall_code == getattr(rls.RateLimitResponse, expected)
+    finally:
+        p.stop()
+        server.stop()
 
 
 def test_sigterm_stops_cleanly(pb, pacerd):
