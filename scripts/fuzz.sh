@@ -20,7 +20,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${FUZZ_SECONDS:-20}
-targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz script_step_fuzz}
+targets=${FUZZ_TARGETS:-ip_fuzz resp_fuzz http_fuzz pacerd_api_fuzz script_step_fuzz rls_config_fuzz}
 jobs=${FUZZ_JOBS:-1}
 out=$root/build/fuzz
 cmake --preset fuzz >/dev/null

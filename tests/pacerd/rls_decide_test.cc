@@ -164,3 +164,86 @@ TEST_F(RlsDecide, HostileIdentitiesGetTheirOwnSafeKeys) {
 
 }  // namespace
 }  // namespace pacer::pacerd::rls
+
+namespace pacer::pacerd::rls {
+namespace {
+
+// The structure of envoyproxy/ratelimit's example configuration (its
+// examples/ratelimit/config/example.yaml: nested values, a value-less key with children, a
+// blocked value, unlimited and shadow-mode limits), loaded unchanged and decided as its
+// documentation says.
+constexpr const char* kUpstreamExample = R"(---
+domain: rl
+descriptors:
+  - key: source_cluster
+    value: proxy
+    descriptors:
+      - key: destination_cluster
+        value: mock
+        rate_limit:
+          unit: minute
+          requests_per_unit: 1
+  - key: foo
+    rate_limit:
+      unit: minute
+      requests_per_unit: 2
+    descriptors:
+      - key: bar
+        rate_limit:
+          unit: minute
+          requests_per_unit: 3
+      - key: bar
+        value: banned
+        rate_limit:
+          unit: minute
+          requests_per_unit: 0
+      - key: baz
+        rate_limit:
+          unit: second
+          requests_per_unit: 1
+      - key: bay
+        rate_limit:
+          unlimited: true
+      - key: baz
+        value: shady
+        rate_limit:
+          unit: minute
+          requests_per_unit: 1
+        shadow_mode: true
+  - key: qux
+    rate_limit:
+      unlimited: true
+)";
+
+TEST(RlsUpstreamExample, LoadsAndDecidesAsDocumented) {
+  const auto config = RlsConfig::load(std::vector<SourceFile>{{"example.yaml", kUpstreamExample}});
+  MemoryStore store;
+  Limiter limiter(store);
+  auto ask = [&](std::vector<std::pair<std::string, std::string>> entries) {
+    std::optional<RlsAnswer> got;
+    decide(limiter, config, "pacerd", RlsRequest{"rl", {RlsDescriptor{std::move(entries), {}}}, 0},
+           nullptr, [&](RlsAnswer a) { got = std::move(a); });
+    return got.value().statuses.at(0);
+  };
+  // source_cluster=proxy, destination_cluster=mock: 1 per minute.
+  EXPECT_EQ(ask({{"source_cluster", "proxy"}, {"destination_cluster", "mock"}}).code, Code::kOk);
+  EXPECT_EQ(ask({{"source_cluster", "proxy"}, {"destination_cluster", "mock"}}).code,
+            Code::kOverLimit);
+  // foo (any value): 2 per minute; foo + bar (any value): 3 per minute.
+  EXPECT_EQ(ask({{"foo", "f1"}}).current_limit->requests_per_unit, 2u);
+  EXPECT_EQ(ask({{"foo", "f1"}, {"bar", "b"}}).current_limit->requests_per_unit, 3u);
+  // bar=banned: 0 per minute, always over.
+  EXPECT_EQ(ask({{"foo", "f1"}, {"bar", "banned"}}).code, Code::kOverLimit);
+  // baz: 1 per second; baz=shady: shadow mode, never over.
+  EXPECT_EQ(ask({{"foo", "f2"}, {"baz", "x"}}).current_limit->unit, Unit::kSecond);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(ask({{"foo", "f2"}, {"baz", "shady"}}).code, Code::kOk);
+  EXPECT_TRUE(ask({{"foo", "f2"}, {"baz", "shady"}}).shadowed);
+  // bay and qux: unlimited.
+  EXPECT_TRUE(ask({{"foo", "f3"}, {"bay", "x"}}).unlimited);
+  EXPECT_TRUE(ask({{"qux", "anything"}}).unlimited);
+  // source_cluster=proxy alone has no limit of its own.
+  EXPECT_FALSE(ask({{"source_cluster", "proxy"}}).current_limit);
+}
+
+}  // namespace
+}  // namespace pacer::pacerd::rls

@@ -152,14 +152,25 @@ class Loader {
       problems_.add(file_.path, root.Mark(), "expected a mapping with `domain` and `descriptors`");
       return {};
     }
-    check_keys(root, {"domain", "descriptors"}, "the top level");
-    const auto domain = string_of(root, "domain");
+    std::optional<std::string> domain;
+    try {
+      check_keys(root, {"domain", "descriptors"}, "the top level");
+      domain = string_of(root, "domain");
+    } catch (const YAML::Exception& e) {
+      problems_.add(file_.path, e.mark, "cannot read: " + e.msg);
+      return {};
+    }
     if (!domain || domain->empty()) {
       problems_.add(file_.path, root.Mark(), "`domain` is required and must not be empty");
       return {};
     }
     auto tree = std::make_unique<RlsConfig::Node>();
-    load_descriptors(root["descriptors"], *domain, *tree);
+    try {
+      load_descriptors(root["descriptors"], *domain, *tree);
+    } catch (const YAML::Exception& e) {  // a node of a shape no reader above expects
+      problems_.add(file_.path, e.mark, "cannot read: " + e.msg);
+      return {};
+    }
     return {*domain, std::move(tree)};
   }
 
