@@ -44,6 +44,9 @@ class CMakeBuild(build_ext):
         build = pathlib.Path(self.build_temp).resolve() / "cmake"
         out = pathlib.Path(self.get_ext_fullpath(ext.name)).resolve()
         jobs = os.environ.get("PACER_BUILD_JOBS") or str(os.cpu_count() or 2)
+        bundle = os.environ.get("PACER_BUNDLE_LIBS") == "1"
+        if bundle and shutil.which("patchelf") is None:
+            raise RuntimeError("PACER_BUNDLE_LIBS=1 needs patchelf (Debian: apt install patchelf)")
         log(f"building the C++ extension with CMake in {build} (Release, {jobs} jobs; "
             "a few minutes on two cores)")
         subprocess.run(["cmake", "-S", str(ROOT), "-B", str(build), "-G", "Ninja",
@@ -56,8 +59,10 @@ class CMakeBuild(build_ext):
         built = next((build / "python" / "pacer").glob("_pacer*.so"))
         out.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(built, out)
-        if os.environ.get("PACER_BUNDLE_LIBS") == "1":
-            bundle_libraries(out, out.parent.parent / "pacer.libs")
+        libs = out.parent.parent / "pacer.libs"
+        shutil.rmtree(libs, ignore_errors=True)  # a bundling build's, if one ran here before
+        if bundle:
+            bundle_libraries(out, libs)
         log(f"built {out.name}")
 
 
@@ -86,11 +91,8 @@ def bundle_libraries(extension: pathlib.Path, libs: pathlib.Path) -> None:
     process that has the system's libfmt.so.9 loaded, or another wheel's, still maps ours; the
     extension and the copies name each other by the new names and look beside themselves
     ($ORIGIN) first."""
-    if shutil.which("patchelf") is None:
-        raise RuntimeError("PACER_BUNDLE_LIBS=1 needs patchelf (Debian: apt install patchelf)")
     foreign = {name: path for name, path in resolve(extension).items()
                if name not in BASE_LIBRARIES}
-    shutil.rmtree(libs, ignore_errors=True)
     libs.mkdir(parents=True)
     renamed = {}
     for name, path in sorted(foreign.items()):
