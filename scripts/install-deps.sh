@@ -12,6 +12,7 @@ packages=(
   libtomlplusplus-dev nginx-light
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
+  python3-wheel patchelf  # the wheel (python/build_wheel.sh): bdist_wheel, bundled libraries' paths
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
   python3-pytest-asyncio
 )
