@@ -12,7 +12,7 @@ import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _pacer
+from . import _log, _pacer
 
 _MEMORY_URLS = (None, "", "memory", "memory://")
 # Engines of a parent process, kept (never destroyed) in a forked child: their threads do not
@@ -62,6 +62,7 @@ class SimpleRedisStorage:
                 _inherited.append(self._engine)
                 self._engine = None
             if self._engine is None:
+                _log.start()  # the engine's log lines reach logging.getLogger("pacer")
                 self._engine = _pacer.Engine(
                     None if self.is_memory else self.redis_url, self._fail_mode, self._app_name,
                     self.connect_timeout_ms, self.command_timeout_ms, **self._tls)

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -20,6 +21,7 @@
 
 #include "bridge.h"
 #include "engine.h"
+#include "log_queue.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/response.h"
 #include "pacer/http/rule.h"
@@ -176,4 +178,35 @@ PYBIND11_MODULE(_pacer, m) {
       .def_property_readonly("trusted", &ClientIp::trusted);
 
   m.def("_release_orphans", &release_orphans);
+
+  // The library's log lines, for python/pacer/_log.py (log_queue.h).
+  py::enum_<pacer::LogLevel>(m, "LogLevel")
+      .value("TRACE", pacer::LogLevel::kTrace)
+      .value("DEBUG", pacer::LogLevel::kDebug)
+      .value("INFO", pacer::LogLevel::kInfo)
+      .value("WARNING", pacer::LogLevel::kWarn)
+      .value("ERROR", pacer::LogLevel::kError)
+      .value("CRITICAL", pacer::LogLevel::kCritical);
+  py::class_<LogQueue, std::shared_ptr<LogQueue>>(m, "LogQueue")
+      .def(
+          "wait",
+          [](LogQueue& queue, std::int64_t timeout_ms) -> py::object {
+            bool stopped = false;
+            std::vector<LogQueue::Line> lines;
+            {
+              py::gil_scoped_release unlocked;
+              lines = queue.wait(std::chrono::milliseconds(timeout_ms), stopped);
+            }
+            if (stopped) return py::none();
+            py::list out;
+            for (auto& line : lines) out.append(py::make_tuple(line.level, line.message));
+            return out;
+          },
+          py::arg("timeout_ms"),
+          "Waits without the GIL for the library's log lines: [(LogLevel, message)], or None "
+          "once stopped and empty.")
+      .def("stop", &LogQueue::stop);
+  m.def("_install_log_queue", &install_log_queue,
+        "Sends the library's log lines to a new LogQueue (and no longer to the previous one).");
+  m.def("_remove_log_queue", &remove_log_queue, "The library's log lines go to stderr again.");
 }
