@@ -63,16 +63,27 @@ class _LogThrottle:
         self._next = 0.0
         self._suppressed = 0
 
-    def exception(self, message: str, *args: Any) -> None:
+    def _allow(self, message: str) -> Optional[str]:
         now = time.monotonic()
         if now < self._next:
             self._suppressed += 1
-            return
+            return None
         self._next = now + 1.0
         suppressed, self._suppressed = self._suppressed, 0
         if suppressed:
             message += f" ({suppressed} more since the last report)"
-        logger.exception(message, *args)
+        return message
+
+    def exception(self, message: str, *args: Any) -> None:
+        text = self._allow(message)
+        if text is not None:
+            logger.exception(text, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        """A record without a traceback: for mistakes the message explains."""
+        text = self._allow(message)
+        if text is not None:
+            logger.error(text, *args)
 
 
 class StoreError(RuntimeError):

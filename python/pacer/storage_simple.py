@@ -13,6 +13,7 @@ import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import _log, _pacer
+from ._validate import MAX_TIMEOUT_MS, whole_number
 
 _MEMORY_URLS = (None, "", "memory", "memory://")
 # Engines of a parent process, kept (never destroyed) in a forked child: their threads do not
@@ -32,10 +33,14 @@ class SimpleRedisStorage:
         if not isinstance(app_name, str):
             raise TypeError(f"app_name must be a string, got {app_name!r}")
         _pacer.check_key_prefix(app_name)
-        for name, value in (("connect_timeout_ms", connect_timeout_ms),
-                            ("command_timeout_ms", command_timeout_ms)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        # Timeouts: whole milliseconds; an integral float (500.0) is taken as the int.
+        connect_timeout_ms, command_timeout_ms = (
+            whole_number(name, value, minimum=1, maximum=MAX_TIMEOUT_MS, bad_type=ValueError,
+                         what="a positive whole number of milliseconds",
+                         too_small=f"{name} must be a positive whole number of milliseconds, "
+                                   f"got {value!r}")
+            for name, value in (("connect_timeout_ms", connect_timeout_ms),
+                                ("command_timeout_ms", command_timeout_ms)))
         self.redis_url = redis_url
         self.connect_timeout_ms = connect_timeout_ms
         self.command_timeout_ms = command_timeout_ms

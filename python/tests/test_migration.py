@@ -47,6 +47,138 @@ def good_check(limiter=None):
     assert limiter.check_blocking("good", Policy([Rate(10, "1s", burst=5)], name="good")).allowed
 
 
+# -- 1. errors name the parameter and list the accepted forms ---------------------------------
+
+@pytest.mark.parametrize("per", ["1x", "", "5 minutes", "1M", "-1s"])
+def test_bad_duration_names_it_and_lists_the_units(per):
+    with pytest.raises(ValueError) as info:
+        Rate(5, per)
+    text = str(info.value)
+    assert text.startswith(f"Invalid duration format: {per} (per={per!r}: ")  # the seed's start
+    assert "ns, us, ms, s, m, h or d" in text and "500ms" in text
+    assert "pacer._pacer" not in text
+    good_check()
+
+
+def test_bad_per_type_says_what_a_duration_is():
+    with pytest.raises(TypeError, match=r"got 'int' \(per must be a duration string such as "
+                                        r"'1s', '10s', '1m'"):
+        Rate(5, 60)
+
+
+@pytest.mark.parametrize("url,scheme", [("http://localhost:6379", "http"),
+                                        ("redis-cluster://h:1", "redis-cluster"),
+                                        ("memcached://h", "memcached")])
+def test_bad_scheme_lists_the_accepted_ones(url, scheme):
+    with pytest.raises(ValueError) as info:
+        Limiter(redis_url=url)
+    text = str(info.value)
+    assert f"unknown scheme '{scheme}'" in text
+    for accepted in ("redis://", "rediss://", "redis+cluster://", "redis+sentinel://"):
+        assert accepted in text
+    good_check()
+
+
+def test_bad_key_type_lists_the_selectors():
+    with pytest.raises(ValueError, match=r"Invalid key type: ipaddr \(key must be one of 'ip', "
+                                         r"'api_key', 'user', 'org' or a function"):
+        Policy([Rate(1, "1s")], key="ipaddr")
+
+
+# -- 2. plain TypeError / ValueError for permits and burst ------------------------------------
+
+@pytest.mark.parametrize("kwargs,error,text", [
+    ({"permits": 2.5}, ValueError, r"permits must be a whole number, got 2\.5 \(a fraction; use 2 "
+                                   r"or 3\)"),
+    ({"permits": "10"}, TypeError, r"permits must be a whole number, got '10' \(str\)"),
+    ({"permits": [10]}, TypeError, r"permits must be a whole number, got \[10\] \(list\)"),
+    ({"burst": 0.5}, ValueError, r"burst must be a whole number, got 0\.5"),
+    ({"burst": None}, TypeError, r"burst must be a whole number, got None \(NoneType\)"),
+    ({"burst": False}, TypeError, r"burst must be a whole number, got False \(bool\)"),
+])
+def test_bad_permits_and_burst_are_plain_errors(kwargs, error, text):
+    arguments = {"permits": 10, "per": "1s", "burst": 0, **kwargs}
+    with pytest.raises(error, match=text) as info:
+        Rate(**arguments)
+    assert type(info.value) is error  # not a subclass from the bindings
+    assert "pacer._pacer" not in str(info.value) and "incompatible" not in str(info.value)
+    good_check()
+
+
+def test_integral_float_permits_and_burst_are_ints():
+    rate = Rate(10.0, "1s", burst=2.0)
+    assert rate == Rate(10, "1s", burst=2) and type(rate.permits) is int and type(rate.burst) is int
+    assert hash(rate) == hash(Rate(10, "1s", burst=2))
+
+
+@pytest.mark.parametrize("kwargs,error,text", [
+    ({"rates": [10]}, TypeError, r"rates must be a list of Rate, got 10 \(int\)"),
+    ({"rates": "10/1m"}, TypeError, r"rates must be a list of Rate, got '10/1m'"),
+    ({"rates": []}, ValueError, "Policy must have at least one rate"),
+    ({"name": 7}, TypeError, "name must be a string, got 7"),
+    ({"max_rates": "3"}, TypeError, r"max_rates must be a whole number, got '3'"),
+    ({"max_rates": 0}, ValueError, "max_rates must be at least 1, got 0"),
+])
+def test_bad_policy_arguments(kwargs, error, text):
+    with pytest.raises(error, match=text):
+        Policy(**{"rates": [Rate(1, "1s")], **kwargs})
+    good_check()
+
+
+# -- 3. a limit without a Limiter --------------------------------------------------------------
+
+async def test_missing_set_limiter_is_one_clear_log_record_and_a_plain_500(caplog):
+    set_limiter(None)
+    app = FastAPI(debug=True)  # even in debug mode, no traceback reaches the client
+
+    @app.get("/dep", dependencies=[Depends(limit(Rate(5, "1m")))])
+    async def dep():
+        return {"ok": True}
+
+    @app.get("/deco")
+    @rate_limit(Rate(5, "1m"))
+    async def deco():
+        return {"ok": True}
+
+    caplog.set_level(logging.ERROR, logger="pacer")
+    async with client(app) as c:
+        for path, surface in (("/dep", "limit()"), ("/deco", "rate_limit()")):
+            caplog.clear()
+            pacer.dependencies._not_configured_log = pacer.limiter._LogThrottle()
+            r = await c.get(path)
+            assert r.status_code == 500
+            assert r.json() == {"detail": "Internal Server Error"}
+            assert "Traceback" not in r.text and "set_limiter" not in r.text
+            records = [rec for rec in caplog.records if rec.name == "pacer"]
+            assert len(records) == 1, records
+            message = records[0].getMessage()
+            assert f"{surface} on GET {path} has no Limiter" in message
+            assert "call set_limiter(limiter) when the app starts" in message
+            assert f"{surface[:-2]}(..., limiter=limiter)" in message
+            assert records[0].exc_info is None  # no traceback in the log either
+        # The seed's get_limiter() is unchanged for code that calls it.
+        with pytest.raises(RuntimeError, match="Limiter not configured"):
+            get_limiter()
+        # Once configured, the same routes work.
+        set_limiter(Limiter(redis_url=None))
+        try:
+            assert (await c.get("/dep")).status_code == 200
+            assert (await c.get("/deco")).status_code == 200
+        finally:
+            set_limiter(None)
+
+
+@pytest.mark.parametrize("call", [
+    lambda: limit(policy="5/1m"),
+    lambda: limit(Rate(5, "1m"), limiter="redis://localhost"),
+    lambda: rate_limit(policy=5),
+    lambda: rate_limit(limiter=Rate(5, "1m")),
+])
+def test_bad_limit_arguments_fail_where_written(call):
+    with pytest.raises(TypeError, match="must be a"):
+        call()
+
+
 # -- 4. the engine's warnings through logging.getLogger("pacer") -------------------------------
 
 def wait_for_record(records, text, timeout=5.0):
@@ -175,5 +307,34 @@ def test_a_forked_child_logs_through_its_own_thread():
     assert child, proc.stdout
     assert any(line.startswith(f"{child[0]} pacer-log ") and "connect failed" in line
                for line in proc.stdout.splitlines()), proc.stdout
+
+
+# -- 6. float timeouts ------------------------------------------------------------------------
+
+def test_integral_float_timeouts_are_accepted():
+    limiter = Limiter(redis_url=None, connect_timeout_ms=500.0, command_timeout_ms=100.0)
+    assert limiter.storage.connect_timeout_ms == 500
+    assert type(limiter.storage.connect_timeout_ms) is int
+    assert limiter.storage.command_timeout_ms == 100
+    good_check(limiter)
+
+
+@pytest.mark.parametrize("kwargs,text", [
+    ({"connect_timeout_ms": 500.5}, r"connect_timeout_ms must be a positive whole number of "
+                                    r"milliseconds, got 500\.5 \(a fraction; use 500 or 501\)"),
+    ({"command_timeout_ms": 0.5}, r"got 0\.5"),
+    ({"command_timeout_ms": float("nan")}, "got nan"),
+    ({"command_timeout_ms": float("inf")}, "got inf"),
+    ({"command_timeout_ms": 0.0}, r"command_timeout_ms must be a positive whole number of "
+                                  r"milliseconds, got 0\.0"),
+    ({"command_timeout_ms": -5}, "got -5"),
+    ({"command_timeout_ms": True}, r"got True \(bool\)"),
+    ({"command_timeout_ms": None}, "got None"),
+    ({"connect_timeout_ms": 10**12}, "connect_timeout_ms must be at most 86400000"),
+])
+def test_bad_timeouts(kwargs, text):
+    with pytest.raises(ValueError, match=text):
+        Limiter(redis_url=None, **kwargs)
+    good_check()
 
 
