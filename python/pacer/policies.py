@@ -70,6 +70,10 @@ class Rate:
         _pacer.Policy("rate", [(self.permits, period_ns, self.burst)], "")
         object.__setattr__(self, "_period_ns", period_ns)
 
+    def __reduce__(self) -> Any:
+        # Pickled by its fields and rebuilt (validated again) by the constructor.
+        return (Rate, (self.permits, self.per, self.burst))
+
     @property
     def period_ms(self) -> int:
         return self._period_ns // _NS_PER_MS
@@ -134,6 +138,11 @@ class Policy:
             self.describe(),
         )
         object.__setattr__(self, "_native", native)
+
+    def __reduce__(self) -> Any:
+        # The engine's policy (`_native`) is not pickled: the constructor makes it again. A key
+        # function pickles as functions do (by name: a lambda does not).
+        return (Policy, (self.rates, self.key, self.name, self.max_rates))
 
     def describe(self) -> str:
         parts = []

@@ -338,3 +338,124 @@ def test_bad_timeouts(kwargs, text):
     good_check()
 
 
+# -- 7. default hooks are no-op callables -----------------------------------------------------
+
+async def test_default_hooks_are_callables_that_chain():
+    limiter = Limiter(redis_url=None, default_policy=Rate(1, "1m"))
+    assert callable(limiter.on_decision) and callable(limiter.on_error)
+    assert limiter.on_decision(None, None, None, 0.0) is None  # the 4-argument shape
+    assert limiter.on_error(None, None, RuntimeError(), 0.0) is None
+    seen = []
+    old = limiter.on_decision
+    limiter.on_decision = lambda *a: (old(*a), seen.append(("first", a[2].allowed)))
+    old2 = limiter.on_decision
+    limiter.on_decision = lambda *a: (old2(*a), seen.append(("second", a[2].allowed)))
+    request = httpx.Request("GET", "http://test/")
+    from unittest.mock import MagicMock
+    request = MagicMock()
+    request.client.host = "203.0.113.9"
+    request.headers = {}
+    await limiter.check_policy(request)
+    await limiter.check_policy(request)
+    assert seen == [("first", True), ("second", True), ("first", False), ("second", False)]
+    limiter.on_decision = None  # back to the no-op, still callable
+    assert callable(limiter.on_decision)
+    await limiter.check_policy(request)
+    assert len(seen) == 4
+
+
+def test_default_error_hook_chains_on_store_failure():
+    limiter = Limiter(redis_url=f"redis://127.0.0.1:{closed_port()}", connect_timeout_ms=100,
+                      default_policy=Rate(5, "1s"))
+    errors = []
+    old = limiter.on_error
+    limiter.on_error = lambda req, pol, err, ms: (old(req, pol, err, ms), errors.append(err))
+    from unittest.mock import MagicMock
+    request = MagicMock()
+    request.client.host = "203.0.113.9"
+    request.headers = {}
+    result = asyncio.run(limiter.check_policy(request))
+    assert result.degraded and len(errors) == 1 and isinstance(errors[0], pacer.StoreError)
+    limiter._close_engine()
+
+
+@pytest.mark.parametrize("name", ["on_decision", "on_error"])
+def test_hooks_must_be_callable(name):
+    with pytest.raises(TypeError, match=f"{name} must be a function"):
+        Limiter(redis_url=None, **{name: "print"})
+    limiter = Limiter(redis_url=None)
+    with pytest.raises(TypeError, match=f"{name} must be a function .* got 42"):
+        setattr(limiter, name, 42)
+    assert callable(getattr(limiter, name))
+    good_check(limiter)
+
+
+# -- 8. live metrics ----------------------------------------------------------------------------
+
+def test_metrics_stay_live():
+    limiter = Limiter(redis_url=None, default_policy=Rate(1, "1m"))
+    held = limiter.metrics  # taken at startup, before any request
+    assert held == LimiterMetrics() and held is limiter.metrics
+    limiter.check_blocking("a")
+    limiter.check_blocking("a")
+    assert held.requests_allowed == 1 and held.requests_blocked == 1
+    assert held.to_dict() == {"requests_allowed": 1, "requests_blocked": 1, "redis_errors": 0}
+    assert held == LimiterMetrics(1, 1, 0) and held != LimiterMetrics(1, 0, 0)
+    assert repr(held) == "LimiterMetrics(requests_allowed=1, requests_blocked=1, redis_errors=0)"
+    assert isinstance(held, LimiterMetrics)
+    limiter.metrics = LimiterMetrics()  # FastAPI Pacer's reset: the held reference follows
+    assert held.to_dict() == {"requests_allowed": 0, "requests_blocked": 0, "redis_errors": 0}
+    limiter.check_blocking("b")
+    assert held.requests_allowed == 1
+    held.requests_allowed = 0  # the seed's mutable dataclass
+    assert limiter.metrics.requests_allowed == 0
+    limiter.check_blocking("c")
+    assert held.requests_allowed == 1
+    assert limiter.get_metrics()["limiter"] == held.to_dict()
+    # Across an engine restart (shutdown, then a new check) the counts go on.
+    limiter._close_engine()
+    limiter.check_blocking("d")
+    assert held.requests_allowed == 2
+
+
+def test_bad_metrics_values():
+    limiter = Limiter(redis_url=None)
+    with pytest.raises(TypeError, match="metrics must be a LimiterMetrics, got 0"):
+        limiter.metrics = 0
+    with pytest.raises(ValueError, match="requests_allowed must be at least 0, got -1"):
+        limiter.metrics.requests_allowed = -1
+    with pytest.raises(TypeError, match="requests_blocked must be a whole number, got '1'"):
+        limiter.metrics.requests_blocked = "1"
+    assert limiter.metrics == LimiterMetrics()
+
+
+# -- 9. pickle and deepcopy ----------------------------------------------------------------------
+
+def key_by_header(request):
+    return request.headers.get("x-tenant", "none")
+
+
+@pytest.mark.parametrize("value", [
+    Rate(5, "1m"),
+    Rate(100, "1.5m", burst=20),
+    Policy(),
+    Policy([Rate(5, "1s", burst=1), Rate(100, "1h")], key="api_key", name="api"),
+    Policy([Rate(1, "1s")] * 5, name="many", max_rates=8),
+    Policy([Rate(1, "1s")], key=key_by_header, name="custom"),
+])
+def test_pickle_and_deepcopy_round_trip(value):
+    for copied in (pickle.loads(pickle.dumps(value)), copy.deepcopy(value), copy.copy(value),
+                   pickle.loads(pickle.dumps(value, protocol=0))):
+        assert copied == value and type(copied) is type(value)
+        if isinstance(value, Policy):
+            assert copied._native.name == value._native.name  # the same bucket
+            assert copied.describe() == value.describe()
+
+
+def test_a_pickled_policy_shares_its_bucket():
+    limiter = Limiter(redis_url=None)
+    policy = Policy([Rate(1, "1m")], name="shared")
+    assert limiter.check_blocking("who", policy).allowed
+    assert not limiter.check_blocking("who", pickle.loads(pickle.dumps(policy))).allowed
+
+
