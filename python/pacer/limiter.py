@@ -468,7 +468,7 @@ class Limiter:
             response.headers[name] = value
 
     async def is_healthy(self) -> bool:
-        return self.storage.redis is not None and self.storage._connected()
+        return self.storage._connected()
 
     @property
     def metrics(self) -> LimiterMetrics:

@@ -61,6 +61,28 @@ PYBIND11_MODULE(_pacer, m) {
   m.def(
       "check_redis_url", [](std::string_view url) { pacer::redis::parse_redis_url(url); },
       "ValueError naming a Redis URL the store would refuse (password masked).");
+  m.def(
+      "parse_redis_url",
+      [](std::string_view url) {
+        const pacer::redis::RedisUrl parsed = pacer::redis::parse_redis_url(url);
+        py::dict out;
+        out["tls"] = parsed.tls;
+        out["cluster"] = parsed.cluster;
+        out["sentinel"] = parsed.sentinel;
+        out["hosts"] = parsed.hosts;
+        out["username"] = parsed.username;
+        out["password"] = parsed.password;
+        out["db"] = parsed.db;
+        out["master_name"] = parsed.master_name;
+        out["sentinel_username"] = parsed.sentinel_username;
+        out["sentinel_password"] = parsed.sentinel_password;
+        return out;
+      },
+      "The engine's reading of a Redis URL (for limiter.storage.redis); ValueError as "
+      "check_redis_url.");
+  m.def(
+      "mask_redis_url", [](std::string_view url) { return pacer::redis::mask_redis_url(url); },
+      "The URL with its passwords shown as ***, for messages.");
   m.def("check_key_prefix", &check_key_prefix);
   m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
   m.attr("UNAVAILABLE_RETRY_AFTER_S") = http::kUnavailableRetryAfter.count();

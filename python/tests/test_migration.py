@@ -309,6 +309,104 @@ def test_a_forked_child_logs_through_its_own_thread():
                for line in proc.stdout.splitlines()), proc.stdout
 
 
+# -- 5. redis-py's URLs -----------------------------------------------------------------------
+
+@pytest.mark.parametrize("url", ["unix:///var/run/redis/redis.sock",
+                                 "unix://:secret@/tmp/redis.sock?db=1",
+                                 "redis+unix:///tmp/redis.sock"])
+def test_unix_sockets_are_refused_saying_what_to_use(url):
+    with pytest.raises(ValueError) as info:
+        Limiter(redis_url=url)
+    text = str(info.value)
+    assert "Unix sockets are not supported" in text
+    assert "redis://127.0.0.1:6379/0" in text and "bind 127.0.0.1" in text
+    assert "secret" not in text
+    good_check()
+
+
+def storage_of(url, **kwargs):
+    return Limiter(redis_url=url, **kwargs).storage
+
+
+def test_query_parameters_become_engine_options():
+    s = storage_of("redis://h:6380/0?socket_timeout=0.25&socket_connect_timeout=2")
+    assert (s.command_timeout_ms, s.connect_timeout_ms) == (250, 2000)
+    assert s._engine_url == "redis://h:6380/0"
+    assert s.redis_url == "redis://h:6380/0?socket_timeout=0.25&socket_connect_timeout=2"
+    # The URL wins over the arguments, as with redis-py's from_url.
+    s = storage_of("redis://h?socket_timeout=0.1", command_timeout_ms=900)
+    assert s.command_timeout_ms == 100
+    s = storage_of("redis://h?db=3")
+    assert s._engine_url == "redis://h/3"
+    s = storage_of("redis://h/3?db=3")
+    assert s._engine_url == "redis://h/3"
+    s = storage_of("redis+cluster://a:1,b:2?db=0")
+    assert s._engine_url == "redis+cluster://a:1,b:2"
+    s = storage_of("redis://h?decode_responses=True&health_check_interval=30&client_name=app"
+                   "&max_connections=10&socket_keepalive=yes&retry_on_timeout=0")
+    assert s._engine_url == "redis://h"
+    assert s._client_settings == {"decode_responses": True, "health_check_interval": 30,
+                                  "client_name": "app", "max_connections": 10,
+                                  "socket_keepalive": True, "retry_on_timeout": False}
+    s = storage_of("rediss://h?ssl_cert_reqs=none&ssl_ca_certs=/ca.pem&ssl_certfile=/c.pem"
+                   "&ssl_keyfile=/k.pem")
+    assert s._tls == {"tls_ca_file": "/ca.pem", "tls_cert_file": "/c.pem",
+                      "tls_key_file": "/k.pem", "tls_verify": False, "tls_server_name": ""}
+    assert storage_of("rediss://h?ssl_cert_reqs=required")._tls["tls_verify"] is True
+    # The engine's own parameters stay in the URL it reads.
+    s = storage_of("redis+sentinel://s:26379/mymaster?sentinel_password=pw&socket_timeout=0.05")
+    assert s._engine_url == "redis+sentinel://s:26379/mymaster?sentinel_password=pw"
+    assert s.command_timeout_ms == 50
+    s = storage_of("redis+sentinel://s:26379/mymaster?db=2")
+    assert s._engine_url == "redis+sentinel://s:26379/mymaster/2"
+
+
+@pytest.mark.parametrize("url,text", [
+    ("redis://h?socket_timeout=abc", r"socket_timeout='abc' is not a number of seconds"),
+    ("redis://h?socket_timeout=0.0005", "not a whole number of milliseconds"),
+    ("redis://h?socket_timeout=0", "must be from 0.001 to 86400 seconds"),
+    ("redis://h?socket_timeout=-1", "must be from 0.001 to 86400 seconds"),
+    ("redis://h?socket_timeout=inf", "is not a number of seconds"),
+    ("redis://h?socket_connect_timeout=1e9", "must be from 0.001 to 86400 seconds"),
+    ("redis://h?ssl_cert_reqs=none", "ssl_cert_reqs needs TLS: use rediss://"),
+    ("rediss://h?ssl_cert_reqs=optional", "accepts required .* or none"),
+    ("rediss://h?ssl_ca_certs=", "ssl_ca_certs is empty"),
+    ("redis://h?password=secret", "put it in the URL: redis://:password@host:6379"),
+    ("redis://h?username=u", "put it in the URL: redis://user:password@host:6379"),
+    ("rediss://h?ssl_check_hostname=false", "tls_server_name"),
+    ("redis://h?timeout=1", r"unknown query parameter 'timeout'; accepted: db, socket_timeout, "
+                            r"socket_connect_timeout, ssl_cert_reqs"),
+    ("redis://h?db=1&db=2", "query parameter 'db' is given twice"),
+    ("redis://h?db=x", r"db='x' is not a number from 0 up"),
+    ("redis://h/1?db=2", r"two databases \(/1 in the path, db=2\)"),
+    ("redis+cluster://h:1?db=1", "Redis Cluster has only database 0"),
+    ("redis://h?decode_responses=maybe", "expected true or false"),
+    ("redis://h?max_connections=-1", "expected a whole number from 0 up"),
+    ("redis://h?max_connections=99999999999", "max_connections must be at most"),
+    ("redis://h?db=1#frag", "fragment is not allowed"),
+    ("redis://:hunter2@h?nope=1", "unknown query parameter 'nope'"),
+    ("redis://h?sentinel_password=x", r"supported only with redis\+sentinel://"),
+])
+def test_bad_query_parameters(url, text):
+    with pytest.raises(ValueError, match=text) as info:
+        Limiter(redis_url=url)
+    assert "hunter2" not in str(info.value)
+    good_check()
+
+
+@pytest.mark.skipif(not HAVE_REDIS, reason="redis-server not installed")
+async def test_query_parameters_work_on_a_real_redis(redis_server, app_name):
+    url = f"{redis_server.url}?db=3&socket_timeout=0.5&decode_responses=true"
+    limiter = Limiter(redis_url=url, app_name=app_name)
+    policy = Policy([Rate(2, "1m")], name="q")
+    assert limiter.check_blocking("who", policy).allowed
+    key = limiter.storage._engine.key(policy._native, "global", "who")
+    out = subprocess.run(["redis-cli", "-p", str(redis_server.port), "-n", "3", "EXISTS", key],
+                         capture_output=True, text=True, timeout=10).stdout.strip()
+    assert out == "1"  # in database 3
+    limiter._close_engine()
+
+
 # -- 6. float timeouts ------------------------------------------------------------------------
 
 def test_integral_float_timeouts_are_accepted():
@@ -459,3 +557,75 @@ def test_a_pickled_policy_shares_its_bucket():
     assert not limiter.check_blocking("who", pickle.loads(pickle.dumps(policy))).allowed
 
 
+# -- 10. storage.redis is redis-py's asyncio client ---------------------------------------------
+
+def test_storage_redis_is_none_in_process():
+    assert Limiter(redis_url=None).storage.redis is None
+    assert Limiter(redis_url="memory://").storage.redis is None
+    assert Limiter(redis_url="redis+sentinel://127.0.0.1:26379/m").storage.redis is None
+
+
+@pytest.mark.skipif(not (HAVE_REDIS and HAVE_REDIS_PY), reason="redis-server or redis-py missing")
+async def test_storage_redis_fixtures_keep_working(redis_server, app_name):
+    import redis.asyncio as aioredis
+
+    limiter = Limiter(redis_url=f"{redis_server.url}/0?decode_responses=true",
+                      app_name=app_name, default_policy=Rate(1, "1m"))
+    await limiter.startup()
+    client_ = limiter.storage.redis
+    assert isinstance(client_, aioredis.Redis) and limiter.storage.redis is client_
+    policy = limiter.default_policy
+    assert limiter.check_blocking("who", policy).allowed
+    key = limiter.storage._engine.key(policy._native, "global", "who")
+    assert await client_.exists(key) == 1
+    assert 0 < await client_.ttl(key) <= 120
+    assert await client_.delete(key) == 1  # a fixture resetting one key
+    assert limiter.check_blocking("who", policy).allowed
+    # A denial the engine cached (docs/DESIGN.md §5, deny cache) stands until its retry time
+    # even when the key is deleted behind its back; limiter.reset() forgets both.
+    assert not limiter.check_blocking("who", policy).allowed
+    assert await client_.delete(key) == 1
+    assert not limiter.check_blocking("who", policy).allowed
+    limiter.reset("who", policy)
+    assert limiter.check_blocking("who", policy).allowed
+    await client_.set(f"{app_name}:other", "v")
+    assert await client_.get(f"{app_name}:other") == "v"  # decode_responses reached redis-py
+    await limiter.storage.redis.flushdb()  # FastAPI Pacer's fixture
+    assert await client_.exists(key) == 0
+    assert limiter.check_blocking("who", policy).allowed  # the engine goes on after a flush
+    await limiter.shutdown()
+
+
+@pytest.mark.skipif(not (HAVE_REDIS and HAVE_REDIS_PY), reason="redis-server or redis-py missing")
+async def test_storage_redis_on_tls(redis_tls, app_name):
+    limiter = Limiter(redis_url=redis_tls.url, app_name=app_name, tls_ca_file=redis_tls.tls["ca"],
+                      default_policy=Rate(1, "1m"))
+    assert limiter.check_blocking("who").allowed
+    key = limiter.storage._engine.key(limiter.default_policy._native, "global", "who")
+    assert await limiter.storage.redis.exists(key) == 1
+    await limiter.shutdown()
+
+
+@pytest.mark.skipif(not (HAVE_REDIS and HAVE_REDIS_PY), reason="redis-server or redis-py missing")
+async def test_storage_redis_on_a_cluster(redis_cluster, app_name):
+    from redis.asyncio.cluster import RedisCluster
+
+    limiter = Limiter(redis_url=redis_cluster.url, app_name=app_name,
+                      default_policy=Rate(1, "1m"))
+    await limiter.startup()  # also reads the slot map for redis-py's cluster client
+    assert limiter.check_blocking("who").allowed
+    assert isinstance(limiter.storage.redis, RedisCluster)
+    key = limiter.storage._engine.key(limiter.default_policy._native, "global", "who")
+    assert await limiter.storage.redis.exists(key) == 1
+    await limiter.shutdown()
+
+
+@pytest.mark.skipif(not (HAVE_REDIS and HAVE_REDIS_PY), reason="redis-server or redis-py missing")
+def test_storage_redis_follows_the_event_loop(redis_server, app_name):
+    limiter = Limiter(redis_url=redis_server.url, app_name=app_name)
+
+    async def ping():
+        return await limiter.storage.redis.ping()
+
+    assert asyncio.run(ping()) is True
+    assert asyncio.run(ping()) is True  # a second loop gets a client of its own
