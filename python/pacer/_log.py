@@ -33,6 +33,7 @@ _LEVELS = {
 _WAIT_MS = 1000
 
 _lock = threading.Lock()
+_stopping = threading.Event()
 _queue: Any = None
 _thread: Optional[threading.Thread] = None
 # Queues of a parent process, kept in a forked child: a thread of the parent may have held their
@@ -41,7 +42,9 @@ _inherited: List[Any] = []
 
 
 def _run(queue: Any) -> None:
-    while True:
+    # The flag is checked before each wait: a thread that stop() gave up on (a logging handler
+    # slower than its timeout) must not wait in the engine again while the interpreter exits.
+    while not _stopping.is_set():
         lines = queue.wait(_WAIT_MS)
         if lines is None:
             return
@@ -60,6 +63,7 @@ def start() -> None:
     with _lock:
         if _thread is not None:
             return
+        _stopping.clear()
         _queue = _pacer._install_log_queue()
         thread = threading.Thread(target=_run, args=(_queue,), name="pacer-log", daemon=True)
         thread.start()
@@ -78,12 +82,15 @@ def stop(timeout: float = 2.0) -> None:
         queue.stop()
     if thread is not None and thread is not threading.current_thread():
         thread.join(timeout)
+        if thread.is_alive():  # held up by a logging handler: let it end after this batch
+            _stopping.set()
 
 
 def _after_fork_in_child() -> None:
     # The parent's thread does not exist here; the next engine installs a queue of its own.
-    global _lock, _queue, _thread
+    global _lock, _queue, _stopping, _thread
     _lock = threading.Lock()
+    _stopping = threading.Event()
     if _queue is not None:
         _inherited.append(_queue)
     _queue = _thread = None

@@ -20,8 +20,8 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _pacer
 from ._bridge import bridge_for
-from ._validate import whole_number
 from ._routes import request_template
+from ._validate import whole_number
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP, get_selector
 from .storage_simple import SimpleRedisStorage

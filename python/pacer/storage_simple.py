@@ -162,12 +162,13 @@ class SimpleRedisStorage:
         engine = self._engine_or_start()
         if engine.completes_inline:
             return
-        client = self.redis
-        if client is not None and hasattr(client, "nodes_manager"):
+        if self._engine_url is not None and "+cluster://" in self._engine_url:
             # redis-py's cluster client must read the slot map before a multi-key command
             # (`exists`, `delete`) on it; single-key commands read it themselves.
             try:
-                await client.initialize()
+                client = self.redis
+                if client is not None:
+                    await client.initialize()
             except Exception:  # unreachable: the engine's own connect below reports it
                 pass
         loop = asyncio.get_running_loop()

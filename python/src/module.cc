@@ -215,10 +215,17 @@ PYBIND11_MODULE(_pacer, m) {
           [](LogQueue& queue, std::int64_t timeout_ms) -> py::object {
             bool stopped = false;
             std::vector<LogQueue::Line> lines;
-            {
-              py::gil_scoped_release unlocked;
+            // Not py::gil_scoped_release: a daemon thread that takes the GIL back while the
+            // interpreter exits is ended inside PyEval_RestoreThread by forced unwinding, which
+            // must not pass through a destructor (noexcept: std::terminate).
+            PyThreadState* state = PyEval_SaveThread();
+            try {
               lines = queue.wait(std::chrono::milliseconds(timeout_ms), stopped);
+            } catch (...) {
+              PyEval_RestoreThread(state);
+              throw;
             }
+            PyEval_RestoreThread(state);
             if (stopped) return py::none();
             py::list out;
             for (auto& line : lines) out.append(py::make_tuple(line.level, line.message));

@@ -282,6 +282,31 @@ def test_exit_while_the_engine_logs_never_hangs(how):
     assert time.monotonic() - started < 30
 
 
+def test_exit_with_a_logging_handler_slower_than_the_stop_timeout():
+    script = textwrap.dedent("""
+        import logging, socket, sys, time
+        from pacer import Limiter, Policy, Rate
+        class Stuck(logging.Handler):
+            def emit(self, record):
+                print("EMIT", flush=True)
+                time.sleep(3)   # longer than the 2 s the exit handler waits for the thread
+        logging.getLogger("pacer").addHandler(Stuck())
+        s = socket.socket(); s.bind(("127.0.0.1", 0)); port = s.getsockname()[1]; s.close()
+        limiter = Limiter(redis_url=f"redis://127.0.0.1:{port}", connect_timeout_ms=50)
+        limiter.check_blocking("k", Policy([Rate(5, "1s")]))
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            limiter.check_blocking("k", Policy([Rate(5, "1s")]))
+            time.sleep(0.05)
+        sys.exit(0)
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "EMIT" in proc.stdout
+    assert "terminate" not in proc.stderr and "Fatal Python error" not in proc.stderr
+
+
 def test_a_forked_child_logs_through_its_own_thread():
     script = textwrap.dedent("""
         import logging, os, socket, sys, time
