@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from unittest.mock import MagicMock
 
 import httpx
 import pytest
@@ -473,8 +474,6 @@ async def test_default_hooks_are_callables_that_chain():
     limiter.on_decision = lambda *a: (old(*a), seen.append(("first", a[2].allowed)))
     old2 = limiter.on_decision
     limiter.on_decision = lambda *a: (old2(*a), seen.append(("second", a[2].allowed)))
-    request = httpx.Request("GET", "http://test/")
-    from unittest.mock import MagicMock
     request = MagicMock()
     request.client.host = "203.0.113.9"
     request.headers = {}
@@ -493,7 +492,6 @@ def test_default_error_hook_chains_on_store_failure():
     errors = []
     old = limiter.on_error
     limiter.on_error = lambda req, pol, err, ms: (old(req, pol, err, ms), errors.append(err))
-    from unittest.mock import MagicMock
     request = MagicMock()
     request.client.host = "203.0.113.9"
     request.headers = {}
