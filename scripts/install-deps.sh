@@ -15,6 +15,7 @@ packages=(
   python3-wheel patchelf  # the wheel (python/build_wheel.sh): bdist_wheel, bundled libraries' paths
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
   python3-pytest-asyncio
+  python3-redis  # redis-py: limiter.storage.redis (FastAPI Pacer's fixtures) and its tests
 )
 
 missing=()
