@@ -1,10 +1,10 @@
 // pacerd's JSON API: POST /v1/check, /v1/peek and /v1/reset, single items and batches
 // (docs/DESIGN.md §8). Keys and answers come from each policy's http::Rule.
-#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
 #include "item_window.h"
+#include "log.h"
 #include "pacer/beast/limit.h"
 #include "pacer/text.h"
 #include "runtime.h"
@@ -121,7 +121,7 @@ void Service::check(std::shared_ptr<const Runtime> runtime, const beast::Request
             });
       } catch (const std::exception& e) {
         // Validated before; should it happen anyway, the item is answered as unavailable.
-        spdlog::error("event=check_failed policy={} error={}", p->config.policy.name(), e.what());
+        log::error("check_failed", {{"policy", p->config.policy.name()}, {"error", e.what()}});
         Decision d;
         d.outcome = Outcome::kUnavailable;
         d.degraded = true;

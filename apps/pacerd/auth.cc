@@ -1,11 +1,11 @@
 // /v1/auth/{a}[,{b}...]: nginx auth_request (docs/DESIGN.md §8, "Auth chains"). The policies'
 // rules decide the request through http::decide, the one path every front end shares; this file
-// maps the verdict to auth_request's answers: 204 to pass, 403 for a limit, 503 when the store
-// failed with fail mode closed, 401 for a missing identity.
-#include <spdlog/spdlog.h>
-
+// maps the verdict to auth_request's answers: 204 to pass, 403 (or [auth] deny_status) for a
+// limit, 403 (or [auth] unavailable_status) when the store failed with fail mode closed, 401 for
+// a missing identity.
 #include <algorithm>
 
+#include "log.h"
 #include "pacer/beast/limit.h"
 #include "pacer/beast/request_view.h"
 #include "pacer/text.h"
@@ -35,10 +35,18 @@ beast::Response answer(const Service::Runtime& runtime, std::size_t policies,
     res.set("X-Pacer-Outcome", "identity_missing");
     return res;
   }
-  // 403: auth_request denies with it (docs/API.md; examples/nginx turns it into 429).
-  beast::Response res = respond(bhttp::status::forbidden, version, verdict.body);
-  beast::add_headers(verdict.headers, res);
+  // A denial answers auth.deny_status (403 for nginx's auth_request, which examples/nginx turns
+  // into 429; or 429 for forward-auth proxies), the store's failure auth.unavailable_status
+  // (403, or 503); X-Pacer-Outcome tells them apart whatever the status (docs/API.md).
   const Decision& d = *verdict.decision;
+  const AuthAnswers& auth = runtime.config.auth;
+  const bool unavailable = d.outcome == Outcome::kUnavailable;
+  const auto status =
+      static_cast<bhttp::status>(unavailable ? auth.unavailable_status : auth.deny_status);
+  beast::Response res = !unavailable && auth.deny_body
+                            ? respond(status, version, *auth.deny_body, auth.deny_content_type)
+                            : respond(status, version, verdict.body);
+  beast::add_headers(verdict.headers, res);
   // The body's retry_after_ms for a proxy that writes its own 429 (examples/nginx).
   if (d.outcome == Outcome::kDenied)
     res.set("X-Pacer-Retry-After-Ms", std::to_string(http::ceil_milliseconds(d.retry_after)));
@@ -63,7 +71,7 @@ void Service::auth(std::shared_ptr<const Runtime> runtime, std::string_view name
     const std::string_view name = rest.substr(0, comma);
     const RuntimePolicy* p = runtime->find(name);
     if (p == nullptr) {
-      spdlog::warn("event=auth_unknown_policy policy={}", printable(name));
+      log::warn("auth_unknown_policy", {{"policy", printable(name)}});
       send(error_response(bhttp::status::not_found, version, "unknown_policy", "policy",
                           "no policy '" + printable(name) + "'"));
       return;

@@ -159,6 +159,16 @@ std::vector<std::string> Config::restart_needed(const Config& next) const {
   differs("store.max_keys", std::to_string(max_keys), std::to_string(next.max_keys));
   differs("store.script", std::string(redis::to_string(store_script)),
           std::string(redis::to_string(next.store_script)));
+  // The Redis connections are made once (docs/OPERATIONS.md, "pacerd", Redis TLS).
+  auto or_none = [](const std::string& v) {
+    return v.empty() ? std::string("none") : printable(v);
+  };
+  differs("store.tls.ca_file", or_none(tls.ca_file), or_none(next.tls.ca_file));
+  differs("store.tls.cert_file", or_none(tls.cert_file), or_none(next.tls.cert_file));
+  differs("store.tls.key_file", or_none(tls.key_file), or_none(next.tls.key_file));
+  differs("store.tls.server_name", or_none(tls.server_name), or_none(next.tls.server_name));
+  auto format_name = [](log::Format f) { return f == log::Format::kJson ? "json" : "logfmt"; };
+  differs("log.format", format_name(log_format), format_name(next.log_format));
   return out;
 }
 
@@ -169,9 +179,23 @@ std::string Config::summary() const {
       admin_listen ? fmt::format(" (admin {})", admin_listen->to_string()) : std::string());
   fmt::format_to(std::back_inserter(out), "  store           {} (fail mode {}, timeout {}ms)\n",
                  display_store_url(store_url), to_string(fail_mode), timeout.count());
+  if (!memory_store() && redis::parse_redis_url(store_url).tls) {
+    fmt::format_to(
+        std::back_inserter(out), "  store tls       CA {}; client certificate {}; server name {}\n",
+        tls.ca_file.empty() ? "the system's" : printable(tls.ca_file),
+        tls.cert_file.empty() ? "none"
+                              : printable(tls.cert_file) + " (key " + printable(tls.key_file) + ")",
+        tls.server_name.empty() ? "the URL's host" : printable(tls.server_name));
+  }
   fmt::format_to(std::back_inserter(out), "  key prefix      {}\n", key_prefix);
   fmt::format_to(std::back_inserter(out), "  trusted proxies {}\n",
                  http::TrustedProxies::parse(trusted_proxies).to_string());
+  fmt::format_to(std::back_inserter(out), "  auth denies     {}{}; unavailable {}\n",
+                 auth.deny_status,
+                 auth.deny_body ? fmt::format(" with a body of {} bytes ({})",
+                                              auth.deny_body->size(), auth.deny_content_type)
+                                : std::string(" with the JSON body"),
+                 auth.unavailable_status);
   fmt::format_to(std::back_inserter(out), "  policies        {}{}\n", policies.size(),
                  shadow ? " (server.shadow: all enforce nothing)" : "");
   for (const auto& p : policies) {

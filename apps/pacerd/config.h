@@ -25,6 +25,7 @@
 #include <string_view>
 #include <vector>
 
+#include "log.h"
 #include "pacer/http/response.h"
 #include "pacer/http/rule.h"
 #include "pacer/limiter.h"
@@ -49,6 +50,17 @@ struct PolicyConfig {
   bool shadow = false;
   // A request without the identity: 401 (refuse) or one shared bucket (docs/DESIGN.md §7).
   http::MissingIdentity missing_identity = http::MissingIdentity::kRefuse;
+};
+
+// [auth]: how /v1/auth answers a refusal (docs/API.md, "GET /v1/auth/{policy}"). nginx's
+// auth_request understands only 2xx, 401 and 403; forward-auth proxies (Traefik ForwardAuth,
+// Envoy ext_authz over HTTP, Caddy forward_auth) hand the status to the client as it is.
+struct AuthAnswers {
+  unsigned deny_status = 403;         // a limit said no: 403 or 429
+  unsigned unavailable_status = 403;  // the store failed, fail mode closed: 403 or 503
+  // The body of a denial: nullopt for the HTTP layer's {"detail":"rate_limited",...}.
+  std::optional<std::string> deny_body;
+  std::string deny_content_type = "application/json";
 };
 
 struct Config {
@@ -86,6 +98,8 @@ struct Config {
   std::string key_prefix = "pacerd";
   std::size_t max_keys = 1'000'000;  // in-process store (and the local fallback)
   redis::RedisScript store_script = redis::RedisScript::kAuto;  // PACER.GCRA or the Lua script
+  // [store.tls]: CA, client certificate and key, server name; for rediss:// URLs only.
+  redis::TlsOptions tls;
 
   // [api]
   std::size_t max_batch = 1000;
@@ -97,10 +111,16 @@ struct Config {
   // [headers]
   http::HeaderOptions headers;
 
+  // [auth]
+  AuthAnswers auth;
+
+  // [log]: --log-format overrides it.
+  log::Format log_format = log::Format::kLogfmt;
+
   std::vector<PolicyConfig> policies;
 
-  // Where each key of [server], [admin] and [store] was written ("server.listen" -> "3:10"),
-  // so a refused reload can point at the line.
+  // Where each key of [server], [admin], [store], [store.tls], [api] and [log] was written
+  // ("server.listen" -> "3:10"), so a refused reload can point at the line.
   std::map<std::string, std::string, std::less<>> locations;
 
   bool memory_store() const { return is_memory_url(store_url); }

@@ -6,6 +6,7 @@
 //
 // SIGHUP (or a change of the file, polled every second) reloads the configuration; SIGTERM and
 // SIGINT drain and exit 0. See docs/API.md and docs/OPERATIONS.md.
+#include <fmt/format.h>
 #include <pthread.h>
 #include <signal.h>
 #include <spdlog/spdlog.h>
@@ -21,12 +22,26 @@
 #include "command_line.h"
 #include "config.h"
 #include "guarded_main.h"
+#include "log.h"
 #include "pacer/text.h"
 #include "service.h"
 
 namespace {
 
 using pacer::pacerd::Config;
+namespace log = pacer::pacerd::log;
+
+// Loads the file for --config; a file that cannot be used is explained on stderr as
+// --check-config does (every problem on its own line, file:line:column first), then rethrown
+// for the start_failed log line, which carries the same text escaped (docs/OPERATIONS.md).
+pacer::pacerd::LoadedConfig load_or_explain(const std::string& path) {
+  try {
+    return pacer::pacerd::load_config(path);
+  } catch (const pacer::pacerd::ConfigError& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    throw;
+  }
+}
 
 std::unique_ptr<pacer::beast::Server> listen(const pacer::pacerd::ListenAddress& address,
                                              const Config& config, unsigned threads,
@@ -62,18 +77,22 @@ int run(int argc, char** argv) {
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   CLI::App cli{"pacerd: the Pacer rate-limit service"};
-  std::string config_path, check_path, log_level = "info";
+  std::string config_path, check_path, log_level = "info", log_format;
   auto* config_option = cli.add_option("--config", config_path, "TOML configuration file");
   auto* check_option =
       cli.add_option("--check-config", check_path, "validate FILE, print a summary, exit 0 or 2");
   config_option->excludes(check_option);
   cli.add_option("--log-level", log_level, "trace, debug, info, warn or error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  cli.add_option("--log-format", log_format,
+                 "logfmt or json (default: log.format in the file, else logfmt)")
+      ->check(CLI::IsMember({"logfmt", "json"}));
   if (auto status = pacer::apps::parse_command_line(cli, "pacerd", argc, argv)) return *status;
 
-  // logfmt-style lines: ts=... level=... event=... key=value ...
-  spdlog::set_pattern("ts=%Y-%m-%dT%H:%M:%S.%fZ level=%l %v", spdlog::pattern_time_type::utc);
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  // One event per line, every value escaped (log.h): ts=... level=... event=... key=value ...
+  const auto level = spdlog::level::from_str(log_level);
+  const auto format_flag = log::parse_format(log_format);
+  log::install(format_flag.value_or(log::Format::kLogfmt), level);
 
   if (!check_path.empty()) {
     try {
@@ -91,7 +110,10 @@ int run(int argc, char** argv) {
   }
 
   try {
-    auto [config, file] = pacer::pacerd::load_config(config_path);
+    auto [config, file] = load_or_explain(config_path);
+    // The file's log.format, unless --log-format said otherwise; before any thread starts.
+    if (!format_flag && config.log_format != log::Format::kLogfmt)
+      log::install(config.log_format, level);
     std::unique_ptr<pacer::pacerd::Service> service;
     auto handler = [&service](pacer::pacerd::Listener listener) {
       return [&service, listener](pacer::beast::Request&& request,
@@ -127,23 +149,36 @@ int run(int argc, char** argv) {
     const bool explicit_on_main = config.admin_on_main;
     service = std::make_unique<pacer::pacerd::Service>(std::move(config), std::move(file), workers);
     service->set_servers(server.get(), admin.get());
-    spdlog::info(
-        "pacerd listening on http://{} event=started threads={} store={} fail_mode={} "
-        "policies={} config={}",
-        main_address, server->threads(), store, pacer::to_string(fail_mode), policies,
-        pacer::printable(config_path));
-    if (admin) spdlog::info("pacerd admin on http://{} event=admin_started", admin_address);
+    // The "listening on http://<address> " text is what scripts and tests wait for.
+    log::info("started", {{"msg", fmt::format("pacerd listening on http://{} ({} threads)",
+                                              main_address, server->threads())},
+                          {"listen", main_address},
+                          {"threads", server->threads()},
+                          {"store", store},
+                          {"fail_mode", pacer::to_string(fail_mode)},
+                          {"policies", policies},
+                          {"config", config_path}});
+    if (admin) {
+      log::info("admin_started",
+                {{"msg", fmt::format("pacerd admin on http://{} (/metrics, /v1/config, /v1/reset)",
+                                     admin_address)},
+                 {"listen", admin_address}});
+    }
     if (admin_on_main) {
-      spdlog::warn(
-          "event=admin_on_main /metrics, /v1/config and /v1/reset are served on http://{} ({}); "
-          "any client of it can reset limits; [admin] listen = \"127.0.0.1:<port>\" moves them",
-          main_address, explicit_on_main ? "admin.on_main = true" : "a loopback address");
+      log::warn("admin_on_main",
+                {{"listen", main_address},
+                 {"because", explicit_on_main ? "admin.on_main = true" : "a loopback address"},
+                 {"msg",
+                  "/metrics, /v1/config and /v1/reset are served on the main listener; any "
+                  "client of it can reset limits; [admin] listen = \"127.0.0.1:<port>\" moves "
+                  "them"}});
     } else if (!admin_anywhere) {
-      spdlog::warn(
-          "event=admin_disabled /metrics, /v1/config and /v1/reset are not served: "
-          "server.listen = \"{}\" is not a loopback address; add [admin] listen = "
-          "\"127.0.0.1:<port>\" (or admin.on_main = true)",
-          main_address);
+      log::warn("admin_disabled",
+                {{"listen", main_address},
+                 {"msg",
+                  "/metrics, /v1/config and /v1/reset are not served: server.listen is not a "
+                  "loopback address; add [admin] listen = \"127.0.0.1:<port>\" (or "
+                  "admin.on_main = true)"}});
     }
 
     // Reloads: SIGHUP at once, and a change of the file within a second. SIGTERM / SIGINT:
@@ -160,8 +195,8 @@ int run(int argc, char** argv) {
         siginfo_t info;
         const int signal = ::sigtimedwait(&signals, &info, &wait);
         if (signal == SIGTERM || signal == SIGINT) {
-          spdlog::info("event=stopping signal={} draining in-flight requests",
-                       signal == SIGTERM ? "SIGTERM" : "SIGINT");
+          log::info("stopping", {{"signal", signal == SIGTERM ? "SIGTERM" : "SIGINT"},
+                                 {"msg", "draining in-flight requests"}});
           stop_servers();
           return;
         }
@@ -175,7 +210,7 @@ int run(int argc, char** argv) {
             if (service->file_settled()) service->reload("file_changed");
           }
         } catch (const std::exception& e) {
-          spdlog::error("event=reload_error error={}", e.what());
+          log::error("reload_error", {{"error", e.what()}});
         }
       }
     });
@@ -203,9 +238,9 @@ int run(int argc, char** argv) {
     if (admin) admin->wait();
     server->wait();
     shut_down();
-    spdlog::info("event=stopped pacerd stopped");
+    log::info("stopped");
   } catch (const std::exception& e) {
-    spdlog::error("event=start_failed pacerd: {}", e.what());
+    log::error("start_failed", {{"error", e.what()}});
     return 2;
   }
   return 0;

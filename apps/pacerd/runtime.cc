@@ -1,8 +1,8 @@
 #include "runtime.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
+#include "log.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/ip.h"
 #include "pacer/text.h"
@@ -16,10 +16,11 @@ void PolicyStats::record(const Decision& d, bool shadow, Nanos latency, std::str
   const std::int64_t now = Clock::now().time_since_epoch().count();
   std::int64_t next = next_shadow_log_ns.load(std::memory_order_relaxed);
   if (now >= next && next_shadow_log_ns.compare_exchange_strong(next, now + 1'000'000'000)) {
-    spdlog::info(
-        "event=shadow_deny policy={} key={} outcome={} retry_after_ms={} unlogged_since_last={}",
-        policy, printable(key), to_string(d.outcome), http::ceil_milliseconds(d.retry_after),
-        shadow_unlogged.exchange(0));
+    log::info("shadow_deny", {{"policy", policy},
+                              {"key", printable(key)},
+                              {"outcome", to_string(d.outcome)},
+                              {"retry_after_ms", http::ceil_milliseconds(d.retry_after)},
+                              {"unlogged_since_last", shadow_unlogged.exchange(0)}});
   } else {
     shadow_unlogged.fetch_add(1, std::memory_order_relaxed);
   }
@@ -66,7 +67,7 @@ beast::Response error_response(bhttp::status status, unsigned version, std::stri
 
 void answer_internal_error(beast::Send& send, unsigned version, const char* what) noexcept {
   try {
-    spdlog::error("event=internal_error error={}", what);
+    log::error("internal_error", {{"error", what}});
     if (send) {
       send(respond(bhttp::status::internal_server_error, version,
                    R"({"error":"internal_error","field":"","message":"see the server log"})"));

@@ -4,10 +4,10 @@
 #include "service.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include "log.h"
 #include "pacer/open_store.h"
 #include "pacer/text.h"
 #include "runtime.h"
@@ -43,7 +43,8 @@ Service::Service(Config config, ConfigFile file, const std::vector<boost::asio::
       config_text_(std::move(file.text)),
       file_watch_(file.stamp, config.watch_settle) {
   store_ = open_store(config.store_url, {.memory = {.max_keys = config.max_keys},
-                                         .redis = {.connect_timeout = config.connect_timeout,
+                                         .redis = {.tls = config.tls,
+                                                   .connect_timeout = config.connect_timeout,
                                                    .command_timeout = config.timeout,
                                                    .script = config.store_script},
                                          .io = io});
@@ -95,6 +96,8 @@ void Service::file_seen() {
   file_watch_.loaded(stamp);
 }
 
+// Every call writes one log line, whatever the outcome (docs/OPERATIONS.md, "pacerd", Reload):
+// an operator who sends SIGHUP always learns what it did.
 bool Service::reload(std::string_view why) {
   static std::mutex reloading;  // one reload at a time (SIGHUP and the file watch)
   std::lock_guard one(reloading);
@@ -104,19 +107,28 @@ bool Service::reload(std::string_view why) {
     std::lock_guard lock(mutex_);
     last_reload_attempt_ = std::chrono::system_clock::now();
   }
+  auto failed = [&](const std::string& error, bool again) {
+    log::error("config_reload_failed", {{"trigger", why},
+                                        {"result", again ? "rejected_again" : "rejected"},
+                                        {"running_version", current->version},
+                                        {"error", error}});
+    return false;
+  };
   try {
     std::string text = read_config_file(path).text;
     {
-      // The same text as last time gives the same answer: nothing to do (a SIGHUP and the
-      // file watch often see one change both).
       std::lock_guard lock(mutex_);
-      if (text == last_attempted_text_) return last_reload_error_.empty();
-      last_attempted_text_ = text;
       if (text == config_text_) {
+        // The file says what is running (also after a refused file was put back).
+        last_attempted_text_ = text;
         last_reload_error_.clear();
-        spdlog::info("event=config_unchanged trigger={} version={}", why, current->version);
+        log::info("config_unchanged",
+                  {{"trigger", why}, {"result", "unchanged"}, {"version", current->version}});
         return true;
       }
+      // Text already refused gives the same answer: it is not parsed again, but said again.
+      if (text == last_attempted_text_) return failed(last_reload_error_, true);
+      last_attempted_text_ = text;
     }
     Config next = parse_config(text, path);
     const auto restart = current->config.restart_needed(next);
@@ -136,7 +148,7 @@ bool Service::reload(std::string_view why) {
                          : rates_digest(old->config.policy) == rates_digest(p.policy)
                              ? "kept"
                              : "rates_changed_counts_reset";
-      changes += fmt::format(" {}={}", p.policy.name(), what);
+      changes += fmt::format("{}{}={}", changes.empty() ? "" : " ", p.policy.name(), what);
     }
     for (const auto& [name, p] : current->policies) {
       bool still = false;
@@ -152,7 +164,9 @@ bool Service::reload(std::string_view why) {
       last_reload_error_.clear();
       ++reloads_ok_;
     }
-    spdlog::info("event=config_reloaded trigger={} version={} policies:{}", why, version, changes);
+    log::info(
+        "config_reloaded",
+        {{"trigger", why}, {"result", "applied"}, {"version", version}, {"policies", changes}});
     return true;
   } catch (const std::exception& e) {
     {
@@ -160,9 +174,7 @@ bool Service::reload(std::string_view why) {
       last_reload_error_ = e.what();
       ++reloads_failed_;
     }
-    spdlog::error("event=config_reload_failed trigger={} running_version={} error=\"{}\"", why,
-                  current->version, e.what());
-    return false;
+    return failed(e.what(), false);
   }
 }
 

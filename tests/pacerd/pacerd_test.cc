@@ -2,12 +2,14 @@
 // errors, hot reload under traffic, shadow policies, the admin listener and SIGTERM.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cstdio>
 #include <random>
 #include <thread>
 
+#include "logfmt.h"
 #include "pacerd_process.h"
 
 namespace pacer::testing {
@@ -783,6 +785,224 @@ TEST(Pacerd, AuthChainsAskEveryPolicyInOrder) {
   }
   // The next good request is answered as ever.
   EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "fresh"}}).result_int(), 204);
+}
+
+// --config fails as --check-config does: exit 2, every problem named with file:line:column on
+// stderr, and one valid log line (event=start_failed) carrying the same text escaped.
+TEST(Pacerd, ConfigErrorsAtStartExit2NamingFileLineAndColumn) {
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {"[server]\nlisten = \"127.0.0.1:0\n", {"pacerd.toml:2:"}},  // not TOML: no closing quote
+      {"[server]\nlisten = \"127.0.0.1:0\"\nthreads = -1\n[store]\nfail_mode = \"ajar\"\n"
+       "[[policy]]\nname = \"x\"\nrates = [{ limit = \"1/1s\" }]\n",
+       {"pacerd.toml:3:11: server.threads = -1: expected a whole number from 0 to 256\n",
+        "pacerd.toml:5:13: store.fail_mode = \"ajar\": expected open, closed or local"}},
+      {"[auth]\ndeny_status = 418\n[[policy]]\nname = \"x\"\nrates = [{ limit = \"1/1s\" }]\n",
+       {"pacerd.toml:2:15: auth.deny_status = 418: expected 403"}},
+  };
+  for (const auto& [text, expected] : cases) {
+    Pacerd pacerd(text);
+    ASSERT_TRUE(pacerd.process().exited(10s)) << text;
+    EXPECT_EQ(pacerd.process().exit_code(), 2) << pacerd.log();
+    bool logged = false;
+    for (const auto& line : lines_of(pacerd.log())) {
+      const auto fields = parse_logfmt(line);
+      if (fields && value_of(*fields, "event") == "start_failed") {
+        logged = true;
+        for (const auto& e : expected)
+          EXPECT_NE(value_of(*fields, "error").find(e), std::string::npos) << line;
+      }
+    }
+    EXPECT_TRUE(logged) << pacerd.log();
+    for (const auto& e : expected)  // on stderr as --check-config says it
+      EXPECT_NE(pacerd.log().find(e), std::string::npos) << pacerd.log();
+  }
+  // A file that is not there.
+  const auto [rc, out] =
+      run_command(std::string(PACERD_PATH) + " --config /nonexistent/pacerd.toml 2>&1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("/nonexistent/pacerd.toml: cannot open: No such file or directory"),
+            std::string::npos)
+      << out;
+  // --check-config on the same mistakes says the same, exit 2.
+  ScratchDir dir;
+  const auto bad = (dir.path() / "bad.toml").string();
+  std::ofstream(bad) << cases[2].first;
+  const auto [check_rc, check_out] =
+      run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(bad) + " 2>&1");
+  EXPECT_EQ(check_rc, 2);
+  EXPECT_NE(check_out.find("bad.toml:2:15: auth.deny_status = 418"), std::string::npos)
+      << check_out;
+}
+
+// Waits until `text` occurs `count` times in the log.
+bool wait_log(const Pacerd& pacerd, const std::string& text, int count,
+              std::chrono::milliseconds limit = 5s) {
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const std::string log = pacerd.log();
+    int seen = 0;
+    for (auto at = log.find(text); at != std::string::npos; at = log.find(text, at + 1)) ++seen;
+    if (seen >= count) return true;
+    if (std::chrono::steady_clock::now() >= deadline) return false;
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
+// Every line of the log is one logfmt line with ts, level and event first.
+void expect_valid_logfmt(const std::string& log) {
+  for (const auto& line : lines_of(log)) {
+    const auto fields = parse_logfmt(line);
+    ASSERT_TRUE(fields) << "not logfmt: " << line;
+    ASSERT_GE(fields->size(), 3u) << line;
+    EXPECT_EQ((*fields)[0].first, "ts") << line;
+    EXPECT_EQ((*fields)[1].first, "level") << line;
+    EXPECT_EQ((*fields)[2].first, "event") << line;
+  }
+}
+
+TEST(Pacerd, EverySighupIsLoggedChangedOrNot) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_unchanged trigger=SIGHUP result=unchanged", 1))
+      << pacerd.log();
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_unchanged trigger=SIGHUP result=unchanged", 2))
+      << pacerd.log();
+  pacerd.write_config(pacerd_config() + "\n[[policy]]\nname = \"x\"\nrates = \"lots\"\n");
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reload_failed trigger=SIGHUP result=rejected ", 1))
+      << pacerd.log();
+  pacerd.hup();
+  ASSERT_TRUE(
+      wait_log(pacerd, "event=config_reload_failed trigger=SIGHUP result=rejected_again", 1))
+      << pacerd.log();
+  pacerd.write_config(pacerd_config() +
+                      "\n[[policy]]\nname = \"x\"\nrates = [{ limit = \"1/1s\" }]\n");
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reloaded trigger=SIGHUP result=applied version=2", 1))
+      << pacerd.log();
+  expect_valid_logfmt(pacerd.log());
+}
+
+// What clients send ends up in log lines (shadow denials name the key, an unknown auth policy its
+// name, a refused reload its file's text): none of it breaks a line or forges a key.
+TEST(Pacerd, HostileValuesNeverBreakALogLine) {
+  Pacerd pacerd(pacerd_config());
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  const std::string forged = "k\" level=error event=forged\nts=0 level=error event=forged \\";
+  for (int i = 0; i < 8; ++i) post(client, "/v1/check", check_body("login", forged));
+  EXPECT_EQ(client.get("/v1/auth/x%22%20event=forged").result_int(), 404);
+  pacerd.write_config(pacerd_config() + "\n[[policy]]\nname = \"a\\\"\\nb\"\nrates = 1\n");
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reload_failed", 1)) << pacerd.log();
+  ASSERT_TRUE(wait_log(pacerd, "event=shadow_deny", 1)) << pacerd.log();
+  // The next request is answered as ever.
+  EXPECT_EQ(post(client, "/v1/check", check_body("api", "next")).status, 200);
+  const std::string log = pacerd.log();
+  expect_valid_logfmt(log);
+  for (const auto& line : lines_of(log)) {
+    const auto fields = parse_logfmt(line);
+    ASSERT_TRUE(fields);
+    EXPECT_NE(value_of(*fields, "event"), "forged") << line;
+    EXPECT_NE(value_of(*fields, "level"), "error ") << line;
+  }
+}
+
+TEST(Pacerd, JsonLogsAreOneObjectPerLine) {
+  ScratchDir dir;
+  for (const bool from_file : {false, true}) {
+    Pacerd pacerd(
+        pacerd_config("memory", "open", from_file ? "[log]\nformat = \"json\"\n" : ""),
+        from_file ? std::vector<std::string>{} : std::vector<std::string>{"--log-format", "json"});
+    ASSERT_TRUE(pacerd.start()) << pacerd.log();
+    HttpClient client(pacerd.port());
+    for (int i = 0; i < 8; ++i) post(client, "/v1/check", check_body("login", "a\"b\nc"));
+    pacerd.hup();
+    ASSERT_TRUE(wait_log(pacerd, "\"event\":\"config_unchanged\"", 1)) << pacerd.log();
+    ASSERT_TRUE(wait_log(pacerd, "\"event\":\"shadow_deny\"", 1)) << pacerd.log();
+    std::vector<std::string> events;
+    for (const auto& line : lines_of(pacerd.log())) {
+      const auto object = json::parse(line, nullptr, false);
+      ASSERT_TRUE(object.is_object()) << "not JSON: " << line;
+      events.push_back(object.value("event", ""));
+      if (object["event"] == "started") {
+        EXPECT_TRUE(object["threads"].is_number()) << line;
+        EXPECT_EQ(object["level"], "info");
+      }
+      // (A key with a quote or a newline is stored, and logged, as its hash: docs/DESIGN.md §4.)
+      if (object["event"] == "shadow_deny") {
+        EXPECT_EQ(object["key"].get<std::string>().find("pacerd:{login:"), 0u) << line;
+      }
+    }
+    EXPECT_NE(std::find(events.begin(), events.end(), "started"), events.end()) << pacerd.log();
+  }
+  const auto [rc, out] =
+      run_command(std::string(PACERD_PATH) + " --log-format xml --config x 2>&1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("xml"), std::string::npos) << out;
+}
+
+// [auth] deny_status: 403 for nginx (the default, AuthEndpointAllowsWith204AndDeniesWith403...),
+// 429 for forward-auth proxies, with a body of one's own; reloadable. The store's failure stays
+// apart: 503 (or 403) with X-Pacer-Outcome: unavailable.
+TEST(Pacerd, AuthDenyStatusAndBodyAreConfigurableAndReloadable) {
+  const std::string auth =
+      "[auth]\ndeny_status = 429\ndeny_body = \"{\\\"error\\\":\\\"too many requests\\\"}\"\n";
+  Pacerd pacerd(pacerd_config() + auth);
+  ASSERT_TRUE(pacerd.start()) << pacerd.log();
+  HttpClient client(pacerd.port());
+  for (int i = 0; i < 6; ++i)
+    ASSERT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "k"}}).result_int(), 204) << i;
+  auto denied = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+  EXPECT_EQ(denied.result_int(), 429);
+  EXPECT_EQ(denied.body(), R"({"error":"too many requests"})");
+  EXPECT_EQ(std::string(denied[bhttp::field::content_type]), "application/json");
+  EXPECT_EQ(std::string(denied["X-Pacer-Outcome"]), "denied");
+  EXPECT_EQ(std::string(denied["RateLimit-Remaining"]), "0");
+  EXPECT_GT(std::stoi(std::string(denied["Retry-After"])), 300);
+  EXPECT_FALSE(std::string(denied["X-Pacer-Retry-After-Ms"]).empty());
+  // A bad request in between hurts nothing.
+  EXPECT_EQ(client.get("/v1/auth/api,api", {{"X-API-Key", "k"}}).result_int(), 400);
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "other"}}).result_int(), 204);
+
+  // Back to nginx's 403 and the JSON body, by reload.
+  pacerd.write_config(pacerd_config());
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reloaded", 1)) << pacerd.log();
+  denied = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+  EXPECT_EQ(denied.result_int(), 403);
+  EXPECT_EQ(json::parse(denied.body())["detail"], "rate_limited");
+
+  // A refused value keeps the running answers, naming the value and what is accepted.
+  pacerd.write_config(pacerd_config() + "[auth]\ndeny_status = 503\n");
+  pacerd.hup();
+  ASSERT_TRUE(wait_log(pacerd, "event=config_reload_failed", 1)) << pacerd.log();
+  EXPECT_NE(get(client, "/v1/config")
+                .body["last_reload_error"]
+                .get<std::string>()
+                .find("auth.deny_status = 503: expected 403 (nginx auth_request, the default) or "
+                      "429"),
+            std::string::npos);
+  EXPECT_EQ(client.get("/v1/auth/api", {{"X-API-Key", "k"}}).result_int(), 403);
+}
+
+TEST(Pacerd, AuthUnavailableStaysDistinctFromADenial) {
+  // Nothing listens on port 1: every decision fails, and fail mode closed refuses.
+  for (const auto& [auth, status] : std::vector<std::pair<std::string, int>>{
+           {"", 403},
+           {"[auth]\ndeny_status = 429\n", 503},
+           {"[auth]\ndeny_status = 429\nunavailable_status = 403\n", 403}}) {
+    Pacerd pacerd(pacerd_config("redis://127.0.0.1:1", "closed", "timeout = \"20ms\"\n") + auth);
+    ASSERT_TRUE(pacerd.start()) << pacerd.log();
+    HttpClient client(pacerd.port());
+    const auto r = client.get("/v1/auth/api", {{"X-API-Key", "k"}});
+    EXPECT_EQ(r.result_int(), status) << auth;
+    EXPECT_EQ(std::string(r["X-Pacer-Outcome"]), "unavailable") << auth;
+    EXPECT_EQ(json::parse(r.body())["detail"], "Service temporarily unavailable") << auth;
+    EXPECT_EQ(std::string(r["Retry-After"]), "5");
+  }
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "../redis/redis_server.h"
@@ -12,6 +14,7 @@ namespace pacer::testing {
 namespace {
 
 using pacer::redis::testing::RedisServer;
+using pacer::redis::testing::TestCertificates;
 
 std::string redis_config(const RedisServer& redis, const std::string& fail_mode,
                          const std::string& timeout = "200ms") {
@@ -243,6 +246,85 @@ TEST(PacerdRedis, SigtermDrainsBothListenersWhileRequestsWaitOnRedis) {
   EXPECT_EQ(reset.body()["reset"], true) << reset.body();
   ASSERT_TRUE(pacerd.process().exited(10s));
   EXPECT_EQ(pacerd.process().exit_code(), 0) << pacerd.log();
+}
+
+// [store.tls] against a real TLS redis-server, with the certificates the library's own TLS tests
+// make (tests/redis/redis_server.h): the CA verifies the server, server_name is the name checked,
+// and a server that verifies clients admits pacerd with its certificate and key.
+TEST(PacerdRedis, StoreTlsSettingsReachATlsRedis) {
+  if (!RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
+  TestCertificates certs;
+  // A client certificate from the same CA.
+  const std::filesystem::path dir = std::filesystem::path(certs.ca_file).parent_path();
+  const std::string client_cert = (dir / "client.crt").string();
+  const std::string client_key = (dir / "client.key").string();
+  std::ofstream(dir / "client.ext") << "extendedKeyUsage=clientAuth\n";
+  int status = 0;
+  const std::string output = run(
+      "cd " + shell_quote(dir.string()) +
+          " && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "
+          "client.key -out client.csr -subj /CN=pacerd 2>&1 && openssl x509 -req -in client.csr "
+          "-CA ca.crt -CAkey ca.key -CAcreateserial -out client.crt -days 2 -extfile client.ext "
+          "2>&1",
+      &status);
+  ASSERT_EQ(status, 0) << output;
+  RedisServer redis({}, {.tls = &certs});
+  ASSERT_EQ(redis.url().rfind("rediss://", 0), 0u);
+
+  auto config = [&](const std::string& tls) {
+    return pacerd_config(redis.url(), "open", "timeout = \"500ms\"\n[store.tls]\n" + tls);
+  };
+  int admitted = 0;
+  auto connects = [&](const std::string& tls, bool expected) {
+    Pacerd pacerd(config(tls));
+    EXPECT_TRUE(pacerd.start()) << pacerd.log();
+    HttpClient client(pacerd.port());
+    if (expected) {
+      EXPECT_TRUE(wait_connected(client, true)) << tls << pacerd.log();
+      // Counted in Redis: each pacerd sees what the ones before it spent.
+      const auto r = post(client, "/v1/check", check_body("api", "tls"));
+      EXPECT_EQ(r.body["degraded"], false) << r.raw;
+      EXPECT_EQ(r.body["remaining"], 5 - admitted++) << r.raw;
+      EXPECT_EQ(get(client, "/v1/config").body["store"]["tls"]["ca_file"], certs.ca_file);
+    } else {
+      // Not within a second (a handshake takes milliseconds); still up, answered by the fail
+      // mode (open), never by a server that could not be verified.
+      EXPECT_FALSE(wait_connected(client, true, 1s)) << tls << pacerd.log();
+      EXPECT_EQ(post(client, "/v1/check", check_body("api", "tls")).body["degraded"], true);
+    }
+  };
+  const std::string ca = "ca_file = \"" + certs.ca_file + "\"\n";
+  connects(ca, true);
+  connects(ca + "server_name = \"localhost\"\n", true);            // the certificate names it
+  connects(ca + "server_name = \"redis.example\"\n", false);       // it does not
+  connects("ca_file = \"" + certs.other_ca_file + "\"\n", false);  // a CA that signed nothing
+
+  // --check-config shows the settings; a key that is not the certificate's is refused.
+  ScratchDir scratch;
+  const auto file = (scratch.path() / "tls.toml").string();
+  const std::string client =
+      "cert_file = \"" + client_cert + "\"\nkey_file = \"" + client_key + "\"\n";
+  std::ofstream(file) << config(ca + client);
+  auto [rc, out] = run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(file));
+  EXPECT_EQ(rc, 0) << out;
+  EXPECT_NE(out.find("store tls       CA " + certs.ca_file + "; client certificate " + client_cert +
+                     " (key " + client_key + ")"),
+            std::string::npos)
+      << out;
+  std::ofstream(file) << config(ca + "cert_file = \"" + client_cert + "\"\nkey_file = \"" +
+                                certs.key_file + "\"\n");
+  std::tie(rc, out) =
+      run_command(std::string(PACERD_PATH) + " --check-config " + shell_quote(file) + " 2>&1");
+  EXPECT_EQ(rc, 2) << out;
+  EXPECT_NE(out.find("store.tls.key_file = \"" + certs.key_file +
+                     "\": not the PEM private key of cert_file"),
+            std::string::npos)
+      << out;
+
+  // The server now verifies clients: only with the client certificate does pacerd get in.
+  ASSERT_EQ(redis.cli({"CONFIG", "SET", "tls-auth-clients", "yes"}), "OK");
+  connects(ca, false);
+  connects(ca + client, true);
 }
 
 }  // namespace

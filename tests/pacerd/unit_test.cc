@@ -504,5 +504,131 @@ TEST(PacerdConfig, ReliabilityAndModuleSettings) {
   EXPECT_NE(errors.find("api.batch_in_flight = 0"), std::string::npos) << errors;
 }
 
+// [auth]: the status and body of a denial on /v1/auth, and of the store's failure.
+TEST(PacerdConfig, AuthDenyStatusAndBody) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const Config defaults = parse_config(policy, "p.toml");
+  EXPECT_EQ(defaults.auth.deny_status, 403u);
+  EXPECT_EQ(defaults.auth.unavailable_status, 403u);
+  EXPECT_FALSE(defaults.auth.deny_body);
+  const Config proxy = parse_config("[auth]\ndeny_status = 429\n" + policy, "p.toml");
+  EXPECT_EQ(proxy.auth.deny_status, 429u);
+  EXPECT_EQ(proxy.auth.unavailable_status, 503u);  // what a forward-auth proxy shows as it is
+  const Config custom = parse_config(
+      "[auth]\ndeny_status = 429\nunavailable_status = 403\ndeny_body = \"slow down\\n\"\n"
+      "deny_content_type = \"text/plain; charset=utf-8\"\n" +
+          policy,
+      "p.toml");
+  EXPECT_EQ(custom.auth.unavailable_status, 403u);
+  EXPECT_EQ(custom.auth.deny_body, "slow down\n");
+  EXPECT_EQ(custom.auth.deny_content_type, "text/plain; charset=utf-8");
+  EXPECT_NE(custom.summary().find("auth denies     429 with a body of 10 bytes"), std::string::npos)
+      << custom.summary();
+  EXPECT_TRUE(defaults.restart_needed(custom).empty()) << "reloadable";
+
+  const std::string errors = errors_of(
+      "[auth]\ndeny_status = 500\nunavailable_status = 429\ndeny_body = 7\n"
+      "deny_content_type = \"text plain\"\ncolour = \"red\"\n" +
+      policy);
+  EXPECT_NE(errors.find("p.toml:2:15: auth.deny_status = 500: expected 403 (nginx auth_request, "
+                        "the default) or 429 (forward-auth proxies"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.unavailable_status = 429: expected 403"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.deny_body = 7: expected a string, got an integer"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.deny_content_type = \"text plain\": expected a media type"),
+            std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("auth.colour = \"red\": unknown key"), std::string::npos) << errors;
+  for (const std::string bad : {"\"429\"", "429.0", "true", "-403", "[403]", "99999999999999"}) {
+    EXPECT_NE(errors_of("[auth]\ndeny_status = " + bad + "\n" + policy).find("auth.deny_status = "),
+              std::string::npos)
+        << bad;
+  }
+  EXPECT_NE(errors_of("[auth]\ndeny_body = \"" + std::string(4097, 'x') + "\"\n" + policy)
+                .find("is 4097 bytes long; at most 4096 are allowed"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[auth]\ndeny_content_type = \"text/plain\"\n" + policy)
+                .find("only used with auth.deny_body"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[auth]\ndeny_body = \"x\"\ndeny_content_type = \"text/plain\\r\\nX: y\"\n" +
+                      policy)
+                .find("expected a media type"),
+            std::string::npos);
+  EXPECT_NE(errors_of("auth = 429\n" + policy).find("auth = 429: expected a table"),
+            std::string::npos);
+}
+
+TEST(PacerdConfig, LogFormat) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  EXPECT_EQ(parse_config(policy, "p.toml").log_format, log::Format::kLogfmt);
+  const Config json = parse_config("[log]\nformat = \"json\"\n" + policy, "p.toml");
+  EXPECT_EQ(json.log_format, log::Format::kJson);
+  EXPECT_EQ(parse_config(policy, "p.toml").restart_needed(json).size(), 1u);
+  EXPECT_NE(errors_of("[log]\nformat = \"xml\"\nlevel = \"debug\"\n" + policy)
+                .find("log.format = \"xml\": expected logfmt or json"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[log]\nformat = \"xml\"\nlevel = \"debug\"\n" + policy)
+                .find("log.level = \"debug\": unknown key"),
+            std::string::npos);
+  EXPECT_NE(errors_of("[log]\nformat = 1\n" + policy).find("log.format = 1: expected a string"),
+            std::string::npos);
+}
+
+// [store.tls] is checked when the file is read: what the Redis client would refuse at start is
+// named with its line (tests/pacerd/redis_test.cc uses good files against a TLS Redis).
+TEST(PacerdConfig, StoreTlsFilesAreCheckedAtLoad) {
+  const std::string policy = "[[policy]]\nname = \"a\"\nrates = [{ limit = \"1/1s\" }]\n";
+  const std::string dir = ::testing::TempDir();
+  const std::string junk = dir + "pacerd-unit-junk.pem";
+  std::ofstream(junk) << "not a certificate\n";
+  auto errors = [&](const std::string& url, const std::string& tls) {
+    return errors_of("[store]\nurl = \"" + url + "\"\n[store.tls]\n" + tls + policy);
+  };
+  std::string e = errors("rediss://127.0.0.1:6380", "ca_file = \"/nonexistent/ca.pem\"\n");
+  EXPECT_NE(e.find("p.toml:4:11: store.tls.ca_file = \"/nonexistent/ca.pem\": cannot read: No such "
+                   "file or directory"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "ca_file = \"ca.pem\"\n");
+  EXPECT_NE(e.find("store.tls.ca_file = \"ca.pem\": expected an absolute path"), std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "ca_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("store.tls.ca_file = \"" + junk + "\": not a PEM file of CA certificates"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "key_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("store.tls.key_file = \"" + junk + "\": needs store.tls.cert_file too"),
+            std::string::npos)
+      << e;
+  e = errors("rediss://127.0.0.1:6380", "cert_file = \"" + junk + "\"\n");
+  EXPECT_NE(e.find("needs store.tls.key_file too"), std::string::npos) << e;
+  EXPECT_NE(e.find("not a PEM certificate"), std::string::npos) << e;
+  e = errors("rediss://127.0.0.1:6380", "server_name = \"a b\"\nverify = false\nca_file = 42\n");
+  EXPECT_NE(e.find("store.tls.server_name = \"a b\": expected a host name"), std::string::npos)
+      << e;
+  EXPECT_NE(e.find("store.tls.verify = false: unknown key"), std::string::npos) << e;
+  EXPECT_NE(e.find("store.tls.ca_file = 42: expected a string, got an integer"), std::string::npos)
+      << e;
+  e = errors("redis://127.0.0.1:6379", "server_name = \"redis.internal\"\n");
+  EXPECT_NE(e.find("p.toml:3:1: store.tls = {...}: only used with TLS URLs"), std::string::npos)
+      << e;
+  e = errors("memory://", "server_name = \"redis.internal\"\n");
+  EXPECT_NE(e.find("store.tls = {...}: only used with TLS URLs"), std::string::npos) << e;
+  const Config ok = parse_config(
+      "[store]\nurl = \"rediss+sentinel://10.0.0.1:26379,10.0.0.2:26379/mymaster\"\n"
+      "[store.tls]\nserver_name = \"redis.internal\"\n" +
+          policy,
+      "p.toml");
+  EXPECT_EQ(ok.tls.server_name, "redis.internal");
+  EXPECT_NE(ok.summary().find("store tls       CA the system's; client certificate none; server "
+                              "name redis.internal"),
+            std::string::npos)
+      << ok.summary();
+  std::remove(junk.c_str());
+}
+
 }  // namespace
 }  // namespace pacer::pacerd
