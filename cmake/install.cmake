@@ -14,8 +14,14 @@ install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/pacer DESTINATION ${CMAKE_INSTAL
   COMPONENT dev)
 install(FILES ${PROJECT_BINARY_DIR}/include/pacer/version.h
   DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/pacer COMPONENT dev)
-install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/pacer
-  COMPONENT dev)
+if(PACER_DEB_LAYOUT)
+  # Debian keeps the license as /usr/share/doc/<package>/copyright (cmake/package.cmake).
+  install(FILES ${PROJECT_BINARY_DIR}/packaging/copyright
+    DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/libpacer-dev COMPONENT dev)
+else()
+  install(FILES ${PROJECT_SOURCE_DIR}/LICENSE DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/pacer
+    COMPONENT dev)
+endif()
 install(EXPORT pacer-targets NAMESPACE pacer:: DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pacer
   COMPONENT dev)
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/pacerConfig.cmake.in
@@ -24,3 +30,7 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/pacerConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/pacerConfig.cmake ${PROJECT_BINARY_DIR}/pacerConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/pacer COMPONENT dev)
+
+if(PACER_DEB_LAYOUT)
+  include(${PROJECT_SOURCE_DIR}/cmake/package.cmake)
+endif()

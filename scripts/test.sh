@@ -31,9 +31,10 @@ scripts/tidy.sh
 # stop them; redis-server and redis-cli come from install-deps. The Python package's pytest
 # suite (label python) runs here too, against the extension the dev build made, on the
 # in-process store, a standalone Redis and a 3-master cluster of its own.
-# The packages (label package, docs/OPERATIONS.md "Packages"): a release tree of the libraries
-# (build/dev/package/release, built by the first package test alone on both cores, a few minutes
-# from scratch), consumers linked by g++ and clang++-14, Pacer inside another project's build.
+# The packages (label package, docs/OPERATIONS.md "Packages"): a release tree of pacerd and the
+# libraries (build/dev/package/release, built by the first package test alone on both cores, a few
+# minutes from scratch), consumers linked by g++ and clang++-14, Pacer inside another project's
+# build, and the .deb files installed with dpkg, run and purged on this machine (as root).
 step "tests: all labels"
 ctest --preset dev
 
