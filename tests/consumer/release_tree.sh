@@ -8,7 +8,8 @@ set -euo pipefail
 source_dir=$(cd "$1" && pwd)
 tree=$2
 start=$(date +%s)
+mkdir -p "$tree"
 cd "$source_dir"
-cmake --preset deb -B "$tree" >"$tree.configure.log" 2>&1 || { cat "$tree.configure.log"; exit 1; }
+cmake --preset deb -B "$tree" >"$tree/configure.log" 2>&1 || { cat "$tree/configure.log"; exit 1; }
 nice cmake --build "$tree" --target pacerd -j "${PACER_PACKAGE_JOBS:-2}"
 echo "release tree $tree: configured and built in $(( $(date +%s) - start )) s"
