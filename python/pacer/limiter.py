@@ -1,8 +1,8 @@
 """Limiter: FastAPI Pacer's API over Pacer's C++ engine.
 
 Every decision is made by the C++ library (`pacer._pacer.Engine`: a Limiter on the in-process
-store or on Redis, with the fail mode, GCRA, keys, headers and bodies); this class keeps the
-seed's constructor, attributes, hooks and results. An in-process decision is answered inline;
+store or on Redis, with the fail mode, GCRA, keys, headers and bodies); this class keeps
+FastAPI Pacer's constructor, attributes, hooks and results. An in-process decision is answered inline;
 a Redis decision completes on Pacer's I/O thread and reaches the event loop through a Bridge,
 in batches.
 """

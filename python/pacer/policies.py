@@ -1,7 +1,7 @@
 """Rate and Policy: what a limit is (FastAPI Pacer v0.2.0's classes, Pacer's engine).
 
 Durations, rate validity and everything a decision depends on are checked by the C++ library
-when a Rate or Policy is made; the classes keep the seed's fields, errors and strings.
+when a Rate or Policy is made; the classes keep FastAPI Pacer's fields, errors and strings.
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ class Rate:
 
     @property
     def emission_interval_ms(self) -> int:
-        """The seed's integer view; decisions use the exact interval in nanoseconds."""
+        """FastAPI Pacer's integer view; decisions use the exact interval in nanoseconds."""
         return self.period_ms // self.permits
 
     @property
@@ -156,8 +156,8 @@ class Policy:
     def generate_keys(self, app: str, scope: str, route: str, principal: str) -> List[str]:
         """The storage key of `principal` on `route` (the scope value: a path, "METHOD:path" or
         "global"). Pacer keeps every rate of a policy in one key,
-        `app:{<name>.r<rates digest>:route:principal}`, so the list has one element (the seed
-        made one key per rate). Two policies share a key only with the same name and rates."""
+        `app:{<name>.r<rates digest>:route:principal}`, so the list has one element (FastAPI
+        Pacer made one key per rate). Two policies share a key only with the same name and rates."""
         del scope  # the scope kind is already in the value (path, METHOD:path, global)
         return [_pacer.storage_key(app, self._native.name, route, principal)]
 
