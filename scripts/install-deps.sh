@@ -15,8 +15,10 @@ packages=(
   python3-grpc-tools
   # the Python package (python/): extension build, FastAPI stack, tests, pip install test
   pybind11-dev python3-dev python3-setuptools python3-pip python3-venv
+  python3-wheel patchelf  # the wheel (python/build_wheel.sh): bdist_wheel, bundled libraries' paths
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
   python3-pytest-asyncio
+  python3-redis  # redis-py: limiter.storage.redis (FastAPI Pacer's fixtures) and its tests
 )
 
 missing=()

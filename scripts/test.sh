@@ -9,7 +9,7 @@
 # and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
 # dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
-#   | -L reliability
+#   | -L reliability | -L package
 set -euo pipefail
 cd "$(dirname "$0")/.."
 start=$(date +%s)
@@ -33,6 +33,10 @@ scripts/tidy.sh
 # stop them; redis-server and redis-cli come from install-deps. The Python package's pytest
 # suite (label python) runs here too, against the extension the dev build made, on the
 # in-process store, a standalone Redis and a 3-master cluster of its own.
+# The packages (label package, docs/OPERATIONS.md "Packages"): a release tree of pacerd and the
+# libraries (build/dev/package/release, built by the first package test alone on both cores, a few
+# minutes from scratch), consumers linked by g++ and clang++-14, Pacer inside another project's
+# build, and the .deb files installed with dpkg, run and purged on this machine (as root).
 step "tests: all labels"
 ctest --preset dev
 

@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from .limiter import (UNAVAILABLE_RETRY_AFTER_S, Limiter, RateLimitResult, _as_policy,
-                      check_failure_log, rate_limited_detail)
+                      _LogThrottle, check_failure_log, rate_limited_detail)
 from .policies import Policy, Rate
 
 
@@ -18,16 +18,45 @@ _limiter: Optional[Limiter] = None
 _UNAVAILABLE = "Service temporarily unavailable"
 
 
-def set_limiter(limiter: Limiter) -> None:
-    global _limiter
-    _limiter = limiter
-
-
 def get_limiter() -> Limiter:
     if _limiter is None:
         raise RuntimeError(
             "Limiter not configured. Call set_limiter() or use limit() with explicit limiter.")
     return _limiter
+
+
+_NOT_CONFIGURED = (
+    "pacer: %s on %s %s has no Limiter: call set_limiter(limiter) when the app starts (before "
+    "the first request), or pass one: %s(..., limiter=limiter). The request was answered 500.")
+_not_configured_log = _LogThrottle()
+
+
+def set_limiter(limiter: Optional[Limiter]) -> None:
+    """The Limiter of every `limit()` and `rate_limit()` given none (None: unset again)."""
+    global _limiter
+    _limiter = limiter
+
+
+def _check_arguments(surface: str, policy: Any, limiter: Any) -> None:
+    """Mistakes in `limit(...)` / `rate_limit(...)` fail where they are written, not at the
+    first request."""
+    if policy is not None and not isinstance(policy, (Policy, Rate)):
+        raise TypeError(f"{surface} policy must be a Policy, a Rate or None, got {policy!r}")
+    if limiter is not None and not callable(getattr(limiter, "check_policy", None)):
+        raise TypeError(f"{surface} limiter must be a pacer.Limiter or None, got {limiter!r}")
+
+
+def _limiter_for(explicit: Optional[Limiter], request: Any, surface: str) -> Limiter:
+    """The limiter a dependency or decorator uses: its own, else set_limiter()'s. Neither is a
+    mistake in the app: one clear log record (no traceback), and the client gets a plain 500
+    (FastAPI's JSON body, no traceback even with debug=True)."""
+    lim = explicit or _limiter
+    if lim is None:
+        method = getattr(request, "method", "?")
+        path = getattr(getattr(request, "url", None), "path", "?")
+        _not_configured_log.error(_NOT_CONFIGURED, surface, method, path, surface[:-2])
+        raise HTTPException(status_code=500, detail="Internal Server Error")
+    return lim
 
 
 def _unavailable() -> HTTPException:
@@ -72,10 +101,11 @@ async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
 def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] = None):
     """A dependency: `dependencies=[Depends(limit(Rate(10, "1m")))]`. A 429 is FastAPI's
     HTTPException: its body nests the engine's object in "detail" (docs/API.md)."""
+    _check_arguments("limit()", policy, limiter)
     policy = _as_policy(policy, "dependency")
 
     async def dependency(request: Request, response: Response) -> None:
-        lim = limiter or get_limiter()
+        lim = _limiter_for(limiter, request, "limit()")
         try:
             result = await _decide(lim, request, policy)
         except _Refused as refused:
@@ -101,6 +131,7 @@ class RateLimitDecorator:
 
     def __init__(self, policy: Union[Policy, Rate, None] = None,
                  limiter: Optional[Limiter] = None) -> None:
+        _check_arguments("rate_limit()", policy, limiter)
         self.policy = _as_policy(policy, "decorator")
         self.limiter = limiter
 
@@ -113,7 +144,7 @@ class RateLimitDecorator:
         @functools.wraps(func)
         async def wrapper(*args: Any, **kwargs: Any) -> Any:
             request = kwargs[name] if own else kwargs.pop(name)
-            lim = decorator.limiter or get_limiter()
+            lim = _limiter_for(decorator.limiter, request, "rate_limit()")
             try:
                 result = await _decide(lim, request, decorator.policy)
             except _Refused as refused:  # the engine's object as the body itself (flat)

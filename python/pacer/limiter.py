@@ -1,8 +1,8 @@
 """Limiter: FastAPI Pacer's API over Pacer's C++ engine.
 
 Every decision is made by the C++ library (`pacer._pacer.Engine`: a Limiter on the in-process
-store or on Redis, with the fail mode, GCRA, keys, headers and bodies); this class keeps the
-seed's constructor, attributes, hooks and results. An in-process decision is answered inline;
+store or on Redis, with the fail mode, GCRA, keys, headers and bodies); this class keeps
+FastAPI Pacer's constructor, attributes, hooks and results. An in-process decision is answered inline;
 a Redis decision completes on Pacer's I/O thread and reaches the event loop through a Bridge,
 in batches.
 """
@@ -21,6 +21,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 from . import _pacer
 from ._bridge import bridge_for
 from ._routes import request_template
+from ._validate import whole_number
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP, get_selector
 from .storage_simple import SimpleRedisStorage
@@ -63,16 +64,27 @@ class _LogThrottle:
         self._next = 0.0
         self._suppressed = 0
 
-    def exception(self, message: str, *args: Any) -> None:
+    def _allow(self, message: str) -> Optional[str]:
         now = time.monotonic()
         if now < self._next:
             self._suppressed += 1
-            return
+            return None
         self._next = now + 1.0
         suppressed, self._suppressed = self._suppressed, 0
         if suppressed:
             message += f" ({suppressed} more since the last report)"
-        logger.exception(message, *args)
+        return message
+
+    def exception(self, message: str, *args: Any) -> None:
+        text = self._allow(message)
+        if text is not None:
+            logger.exception(text, *args)
+
+    def error(self, message: str, *args: Any) -> None:
+        """A record without a traceback: for mistakes the message explains."""
+        text = self._allow(message)
+        if text is not None:
+            logger.error(text, *args)
 
 
 class StoreError(RuntimeError):
@@ -122,6 +134,69 @@ class LimiterMetrics:
             "requests_blocked": self.requests_blocked,
             "redis_errors": self.redis_errors,
         }
+
+
+def _live_counter(field_name: str, engine_name: str) -> property:
+    def get(self: "_LiveMetrics") -> int:
+        return self._storage._metrics()[engine_name] - self._base[engine_name]
+
+    def set_(self: "_LiveMetrics", value: Any) -> None:
+        value = whole_number(field_name, value, minimum=0)
+        self._base[engine_name] = self._storage._metrics()[engine_name] - value
+
+    return property(get, set_)
+
+
+class _LiveMetrics(LimiterMetrics):
+    """`limiter.metrics`: one object for the Limiter's life whose counters are the engine's,
+    read when asked, so a reference taken at startup keeps counting (as FastAPI Pacer's
+    mutable LimiterMetrics did). Assigning a counter (`metrics.requests_allowed = 0`) rebases
+    that counter; `to_dict()`, `==` with a LimiterMetrics and `repr` show the current values."""
+
+    requests_allowed = _live_counter("requests_allowed", "allowed")  # type: ignore[assignment]
+    requests_blocked = _live_counter("requests_blocked", "denied")  # type: ignore[assignment]
+    redis_errors = _live_counter("redis_errors", "errors")  # type: ignore[assignment]
+
+    def __init__(self, storage: Any) -> None:  # pylint: disable=super-init-not-called
+        self._storage = storage
+        self._base = {"allowed": 0, "denied": 0, "errors": 0}
+
+    def set(self, value: LimiterMetrics) -> None:
+        """Rebases every counter to `value`'s."""
+        self.requests_allowed = value.requests_allowed
+        self.requests_blocked = value.requests_blocked
+        self.redis_errors = value.redis_errors
+
+    def __eq__(self, other: Any) -> bool:
+        if not isinstance(other, LimiterMetrics):
+            return NotImplemented
+        return self.to_dict() == other.to_dict()
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return "LimiterMetrics(" + ", ".join(f"{k}={v}" for k, v in self.to_dict().items()) + ")"
+
+
+def _no_decision_hook(request: Any, policy: Any, result: Any, duration_ms: float) -> None:
+    """The default `on_decision`: does nothing (a callable, so hooks can be chained onto it)."""
+
+
+def _no_error_hook(request: Any, policy: Any, error: Exception, duration_ms: float) -> None:
+    """The default `on_error`: does nothing (a callable, so hooks can be chained onto it)."""
+
+
+_NO_HOOKS = (_no_decision_hook, _no_error_hook)
+
+
+def _hook(name: str, value: Any, default: Callable[..., None]) -> Callable[..., None]:
+    if value is None:
+        return default
+    if not callable(value):
+        raise TypeError(f"{name} must be a function (request, policy, "
+                        f"{'result' if name == 'on_decision' else 'error'}, duration_ms) or "
+                        f"None, got {value!r}")
+    return value
 
 
 def _result_of(verdict: Any) -> RateLimitResult:
@@ -203,7 +278,7 @@ class Limiter:
         self.expose_headers = expose_headers
         self.legacy_timestamp_header = legacy_timestamp_header
         self.expose_policy_header = expose_policy_header
-        self.on_decision = on_decision
+        self.on_decision = on_decision  # None: a no-op (properties below)
         self.on_error = on_error
         self.extractor = extractor
         tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
@@ -215,8 +290,33 @@ class Limiter:
                                 f"got {value!r}")
         self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
                                           fail_mode=fail_mode, app_name=app_name, tls=tls)
-        self._metrics_base = (0, 0, 0)
+        self._metrics = _LiveMetrics(self.storage)
         _engines.add(self)
+
+    # -- hooks: callables always (no-ops by default), so `old = limiter.on_decision` can be
+    # chained; None sets the no-op again ----------------------------------------------------
+
+    @property
+    def on_decision(self) -> OnDecisionHook:
+        return self._on_decision
+
+    @on_decision.setter
+    def on_decision(self, hook: Optional[OnDecisionHook]) -> None:
+        self._on_decision = _hook("on_decision", hook, _no_decision_hook)
+
+    @property
+    def on_error(self) -> OnErrorHook:
+        return self._on_error
+
+    @on_error.setter
+    def on_error(self, hook: Optional[OnErrorHook]) -> None:
+        self._on_error = _hook("on_error", hook, _no_error_hook)
+
+    def _has_hooks(self) -> bool:
+        """Whether a hook other than the no-ops is set (the middleware's fast path skips
+        building a Starlette Request when none is)."""
+        return (self._on_decision is not _no_decision_hook
+                or self._on_error is not _no_error_hook)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -289,8 +389,8 @@ class Limiter:
                 result: Optional[RateLimitResult] = None) -> RateLimitResult:
         """Calls the hook that applies; a hook that raises is logged and ignored."""
         result = result or _result_of(verdict)
-        hook = self.on_error if verdict.degraded else self.on_decision
-        if hook is not None:
+        hook = self._on_error if verdict.degraded else self._on_decision
+        if hook not in _NO_HOOKS:
             try:
                 if verdict.degraded:
                     hook(request, policy, StoreError(verdict.error), duration_ms)
@@ -368,23 +468,22 @@ class Limiter:
             response.headers[name] = value
 
     async def is_healthy(self) -> bool:
-        return self.storage.redis is not None and self.storage._connected()
+        return self.storage._connected()
 
     @property
     def metrics(self) -> LimiterMetrics:
-        """A snapshot of the engine's counters (assign a LimiterMetrics to rebase them, e.g.
-        `limiter.metrics = LimiterMetrics()` to start again from zero)."""
-        counts = self.storage._metrics()
-        base = self._metrics_base
-        return LimiterMetrics(counts["allowed"] - base[0], counts["denied"] - base[1],
-                              counts["errors"] - base[2])
+        """The engine's counters, live: the same object every time, whose values are read when
+        asked, so a reference held from startup keeps counting. Assign a LimiterMetrics to
+        rebase them (`limiter.metrics = LimiterMetrics()` starts again from zero; held
+        references follow), or one counter (`limiter.metrics.requests_allowed = 0`)."""
+        return self._metrics
 
     @metrics.setter
     def metrics(self, value: LimiterMetrics) -> None:
-        counts = self.storage._metrics()
-        self._metrics_base = (counts["allowed"] - value.requests_allowed,
-                              counts["denied"] - value.requests_blocked,
-                              counts["errors"] - value.redis_errors)
+        if not isinstance(value, LimiterMetrics):
+            raise TypeError(f"metrics must be a LimiterMetrics, got {value!r}")
+        if value is not self._metrics:
+            self._metrics.set(value)
 
     def get_metrics(self) -> Dict[str, Any]:
         return {"limiter": self.metrics.to_dict(), "connected": self.storage._connected()}
@@ -411,7 +510,7 @@ class Limiter:
         engine = storage._engine
         if engine is None or not storage._warm:
             engine = await storage.ready_engine()
-        hooks = self.on_decision is not None or self.on_error is not None
+        hooks = self._has_hooks()
         started = time.perf_counter() if hooks else 0.0
         inline = engine.completes_inline
         if inline:

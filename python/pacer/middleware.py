@@ -110,8 +110,7 @@ class LimiterMiddleware:
                 path = self._key_path(scope, path)
             engine = limiter.storage._engine
             if (engine is not None and engine.completes_inline and policy.key == "ip"
-                    and limiter.extractor is None and limiter.on_decision is None
-                    and limiter.on_error is None):
+                    and limiter.extractor is None and not limiter._has_hooks()):
                 # The in-process store's common case, without a coroutine in between.
                 verdict = engine.check_scope(policy._native, _CLIENT_IP, scope, path,
                                              _SCOPE_KINDS[limiter.route_scope],

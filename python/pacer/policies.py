@@ -1,7 +1,7 @@
 """Rate and Policy: what a limit is (FastAPI Pacer v0.2.0's classes, Pacer's engine).
 
 Durations, rate validity and everything a decision depends on are checked by the C++ library
-when a Rate or Policy is made; the classes keep the seed's fields, errors and strings.
+when a Rate or Policy is made; the classes keep FastAPI Pacer's fields, errors and strings.
 """
 
 from __future__ import annotations
@@ -10,10 +10,13 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, List, Union
 
 from . import _pacer
+from ._validate import whole_number
 
 Selector = Callable[[Any], str]
 
 _VALID_KEYS = ("ip", "api_key", "user", "org")
+_PER_EXAMPLES = "'1s', '10s', '1m', '1.5m', '1h', '1d' or '500ms'"
+_PER_FORMS = f"expected a number followed by ns, us, ms, s, m, h or d, e.g. {_PER_EXAMPLES}"
 _NS_PER_MS = 1_000_000
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -44,19 +47,32 @@ class Rate:
     burst: int = 0
 
     def __post_init__(self) -> None:
-        if self.permits <= 0:
-            raise ValueError("permits must be positive")
-        if self.burst < 0:
-            raise ValueError("burst must be non-negative")
+        # FastAPI Pacer's checks and texts first; an integral float (5.0) is taken as the int.
+        permits = whole_number("permits", self.permits, minimum=1,
+                               too_small="permits must be positive")
+        burst = whole_number("burst", self.burst, minimum=0,
+                             too_small="burst must be non-negative")
+        object.__setattr__(self, "permits", permits)
+        object.__setattr__(self, "burst", burst)
         if not isinstance(self.per, str):
-            raise TypeError(f"expected string or bytes-like object, got '{type(self.per).__name__}'")
+            raise TypeError(f"expected string or bytes-like object, got '{type(self.per).__name__}'"
+                            f" (per must be a duration string such as {_PER_EXAMPLES})")
         try:
             period_ns = _pacer.parse_duration_ns(self.per)
-        except ValueError:
-            raise ValueError(f"Invalid duration format: {self.per}") from None
+        except ValueError as error:
+            # The engine's own explanation: which units it reads, with examples.
+            reason = str(error).partition("': ")[2]
+            if "ns, us, ms, s, m, h or d" not in reason:
+                reason = f"{reason}; {_PER_FORMS}" if reason else _PER_FORMS
+            raise ValueError(f"Invalid duration format: {self.per} (per={self.per!r}: {reason})"
+                             ) from None
         # Anything else the engine refuses (an emission interval below 1 ns, overflow).
         _pacer.Policy("rate", [(self.permits, period_ns, self.burst)], "")
         object.__setattr__(self, "_period_ns", period_ns)
+
+    def __reduce__(self) -> Any:
+        # Pickled by its fields and rebuilt (validated again) by the constructor.
+        return (Rate, (self.permits, self.per, self.burst))
 
     @property
     def period_ms(self) -> int:
@@ -64,7 +80,7 @@ class Rate:
 
     @property
     def emission_interval_ms(self) -> int:
-        """The seed's integer view; decisions use the exact interval in nanoseconds."""
+        """FastAPI Pacer's integer view; decisions use the exact interval in nanoseconds."""
         return self.period_ms // self.permits
 
     @property
@@ -91,12 +107,26 @@ class Policy:
     max_rates: int = field(default=3, repr=False)
 
     def __post_init__(self) -> None:
+        if isinstance(self.rates, (str, bytes)) or not hasattr(self.rates, "__iter__"):
+            raise TypeError(f"rates must be a list of Rate, got {self.rates!r}")
+        if not isinstance(self.rates, list):  # a tuple or generator: kept as the list it gives
+            object.__setattr__(self, "rates", list(self.rates))
         if not self.rates:
             raise ValueError("Policy must have at least one rate")
-        if len(self.rates) > self.max_rates:
-            raise ValueError(f"Policy cannot have more than {self.max_rates} rates")
-        if isinstance(self.key, str) and self.key not in _VALID_KEYS:
-            raise ValueError(f"Invalid key type: {self.key}")
+        for rate in self.rates:
+            if not isinstance(rate, Rate):
+                raise TypeError(f"rates must be a list of Rate, got {rate!r} "
+                                f"({type(rate).__name__}) in it; e.g. [Rate(100, '1m')]")
+        max_rates = whole_number("max_rates", self.max_rates, minimum=1)
+        object.__setattr__(self, "max_rates", max_rates)
+        if len(self.rates) > max_rates:
+            raise ValueError(f"Policy cannot have more than {max_rates} rates")
+        if isinstance(self.key, str):
+            if self.key not in _VALID_KEYS:
+                raise ValueError(f"Invalid key type: {self.key} (key must be one of "
+                                 f"{', '.join(map(repr, _VALID_KEYS))} or a function request -> str)")
+        if not isinstance(self.name, str):
+            raise TypeError(f"name must be a string, got {self.name!r}")
         # The key's policy part is the name and the rates (issue 19): `limit(Rate(...))` is
         # always "dependency" and an unnamed Policy "default", so by name alone a router's and a
         # route's limit shared one bucket. `<name>.r<digest>`; a name outside [A-Za-z0-9_.-] or
@@ -108,6 +138,11 @@ class Policy:
             self.describe(),
         )
         object.__setattr__(self, "_native", native)
+
+    def __reduce__(self) -> Any:
+        # The engine's policy (`_native`) is not pickled: the constructor makes it again. A key
+        # function pickles as functions do (by name: a lambda does not).
+        return (Policy, (self.rates, self.key, self.name, self.max_rates))
 
     def describe(self) -> str:
         parts = []
@@ -121,8 +156,8 @@ class Policy:
     def generate_keys(self, app: str, scope: str, route: str, principal: str) -> List[str]:
         """The storage key of `principal` on `route` (the scope value: a path, "METHOD:path" or
         "global"). Pacer keeps every rate of a policy in one key,
-        `app:{<name>.r<rates digest>:route:principal}`, so the list has one element (the seed
-        made one key per rate). Two policies share a key only with the same name and rates."""
+        `app:{<name>.r<rates digest>:route:principal}`, so the list has one element (FastAPI
+        Pacer made one key per rate). Two policies share a key only with the same name and rates."""
         del scope  # the scope kind is already in the value (path, METHOD:path, global)
         return [_pacer.storage_key(app, self._native.name, route, principal)]
 

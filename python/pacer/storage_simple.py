@@ -12,7 +12,14 @@ import os
 import threading
 from typing import Any, Dict, List, Optional, Tuple
 
-from . import _pacer
+from . import _log, _pacer
+from ._urls import read_url
+from ._validate import MAX_TIMEOUT_MS, whole_number
+
+try:  # redis-py (Debian: python3-redis), for `storage.redis` only; the engine does not use it
+    import redis.asyncio as _redis_asyncio
+except ImportError:  # pragma: no cover - depends on the machine
+    _redis_asyncio = None
 
 _MEMORY_URLS = (None, "", "memory", "memory://")
 # Engines of a parent process, kept (never destroyed) in a forked child: their threads do not
@@ -25,22 +32,36 @@ class SimpleRedisStorage:
                  connect_timeout_ms: int = 1000, command_timeout_ms: int = 100,
                  max_retries: int = 1, *, fail_mode: str = "open",
                  app_name: str = "fastapi", tls: Optional[Dict[str, Any]] = None) -> None:
+        # Timeouts: whole milliseconds; an integral float (500.0) is taken as the int.
+        connect_timeout_ms, command_timeout_ms = (
+            whole_number(name, value, minimum=1, maximum=MAX_TIMEOUT_MS, bad_type=ValueError,
+                         what="a positive whole number of milliseconds",
+                         too_small=f"{name} must be a positive whole number of milliseconds, "
+                                   f"got {value!r}")
+            for name, value in (("connect_timeout_ms", connect_timeout_ms),
+                                ("command_timeout_ms", command_timeout_ms)))
+        self._tls = dict(tls or {})
+        self._client_settings: Dict[str, Any] = {}
+        self._engine_url: Optional[str] = None
         if redis_url not in _MEMORY_URLS:
             if not isinstance(redis_url, str):
                 raise TypeError(f"redis_url must be a string or None, got {redis_url!r}")
-            _pacer.check_redis_url(redis_url)
+            # redis-py's query parameters (FastAPI Pacer's URLs) become the engine's options:
+            # the URL's values win over the arguments, as they did in redis-py.
+            parsed = read_url(redis_url, _pacer.mask_redis_url)
+            _pacer.check_redis_url(parsed.engine_url)
+            self._engine_url = parsed.engine_url
+            self._client_settings = parsed.client
+            connect_timeout_ms = parsed.options.pop("connect_timeout_ms", connect_timeout_ms)
+            command_timeout_ms = parsed.options.pop("command_timeout_ms", command_timeout_ms)
+            self._tls.update(parsed.options)
         if not isinstance(app_name, str):
             raise TypeError(f"app_name must be a string, got {app_name!r}")
         _pacer.check_key_prefix(app_name)
-        for name, value in (("connect_timeout_ms", connect_timeout_ms),
-                            ("command_timeout_ms", command_timeout_ms)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
         self.redis_url = redis_url
         self.connect_timeout_ms = connect_timeout_ms
         self.command_timeout_ms = command_timeout_ms
         self.max_retries = max_retries  # unused, as in FastAPI Pacer
-        self._tls = dict(tls or {})
         self._fail_mode = fail_mode
         self._app_name = app_name
         self._engine: Any = None
@@ -48,6 +69,8 @@ class SimpleRedisStorage:
         self._pid = 0
         self._lock = threading.Lock()
         self._base = {"allowed": 0, "denied": 0, "errors": 0}
+        self._client: Any = None  # the redis-py client of `redis`, and the loop it was made on
+        self._client_loop: Any = None
 
     @property
     def is_memory(self) -> bool:
@@ -62,8 +85,9 @@ class SimpleRedisStorage:
                 _inherited.append(self._engine)
                 self._engine = None
             if self._engine is None:
+                _log.start()  # the engine's log lines reach logging.getLogger("pacer")
                 self._engine = _pacer.Engine(
-                    None if self.is_memory else self.redis_url, self._fail_mode, self._app_name,
+                    self._engine_url, self._fail_mode, self._app_name,
                     self.connect_timeout_ms, self.command_timeout_ms, **self._tls)
                 self._pid = os.getpid()
                 self._warm = self._engine.completes_inline
@@ -97,13 +121,56 @@ class SimpleRedisStorage:
 
     @property
     def redis(self) -> Any:
-        """The engine while it runs and is connected (the seed exposed its Redis client)."""
-        return self._engine if self._connected() else None
+        """A redis-py asyncio client on the store's Redis (FastAPI Pacer's `storage.redis`), so
+        code written for it keeps working: `await limiter.storage.redis.flushdb()`, `.delete`,
+        `.exists`, `.ttl`. Decisions never use it: the engine has its own connections. None for
+        the in-process store, for Sentinel URLs, and when redis-py is not installed. Made on
+        first use, once per event loop (redis-py's connections belong to one loop)."""
+        if self._engine_url is None or _redis_asyncio is None:
+            return None
+        try:
+            loop: Any = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        client = self._client
+        if client is not None and (self._client_loop is None or loop is None
+                                   or self._client_loop is loop):
+            if self._client_loop is None:
+                self._client_loop = loop
+            return client
+        client = _redis_py_client(self._engine_url, self.connect_timeout_ms,
+                                  self.command_timeout_ms, self._tls, self._client_settings)
+        self._client, self._client_loop = client, loop
+        return client
+
+    async def _close_client(self) -> None:
+        client, loop = self._client, self._client_loop
+        if client is None:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or loop is running:
+            self._client = self._client_loop = None
+            try:
+                await client.close()
+            except Exception:  # a connection already broken: nothing to close
+                pass
 
     async def connect(self) -> None:
         engine = self._engine_or_start()
         if engine.completes_inline:
             return
+        if self._engine_url is not None and "+cluster://" in self._engine_url:
+            # redis-py's cluster client must read the slot map before a multi-key command
+            # (`exists`, `delete`) on it; single-key commands read it themselves.
+            try:
+                client = self.redis
+                if client is not None:
+                    await client.initialize()
+            except Exception:  # unreachable: the engine's own connect below reports it
+                pass
         loop = asyncio.get_running_loop()
         connected = await loop.run_in_executor(None, engine.wait_connected, self.connect_timeout_ms)
         self._warm = True
@@ -131,6 +198,7 @@ class SimpleRedisStorage:
 
     async def disconnect(self) -> None:
         self._close()
+        await self._close_client()
 
     async def check_policy(self, keys: List[str], policy: Any,
                            now_ms: Optional[int] = None) -> Tuple[bool, int, int, int, int]:
@@ -154,3 +222,32 @@ class SimpleRedisStorage:
             raise RuntimeError(f"store error: {verdict.error}")
         return (verdict.allowed, verdict.retry_after_ms, verdict.reset_ms, verdict.remaining,
                 verdict.rate_index)
+
+
+def _redis_py_client(url: str, connect_timeout_ms: int, command_timeout_ms: int,
+                     tls: Dict[str, Any], settings: Dict[str, Any]) -> Any:
+    """A redis-py asyncio client on what the engine reads from `url`: its host(s), user,
+    password, database and TLS files; None for Sentinel URLs."""
+    parsed = _pacer.parse_redis_url(url)
+    if parsed["sentinel"]:
+        return None
+    kwargs: Dict[str, Any] = {
+        "username": parsed["username"] or None,
+        "password": parsed["password"] or None,
+        "socket_timeout": command_timeout_ms / 1000.0,
+        "socket_connect_timeout": connect_timeout_ms / 1000.0,
+        **settings,
+    }
+    if parsed["tls"]:
+        kwargs.update(ssl=True, ssl_cert_reqs="required" if tls.get("tls_verify", True) else "none",
+                      ssl_ca_certs=tls.get("tls_ca_file") or None,
+                      ssl_certfile=tls.get("tls_cert_file") or None,
+                      ssl_keyfile=tls.get("tls_key_file") or None)
+    host, port = parsed["hosts"][0]
+    if parsed["cluster"]:
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        kwargs.pop("max_connections", None)  # per node in redis-py's cluster client
+        return RedisCluster(startup_nodes=[ClusterNode(h, p) for h, p in parsed["hosts"]],
+                            **kwargs)
+    return _redis_asyncio.Redis(host=host, port=port, db=parsed["db"], **kwargs)

@@ -7,6 +7,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
@@ -20,6 +21,7 @@
 
 #include "bridge.h"
 #include "engine.h"
+#include "log_queue.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/response.h"
 #include "pacer/http/rule.h"
@@ -59,6 +61,28 @@ PYBIND11_MODULE(_pacer, m) {
   m.def(
       "check_redis_url", [](std::string_view url) { pacer::redis::parse_redis_url(url); },
       "ValueError naming a Redis URL the store would refuse (password masked).");
+  m.def(
+      "parse_redis_url",
+      [](std::string_view url) {
+        const pacer::redis::RedisUrl parsed = pacer::redis::parse_redis_url(url);
+        py::dict out;
+        out["tls"] = parsed.tls;
+        out["cluster"] = parsed.cluster;
+        out["sentinel"] = parsed.sentinel;
+        out["hosts"] = parsed.hosts;
+        out["username"] = parsed.username;
+        out["password"] = parsed.password;
+        out["db"] = parsed.db;
+        out["master_name"] = parsed.master_name;
+        out["sentinel_username"] = parsed.sentinel_username;
+        out["sentinel_password"] = parsed.sentinel_password;
+        return out;
+      },
+      "The engine's reading of a Redis URL (for limiter.storage.redis); ValueError as "
+      "check_redis_url.");
+  m.def(
+      "mask_redis_url", [](std::string_view url) { return pacer::redis::mask_redis_url(url); },
+      "The URL with its passwords shown as ***, for messages.");
   m.def("check_key_prefix", &check_key_prefix);
   m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
   m.attr("UNAVAILABLE_RETRY_AFTER_S") = http::kUnavailableRetryAfter.count();
@@ -176,4 +200,42 @@ PYBIND11_MODULE(_pacer, m) {
       .def_property_readonly("trusted", &ClientIp::trusted);
 
   m.def("_release_orphans", &release_orphans);
+
+  // The library's log lines, for python/pacer/_log.py (log_queue.h).
+  py::enum_<pacer::LogLevel>(m, "LogLevel")
+      .value("TRACE", pacer::LogLevel::kTrace)
+      .value("DEBUG", pacer::LogLevel::kDebug)
+      .value("INFO", pacer::LogLevel::kInfo)
+      .value("WARNING", pacer::LogLevel::kWarn)
+      .value("ERROR", pacer::LogLevel::kError)
+      .value("CRITICAL", pacer::LogLevel::kCritical);
+  py::class_<LogQueue, std::shared_ptr<LogQueue>>(m, "LogQueue")
+      .def(
+          "wait",
+          [](LogQueue& queue, std::int64_t timeout_ms) -> py::object {
+            bool stopped = false;
+            std::vector<LogQueue::Line> lines;
+            // Not py::gil_scoped_release: a daemon thread that takes the GIL back while the
+            // interpreter exits is ended inside PyEval_RestoreThread by forced unwinding, which
+            // must not pass through a destructor (noexcept: std::terminate).
+            PyThreadState* state = PyEval_SaveThread();
+            try {
+              lines = queue.wait(std::chrono::milliseconds(timeout_ms), stopped);
+            } catch (...) {
+              PyEval_RestoreThread(state);
+              throw;
+            }
+            PyEval_RestoreThread(state);
+            if (stopped) return py::none();
+            py::list out;
+            for (auto& line : lines) out.append(py::make_tuple(line.level, line.message));
+            return out;
+          },
+          py::arg("timeout_ms"),
+          "Waits without the GIL for the library's log lines: [(LogLevel, message)], or None "
+          "once stopped and empty.")
+      .def("stop", &LogQueue::stop);
+  m.def("_install_log_queue", &install_log_queue,
+        "Sends the library's log lines to a new LogQueue (and no longer to the previous one).");
+  m.def("_remove_log_queue", &remove_log_queue, "The library's log lines go to stderr again.");
 }

@@ -20,8 +20,18 @@ def good_check(limiter):
     ((1, "1" * 400 + "s"), ValueError, "Invalid duration format"),
     ((1, "1s\x00"), ValueError, "Invalid duration format"),
     ((1, "\u0661s"), ValueError, "Invalid duration format"),  # Arabic-Indic digit one
-    ((2**70, "1s"), TypeError, ""),
-    ((1.5, "1s"), TypeError, ""),
+    # Plain TypeError / ValueError naming the parameter, never the bindings' pacer._pacer.Policy.
+    ((2**70, "1s"), ValueError, "permits must be at most 9223372036854775807, got 1180591620717411303424"),
+    ((1.5, "1s"), ValueError, r"permits must be a whole number, got 1\.5"),
+    ((float("nan"), "1s"), ValueError, "permits must be a whole number, got nan"),
+    ((float("inf"), "1s"), ValueError, "permits must be a whole number, got inf"),
+    (("5", "1s"), TypeError, r"permits must be a whole number, got '5' \(str\)"),
+    ((True, "1s"), TypeError, r"permits must be a whole number, got True \(bool\)"),
+    ((None, "1s"), TypeError, "permits must be a whole number, got None"),
+    ((1, "1s", 0.5), ValueError, r"burst must be a whole number, got 0\.5"),
+    ((1, "1s", "2"), TypeError, r"burst must be a whole number, got '2' \(str\)"),
+    ((1, "1s", 2**64), ValueError, "burst must be at most"),
+    ((1, "1s", -1.0), ValueError, "burst must be non-negative"),
 ])
 def test_bad_rates(args, error, text):
     with pytest.raises(error, match=text):

@@ -1,11 +1,10 @@
 #include "pacer/beast/limit.h"
 
-#include <spdlog/spdlog.h>
-
 #include <algorithm>
 #include <exception>
 #include <memory>
 
+#include "core/logging.h"
 #include "pacer/beast/request_view.h"
 #include "session.h"
 
@@ -91,7 +90,7 @@ class Exchange {
 
 void handler_threw(const char* what) noexcept {
   try {
-    spdlog::error("pacer::beast: answering a rate-limited request failed: {}", what);
+    pacer::internal::log_error("pacer::beast: answering a rate-limited request failed: {}", what);
   } catch (...) {
   }
 }

@@ -9,7 +9,7 @@
 #include <string>
 #include <system_error>
 
-#include "spdlog/spdlog.h"
+#include "core/logging.h"
 #include "worker.h"
 
 namespace pacer::beast {
@@ -131,11 +131,12 @@ Server::Impl::Impl(ServerOptions options_in, Handler handler_in)
   const std::size_t per_worker = std::max<std::size_t>(1, wanted / count);
   for (auto& worker : workers) worker->max_connections = per_worker;
   max_connections = per_worker * count;
-  spdlog::info("pacer::beast: descriptor limit {} ({}); up to {} connections ({} per worker{})",
-               descriptors, note, max_connections, per_worker,
-               options.max_connections != 0 ? "" : ", derived from the descriptor limit");
+  pacer::internal::log_info(
+      "pacer::beast: descriptor limit {} ({}); up to {} connections ({} per worker{})", descriptors,
+      note, max_connections, per_worker,
+      options.max_connections != 0 ? "" : ", derived from the descriptor limit");
   if (max_connections > descriptors) {
-    spdlog::warn(
+    pacer::internal::log_warn(
         "pacer::beast: the connection cap {} is above the descriptor limit {}: accept "
         "will fail before the cap is reached, and connections are shed then",
         max_connections, descriptors);
@@ -176,7 +177,7 @@ void Server::start() {
     impl->signals.emplace(impl->workers.front()->ioc, SIGINT, SIGTERM);
     impl->signals->async_wait([impl](error_code ec, int signal) {
       if (ec) return;
-      spdlog::info("pacer::beast: signal {} received, stopping", signal);
+      pacer::internal::log_info("pacer::beast: signal {} received, stopping", signal);
       impl->stop();
     });
   }

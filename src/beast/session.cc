@@ -9,9 +9,9 @@
 #include <exception>
 #include <limits>
 
+#include "core/logging.h"
 #include "core/text.h"
 #include "pacer/http/request_view.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::beast::internal {
 namespace {
@@ -249,18 +249,19 @@ void Session::dispatch() {
                            Send(Responder(shared_from_this(), generation)));
   } catch (const std::exception& e) {
     threw = true;
-    spdlog::error("pacer::beast: handler threw for a request from {}: {}", client_.peer_address,
-                  e.what());
+    pacer::internal::log_error("pacer::beast: handler threw for a request from {}: {}",
+                               client_.peer_address, e.what());
   } catch (...) {
     threw = true;
-    spdlog::error("pacer::beast: handler threw a non-exception for a request from {}",
-                  client_.peer_address);
+    pacer::internal::log_error("pacer::beast: handler threw a non-exception for a request from {}",
+                               client_.peer_address);
   }
   in_handler_ = false;
   if (state_ != State::kHandling || generation != generation_) return;  // answered already
   if (dropped_in_handler_ && !threw) {
-    spdlog::error("pacer::beast: handler dropped Send without calling it (request from {})",
-                  client_.peer_address);
+    pacer::internal::log_error(
+        "pacer::beast: handler dropped Send without calling it (request from {})",
+        client_.peer_address);
   }
   if (threw || dropped_in_handler_) answer_internal_error();
 }
@@ -272,8 +273,8 @@ void Session::on_dropped(std::uint64_t generation) {
     dropped_in_handler_ = true;
     return;
   }
-  spdlog::error("pacer::beast: Send destroyed without being called (request from {})",
-                client_.peer_address);
+  pacer::internal::log_error("pacer::beast: Send destroyed without being called (request from {})",
+                             client_.peer_address);
   answer_internal_error();
 }
 

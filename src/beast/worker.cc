@@ -4,8 +4,8 @@
 #include <cerrno>
 #include <exception>
 
+#include "core/logging.h"
 #include "session.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::beast::internal {
 namespace {
@@ -72,7 +72,7 @@ void Worker::admit(Socket&& socket) {
     if (cap_log.allow(skipped)) {
       error_code ignored;
       const auto peer = socket.remote_endpoint(ignored);
-      spdlog::warn(
+      pacer::internal::log_warn(
           "pacer::beast: worker {}: connection cap of {} reached and every connection is busy: "
           "refused a new one from {}{}",
           index, max_connections, peer.address().to_string(), skipped_note(skipped));
@@ -88,7 +88,7 @@ void Worker::admit(Socket&& socket) {
       refused_per_client.fetch_add(1, std::memory_order_relaxed);
       std::uint64_t skipped = 0;
       if (client_cap_log.allow(skipped)) {
-        spdlog::warn(
+        pacer::internal::log_warn(
             "pacer::beast: worker {}: {} already holds {} connections "
             "(max_connections_per_client): refused a new one{}",
             index, session->peer(), server.options.max_connections_per_client,
@@ -102,7 +102,7 @@ void Worker::admit(Socket&& socket) {
     shed.fetch_add(1, std::memory_order_relaxed);
     std::uint64_t skipped = 0;
     if (cap_log.allow(skipped)) {
-      spdlog::warn(
+      pacer::internal::log_warn(
           "pacer::beast: worker {}: connection cap of {} reached: closed {} (from {}) "
           "to make room{}",
           index, max_connections, what, victim->peer(), skipped_note(skipped));
@@ -126,10 +126,11 @@ void Worker::on_accept_error(const error_code& ec) {
   Session* victim = out_of_resources ? find_victim(what) : nullptr;
   std::uint64_t skipped = 0;
   if (accept_log.allow(skipped)) {
-    spdlog::warn("pacer::beast: worker {}: accept failed: {} ({} connections open); {}{}", index,
-                 ec.message(), open,
-                 victim != nullptr ? std::string("closing ") + what : "retrying in 100 ms",
-                 skipped_note(skipped));
+    pacer::internal::log_warn(
+        "pacer::beast: worker {}: accept failed: {} ({} connections open); {}{}", index,
+        ec.message(), open,
+        victim != nullptr ? std::string("closing ") + what : "retrying in 100 ms",
+        skipped_note(skipped));
   }
   if (victim != nullptr) {
     shed.fetch_add(1, std::memory_order_relaxed);
@@ -152,13 +153,13 @@ void Worker::run() {
       // client the application runs here) and has lost its continuation. Handlers must not
       // throw (pacer/store.h); say so loudly and keep serving the other connections.
       escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error(
+      pacer::internal::log_error(
           "pacer::beast: worker {}: an exception escaped a completion handler ({}); "
           "that operation is lost, the worker goes on",
           index, e.what());
     } catch (...) {
       escaped_exceptions.fetch_add(1, std::memory_order_relaxed);
-      spdlog::error(
+      pacer::internal::log_error(
           "pacer::beast: worker {}: an exception of unknown type escaped a completion "
           "handler; that operation is lost, the worker goes on",
           index);
@@ -191,8 +192,9 @@ void Worker::begin_shutdown() {
       sessions->finish();
       ++forced;
     }
-    spdlog::warn("pacer::beast: worker {}: closed {} connection(s) still busy after the grace",
-                 index, forced);
+    pacer::internal::log_warn(
+        "pacer::beast: worker {}: closed {} connection(s) still busy after the grace", index,
+        forced);
     ioc.stop();
   });
 }

@@ -1,7 +1,5 @@
 #include "pacer/limiter.h"
 
-#include <spdlog/spdlog.h>
-
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -9,6 +7,7 @@
 #include <string>
 
 #include "core/handler_guard.h"
+#include "core/logging.h"
 #include "core/text.h"
 #include "limiter/rendezvous.h"
 
@@ -66,7 +65,7 @@ struct Limiter::State {
       std::lock_guard lock(handler_log_mutex);
       std::uint64_t skipped = 0;
       if (!handler_log.allow(skipped)) return;
-      spdlog::error(
+      pacer::internal::log_error(
           "pacer: a completion handler for policy '{}' threw ({}); handlers must not "
           "throw ({} more since the last report)",
           policy.name(), what, skipped);
@@ -99,10 +98,12 @@ void Limiter::State::call_hook(const Hook& hook, const Event& event) noexcept {
     hook(event);
   } catch (const std::exception& e) {
     metrics.count_hook_error();
-    spdlog::warn("pacer: hook for policy '{}' threw: {}", event.policy.name(), e.what());
+    pacer::internal::log_warn("pacer: hook for policy '{}' threw: {}", event.policy.name(),
+                              e.what());
   } catch (...) {
     metrics.count_hook_error();
-    spdlog::warn("pacer: hook for policy '{}' threw a non-exception", event.policy.name());
+    pacer::internal::log_warn("pacer: hook for policy '{}' threw a non-exception",
+                              event.policy.name());
   }
 }
 

@@ -9,13 +9,13 @@
 #include "cluster.h"
 #include "connection.h"
 #include "core/handler_guard.h"
+#include "core/logging.h"
 #include "handover.h"
 #include "node_connections.h"
 #include "pacer/error.h"
 #include "request_flow.h"
 #include "resp.h"
 #include "sentinel_monitor.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::redis {
 
@@ -201,8 +201,8 @@ struct Client::Impl final : internal::NodeConnections::Owner, std::enable_shared
     const std::string from = nodes->address(0);
     if (stopped || !nodes->point_at(0, host, port, true)) return;
     if (!from.empty()) {
-      spdlog::warn("redis sentinel: master '{}' moved from {} to {}", options.url.master_name, from,
-                   internal::endpoint_name(host, port));
+      pacer::internal::log_warn("redis sentinel: master '{}' moved from {} to {}",
+                                options.url.master_name, from, internal::endpoint_name(host, port));
     }
     nodes->update_connected();
   }

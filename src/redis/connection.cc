@@ -13,8 +13,8 @@
 #include <utility>
 
 #include "cluster.h"
+#include "core/logging.h"
 #include "pacer/error.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::redis::internal {
 namespace {
@@ -45,7 +45,7 @@ void ClientShared::handler_threw(std::string_view where, std::string_view what) 
     std::lock_guard lock(mutex);
     std::uint64_t skipped = 0;
     if (!handler_log.allow(skipped)) return;
-    spdlog::error(
+    pacer::internal::log_error(
         "redis {}: a completion handler threw ({}); handlers must not throw ({} more "
         "since the last report)",
         where, what, skipped);
@@ -245,7 +245,8 @@ void Connection::become_up() {
   connect_timer_.cancel();
   state_ = State::kUp;
   was_up_ = true;
-  if (attempts_ > 0 || suppressed_warnings_ > 0) spdlog::info("redis {}: connected", name_);
+  if (attempts_ > 0 || suppressed_warnings_ > 0)
+    pacer::internal::log_info("redis {}: connected", name_);
   attempts_ = 0;
   if (listener_ != nullptr) listener_->on_up(*this);
 }
@@ -295,9 +296,10 @@ void Connection::report(const std::string& text) {
   const auto now = Clock::now();
   if (now - last_warning_ >= kWarningInterval) {
     if (suppressed_warnings_ > 0) {
-      spdlog::warn("redis {} ({} more failures in the last second)", message, suppressed_warnings_);
+      pacer::internal::log_warn("redis {} ({} more failures in the last second)", message,
+                                suppressed_warnings_);
     } else {
-      spdlog::warn("redis {}", message);
+      pacer::internal::log_warn("redis {}", message);
     }
     last_warning_ = now;
     suppressed_warnings_ = 0;

@@ -3,8 +3,8 @@
 #include <algorithm>
 
 #include "cluster.h"
+#include "core/logging.h"
 #include "pacer/error.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::redis::internal {
 
@@ -156,7 +156,7 @@ void NodeConnections::update_connected() {
 }
 
 void NodeConnections::set_error(std::string text) {
-  spdlog::warn("redis {}", text);
+  pacer::internal::log_warn("redis {}", text);
   std::lock_guard lock(shared_->mutex);
   shared_->last_error = std::move(text);
 }

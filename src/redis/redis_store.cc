@@ -1,7 +1,6 @@
 #include "pacer/redis/redis_store.h"
 
 #include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include <array>
 #include <atomic>
@@ -16,6 +15,7 @@
 #include <thread>
 
 #include "core/handler_guard.h"
+#include "core/logging.h"
 #include "core/text.h"
 #include "deny_cache.h"
 #include "pacer/redis/url.h"
@@ -168,7 +168,7 @@ struct RedisStore::Impl {
     std::unique_lock lock(module_log_mutex);
     if (module_log.allow(skipped)) {
       lock.unlock();
-      spdlog::warn(
+      pacer::internal::log_warn(
           "pacer: a Redis node does not know PACER.GCRA (pacer-redis-module.so not loaded); "
           "decided by the Lua script{}{}",
           options.script == RedisScript::kAuto ? " until the module is found on every node again"
@@ -307,9 +307,10 @@ RedisStore::RedisStore(RedisStoreOptions options)
         try {
           start(index);
         } catch (const std::exception& e) {
-          spdlog::error("pacer: on_io_thread_start threw ({}); the thread goes on", e.what());
+          pacer::internal::log_error("pacer: on_io_thread_start threw ({}); the thread goes on",
+                                     e.what());
         } catch (...) {
-          spdlog::error("pacer: on_io_thread_start threw; the thread goes on");
+          pacer::internal::log_error("pacer: on_io_thread_start threw; the thread goes on");
         }
       }
       // Handlers are guarded where they are called; should anything still escape, the thread
@@ -319,10 +320,11 @@ RedisStore::RedisStore(RedisStoreOptions options)
           ctx->run();
           return;
         } catch (const std::exception& e) {
-          spdlog::error("pacer: an exception escaped into a Redis I/O thread ({}); it goes on",
-                        e.what());
+          pacer::internal::log_error(
+              "pacer: an exception escaped into a Redis I/O thread ({}); it goes on", e.what());
         } catch (...) {
-          spdlog::error("pacer: an exception escaped into a Redis I/O thread; it goes on");
+          pacer::internal::log_error(
+              "pacer: an exception escaped into a Redis I/O thread; it goes on");
         }
       }
     });
@@ -436,9 +438,10 @@ struct RedisStore::Finish {
       if (auto decision = parse_decision(reply, p.args)) {
         result.decision = *decision;
       } else {
-        spdlog::warn("pacer: unexpected reply from Redis for key '{}': {}",
-                     pacer::internal::printable(p.key),
-                     pacer::internal::printable(reply.is_error() ? reply.str : "not a decision"));
+        pacer::internal::log_warn(
+            "pacer: unexpected reply from Redis for key '{}': {}",
+            pacer::internal::printable(p.key),
+            pacer::internal::printable(reply.is_error() ? reply.str : "not a decision"));
         result.error = make_error_code(Errc::kProtocol);
       }
     }

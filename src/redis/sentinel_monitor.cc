@@ -8,10 +8,10 @@
 #include <string_view>
 
 #include "cluster.h"
+#include "core/logging.h"
 #include "core/text.h"
 #include "reply_reader.h"
 #include "resp.h"
-#include "spdlog/spdlog.h"
 
 namespace pacer::redis::internal {
 namespace {
@@ -306,10 +306,10 @@ void SentinelMonitor::report(const std::string& text) {
   const auto now = std::chrono::steady_clock::now();
   if (now - last_warning_ >= kWarningInterval) {
     if (suppressed_warnings_ > 0) {
-      spdlog::warn("redis {} ({} more sentinel failures in the last second)", text,
-                   suppressed_warnings_);
+      pacer::internal::log_warn("redis {} ({} more sentinel failures in the last second)", text,
+                                suppressed_warnings_);
     } else {
-      spdlog::warn("redis {}", text);
+      pacer::internal::log_warn("redis {}", text);
     }
     last_warning_ = now;
     suppressed_warnings_ = 0;
@@ -458,10 +458,10 @@ void SentinelMonitor::on_switch_master(std::size_t index, std::string_view paylo
     return;
   }
   if (message->master_name != config_.master_name) return;
-  spdlog::info("redis {}: +switch-master {} {} -> {}", sentinel_name(index),
-               printable(message->master_name),
-               endpoint_name(message->from.host, message->from.port),
-               endpoint_name(message->to.host, message->to.port));
+  pacer::internal::log_info("redis {}: +switch-master {} {} -> {}", sentinel_name(index),
+                            printable(message->master_name),
+                            endpoint_name(message->from.host, message->from.port),
+                            endpoint_name(message->to.host, message->to.port));
   consider(message->to, "+switch-master");
 }
 
@@ -481,8 +481,9 @@ void SentinelMonitor::consider(const MasterAddress& address, const char* source)
   // The current master again. A check of another address goes on: this answer may come from a
   // sentinel that has not yet seen the failover another one announced.
   if (master_ && *master_ == address) return;
-  spdlog::debug("redis sentinel: {} names {} as master '{}'", source,
-                endpoint_name(address.host, address.port), printable(config_.master_name));
+  pacer::internal::log_debug("redis sentinel: {} names {} as master '{}'", source,
+                             endpoint_name(address.host, address.port),
+                             printable(config_.master_name));
   stop_verifier();
   candidate_ = address;
   role_sent_ = false;
@@ -534,8 +535,8 @@ void SentinelMonitor::on_role(std::uint64_t epoch, std::error_code ec, Reply&& r
   stop_verifier();
   const bool first = !master_;
   master_ = address;
-  spdlog::info("redis sentinel: master '{}' is {}{}", printable(config_.master_name), name,
-               first ? "" : " (switched)");
+  pacer::internal::log_info("redis sentinel: master '{}' is {}{}", printable(config_.master_name),
+                            name, first ? "" : " (switched)");
   if (on_master_) {
     const MasterHandler handler = on_master_;  // it may stop us
     handler(address);
