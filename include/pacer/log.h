@@ -15,9 +15,9 @@
 // default. Applications (pacerd, pacer-demo) log through spdlog themselves.
 //
 // Threads (docs/DESIGN.md §10): the setters may be called at any time, from any thread, also
-// while the library's I/O threads log. The sink in force is an immutable value behind an atomic
-// shared pointer: a line is written whole to one sink, and a line being written on another
-// thread when a setter returns may still reach the previous sink, which stays alive (with
+// while the library's I/O threads log. The sink in force is an immutable value behind a shared
+// pointer swapped under a mutex: a line is written whole to one sink, and a line being written on
+// another thread when a setter returns may still reach the previous sink, which stays alive (with
 // whatever the handler captured) until that line is done. So a handler owns what it uses
 // (capture a shared_ptr, not a raw pointer to something that may go first), is thread-safe
 // (several threads may call it at once), returns quickly and never calls the library's blocking

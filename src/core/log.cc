@@ -3,8 +3,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include <atomic>
 #include <memory>
+#include <mutex>
 #include <string_view>
 #include <utility>
 
@@ -24,11 +24,35 @@ spdlog::level::level_enum spdlog_level(LogLevel level) {
   return static_cast<spdlog::level::level_enum>(static_cast<int>(level));
 }
 
-// Null: spdlog's default logger. Never destroyed: a thread that logs while the program exits
-// must not find it gone.
-std::atomic<std::shared_ptr<const Sink>>& current_sink() {
-  static auto* sink = new std::atomic<std::shared_ptr<const Sink>>();
-  return *sink;
+// The sink in force (null: spdlog's default logger), behind a mutex. Not
+// std::atomic<std::shared_ptr>: GCC 12's guards the pointer with a lock bit ThreadSanitizer
+// cannot see, so every swap while a thread logs was reported as a race. The library logs
+// rarely; one short lock per line costs nothing. Never destroyed: a thread that logs while the
+// program exits must not find it gone.
+struct CurrentSink {
+  std::mutex mutex;
+  std::shared_ptr<const Sink> sink;
+};
+
+CurrentSink& current() {
+  static auto* current = new CurrentSink();
+  return *current;
+}
+
+std::shared_ptr<const Sink> load_sink() {
+  CurrentSink& c = current();
+  std::lock_guard lock(c.mutex);
+  return c.sink;
+}
+
+void store_sink(std::shared_ptr<const Sink> sink) {
+  CurrentSink& c = current();
+  {
+    std::lock_guard lock(c.mutex);
+    c.sink.swap(sink);
+  }
+  // The previous sink (and what its handler captured) goes here, outside the lock, or later with
+  // the last line that still holds it.
 }
 
 }  // namespace
@@ -39,13 +63,13 @@ static_assert(static_cast<int>(LogLevel::kTrace) == spdlog::level::trace &&
 void set_logger(std::shared_ptr<spdlog::logger> logger) {
   std::shared_ptr<const Sink> sink;
   if (logger) sink = std::make_shared<const Sink>(Sink{std::move(logger), nullptr});
-  current_sink().store(std::move(sink));
+  store_sink(std::move(sink));
 }
 
 void set_log_handler(LogHandler handler, LogLevel min_level) {
   std::shared_ptr<const Sink> sink;
   if (handler) sink = std::make_shared<const Sink>(Sink{nullptr, std::move(handler), min_level});
-  current_sink().store(std::move(sink));
+  store_sink(std::move(sink));
 }
 
 std::string_view to_string(LogLevel level) noexcept {
@@ -69,16 +93,20 @@ std::string_view to_string(LogLevel level) noexcept {
 namespace internal {
 
 bool log_enabled(LogLevel level) noexcept {
-  const std::shared_ptr<const Sink> sink = current_sink().load();
-  if (!sink) return spdlog::default_logger_raw()->should_log(spdlog_level(level));
-  if (sink->logger) return sink->logger->should_log(spdlog_level(level));
-  return level >= sink->min_level;
+  try {
+    const std::shared_ptr<const Sink> sink = load_sink();
+    if (!sink) return spdlog::default_logger_raw()->should_log(spdlog_level(level));
+    if (sink->logger) return sink->logger->should_log(spdlog_level(level));
+    return level >= sink->min_level;
+  } catch (...) {  // a lock that could not be taken: the line is not written
+    return false;
+  }
 }
 
 void log_line(LogLevel level, std::string_view message) noexcept {
   try {
     // Held until the line is written: a setter on another thread cannot free it meanwhile.
-    const std::shared_ptr<const Sink> sink = current_sink().load();
+    const std::shared_ptr<const Sink> sink = load_sink();
     if (!sink) {
       spdlog::default_logger_raw()->log(spdlog_level(level), message);
     } else if (sink->logger) {
