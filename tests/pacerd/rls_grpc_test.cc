@@ -11,9 +11,11 @@
 #include <future>
 #include <thread>
 
+#include "../redis/redis_server.h"
 #include "../support/held_store.h"
 #include "envoy/service/ratelimit/v3/rls.grpc.pb.h"
 #include "pacer/memory_store.h"
+#include "pacer/open_store.h"
 
 namespace pacer::pacerd::rls {
 namespace {
@@ -75,8 +77,8 @@ std::string header(const pb::RateLimitResponse& r, std::string_view name) {
   return "";
 }
 
-TEST(RlsGrpc, EachDescriptorIsAnsweredWithItsLimitAndTheRequestIsOverWhenOneIs) {
-  MemoryStore store;
+// Three calls within the per-address limit, then one over it: the same answers on every store.
+void expect_each_descriptor_answered(Store& store) {
   RlsServerOptions options;
   options.ratelimit_headers = true;
   Harness h(store, options);
@@ -106,6 +108,21 @@ TEST(RlsGrpc, EachDescriptorIsAnsweredWithItsLimitAndTheRequestIsOverWhenOneIs) 
   EXPECT_EQ(header(over, "Retry-After"), "20");  // one per 20 s refills it
   EXPECT_EQ(header(over, "RateLimit-Remaining"), "0");
   EXPECT_EQ(h.server.stats().over_limit, 1u);
+  // Each descriptor is decided on its own: a call over one limit still counts on the others, as
+  // envoyproxy/ratelimit does (docs/API.md, "Envoy rate limit service").
+  EXPECT_EQ(over.statuses(1).limit_remaining(), 96u);
+}
+
+TEST(RlsGrpc, EachDescriptorIsAnsweredWithItsLimitAndTheRequestIsOverWhenOneIs) {
+  MemoryStore store;
+  expect_each_descriptor_answered(store);
+}
+
+TEST(RlsGrpc, OnRedisEachDescriptorIsAnsweredTheSame) {
+  if (!redis::testing::RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
+  redis::testing::RedisServer redis;
+  auto store = open_store(redis.url());
+  expect_each_descriptor_answered(*store);
 }
 
 TEST(RlsGrpc, EnvoyproxyRatelimitsHeaderNamesOnRequest) {
