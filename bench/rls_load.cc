@@ -165,8 +165,10 @@ int run(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   if (o.threads > o.channels || o.threads > o.concurrency) {
-    std::fprintf(stderr, "pacer-rls-load: --threads %d needs at least as many --channels (%d) "
-                 "and --concurrency (%d)\n", o.threads, o.channels, o.concurrency);
+    std::fprintf(stderr,
+                 "pacer-rls-load: --threads %d needs at least as many --channels (%d) "
+                 "and --concurrency (%d)\n",
+                 o.threads, o.channels, o.concurrency);
     return 2;
   }
 
@@ -181,8 +183,8 @@ int run(int argc, char** argv) {
   }
 
   const auto started = Clock::now();
-  const auto deadline =
-      started + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(o.seconds));
+  const auto deadline = started + std::chrono::duration_cast<Clock::duration>(
+                                      std::chrono::duration<double>(o.seconds));
   std::vector<std::unique_ptr<Worker>> workers;
   for (int t = 0; t < o.threads; ++t) {
     std::vector<std::unique_ptr<pb::RateLimitService::Stub>> stubs;
@@ -217,13 +219,13 @@ int run(int argc, char** argv) {
   }
   std::sort(all.latencies_ms.begin(), all.latencies_ms.end());
   const auto calls = all.ok + all.over_limit + all.errors;
-  std::printf("calls=%llu ok=%llu over_limit=%llu errors=%llu seconds=%.3f calls_per_s=%.0f "
-              "p50_ms=%.3f p99_ms=%.3f\n",
-              static_cast<unsigned long long>(calls), static_cast<unsigned long long>(all.ok),
-              static_cast<unsigned long long>(all.over_limit),
-              static_cast<unsigned long long>(all.errors), elapsed,
-              static_cast<double>(calls) / elapsed, percentile(all.latencies_ms, 0.50),
-              percentile(all.latencies_ms, 0.99));
+  std::printf(
+      "calls=%llu ok=%llu over_limit=%llu errors=%llu seconds=%.3f calls_per_s=%.0f "
+      "p50_ms=%.3f p99_ms=%.3f\n",
+      static_cast<unsigned long long>(calls), static_cast<unsigned long long>(all.ok),
+      static_cast<unsigned long long>(all.over_limit), static_cast<unsigned long long>(all.errors),
+      elapsed, static_cast<double>(calls) / elapsed, percentile(all.latencies_ms, 0.50),
+      percentile(all.latencies_ms, 0.99));
   return all.errors == 0 ? 0 : 1;
 }
 
