@@ -68,5 +68,8 @@ bench/cluster_io_threads.sh "$bin/apps/pacer-bench/pacer-bench" "$secs" 1
 echo "== pacerd: /v1/check vs pacer-demo /, nginx auth_request vs limit_req"
 bench/pacerd_bench.sh "$secs" 1
 
+echo "== pacerd: Envoy's ShouldRateLimit over gRPC vs POST /v1/check, both stores"
+bench/rls_bench.sh "$secs" 1
+
 echo "== FastAPI: GET /ping without a limiter, with LimiterMiddleware in process and on Redis"
 ROUNDS=1 DURATION="$secs" python/bench/run.sh "$bin"
