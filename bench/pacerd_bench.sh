@@ -27,16 +27,7 @@ pacerd=$build/apps/pacerd/pacerd
 demo=$build/apps/pacer-demo/pacer-demo
 nginx=$(command -v nginx || echo /usr/sbin/nginx)
 
-tmp=$(mktemp -d)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_http() { for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$1$2" && return 0; sleep 0.05; done; echo "no answer on port $1" >&2; exit 1; }
+source bench/lib.sh
 
 # wrk: prints "<req/s> <p99 ms> <non-2xx>".
 run_wrk() {
@@ -44,7 +35,7 @@ run_wrk() {
   out=$(wrk -t"$wrk_threads" -c"$connections" -d"${secs}s" --latency "$@")
   local rps p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
-  p99=$(awk '$1 == "99%" {v=$2; if (v ~ /us$/) {sub(/us/,"",v); v/=1000} else if (v ~ /ms$/) {sub(/ms/,"",v)} else if (v ~ /s$/) {sub(/s/,"",v); v*=1000}; print v}' <<<"$out")
+  p99=$(wrk_ms "$out" 99%)
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
   echo "$rps $p99 ${non2xx:-0}"
 }
