@@ -26,6 +26,10 @@ descriptors:
     rate_limit: {unit: second, requests_per_unit: 0}
   - key: user
     rate_limit: {unit: minute, requests_per_unit: 100, name: per_user}
+  - key: route
+    descriptors:
+      - key: caller
+        rate_limit: {unit: minute, requests_per_unit: 1}
   - key: vip
     rate_limit: {unit: minute, requests_per_unit: 1000, name: vip, replaces: [{name: per_user}]}
 )";
@@ -160,6 +164,19 @@ TEST_F(RlsDecide, HostileIdentitiesGetTheirOwnSafeKeys) {
   EXPECT_EQ(ask(one("remote_address", "x}|{edge.remote_address_y\n")).overall, Code::kOk);
   EXPECT_EQ(ask(one("remote_address", std::string(1024, '\xff'))).overall, Code::kOk);
   EXPECT_EQ(ask(one("remote_address", "y")).statuses[0].limit_remaining, 2u);
+}
+
+TEST_F(RlsDecide, ValuesThatReadAlikeWhenJoinedNeverShareABucket) {
+  // Joined as text, both read "route_x.caller_y.caller_z": a caller choosing its values must
+  // not land in another caller's bucket (docs/DESIGN.md §4).
+  auto nested = [](std::string route, std::string caller) {
+    return RlsRequest{
+        "edge", {RlsDescriptor{{{"route", std::move(route)}, {"caller", std::move(caller)}}, {}}},
+        0};
+  };
+  EXPECT_EQ(ask(nested("x.caller_y", "z")).overall, Code::kOk);
+  EXPECT_EQ(ask(nested("x", "y.caller_z")).overall, Code::kOk);
+  EXPECT_EQ(ask(nested("x", "y.caller_z")).overall, Code::kOverLimit);  // its own bucket is full
 }
 
 }  // namespace

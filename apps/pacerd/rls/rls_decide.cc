@@ -10,6 +10,7 @@
 #include <mutex>
 #include <set>
 
+#include "pacer/http/identity.h"
 #include "pacer/http/rule.h"
 
 namespace pacer::pacerd::rls {
@@ -81,6 +82,15 @@ std::string descriptor_identity(const RlsDescriptor& descriptor) {
   return out;
 }
 
+std::string bucket_identity(const RlsDescriptor& descriptor) {
+  std::string out;
+  for (const auto& [key, value] : descriptor.entries) {
+    if (!out.empty()) out += '|';
+    out += http::sanitize_identity(fmt::format("{}_{}", key, value));
+  }
+  return out;
+}
+
 std::string validate(const RlsRequest& request) {
   if (request.domain.empty()) return "domain: must not be empty";
   if (request.domain.size() > kMaxText) {
@@ -140,7 +150,7 @@ void decide(const Limiter& limiter, const RlsConfig& config, std::string_view ke
   for (std::size_t i = 0; i < request.descriptors.size(); ++i) {
     const auto& d = request.descriptors[i];
     Plan& plan = gather->plans[i];
-    const std::string identity = descriptor_identity(d);
+    const std::string identity = bucket_identity(d);
     if (d.limit) {
       plan.status.current_limit = RlsStatus::Limit{d.limit->requests_per_unit, d.limit->unit, ""};
       if (d.limit->requests_per_unit == 0) {

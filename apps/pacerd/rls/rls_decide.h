@@ -80,8 +80,15 @@ using RlsHandler = std::function<void(RlsAnswer)>;
 void decide(const Limiter& limiter, const RlsConfig& config, std::string_view key_prefix,
             const RlsRequest& request, std::shared_ptr<const void> keep, RlsHandler done);
 
-// The identity of one descriptor's bucket: its entries as "key_value" joined by '.', the text
-// envoyproxy/ratelimit keys by (docs/API.md).
+// One descriptor as envoyproxy/ratelimit names it: its entries as "key_value" joined by '.'.
+// For metric labels (detailed_metric), not for buckets: as text, ("a", "x.b_y"), ("b", "z") and
+// ("a", "x"), ("b", "y.b_z") read alike.
 std::string descriptor_identity(const RlsDescriptor& descriptor);
+
+// The identity of one descriptor's bucket: each entry's "key_value" made safe in a key
+// (http::sanitize_identity hashes one with '|'), joined by '|', so that no two descriptors
+// share a bucket (docs/DESIGN.md §4). One entry stays readable ("remote_address_10.0.0.1");
+// storage_key hashes a joined one.
+std::string bucket_identity(const RlsDescriptor& descriptor);
 
 }  // namespace pacer::pacerd::rls
