@@ -171,7 +171,8 @@ TEST_F(RlsDecide, ValuesThatReadAlikeWhenJoinedNeverShareABucket) {
   // not land in another caller's bucket (docs/DESIGN.md §4).
   auto nested = [](std::string route, std::string caller) {
     return RlsRequest{
-        "edge", {RlsDescriptor{{{"route", std::move(route)}, {"caller", std::move(caller)}}, {}}},
+        "edge",
+        {RlsDescriptor{{{"route", std::move(route)}, {"caller", std::move(caller)}}, {}}},
         0};
   };
   EXPECT_EQ(ask(nested("x.caller_y", "z")).overall, Code::kOk);
