@@ -38,11 +38,19 @@ struct Call {
   std::atomic<State> state{State::kInCheck};
   Verdict verdict;
   PyObject* future = nullptr;  // one strong reference, released under the GIL
+  // An admission's ASGI send (Engine::admit_scope; one strong reference, released under the
+  // GIL), or null: the future gets the Verdict itself.
+  PyObject* send = nullptr;
+  bool admission = false;
   std::shared_ptr<BridgeCore> bridge;
   std::optional<HeaderRendering> render;  // the ASGI headers, when asked for
 
   // Under the GIL, once the decision is known.
   void finish();
+  // Under the GIL, after finish(): what the future gets (the Verdict, or the admission).
+  py::object result();
+  // Under the GIL: drops the references to Python objects.
+  void release_python() noexcept;
 };
 
 // Any thread, no GIL: the decision and the store's error (empty unless the fail mode answered)
