@@ -19,6 +19,7 @@ packages=(
   python3-fastapi python3-starlette python3-uvicorn python3-httpx python3-pytest
   python3-pytest-asyncio
   python3-redis  # redis-py: limiter.storage.redis (FastAPI Pacer's fixtures) and its tests
+  python3-uvloop python3-httptools  # python/bench/run.sh: what production FastAPI runs
 )
 
 missing=()

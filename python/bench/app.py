@@ -1,28 +1,87 @@
-"""The benchmark app: GET /ping, with no limiter, or LimiterMiddleware on the in-process store
-or on Redis (PACER_BENCH_MODE = none | memory | redis; PACER_BENCH_REDIS = the URL)."""
+"""The benchmark app: GET /ping answering {"ping": "pong"}, limited in one of several ways.
 
+PACER_BENCH_MODE (the limiter is generous enough that every request is admitted: the cost of
+deciding, not of refusing):
+  none        no limiter
+  headers     no limiter, but the three RateLimit-* headers it adds (what writing them costs)
+  empty-dep   an empty async dependency with limit()'s signature (request, response): what
+              FastAPI's dependency solving costs, the baseline of the dep-* modes
+  mw-memory   LimiterMiddleware on the in-process store
+  mw-redis    LimiterMiddleware on Redis (PACER_BENCH_REDIS, the URL)
+  dep-memory  Depends(limit(...)) on the in-process store
+  dep-redis   Depends(limit(...)) on Redis
+"memory" and "redis" are the old names of mw-memory and mw-redis.
+
+PACER_BENCH_DIAG=1 reports event loop stalls and garbage collections on stderr when the
+server stops, PACER_BENCH_PROFILE=<file> writes cProfile statistics (python/bench/diag.py).
+
+PACER_BENCH_GC_FREEZE=1: the app calls gc.freeze() once started (what an app can do about the
+full collections that a Redis decision awaited inside FastAPI's dependency solving sets off:
+docs/PERFORMANCE.md, issue 23).
+
+GET /bench/count answers how many /ping requests the app has served (never limited): run.sh
+compares it with Redis' EVALSHA count, so a decision that was lost shows.
+"""
+
+import gc
 import os
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
-from pacer import Limiter, LimiterMiddleware, Rate
+from pacer import Limiter, LimiterMiddleware, Rate, limit
+
+MODES = ("none", "headers", "empty-dep", "mw-memory", "mw-redis", "dep-memory", "dep-redis")
+_ALIASES = {"memory": "mw-memory", "redis": "mw-redis"}
 
 mode = os.environ.get("PACER_BENCH_MODE", "none")
-app = FastAPI()
-if mode in ("memory", "redis"):
-    url = None if mode == "memory" else os.environ.get("PACER_BENCH_REDIS", "redis://127.0.0.1:6379")
-    limiter = Limiter(redis_url=url, app_name="bench")
-    # Generous enough that every request is admitted: the cost of deciding, not of refusing.
-    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=Rate(1_000_000, "1s", burst=1_000_000))
+mode = _ALIASES.get(mode, mode)
+if mode not in MODES:
+    raise SystemExit(f"PACER_BENCH_MODE must be one of {', '.join(MODES)}, got {mode!r}")
 
+_RATE = Rate(1_000_000, "1s", burst=1_000_000)
+app = FastAPI()
+dependencies = []
+if mode.endswith(("-memory", "-redis")):
+    url = None if mode.endswith("-memory") else os.environ.get("PACER_BENCH_REDIS",
+                                                               "redis://127.0.0.1:6379")
+    limiter = Limiter(redis_url=url, app_name="bench")
+    if mode.startswith("mw-"):
+        app.add_middleware(LimiterMiddleware, limiter=limiter, policy=_RATE,
+                           exclude_paths=["/bench/*"])
+    else:
+        dependencies = [Depends(limit(_RATE, limiter=limiter))]
+elif mode == "empty-dep":
+
+    async def empty(request: Request, response: Response) -> None:
+        """limit()'s dependency without the limiter."""
+
+    dependencies = [Depends(empty)]
+
+
+if os.environ.get("PACER_BENCH_DIAG") or os.environ.get("PACER_BENCH_PROFILE"):
+    import diag
+
+    diag.install(app)
+
+if os.environ.get("PACER_BENCH_GC_FREEZE"):
+    # Moves everything alive after startup out of the collector's reach: a full collection
+    # then scans only what was allocated since, not the app's and its libraries' objects.
+    app.add_event_handler("startup", gc.freeze)
 
 _HEADERS = {"RateLimit-Limit": "1000000", "RateLimit-Remaining": "999999", "RateLimit-Reset": "1"}
+_served = 0
 
 
-@app.get("/ping")
+@app.get("/ping", dependencies=dependencies)
 async def ping():
+    global _served
+    _served += 1
     if mode == "headers":
-        # No limiter, but the three headers it adds: what writing them costs the server.
         return JSONResponse({"ping": "pong"}, headers=_HEADERS)
     return {"ping": "pong"}
+
+
+@app.get("/bench/count")
+async def count():
+    return {"served": _served}

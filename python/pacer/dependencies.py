@@ -10,7 +10,7 @@ from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from .limiter import (UNAVAILABLE_RETRY_AFTER_S, Limiter, RateLimitResult, _as_policy,
-                      _LogThrottle, check_failure_log, rate_limited_detail)
+                      _LogThrottle, _result_of, check_failure_log, rate_limited_detail)
 from .policies import Policy, Rate
 
 
@@ -71,6 +71,26 @@ def _headers(limiter: Limiter, result: RateLimitResult, policy: Optional[Policy]
     return dict(limiter._header_pairs(result, policy))
 
 
+def _add_headers(lim: Limiter, response: Any, admitted: Any, policy: Optional[Policy]) -> None:
+    """`lim.add_headers(response, result, policy)`, or for the engine's ASGI headers the same
+    as `response.headers[name] = value` for each: appended when the response has none of those
+    names (a response's own fields are few: one pass over them), else set one by one."""
+    if type(admitted) is not list:
+        lim.add_headers(response, admitted, policy)
+        return
+    if not admitted:
+        return
+    raw = getattr(response, "raw_headers", None)
+    if type(raw) is list:
+        names = {name for name, _ in admitted}
+        if not any(name.lower() in names for name, _ in raw):
+            raw.extend(admitted)
+            return
+    headers = response.headers
+    for name, value in admitted:
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+
+
 class _Refused(Exception):
     """A 429 the dependency and the decorator answer, each in its own shape."""
 
@@ -82,10 +102,19 @@ class _Refused(Exception):
 
 async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
     """The one refusal path of the dependency and the decorator: the decision, or 503 (fail
-    mode closed: HTTPException) or 429 (_Refused). Returns the result of an admitted request,
-    None when the check itself failed and the fail mode lets the request through."""
+    mode closed: HTTPException) or 429 (_Refused). Returns what `_add_headers` adds to an
+    admitted request's response: the ASGI headers the engine rendered (a list) or the
+    RateLimitResult; None when the check itself failed and the fail mode lets the request
+    through."""
     try:
-        result = await lim.check_policy(request, policy)
+        chosen = policy or getattr(lim, "default_policy", None)
+        if isinstance(lim, Limiter) and lim._admits_fast(request, chosen):
+            answer = await lim._admit(request, chosen)
+            if type(answer) is list:
+                return answer
+            result = _result_of(answer)  # refused: the body and headers below, as before
+        else:
+            result = await lim.check_policy(request, policy)
     except Exception:
         check_failure_log.exception("pacer: rate limit check failed")
         if lim.fail_mode == "closed":
@@ -112,7 +141,7 @@ def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] =
             raise HTTPException(status_code=429, detail=refused.detail,
                                 headers=refused.headers) from None
         if result is not None:
-            lim.add_headers(response, result, policy)
+            _add_headers(lim, response, result, policy)
 
     return dependency
 
@@ -154,7 +183,7 @@ class RateLimitDecorator:
             if inspect.isawaitable(value):
                 value = await value
             if result is not None and isinstance(value, Response):
-                lim.add_headers(value, result, decorator.policy)
+                _add_headers(lim, value, result, decorator.policy)
             return value
 
         if not own:

@@ -500,6 +500,46 @@ class Limiter:
         return _HEADER_FLAGS[(bool(self.expose_headers), bool(self.legacy_timestamp_header),
                               bool(self.expose_policy_header))]
 
+    def _admits_fast(self, request: Any, policy: Optional[Policy]) -> bool:
+        """Whether the dependency and the decorator may decide for `request` in one call into
+        C++ (`_admit`): a Limiter of this class whose check and headers are not replaced, the
+        "ip" selector, no extractor, no hooks, and a request with an ASGI scope. Anything else
+        goes through `check_policy` and `add_headers`, as before."""
+        return (type(self) is Limiter and policy is not None and policy.key == "ip"
+                and self.extractor is None and not self._has_hooks()
+                and "check_policy" not in self.__dict__ and "add_headers" not in self.__dict__
+                and type(getattr(request, "scope", None)) is dict)
+
+    async def _admit(self, request: Any, policy: Policy) -> Any:
+        """check_policy for an ASGI request in one call into C++ (when `_admits_fast`): the
+        admitted request's ASGI headers (a list, empty when none are exposed), or the Verdict of
+        a refused one. The headers are the verdict's, rendered once in C++, not rebuilt from
+        the result's milliseconds (docs/DESIGN.md §7)."""
+        storage = self.storage
+        engine = storage._engine
+        if engine is None or not storage._warm:
+            engine = await storage.ready_engine()
+        scope = request.scope
+        route_scope = self.route_scope
+        path = ""
+        if route_scope in _TEMPLATE_SCOPES:
+            template = getattr(scope.get("route"), "path", None)
+            if isinstance(template, str) and "app_root_path" not in scope:
+                path = scope.get("root_path", "") + template  # request_template's common case
+            else:
+                path = self._request_path(request)
+        elif route_scope != "app":
+            path = self._request_path(request)
+        kind = _SCOPE_KINDS[route_scope]
+        if engine.completes_inline:
+            return engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
+                                      self._header_flags(), None, None, None)
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
+                                    self._header_flags(), bridge_for(loop), future, None)
+        return await future if answer is None else answer
+
     async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
         """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.
         `path` is what `route_scope` keys by (the middleware found the template).

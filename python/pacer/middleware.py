@@ -6,16 +6,19 @@ this class only reads the ASGI scope and writes ASGI messages.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, Iterable, List, Optional, Union
 
 from .limiter import (_SCOPE_KINDS, _TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter,
                       _as_policy, check_failure_log)
 from . import _pacer
+from ._bridge import bridge_for
 from ._routes import _MAX_CHAIN, UNMATCHED, match_template, routes_of
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP
 
 
+_Verdict = _pacer.Verdict
 _JSON = (b"content-type", b"application/json")
 _RETRY_503 = (b"retry-after", str(UNAVAILABLE_RETRY_AFTER_S).encode())
 
@@ -108,15 +111,29 @@ class LimiterMiddleware:
                 raise ValueError("No policy provided and no default policy configured")
             if limiter.route_scope in _TEMPLATE_SCOPES:
                 path = self._key_path(scope, path)
-            engine = limiter.storage._engine
-            if (engine is not None and engine.completes_inline and policy.key == "ip"
-                    and limiter.extractor is None and not limiter._has_hooks()):
-                # The in-process store's common case, without a coroutine in between.
-                verdict = engine.check_scope(policy._native, _CLIENT_IP, scope, path,
-                                             _SCOPE_KINDS[limiter.route_scope],
-                                             limiter._header_flags(), None, None)
+            storage = limiter.storage
+            engine = storage._engine
+            if (engine is not None and policy.key == "ip" and limiter.extractor is None
+                    and not limiter._has_hooks()):
+                # The common case in one call into C++: the identity from the scope, the
+                # decision, and for an admitted request `send` wrapped to add the headers (a C++
+                # callable: no Python frame per message). A Verdict means refused.
+                kind = _SCOPE_KINDS[limiter.route_scope]
+                if engine.completes_inline:
+                    answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
+                                                limiter._header_flags(), None, None, send)
+                elif storage._warm:
+                    loop = asyncio.get_running_loop()
+                    future = loop.create_future()
+                    answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
+                                                limiter._header_flags(), bridge_for(loop), future,
+                                                send)
+                    if answer is None:
+                        answer = await future
+                else:
+                    answer = await limiter._check_scope(scope, path, policy)
             else:
-                verdict = await limiter._check_scope(scope, path, policy)
+                answer = await limiter._check_scope(scope, path, policy)
         except Exception:
             # A selector or configuration error, not a store failure (those the engine answers
             # with the fail mode): the request is not limited in "open" mode, refused in "closed".
@@ -127,25 +144,17 @@ class LimiterMiddleware:
                 await self.app(scope, receive, send)
             return
 
-        outcome = verdict.outcome
-        headers = verdict.headers
-        if outcome != "allowed":
-            if outcome == "unavailable":
+        if type(answer) is _Verdict:
+            outcome = answer.outcome
+            if outcome == "allowed":  # from _check_scope: hooks, or another selector
+                headers = answer.headers
+                answer = _pacer.HeaderSend(send, headers) if headers else send
+            elif outcome == "unavailable":
                 await answer_unavailable(send)
+                return
             else:
-                await _answer(send, 429, verdict.body(False), headers)
-            return
-        if not headers:
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: dict) -> None:
-            if message["type"] == "http.response.start":
-                names = {name for name, _ in headers}
-                message["headers"] = [
-                    h for h in message.get("headers", ()) if h[0].lower() not in names] + headers
-            await send(message)
-
+                await _answer(send, 429, answer.body(False), answer.headers)
+                return
         # Exceptions from the application propagate: it never runs twice, and its errors stay
         # its own (FastAPI Pacer re-ran it, or turned them into 503s).
-        await self.app(scope, receive, send_with_headers)
+        await self.app(scope, receive, answer)

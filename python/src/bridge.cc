@@ -39,6 +39,18 @@ void Call::finish() {
   if (render) verdict.headers = asgi_headers(render->policy, verdict.decision, render->choice);
 }
 
+py::object Call::result() {
+  if (!admission) return py::cast(std::move(verdict));
+  return python::admission(std::move(verdict),
+                           send ? py::reinterpret_borrow<py::object>(send) : py::none());
+}
+
+void Call::release_python() noexcept {
+  Py_XDECREF(future);
+  Py_XDECREF(send);
+  future = send = nullptr;
+}
+
 void release_orphans() {
   if (!have_orphans.load(std::memory_order_acquire)) return;
   std::vector<Call*> calls;
@@ -48,7 +60,7 @@ void release_orphans() {
     have_orphans.store(false, std::memory_order_release);
   }
   for (Call* call : calls) {
-    Py_XDECREF(call->future);
+    call->release_python();
     delete call;
   }
 }
@@ -103,12 +115,14 @@ std::size_t Bridge::drain() {
     std::unique_ptr<Call> owned(call);
     py::object future = py::reinterpret_steal<py::object>(call->future);
     call->future = nullptr;
+    // Owns the send's reference; call->send stays a borrowed pointer for result().
+    const py::object send = py::reinterpret_steal<py::object>(call->send);
     // Every queued call is delivered or released, whatever happens to one of them.
     try {
       // A cancelled task's future is done already: its answer goes nowhere.
       if (!future.attr("done")().cast<bool>()) {
         call->finish();
-        future.attr("set_result")(py::cast(std::move(call->verdict)));
+        future.attr("set_result")(call->result());
       }
     } catch (py::error_already_set& e) {
       // set_result on a future whose loop is closed, or out of memory: that one future.

@@ -7,7 +7,8 @@
 // python/pacer/_bridge.py) and drain() resolves every queued future at once, holding the GIL:
 // one wake-up for many decisions. A Call owns one reference to its future; that reference is
 // released under the GIL by whoever ends up owning the Call (the caller when the store answered
-// inline, drain() otherwise). Calls whose bridge is gone (its loop was closed or collected) are
+// inline, drain() otherwise); an admission's Call (Engine::admit_scope) also owns one to its
+// ASGI send, released the same way. Calls whose bridge is gone (its loop was closed or collected) are
 // parked in a process-wide list and released at the next call from Python or at exit.
 #pragma once
 
@@ -38,11 +39,19 @@ struct Call {
   std::atomic<State> state{State::kInCheck};
   Verdict verdict;
   PyObject* future = nullptr;  // one strong reference, released under the GIL
+  // An admission's ASGI send (Engine::admit_scope; one strong reference, released under the
+  // GIL), or null: the future gets the Verdict itself.
+  PyObject* send = nullptr;
+  bool admission = false;
   std::shared_ptr<BridgeCore> bridge;
   std::optional<HeaderRendering> render;  // the ASGI headers, when asked for
 
   // Under the GIL, once the decision is known.
   void finish();
+  // Under the GIL, after finish(): what the future gets (the Verdict, or the admission).
+  py::object result();
+  // Under the GIL: drops the references to Python objects.
+  void release_python() noexcept;
 };
 
 // Any thread, no GIL: the decision and the store's error (empty unless the fail mode answered)

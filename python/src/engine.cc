@@ -102,9 +102,8 @@ py::object Engine::check(const NativePolicy& p, std::string_view scope, std::str
                 std::move(future), render_with(p, headers));
 }
 
-py::object Engine::check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                               const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
-                               Bridge* bridge, py::object future) {
+std::string Engine::scope_key(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                              const std::string& path, ScopeKind scope_kind) const {
   const py::object client = scope.contains("client") ? py::object(scope["client"]) : py::none();
   const std::string identity =
       ip.resolve_scope(client, scope["headers"].cast<py::iterable>(), "unknown");
@@ -120,13 +119,27 @@ py::object Engine::check_scope(const NativePolicy& p, const ClientIp& ip, const 
       value = "global";
       break;
   }
-  return submit(p, http::storage_key(prefix_, p.policy.name(), value, identity), 1, bridge,
-                std::move(future), render_with(p, headers));
+  return http::storage_key(prefix_, p.policy.name(), value, identity);
+}
+
+py::object Engine::check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                               const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
+                               Bridge* bridge, py::object future) {
+  return submit(p, scope_key(p, ip, scope, path, scope_kind), 1, bridge, std::move(future),
+                render_with(p, headers));
+}
+
+py::object Engine::admit_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                               const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
+                               Bridge* bridge, py::object future, py::object send) {
+  return submit(p, scope_key(p, ip, scope, path, scope_kind), 1, bridge, std::move(future),
+                render_with(p, headers), std::move(send));
 }
 
 py::object Engine::submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
                           Bridge* bridge, py::object future,
-                          std::optional<HeaderRendering> render) {
+                          std::optional<HeaderRendering> render,
+                          std::optional<py::object> send) {
   release_orphans();
   if (inline_ || !bridge) {
     std::optional<Verdict> verdict;
@@ -137,10 +150,15 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
     if (!verdict)
       throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
     if (render) verdict->headers = asgi_headers(render->policy, verdict->decision, render->choice);
+    if (send) return admission(std::move(*verdict), *send);
     return py::cast(std::move(*verdict));
   }
   auto* call = new Call;
   call->future = future.release().ptr();
+  if (send) {
+    call->admission = true;
+    call->send = send->is_none() ? nullptr : send->release().ptr();
+  }
   call->bridge = bridge->core();
   call->render = std::move(render);
   try {
@@ -150,7 +168,7 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
                     }));
   } catch (...) {
     // Refused before reaching the store (a rate the store cannot represent).
-    Py_XDECREF(call->future);
+    call->release_python();
     delete call;
     throw;
   }
@@ -159,9 +177,16 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
                                           std::memory_order_acq_rel))
     return py::none();                // the completion owns the Call now
   std::unique_ptr<Call> owned(call);  // answered before Limiter::check returned
-  Py_XDECREF(call->future);
-  call->finish();
-  return py::cast(std::move(call->verdict));
+  py::object answer;
+  try {
+    call->finish();
+    answer = call->result();
+  } catch (...) {
+    call->release_python();
+    throw;
+  }
+  call->release_python();
+  return answer;
 }
 
 Verdict Engine::check_blocking(const NativePolicy& p, std::string_view scope,

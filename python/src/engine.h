@@ -71,9 +71,18 @@ class Engine {
                          const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
                          Bridge* bridge, py::object future);
 
+  // check_scope answering an admission (policy.h, admission()): a Verdict when the request is
+  // refused; when admitted, `send` wrapped to add the headers, or the header list when `send`
+  // is None. The middleware and the dependency make this one call per request.
+  py::object admit_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                         const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
+                         Bridge* bridge, py::object future, py::object send);
+
   // The same for a storage key built by the caller.
+  // With `send` given (even None), the answer is an admission, not the Verdict.
   py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
-                    Bridge* bridge, py::object future, std::optional<HeaderRendering> render);
+                    Bridge* bridge, py::object future, std::optional<HeaderRendering> render,
+                    std::optional<py::object> send = std::nullopt);
 
   // Blocking form for synchronous code; releases the GIL while it waits. Decides (or, with
   // `peek`, answers what a check would, spending nothing) and waits.
@@ -96,6 +105,9 @@ class Engine {
   void shutdown();
 
  private:
+  std::string scope_key(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
+                        const std::string& path, ScopeKind scope_kind) const;
+
   std::string prefix_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Limiter> limiter_;

@@ -144,6 +144,11 @@ PYBIND11_MODULE(_pacer, m) {
            })
       .def("body", &Verdict::body, py::arg("nested") = false);
 
+  py::class_<HeaderSend>(m, "HeaderSend",
+                         "An ASGI send adding the verdict's headers to http.response.start.")
+      .def(py::init<py::object, py::list>(), py::arg("send"), py::arg("headers"))
+      .def("__call__", &HeaderSend::operator(), py::arg("message"));
+
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<>())
       .def_property_readonly("fd", &Bridge::fd)
@@ -180,6 +185,9 @@ PYBIND11_MODULE(_pacer, m) {
       .def("check_scope", &Engine::check_scope, py::arg("policy"), py::arg("ip"), py::arg("scope"),
            py::arg("path"), py::arg("scope_kind"), py::arg("headers"), py::arg("bridge"),
            py::arg("future"))
+      .def("admit_scope", &Engine::admit_scope, py::arg("policy"), py::arg("ip"), py::arg("scope"),
+           py::arg("path"), py::arg("scope_kind"), py::arg("headers"), py::arg("bridge"),
+           py::arg("future"), py::arg("send"))
       .def("check_blocking", &Engine::check_blocking, py::arg("policy"), py::arg("scope"),
            py::arg("identity"), py::arg("cost"), py::arg("peek") = false)
       .def("reset", &Engine::reset)

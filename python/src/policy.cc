@@ -71,6 +71,55 @@ std::vector<std::pair<std::string, std::string>> named_headers(const NativePolic
   return out;
 }
 
+HeaderSend::HeaderSend(py::object send, py::list headers)
+    : send_(std::move(send)), headers_(std::move(headers)) {
+  for (const py::handle pair : headers_) {
+    const py::object name = py::reinterpret_borrow<py::sequence>(pair)[0];
+    if (!PyBytes_Check(name.ptr())) throw py::type_error("HeaderSend: header names must be bytes");
+    names_.push_back(lower(std::string_view(PyBytes_AS_STRING(name.ptr()),
+                                            static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr())))));
+  }
+}
+
+py::object HeaderSend::operator()(const py::object& message) const {
+  const py::object type = message["type"];
+  if (PyUnicode_Check(type.ptr()) &&
+      PyUnicode_CompareWithASCIIString(type.ptr(), "http.response.start") == 0) {
+    // As Python's [h for h in message.get("headers", ()) if h[0].lower() not in names]
+    // + headers.
+    py::list merged;
+    const py::object existing = message.attr("get")("headers", py::tuple());
+    for (const py::handle field : existing) {
+      const py::object name = py::reinterpret_borrow<py::sequence>(field)[0];
+      bool replaced = false;
+      if (PyBytes_Check(name.ptr())) {
+        const std::string low = lower(std::string_view(
+            PyBytes_AS_STRING(name.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr()))));
+        for (const std::string& ours : names_) replaced = replaced || ours == low;
+      } else {
+        // Not bytes (an app breaking the ASGI spec): Python's comparison, which a str never
+        // passes; its lower() must still exist, as it did for the Python wrapper.
+        const py::object low = name.attr("lower")();
+        for (const py::handle ours : headers_)
+          replaced = replaced || low.equal(py::reinterpret_borrow<py::sequence>(ours)[0]);
+      }
+      if (!replaced) merged.append(field);
+    }
+    for (const py::handle pair : headers_) merged.append(pair);
+    message["headers"] = merged;
+  }
+  return send_(message);
+}
+
+py::object admission(Verdict verdict, const py::object& send) {
+  if (!verdict.decision.allowed()) return py::cast(std::move(verdict));
+  py::list headers = verdict.headers ? py::reinterpret_borrow<py::list>(verdict.headers)
+                                     : py::list();
+  if (send.is_none()) return headers;
+  if (headers.empty()) return send;
+  return py::cast(HeaderSend(send, std::move(headers)));
+}
+
 py::bytes Verdict::body(bool nested) const {
   if (decision.outcome == Outcome::kUnavailable) return py::bytes(http::unavailable_body());
   return py::bytes(http::too_many_requests_body(

@@ -80,6 +80,28 @@ struct Verdict {
   py::bytes body(bool nested) const;
 };
 
+// The middleware's `send` for an admitted request: adds the verdict's ASGI headers to
+// `http.response.start` (replacing the app's fields of the same names, compared ignoring ASCII
+// case) and returns the wrapped send's awaitable, so no Python frame runs per message.
+class HeaderSend {
+ public:
+  // `headers`: [(b"ratelimit-limit", b"10"), ...], names in lower case.
+  HeaderSend(py::object send, py::list headers);
+
+  py::object operator()(const py::object& message) const;
+
+ private:
+  py::object send_;
+  py::list headers_;
+  std::vector<std::string> names_;
+};
+
+// What an admission answers (Engine::admit_scope): a Verdict when the request is refused
+// (denied, or unavailable in fail mode "closed"); when it is admitted, `send` wrapped in a
+// HeaderSend (`send` itself when no header is rendered), or without a `send` (None) the
+// rendered ASGI header list.
+py::object admission(Verdict verdict, const py::object& send);
+
 // A Decision rebuilt from the seed's RateLimitResult fields, for add_headers on results the
 // caller made itself. py::index_error for a rate index the policy does not have.
 Decision decision_from_fields(const NativePolicy& p, bool allowed, std::int64_t retry_after_ms,

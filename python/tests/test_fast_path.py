@@ -1,0 +1,188 @@
+"""The one-call paths (issue 23): the middleware's C++ send wrapper (HeaderSend) and the
+dependency's and decorator's headers taken from the verdict answer exactly what the general
+paths (check_policy + add_headers, a Python send wrapper) answered."""
+
+import asyncio
+import re
+
+import httpx
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from pacer import Limiter, LimiterMiddleware, Rate, limit, rate_limit
+from pacer import _pacer
+
+OURS = [(b"ratelimit-limit", b"10"), (b"ratelimit-remaining", b"9")]
+
+
+def collecting():
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    return sent, send
+
+
+async def test_header_send_adds_the_headers_to_the_start_message_only():
+    sent, send = collecting()
+    wrapped = _pacer.HeaderSend(send, OURS)
+    start = {"type": "http.response.start", "status": 200,
+             "headers": [(b"content-type", b"text/plain"), (b"RateLimit-Limit", b"99"),
+                         (b"x-other", b"1")]}
+    await wrapped(start)
+    body = {"type": "http.response.body", "body": b"hi"}
+    await wrapped(body)
+    # The app's field of the same name (any case) is replaced; the others keep their order.
+    assert sent[0]["headers"] == [(b"content-type", b"text/plain"), (b"x-other", b"1"), *OURS]
+    assert sent[1] is body and "headers" not in body
+    await wrapped({"type": "http.response.start", "status": 204})
+    assert sent[2]["headers"] == OURS
+
+
+def test_header_send_returns_the_wrapped_sends_answer():
+    marker = object()
+    seen = []
+    wrapped = _pacer.HeaderSend(lambda message: seen.append(message) or marker, OURS)
+    assert wrapped({"type": "http.response.body", "body": b""}) is marker
+    assert wrapped({"type": "http.response.start", "status": 200, "headers": []}) is marker
+    assert seen[1]["headers"] == OURS
+
+
+def test_header_send_bad_input():
+    with pytest.raises(TypeError, match="header names must be bytes"):
+        _pacer.HeaderSend(lambda m: None, [("ratelimit-limit", b"10")])
+    wrapped = _pacer.HeaderSend(lambda m: None, OURS)
+    with pytest.raises(KeyError):
+        wrapped({"status": 200})
+    with pytest.raises(TypeError):  # a field that is not a pair
+        wrapped({"type": "http.response.start", "headers": [5]})
+
+
+def client(app):
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("203.0.113.9", 1)),
+                             base_url="http://test")
+
+
+class GeneralLimiter(Limiter):
+    """A subclass: the dependency and the decorator take check_policy and add_headers."""
+
+
+def make_app(limiter, hooks=False):
+    app = FastAPI()
+    if hooks:  # a hook: the middleware takes _check_scope and the verdict's headers
+        limiter.on_decision = lambda request, policy, result, duration_ms: None
+
+    @app.get("/dep", dependencies=[Depends(limit(Rate(3, "1m", burst=1), limiter=limiter))])
+    async def dep():
+        return {"ok": "dep"}
+
+    @app.get("/deco")
+    @rate_limit(Rate(2, "1m"), limiter=limiter)
+    async def deco():
+        # Its own RateLimit-Limit is replaced, as add_headers did.
+        return JSONResponse({"ok": "deco"}, headers={"RateLimit-Limit": "mine", "X-Own": "1"})
+
+    sub = FastAPI()
+
+    @sub.get("/mw")
+    async def mw():
+        return JSONResponse({"ok": "mw"}, headers={"ratelimit-remaining": "mine"})
+
+    sub.add_middleware(LimiterMiddleware, limiter=limiter, policy=Rate(2, "1m"))
+    app.mount("/sub", sub)
+    return app
+
+
+async def answers(app):
+    out = []
+    async with client(app) as c:
+        for path in ["/dep"] * 4 + ["/deco"] * 3 + ["/sub/mw"] * 3:
+            r = await c.get(path)
+            # The body's milliseconds move between the two apps' requests; its seconds do not.
+            body = re.sub(rb'"retry_after_ms":(\d+)',
+                          lambda m: b'"retry_after_s":%d' % -(-int(m.group(1)) // 1000), r.content)
+            out.append((path, r.status_code, body,
+                        [(k, v) for k, v in r.headers.raw if k.lower() != b"date"]))
+    return out
+
+
+@pytest.mark.parametrize("options", [{}, {"expose_policy_header": True},
+                                     {"expose_headers": False}])
+async def test_fast_paths_answer_as_the_general_ones(store_url, app_name, options, monkeypatch):
+    calls = []
+    check_policy = Limiter.check_policy
+
+    async def counting(self, *args, **kwargs):
+        calls.append(type(self).__name__)
+        return await check_policy(self, *args, **kwargs)
+
+    monkeypatch.setattr(Limiter, "check_policy", counting)
+    fast = Limiter(redis_url=store_url, app_name=app_name + "f", **options)
+    general = GeneralLimiter(redis_url=store_url, app_name=app_name + "g", **options)
+    fast_answers = await answers(make_app(fast))
+    general_answers = await answers(make_app(general, hooks=True))
+    assert fast_answers == general_answers
+    statuses = [status for _, status, _, _ in fast_answers]
+    assert statuses == [200, 200, 429, 429, 200, 429, 429, 200, 429, 429]
+    if not options.get("expose_headers", True):
+        # Only the endpoints' own fields.
+        assert {v for _, _, _, h in fast_answers for k, v in h
+                if k.lower().startswith(b"ratelimit")} == {b"mine"}
+    else:
+        assert (b"ratelimit-remaining", b"0") in fast_answers[1][3]
+    # The fast paths never called check_policy; the general ones did for every decision.
+    assert calls.count("Limiter") == 0 and calls.count("GeneralLimiter") == 7
+    await fast.shutdown()
+    await general.shutdown()
+
+
+async def test_admit_scope_answers(app_name):
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    native = Rate(1, "1m")
+    from pacer.limiter import _as_policy
+    from pacer.selectors import _CLIENT_IP
+
+    policy = _as_policy(native, "t")._native
+    scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.1", 1)}
+    flags = _pacer.HeaderFlag.EXPOSE
+    sent, send = collecting()
+    wrapped = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH, flags,
+                                 None, None, send)
+    assert isinstance(wrapped, _pacer.HeaderSend)
+    refused = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH, flags,
+                                 None, None, send)
+    assert isinstance(refused, _pacer.Verdict) and refused.outcome == "denied"
+    headers = engine.admit_scope(policy, _CLIENT_IP, scope, "/b", _pacer.ScopeKind.PATH, flags,
+                                 None, None, None)
+    assert [name for name, _ in headers] == [b"ratelimit-limit", b"ratelimit-remaining",
+                                             b"ratelimit-reset"]
+    # No header rendered: the send itself.
+    assert engine.admit_scope(policy, _CLIENT_IP, scope, "/c", _pacer.ScopeKind.PATH,
+                              _pacer.HeaderFlag.NONE, None, None, send) is send
+    await limiter.shutdown()
+
+
+async def test_admission_through_the_bridge(redis_server, app_name):
+    """On Redis the future gets the admission: the wrapped send, or the Verdict."""
+    limiter = Limiter(redis_url=redis_server.url, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    from pacer._bridge import bridge_for
+    from pacer.limiter import _as_policy
+    from pacer.selectors import _CLIENT_IP
+
+    policy = _as_policy(Rate(1, "1m"), "t")._native
+    scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.2", 1)}
+    loop = asyncio.get_running_loop()
+    sent, send = collecting()
+    got = []
+    for _ in range(2):
+        future = loop.create_future()
+        answer = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH,
+                                    _pacer.HeaderFlag.EXPOSE, bridge_for(loop), future, send)
+        got.append(await future if answer is None else answer)
+    assert isinstance(got[0], _pacer.HeaderSend)
+    assert isinstance(got[1], _pacer.Verdict) and got[1].outcome == "denied"
+    await limiter.shutdown()
