@@ -8,8 +8,8 @@
 // one wake-up for many decisions. A Call owns one reference to its future; that reference is
 // released under the GIL by whoever ends up owning the Call (the caller when the store answered
 // inline, drain() otherwise); an admission's Call (Engine::admit_scope) also owns one to its
-// ASGI send, released the same way. Calls whose bridge is gone (its loop was closed or collected) are
-// parked in a process-wide list and released at the next call from Python or at exit.
+// ASGI send, released the same way. Calls whose bridge is gone (its loop was closed or collected)
+// are parked in a process-wide list and released at the next call from Python or at exit.
 #pragma once
 
 #include <pybind11/pybind11.h>

@@ -137,8 +137,7 @@ py::object Engine::admit_scope(const NativePolicy& p, const ClientIp& ip, const 
 }
 
 py::object Engine::submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
-                          Bridge* bridge, py::object future,
-                          std::optional<HeaderRendering> render,
+                          Bridge* bridge, py::object future, std::optional<HeaderRendering> render,
                           std::optional<py::object> send) {
   release_orphans();
   if (inline_ || !bridge) {

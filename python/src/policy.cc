@@ -76,8 +76,8 @@ HeaderSend::HeaderSend(py::object send, py::list headers)
   for (const py::handle pair : headers_) {
     const py::object name = py::reinterpret_borrow<py::sequence>(pair)[0];
     if (!PyBytes_Check(name.ptr())) throw py::type_error("HeaderSend: header names must be bytes");
-    names_.push_back(lower(std::string_view(PyBytes_AS_STRING(name.ptr()),
-                                            static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr())))));
+    names_.push_back(lower(std::string_view(
+        PyBytes_AS_STRING(name.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr())))));
   }
 }
 
@@ -113,8 +113,8 @@ py::object HeaderSend::operator()(const py::object& message) const {
 
 py::object admission(Verdict verdict, const py::object& send) {
   if (!verdict.decision.allowed()) return py::cast(std::move(verdict));
-  py::list headers = verdict.headers ? py::reinterpret_borrow<py::list>(verdict.headers)
-                                     : py::list();
+  py::list headers =
+      verdict.headers ? py::reinterpret_borrow<py::list>(verdict.headers) : py::list();
   if (send.is_none()) return headers;
   if (headers.empty()) return send;
   return py::cast(HeaderSend(send, std::move(headers)));
