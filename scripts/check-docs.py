@@ -272,9 +272,19 @@ INLINE_CTEST = re.compile(r"`(ctest --preset [^`]+)`")
 INLINE_SCRIPT = re.compile(r"`((?:scripts|bench|python/bench)/[\w.-]+\.(?:sh|py))\b[^`]*`")
 
 
+def is_program(path):
+    """A script run as a command: a shell script, or a file starting with a #! line (a Python
+    module such as python/bench/app.py is imported, not run)."""
+    if path.suffix == ".sh":
+        return True
+    with open(path, "rb") as f:
+        return f.read(2) == b"#!"
+
+
 def inline_commands(root, paths):
     """Commands named in running text: each `ctest --preset ...` selects at least one test (listed
-    with -N, not run: the test run runs them all), each script named exists and is executable."""
+    with -N, not run: the test run runs them all), each script named exists, and is executable
+    when it is a program."""
     problems = []
     for path in paths:
         text = path.read_text()
@@ -292,7 +302,9 @@ def inline_commands(root, paths):
                                     f"{done.stdout[-500:]}{done.stderr[-500:]}")
         for m in INLINE_SCRIPT.finditer(text):
             script = root / m.group(1)
-            if not os.access(script, os.X_OK):
+            if not script.is_file():
+                problems.append(f"{where}: `{m.group(1)}`: no such file")
+            elif is_program(script) and not os.access(script, os.X_OK):
                 problems.append(f"{where}: `{m.group(1)}` is not an executable file")
     return problems
 
