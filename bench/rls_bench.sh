@@ -3,7 +3,7 @@
 # each, ROUNDS interleaved rounds, medians):
 #   gRPC  Envoy's ShouldRateLimit (one descriptor, hits_addend 1), driven by pacer-rls-load
 #         (bench/rls_load.cc, async grpc++): --channels 4 --concurrency CONNECTIONS, 1 thread.
-#   HTTP  POST /v1/check (one policy, one key), driven by wrk -t1 -cCONNECTIONS with
+#   HTTP  POST /v1/check (one policy, random keys), driven by wrk -t1 -cCONNECTIONS with
 #         bench/pacerd_check.lua.
 # Both ask one pacerd (the same process, the same store) about random keys out of a million at
 # rates so high that nothing is denied: the cost of asking is measured. Once on the in-process
