@@ -113,6 +113,15 @@ def _path_of(route: Any) -> str:
     return path if isinstance(path, str) else "/{path:path}"
 
 
+def scope_template(scope: dict) -> Optional[str]:
+    """request_template's common case, which needs no URL: FastAPI put its route in the scope
+    and no Mount was crossed. None otherwise."""
+    path = getattr(scope.get("route"), "path", None)
+    if isinstance(path, str) and "app_root_path" not in scope:
+        return scope.get("root_path", "") + path
+    return None
+
+
 def request_template(scope: dict, url_path: str) -> Optional[str]:
     """The template for a request seen after routing started (a dependency, a decorated
     endpoint, a `check_policy` call), or None when its routes cannot be found.
@@ -120,12 +129,11 @@ def request_template(scope: dict, url_path: str) -> Optional[str]:
     `url_path` is the request's full path (`request.url.path`), which Starlette computes the
     same way in every version; the scope's own `path` and `root_path` are changed by mounts,
     differently across Starlette versions."""
-    route = scope.get("route")
-    path = getattr(route, "path", None)
+    template = scope_template(scope)
+    if template is not None:
+        return template
+    path = getattr(scope.get("route"), "path", None)
     root_path = scope.get("root_path", "")
-    if isinstance(path, str) and "app_root_path" not in scope:
-        # FastAPI put its route in the scope, and no Mount was crossed: the common case.
-        return root_path + path
     router = scope.get("router")  # the outermost router, set by the first one reached
     if router is not None:
         # Under a mount the route's own path lacks the mount's template: match again from the

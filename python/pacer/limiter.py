@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _pacer
 from ._bridge import bridge_for
-from ._routes import request_template
+from ._routes import request_template, scope_template
 from ._validate import whole_number
 from .policies import Policy, Rate
 from .selectors import _CLIENT_IP, get_selector
@@ -523,11 +523,8 @@ class Limiter:
         route_scope = self.route_scope
         path = ""
         if route_scope in _TEMPLATE_SCOPES:
-            template = getattr(scope.get("route"), "path", None)
-            if isinstance(template, str) and "app_root_path" not in scope:
-                path = scope.get("root_path", "") + template  # request_template's common case
-            else:
-                path = self._request_path(request)
+            template = scope_template(scope)  # no URL built in the common case
+            path = template if template is not None else self._request_path(request)
         elif route_scope != "app":
             path = self._request_path(request)
         kind = _SCOPE_KINDS[route_scope]
