@@ -17,7 +17,7 @@ _bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _pacer.Bridge]" 
 def bridge_for(loop: asyncio.AbstractEventLoop) -> _pacer.Bridge:
     bridge = _bridges.get(loop)
     if bridge is None:
-        bridge = _pacer.Bridge()
+        bridge = _pacer.Bridge(loop)
         loop.add_reader(bridge.fd, bridge.drain)
         _bridges[loop] = bridge
     return bridge

@@ -258,6 +258,7 @@ class Limiter:
         tls_key_file: str = "",
         tls_verify: bool = True,
         tls_server_name: str = "",
+        io: Optional[str] = None,
     ) -> None:
         if fail_mode not in ("open", "closed", "local"):
             raise ValueError("fail_mode must be 'open' or 'closed' (Pacer also accepts 'local')")
@@ -289,7 +290,8 @@ class Limiter:
                 raise TypeError(f"{name} must be a {'bool' if name == 'tls_verify' else 'str'}, "
                                 f"got {value!r}")
         self.storage = SimpleRedisStorage(redis_url, connect_timeout_ms, command_timeout_ms,
-                                          fail_mode=fail_mode, app_name=app_name, tls=tls)
+                                          fail_mode=fail_mode, app_name=app_name, tls=tls,
+                                          io=io)
         self._metrics = _LiveMetrics(self.storage)
         _engines.add(self)
 

@@ -22,6 +22,7 @@ except ImportError:  # pragma: no cover - depends on the machine
     _redis_asyncio = None
 
 _MEMORY_URLS = (None, "", "memory", "memory://")
+_IO_MODES = ("loop", "thread")
 # Engines of a parent process, kept (never destroyed) in a forked child: their threads do not
 # exist here, so their destructors must not run.
 _inherited: List[Any] = []
@@ -31,7 +32,8 @@ class SimpleRedisStorage:
     def __init__(self, redis_url: Optional[str] = "redis://localhost:6379",
                  connect_timeout_ms: int = 1000, command_timeout_ms: int = 100,
                  max_retries: int = 1, *, fail_mode: str = "open",
-                 app_name: str = "fastapi", tls: Optional[Dict[str, Any]] = None) -> None:
+                 app_name: str = "fastapi", tls: Optional[Dict[str, Any]] = None,
+                 io: Optional[str] = None) -> None:
         # Timeouts: whole milliseconds; an integral float (500.0) is taken as the int.
         connect_timeout_ms, command_timeout_ms = (
             whole_number(name, value, minimum=1, maximum=MAX_TIMEOUT_MS, bad_type=ValueError,
@@ -57,6 +59,17 @@ class SimpleRedisStorage:
             self._tls.update(parsed.options)
         if not isinstance(app_name, str):
             raise TypeError(f"app_name must be a string, got {app_name!r}")
+        # Where Redis I/O runs: "loop" (the event loop's thread; the default) or "thread" (a
+        # thread of the engine's own). PACER_IO sets the default for a deployment.
+        if io is None:
+            io = os.environ.get("PACER_IO") or "loop"
+            where = "PACER_IO"
+        else:
+            where = "io"
+        if io not in _IO_MODES:
+            raise ValueError(f"{where} must be \"loop\" (Redis I/O on the event loop's thread) "
+                             f"or \"thread\" (on a thread of its own), got {io!r}")
+        self.io = io
         _pacer.check_key_prefix(app_name)
         self.redis_url = redis_url
         self.connect_timeout_ms = connect_timeout_ms
@@ -88,7 +101,10 @@ class SimpleRedisStorage:
                 _log.start()  # the engine's log lines reach logging.getLogger("pacer")
                 self._engine = _pacer.Engine(
                     self._engine_url, self._fail_mode, self._app_name,
-                    self.connect_timeout_ms, self.command_timeout_ms, **self._tls)
+                    self.connect_timeout_ms, self.command_timeout_ms, io=self.io, **self._tls)
+                if self.io == "loop" and self._engine.io_mode == "thread":
+                    _log.logger.warning("pacer: Redis I/O cannot run on the event loop here; "
+                                        "it runs on a thread of its own")
                 self._pid = os.getpid()
                 self._warm = self._engine.completes_inline
             return self._engine

@@ -82,7 +82,7 @@ void BridgeCore::push(Call* call) {
   bool wake;
   {
     std::lock_guard lock(mutex);
-    wake = ready.empty();
+    wake = ready.empty() && !held;
     ready.push_back(call);
   }
   if (wake) {
@@ -90,6 +90,11 @@ void BridgeCore::push(Call* call) {
     // EAGAIN means the counter is already non-zero: the loop will wake anyway.
     [[maybe_unused]] const auto n = ::write(fd, &one, sizeof one);
   }
+}
+
+void BridgeCore::hold() {
+  const std::lock_guard lock(mutex);
+  held = true;
 }
 
 void complete_call(Call* call, const Decision& decision, std::string error) noexcept {
@@ -103,13 +108,22 @@ void complete_call(Call* call, const Decision& decision, std::string error) noex
   bridge->push(call);
 }
 
+Bridge::Bridge(const py::object& loop)
+    : core_(std::make_shared<BridgeCore>()),
+      loop_(py::module_::import("weakref").attr("ref")(loop)) {}
+
 std::size_t Bridge::drain() {
   std::uint64_t counter;
   [[maybe_unused]] const auto n = ::read(core_->fd, &counter, sizeof counter);
+  return deliver(*core_);
+}
+
+std::size_t deliver(BridgeCore& core) {
   std::vector<Call*> calls;
   {
-    std::lock_guard lock(core_->mutex);
-    calls.swap(core_->ready);
+    const std::lock_guard lock(core.mutex);
+    calls.swap(core.ready);
+    core.held = false;
   }
   for (Call* call : calls) {
     std::unique_ptr<Call> owned(call);

@@ -10,6 +10,10 @@
 // inline, drain() otherwise); an admission's Call (Engine::admit_scope) also owns one to its
 // ASGI send, released the same way. Calls whose bridge is gone (its loop was closed or collected)
 // are parked in a process-wide list and released at the next call from Python or at exit.
+//
+// With the loop's own Redis I/O (loop_driver.h) the completions run on the loop's thread, inside
+// the poll that the loop calls: the Bridge is held for that poll (hold()) and delivered right
+// after it (deliver()), so no eventfd is written; completions from any other thread still are.
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -71,18 +75,29 @@ struct BridgeCore {
 
   // Any thread, no GIL.
   void push(Call* call);
+  // Until the next deliver(), a push does not write the eventfd: the caller delivers after it.
+  void hold();
 
   int fd = -1;
   std::mutex mutex;
-  std::vector<Call*> ready;
+  std::vector<Call*> ready;  // guarded by mutex
+  bool held = false;         // guarded by mutex
 };
+
+// Under the GIL: resolves every queued future of `core` (and ends a hold()). Returns how many.
+std::size_t deliver(BridgeCore& core);
 
 // One per event loop (python/pacer/_bridge.py).
 class Bridge {
  public:
-  Bridge() : core_(std::make_shared<BridgeCore>()) {}
+  // Keeps a weak reference to `loop`.
+  explicit Bridge(const py::object& loop);
   int fd() const { return core_->fd; }
   const std::shared_ptr<BridgeCore>& core() const { return core_; }
+  // The event loop, or None once it is gone.
+  py::object loop() const { return loop_(); }
+  // The weak reference itself.
+  const py::object& loop_ref() const { return loop_; }
 
   // Called by the event loop when fd() is readable: resolves every queued future. Returns how
   // many completions it delivered.
@@ -90,6 +105,7 @@ class Bridge {
 
  private:
   std::shared_ptr<BridgeCore> core_;
+  py::object loop_;  // weakref.ref
 };
 
 }  // namespace pacer::python

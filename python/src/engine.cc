@@ -35,9 +35,10 @@ struct Answer {
   std::error_code store_error;
 };
 
-// A check or peek, waited for (the caller releases the GIL when the store is not inline).
-Answer ask(const Limiter& limiter, bool inline_store, const Policy& policy, std::string_view key,
-           std::int64_t cost, bool peek) {
+// A check or peek, waited for without the GIL when the store is not inline, driving the loop's
+// I/O when `driver` is given and nobody else drives it.
+Answer ask(const Limiter& limiter, bool inline_store, LoopDriver* driver, const Policy& policy,
+           std::string_view key, std::int64_t cost, bool peek) {
   auto call = [&](Limiter::ReportingHandler done) {
     if (peek) {
       limiter.peek(policy, key, cost, std::move(done));
@@ -58,7 +59,36 @@ Answer ask(const Limiter& limiter, bool inline_store, const Policy& policy, std:
   call([promise = std::move(promise)](const Decision& d, std::error_code error) mutable {
     promise.set_value(Answer{d, error});
   });
-  return answer.get();
+  if (driver) driver->wake();  // for the loop that drives it, if one does
+  const py::gil_scoped_release unlocked;
+  return driver ? driver->wait(answer) : answer.get();
+}
+
+// On `core`'s loop thread: polls the loop's I/O, then delivers what it answered for this loop.
+// False when another thread drives it now, or it is stopped.
+bool poll_and_deliver(LoopDriver& driver, BridgeCore& core) {
+  const bool polled = driver.poll([&core](auto run) {
+    core.hold();
+    try {
+      run();
+    } catch (...) {
+      deliver(core);
+      throw;
+    }
+  });
+  if (polled) deliver(core);
+  return polled;
+}
+
+// The event loop's reader on the store's descriptor (loop_driver.h), on `bridge`'s loop.
+// Removes itself once the engine has shut down.
+py::cpp_function loop_reader(const std::shared_ptr<LoopDriver>& driver, const Bridge& bridge) {
+  return py::cpp_function([driver, core = bridge.core(), loop_ref = bridge.loop_ref()] {
+    if (!poll_and_deliver(*driver, *core) && driver->stopped()) {
+      const py::object loop = loop_ref();
+      if (!loop.is_none()) loop.attr("remove_reader")(driver->descriptor());
+    }
+  });
 }
 
 }  // namespace
@@ -70,8 +100,15 @@ void check_key_prefix(const std::string& prefix) {
   }
 }
 
-Engine::Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
+Engine::Engine(EngineOptions options)
+    : prefix_(std::move(options.prefix)),
+      command_timeout_(std::chrono::milliseconds(options.command_timeout_ms)) {
   check_key_prefix(prefix_);
+  if (options.io != "thread" && options.io != "loop") {
+    throw std::invalid_argument("invalid io '" + options.io +
+                                "': expected \"loop\" (Redis I/O on the event loop's thread) or "
+                                "\"thread\" (on a thread of its own)");
+  }
   const LimiterOptions limiter_options{.fail_mode = parse_fail_mode(options.fail_mode)};
   // None is the in-process store, as is memory:// (open_store reads every other URL).
   const std::string url = options.url ? *options.url : std::string(kMemoryStoreUrl);
@@ -88,12 +125,59 @@ Engine::Engine(EngineOptions options) : prefix_(std::move(options.prefix)) {
     const sched_param param{};
     ::sched_setscheduler(0, SCHED_BATCH, &param);
   };
-  store_ = open_store(url, {.redis = std::move(redis_options)});
+  std::vector<boost::asio::io_context*> contexts;
+  if (options.io == "loop" && !is_memory_url(url)) {
+    try {
+      driver_ = std::make_shared<LoopDriver>();
+      contexts.push_back(&driver_->io());
+    } catch (const std::runtime_error&) {
+      // No usable reactor descriptor: the I/O thread (io_mode() tells the package).
+    }
+  }
+  store_ = open_store(url, {.redis = std::move(redis_options), .io = std::move(contexts)});
   inline_ = store_->completes_inline();
   limiter_ = std::make_unique<Limiter>(*store_, limiter_options);
 }
 
-Engine::~Engine() { shutdown(); }
+Engine::~Engine() {
+  shutdown();
+  // The clients' timers and sockets belong to the driver's io_context, which the loop's reader
+  // may keep: the store goes first.
+  limiter_.reset();
+  store_.reset();
+}
+
+std::string Engine::io_mode() const {
+  if (inline_) return "inline";
+  return driver_ ? "loop" : "thread";
+}
+
+bool Engine::drive_from(const Bridge& bridge) {
+  if (bridge.core() == driver_bridge_) return true;
+  if (driver_->stopped()) return false;
+  if (driver_bridge_) {
+    const py::object driving = driver_loop_();
+    if (!driving.is_none() && !driving.attr("is_closed")().cast<bool>()) {
+      if (driving.attr("is_running")().cast<bool>()) return false;
+      driving.attr("remove_reader")(driver_->descriptor());
+    }
+    driver_bridge_.reset();
+  }
+  const py::object loop = bridge.loop();
+  if (loop.is_none()) return false;
+  loop.attr("add_reader")(driver_->descriptor(), loop_reader(driver_, bridge));
+  driver_bridge_ = bridge.core();
+  driver_loop_ = bridge.loop_ref();
+  return true;
+}
+
+void Engine::poll_after_deadline(const Bridge& bridge) const {
+  const py::object loop = bridge.loop();
+  if (loop.is_none()) return;
+  const auto after = command_timeout_ + std::chrono::milliseconds(20);
+  loop.attr("call_later")(std::chrono::duration<double>(after).count(),
+                          loop_reader(driver_, bridge));
+}
 
 py::object Engine::check(const NativePolicy& p, std::string_view scope, std::string_view identity,
                          std::int64_t cost, Bridge* bridge, py::object future,
@@ -152,6 +236,7 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
     if (send) return admission(std::move(*verdict), *send);
     return py::cast(std::move(*verdict));
   }
+  const bool answered_elsewhere = driver_ && !drive_from(*bridge);
   auto* call = new Call;
   call->future = future.release().ptr();
   if (send) {
@@ -171,10 +256,18 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
     delete call;
     throw;
   }
+  if (driver_) driver_->wake();
   auto expected = Call::State::kInCheck;
   if (call->state.compare_exchange_strong(expected, Call::State::kQueued,
-                                          std::memory_order_acq_rel))
-    return py::none();                // the completion owns the Call now
+                                          std::memory_order_acq_rel)) {
+    // The completion owns the Call now.
+    if (answered_elsewhere) {
+      poll_after_deadline(*bridge);
+    } else if (driver_ && driver_->overdue()) {
+      poll_and_deliver(*driver_, *bridge->core());
+    }
+    return py::none();
+  }
   std::unique_ptr<Call> owned(call);  // answered before Limiter::check returned
   py::object answer;
   try {
@@ -191,13 +284,7 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
 Verdict Engine::check_blocking(const NativePolicy& p, std::string_view scope,
                                std::string_view identity, std::int64_t cost, bool peek) {
   const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
-  Answer answer;
-  if (inline_) {
-    answer = ask(*limiter_, true, p.policy, key, cost, peek);
-  } else {
-    py::gil_scoped_release unlocked;
-    answer = ask(*limiter_, false, p.policy, key, cost, peek);
-  }
+  const Answer answer = ask(*limiter_, inline_, driver_.get(), p.policy, key, cost, peek);
   return Verdict{answer.decision, error_text(answer.store_error), {}};
 }
 
@@ -207,8 +294,17 @@ std::string Engine::reset(const NativePolicy& p, std::string_view scope,
   std::error_code error;
   if (inline_) {
     error = limiter_->reset(p.policy, key);
+  } else if (driver_) {
+    std::promise<std::error_code> promise;
+    std::future<std::error_code> answer = promise.get_future();
+    limiter_->reset(p.policy, key, [promise = std::move(promise)](std::error_code e) mutable {
+      promise.set_value(e);
+    });
+    driver_->wake();
+    const py::gil_scoped_release unlocked;
+    error = driver_->wait(answer);
   } else {
-    py::gil_scoped_release unlocked;
+    const py::gil_scoped_release unlocked;
     error = limiter_->reset(p.policy, key);
   }
   return error ? error.message() : std::string();
@@ -221,8 +317,13 @@ std::string Engine::key(const NativePolicy& p, std::string_view scope,
 
 bool Engine::wait_connected(std::int64_t timeout_ms) const {
   if (inline_) return store_->connected();
-  py::gil_scoped_release unlocked;
-  return store_->wait_connected(std::chrono::milliseconds(timeout_ms));
+  const py::gil_scoped_release unlocked;
+  const auto timeout = std::chrono::milliseconds(timeout_ms);
+  if (driver_) {
+    return driver_->wait_until([this] { return store_->connected(); },
+                               std::chrono::steady_clock::now() + timeout);
+  }
+  return store_->wait_connected(timeout);
 }
 
 std::string Engine::last_error() const { return store_->last_error(); }
@@ -250,7 +351,9 @@ std::string Engine::prometheus(const std::string& prefix) const {
 void Engine::shutdown() {
   if (!store_ || shut_) return;
   shut_ = true;
-  py::gil_scoped_release unlocked;
+  const py::gil_scoped_release unlocked;
+  // The loop's reader removes itself when it next runs (loop_reader).
+  if (driver_) driver_->stop();
   store_->shutdown();
 }
 

@@ -6,10 +6,17 @@
 // the store completes inline; otherwise it answers None and the future it was given gets the
 // Verdict through the event loop's Bridge (bridge.h). The blocking calls and shutdown() wait
 // without the GIL; no store thread ever touches a Python object.
+//
+// Redis I/O runs on a thread of the store's own (`io = "thread"`), or on the event loop's thread
+// (`io = "loop"`, loop_driver.h): the first loop that makes an asynchronous call watches the
+// store's descriptor and drives it from then on. A call from another loop is answered through
+// the driving loop while that one runs; when it has stopped or closed, the calling loop takes
+// over. Blocking calls drive the I/O themselves while no loop is polling it.
 #pragma once
 
 #include <pybind11/pybind11.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -17,6 +24,7 @@
 #include <string_view>
 
 #include "bridge.h"
+#include "loop_driver.h"
 #include "pacer/limiter.h"
 #include "pacer/redis/redis_store.h"
 #include "pacer/store.h"
@@ -33,7 +41,8 @@ struct EngineOptions {
   std::string prefix = "fastapi";
   std::int64_t connect_timeout_ms = 1000;
   std::int64_t command_timeout_ms = 100;
-  redis::TlsOptions tls;  // for rediss:// URLs
+  redis::TlsOptions tls;      // for rediss:// URLs
+  std::string io = "thread";  // Redis I/O: "thread" or "loop"
 };
 
 // The scope part of the middleware's keys (Python: pacer._pacer.ScopeKind).
@@ -56,6 +65,8 @@ class Engine {
   Engine& operator=(const Engine&) = delete;
 
   bool completes_inline() const { return inline_; }
+  // "inline" (the in-process store), "thread" or "loop": where the store's I/O runs.
+  std::string io_mode() const;
 
   // Async form. Returns the Verdict when the store answered inline; otherwise None, and
   // `future` gets the Verdict through `bridge`. `headers`: the ASGI headers to render with the
@@ -107,12 +118,23 @@ class Engine {
  private:
   std::string scope_key(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
                         const std::string& path, ScopeKind scope_kind) const;
+  // io = "loop", on the loop thread of `bridge`: makes its loop drive the store's I/O unless
+  // another loop that is still running does. Returns whether `bridge`'s loop drives it.
+  bool drive_from(const Bridge& bridge);
+  // A call from a loop that does not drive the I/O: that loop also polls once when the call's
+  // deadline has passed, so the call is answered even if the driving loop stopped meanwhile.
+  void poll_after_deadline(const Bridge& bridge) const;
 
   std::string prefix_;
   std::unique_ptr<Store> store_;
   std::unique_ptr<Limiter> limiter_;
   bool inline_ = true;
   bool shut_ = false;
+  std::chrono::milliseconds command_timeout_;
+  // io = "loop": the store's io_context, and the Bridge and (weak) loop that drive it.
+  std::shared_ptr<LoopDriver> driver_;
+  std::shared_ptr<BridgeCore> driver_bridge_;
+  py::object driver_loop_;
 };
 
 }  // namespace pacer::python

@@ -150,7 +150,7 @@ PYBIND11_MODULE(_pacer, m) {
       .def("__call__", &HeaderSend::operator(), py::arg("message"));
 
   py::class_<Bridge>(m, "Bridge")
-      .def(py::init<>())
+      .def(py::init<const py::object&>(), py::arg("loop"))
       .def_property_readonly("fd", &Bridge::fd)
       .def("drain", &Bridge::drain);
 
@@ -158,7 +158,7 @@ PYBIND11_MODULE(_pacer, m) {
       .def(py::init([](std::optional<std::string> url, std::string fail_mode, std::string prefix,
                        std::int64_t connect_timeout_ms, std::int64_t command_timeout_ms,
                        std::string tls_ca_file, std::string tls_cert_file, std::string tls_key_file,
-                       bool tls_verify, std::string tls_server_name) {
+                       bool tls_verify, std::string tls_server_name, std::string io) {
              return std::make_unique<Engine>(
                  EngineOptions{std::move(url),
                                std::move(fail_mode),
@@ -166,13 +166,15 @@ PYBIND11_MODULE(_pacer, m) {
                                connect_timeout_ms,
                                command_timeout_ms,
                                {std::move(tls_ca_file), std::move(tls_cert_file),
-                                std::move(tls_key_file), tls_verify, std::move(tls_server_name)}});
+                                std::move(tls_key_file), tls_verify, std::move(tls_server_name)},
+                               std::move(io)});
            }),
            py::arg("url"), py::arg("fail_mode"), py::arg("prefix"), py::arg("connect_timeout_ms"),
            py::arg("command_timeout_ms"), py::arg("tls_ca_file") = "",
            py::arg("tls_cert_file") = "", py::arg("tls_key_file") = "",
-           py::arg("tls_verify") = true, py::arg("tls_server_name") = "")
+           py::arg("tls_verify") = true, py::arg("tls_server_name") = "", py::arg("io") = "thread")
       .def_property_readonly("completes_inline", &Engine::completes_inline)
+      .def_property_readonly("io_mode", &Engine::io_mode)
       .def("check", &Engine::check, py::arg("policy"), py::arg("scope"), py::arg("identity"),
            py::arg("cost"), py::arg("bridge"), py::arg("future"), py::arg("headers") = py::none())
       .def(

@@ -68,9 +68,15 @@ class RedisServer:
         if cluster:
             args += ["--cluster-enabled", "yes", "--cluster-config-file",
                      f"nodes-{self.port}.conf", "--cluster-node-timeout", "5000"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._args = args
+        self.start()
+
+    def start(self) -> None:
+        """Starts the server (again, after kill(): same port, empty data)."""
+        self.proc = subprocess.Popen(self._args, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
-        tls_args = ("--tls", "--cacert", self.tls["ca"]) if tls else ()
+        tls_args = ("--tls", "--cacert", self.tls["ca"]) if self.tls else ()
         while time.time() < deadline:
             if cli(self.port, *tls_args, "PING") == "PONG":
                 return
