@@ -6,6 +6,11 @@ deciding, not of refusing):
   headers     no limiter, but the three RateLimit-* headers it adds (what writing them costs)
   empty-dep   an empty async dependency with limit()'s signature (request, response): what
               FastAPI's dependency solving costs, the baseline of the dep-* modes
+  mw-yield    no limiter, but a pure ASGI middleware that suspends every request once on a
+              future a loop callback resolves: the least any limiter costs that awaits an
+              answer from outside the request (a Redis round trip), with nothing decided
+  dep-yield   empty-dep's dependency suspended once the same way: the least any limiting
+              dependency costs that awaits an answer from outside the request
   mw-memory   LimiterMiddleware on the in-process store
   mw-redis    LimiterMiddleware on Redis (PACER_BENCH_REDIS, the URL)
   dep-memory  Depends(limit(...)) on the in-process store
@@ -23,6 +28,7 @@ GET /bench/count answers how many /ping requests the app has served (never limit
 compares it with Redis' EVALSHA count, so a decision that was lost shows.
 """
 
+import asyncio
 import gc
 import os
 
@@ -31,7 +37,7 @@ from fastapi.responses import JSONResponse
 
 from pacer import Limiter, LimiterMiddleware, Rate, limit
 
-MODES = ("none", "headers", "empty-dep", "mw-memory", "mw-redis", "dep-memory", "dep-redis")
+MODES = ("none", "headers", "empty-dep", "mw-yield", "dep-yield", "mw-memory", "mw-redis", "dep-memory", "dep-redis")
 _ALIASES = {"memory": "mw-memory", "redis": "mw-redis"}
 
 mode = os.environ.get("PACER_BENCH_MODE", "none")
@@ -51,12 +57,37 @@ if mode.endswith(("-memory", "-redis")):
                            exclude_paths=["/bench/*"])
     else:
         dependencies = [Depends(limit(_RATE, limiter=limiter))]
+elif mode == "mw-yield":
+
+    class YieldMiddleware:
+        def __init__(self, app):
+            self.inner = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                loop = asyncio.get_running_loop()
+                future = loop.create_future()
+                loop.call_soon(future.set_result, None)
+                await future
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(YieldMiddleware)
 elif mode == "empty-dep":
 
     async def empty(request: Request, response: Response) -> None:
         """limit()'s dependency without the limiter."""
 
     dependencies = [Depends(empty)]
+elif mode == "dep-yield":
+
+    async def suspended(request: Request, response: Response) -> None:
+        """limit()'s dependency without the limiter, suspended once."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        loop.call_soon(future.set_result, None)
+        await future
+
+    dependencies = [Depends(suspended)]
 
 
 if os.environ.get("PACER_BENCH_DIAG") or os.environ.get("PACER_BENCH_PROFILE"):

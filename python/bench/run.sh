@@ -11,9 +11,11 @@
 # any difference is a decision lost (or made twice), and the run fails.
 #   python/bench/run.sh [build-dir]        # build-dir holds python/pacer (default build/release)
 # Environment: MODES (default: none empty-dep mw-memory mw-redis dep-memory dep-redis; also
-# "headers"), ROUNDS, DURATION, CONNECTIONS, LOOP (uvloop | asyncio), HTTP (httptools | h11),
+# "headers", "mw-yield" and "dep-yield", python/bench/app.py), ROUNDS, DURATION, CONNECTIONS, LOOP (uvloop | asyncio), HTTP (httptools | h11),
 # BASELINE=<build-dir>: also runs each limited mode as "<mode>@base" on that build's package
-# (before and after a change, in the same interleaved run). LOGS=<dir>: keeps each server's
+# (before and after a change, in the same interleaved run). IO_THREAD=1: also runs each Redis
+# mode as "<mode>@thread", with the engine's Redis I/O on a thread of its own (PACER_IO=thread)
+# instead of the event loop's (the default). LOGS=<dir>: keeps each server's
 # output there as <mode>-<round>.log (with PACER_BENCH_DIAG=1: its stalls and GC pauses).
 # PACER_BENCH_GC_FREEZE=1: every app calls gc.freeze() once started (python/bench/app.py).
 # Bounded: every server start, request and wrk run has a timeout; a mode that fails to start
@@ -27,6 +29,7 @@ conns="${CONNECTIONS:-32}"
 loop="${LOOP:-uvloop}"
 http="${HTTP:-httptools}"
 baseline="${BASELINE:-}"
+io_thread="${IO_THREAD:-}"
 py=/usr/bin/python3  # Debian's: python3-fastapi, -uvicorn, -uvloop, -httptools
 [ -d "$build/python/pacer" ] || { echo "no $build/python/pacer: build target pacer_python" >&2; exit 2; }
 [ -z "$baseline" ] || [ -d "$baseline/python/pacer" ] ||
@@ -43,17 +46,20 @@ done
 modes=(${MODES:-none empty-dep mw-memory mw-redis dep-memory dep-redis})
 for mode in "${modes[@]}"; do
   case "$mode" in
-    none | headers | empty-dep | mw-memory | mw-redis | dep-memory | dep-redis) ;;
-    *) echo "unknown mode '$mode' (none headers empty-dep mw-memory mw-redis dep-memory" \
-         "dep-redis)" >&2; exit 2 ;;
+    none | headers | empty-dep | mw-yield | dep-yield | mw-memory | mw-redis | dep-memory | \
+      dep-redis) ;;
+    *) echo "unknown mode '$mode' (none headers empty-dep mw-yield dep-yield mw-memory" \
+         "mw-redis dep-memory dep-redis)" >&2; exit 2 ;;
   esac
 done
-if [ -n "$baseline" ]; then
-  # Each limited mode right before its baseline: the VM's drift within a round hits both alike.
+if [ -n "$baseline" ] || [ -n "$io_thread" ]; then
+  # Each limited mode right before its variants: the VM's drift within a round hits all alike.
   paired=()
   for mode in "${modes[@]}"; do
     paired+=("$mode")
-    case "$mode" in none | headers | empty-dep) ;; *) paired+=("$mode@base") ;; esac
+    case "$mode" in none | headers | empty-dep | *-yield) continue ;; esac
+    [ -z "$io_thread" ] || case "$mode" in *-redis) paired+=("$mode@thread") ;; esac
+    [ -z "$baseline" ] || paired+=("$mode@base")
   done
   modes=("${paired[@]}")
 fi
@@ -77,11 +83,11 @@ evalsha_calls() { rcli info commandstats | tr -d '\r' |
   awk -F'[:=,]' '$1=="cmdstat_evalsha" {print $3} END {if (!NR) print 0}' | tail -1; }
 served() { curl -fsS --max-time 5 "http://127.0.0.1:$1/bench/count" | tr -dc 0-9; }
 
-run() {  # mode[@base]
-  local mode=${1%@base} path="$build/python" port
-  [ "$mode" = "$1" ] || path="$baseline/python"
+run() {  # mode[@base|@thread]
+  local mode=${1%@*} path="$build/python" io=loop port
+  case "$1" in *@base) path="$baseline/python" ;; *@thread) io=thread ;; esac
   port=$(free_port)
-  PYTHONPATH="$path:$repo/python/bench" PACER_BENCH_MODE=$mode \
+  PYTHONPATH="$path:$repo/python/bench" PACER_BENCH_MODE=$mode PACER_IO=$io \
     PACER_BENCH_REDIS="redis://127.0.0.1:$redis_port" \
     taskset -c 0 $py -m uvicorn app:app --host 127.0.0.1 --port "$port" --workers 1 \
     --loop "$loop" --http "$http" --log-level warning --no-access-log >"$work/uvicorn.log" 2>&1 &
