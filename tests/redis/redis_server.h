@@ -440,7 +440,7 @@ class RedisCluster {
   std::vector<std::unique_ptr<RedisServer>> nodes_;
 };
 
-// A master, one replica and `sentinels` sentinels monitoring it as `name` (quorum 2), with
+// A master, one replica and `sentinels` sentinels monitoring it as `name` (quorum `quorum`), with
 // short timeouts: down-after-milliseconds 500, failover-timeout 2000. Ready when every sentinel
 // knows the replica and the other sentinels (a failover can then be authorised).
 class RedisSentinelGroup {
@@ -448,7 +448,7 @@ class RedisSentinelGroup {
   // Sentinel mode is part of redis-server (the redis-sentinel package only adds a service).
   static bool available() { return RedisServer::available(); }
 
-  explicit RedisSentinelGroup(int sentinels = 3, std::string name = "mymaster")
+  explicit RedisSentinelGroup(int sentinels = 3, std::string name = "mymaster", int quorum = 2)
       : name_(std::move(name)) {
     data_.push_back(std::make_unique<RedisServer>());
     data_.push_back(std::make_unique<RedisServer>(
@@ -460,11 +460,12 @@ class RedisSentinelGroup {
         "the replica to sync");
     for (int i = 0; i < sentinels; ++i) {
       ServerOptions options;
-      options.sentinel_config = {
-          "sentinel monitor " + name_ + " 127.0.0.1 " + std::to_string(data_[0]->port()) + " 2",
-          "sentinel down-after-milliseconds " + name_ + " 500",
-          "sentinel failover-timeout " + name_ + " 2000",
-          "sentinel parallel-syncs " + name_ + " 1"};
+      options.sentinel_config = {"sentinel monitor " + name_ + " 127.0.0.1 " +
+                                     std::to_string(data_[0]->port()) + " " +
+                                     std::to_string(quorum),
+                                 "sentinel down-after-milliseconds " + name_ + " 500",
+                                 "sentinel failover-timeout " + name_ + " 2000",
+                                 "sentinel parallel-syncs " + name_ + " 1"};
       sentinels_.push_back(std::make_unique<RedisServer>(std::vector<std::string>{}, options));
     }
     wait_ready();

@@ -1,7 +1,7 @@
 // RedisStore on redis+sentinel:// against real processes: a master, a replica and three
 // sentinels started by the test on free loopback ports (down-after-milliseconds 500), for
-// discovery, SENTINEL FAILOVER and a master killed with SIGKILL under load, a dead sentinel in
-// the list, and a wrong master name.
+// discovery, SENTINEL FAILOVER and a master killed with SIGKILL under load, SENTINEL FAILOVER
+// with a single sentinel (quorum 1), a dead sentinel in the list, and a wrong master name.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -270,6 +270,51 @@ TEST(SentinelIntegrationTest, MasterKilledUnderLoad) {
   const std::uint16_t new_port = group.master_port();
   ASSERT_NE(new_port, old_port);
   expect_served_by(store, group.data_on(new_port));
+}
+
+// One sentinel: after SENTINEL FAILOVER the client follows the new master within about a second
+// of its announcement (the +switch-master message, or at worst the next periodic question),
+// while the old master still says it is one (Sentinel reconfigures it ~10 s later).
+TEST(SentinelIntegrationTest, OneSentinelFailoverMovesTheClient) {
+  SKIP_WITHOUT_SENTINEL();
+  RedisSentinelGroup group(1, "mymaster", 1);
+  RedisStore store(options_for(group.url()));
+  ASSERT_TRUE(store.wait_connected(seconds(10))) << store.last_error();
+  const std::uint16_t old_port = group.master_port();
+  expect_served_by(store, group.data_on(old_port));
+  // A sentinel that has just seen the replica may still find it unfit to promote (NOGOODSLAVE)
+  // until its next INFO from it.
+  const auto give_up = Clock::now() + seconds(15);
+  std::string answer;
+  while ((answer = group.sentinel(0).cli({"SENTINEL", "FAILOVER", group.name()})) != "OK" &&
+         Clock::now() < give_up)
+    std::this_thread::sleep_for(milliseconds(100));
+  ASSERT_EQ(answer, "OK");
+  const auto announced_at = wait_new_master(group, old_port);
+  const std::uint16_t new_port = group.master_port();
+  RedisServer& old_master = group.data_on(old_port);
+  RedisServer& new_master = group.data_on(new_port);
+  const Policy roomy("one", {Rate(1000, seconds(1), 1000)});
+  Clock::time_point moved{};
+  for (int i = 0; Clock::now() < announced_at + seconds(5); ++i) {
+    const std::int64_t before = evalsha_calls(new_master);
+    (void)check(store, roomy, "k" + std::to_string(i));
+    if (evalsha_calls(new_master) > before) {
+      moved = Clock::now();
+      break;
+    }
+    std::this_thread::sleep_for(milliseconds(20));
+  }
+  std::printf(
+      "[ sentinel ] one sentinel: old master says %s; client moved %.3f s after the "
+      "announcement\n",
+      old_master.cli({"ROLE"}).substr(0, 6).c_str(),
+      moved == Clock::time_point{} ? -1.0 : since(announced_at, moved));
+  ASSERT_NE(moved, Clock::time_point{}) << "still on the old master 5 s after the announcement";
+  EXPECT_LE(since(announced_at, moved), 1.5);
+  const std::int64_t old_calls = evalsha_calls(old_master);
+  expect_served_by(store, new_master);
+  EXPECT_EQ(evalsha_calls(old_master), old_calls) << "nothing goes to the old master any more";
 }
 
 TEST(SentinelIntegrationTest, SkipsSentinelsThatAreDown) {
