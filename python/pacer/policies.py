@@ -96,15 +96,25 @@ def _default_rates() -> List[Rate]:
     return [Rate(10, "1s", burst=10)]
 
 
+def _policy(rates: List[Rate], key: Any, name: str, max_rates: int, shadow: bool) -> "Policy":
+    """Unpickles a Policy (shadow is keyword only)."""
+    return Policy(rates, key, name, max_rates, shadow=shadow)
+
+
 @dataclass(frozen=True)
 class Policy:
     """One or more rates that must all pass (all-or-nothing), and whose requests they count:
-    a selector name ("ip", "api_key", "user", "org") or a function request -> str."""
+    a selector name ("ip", "api_key", "user", "org") or a function request -> str.
+
+    `shadow=True` (Pacer's, keyword only): decided and counted, never enforced. A would-be
+    denial is answered as allowed, with no RateLimit-* headers (the engine's metrics count it
+    as denied), as pacerd's and the C++ layer's shadow policies are (docs/DESIGN.md §7)."""
 
     rates: List[Rate] = field(default_factory=_default_rates)
     key: Union[str, Selector] = "ip"
     name: str = "default"
     max_rates: int = field(default=3, repr=False)
+    shadow: bool = field(default=False, kw_only=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.rates, (str, bytes)) or not hasattr(self.rates, "__iter__"):
@@ -127,6 +137,8 @@ class Policy:
                                  f"{', '.join(map(repr, _VALID_KEYS))} or a function request -> str)")
         if not isinstance(self.name, str):
             raise TypeError(f"name must be a string, got {self.name!r}")
+        if not isinstance(self.shadow, bool):
+            raise TypeError(f"shadow must be True or False, got {self.shadow!r}")
         # The key's policy part is the name and the rates (issue 19): `limit(Rate(...))` is
         # always "dependency" and an unnamed Policy "default", so by name alone a router's and a
         # route's limit shared one bucket. `<name>.r<digest>`; a name outside [A-Za-z0-9_.-] or
@@ -136,13 +148,14 @@ class Policy:
             f"{self.name}.{_rates_digest(self.rates)}",
             [(r.permits, r._period_ns, r.burst) for r in self.rates],
             self.describe(),
+            self.shadow,
         )
         object.__setattr__(self, "_native", native)
 
     def __reduce__(self) -> Any:
         # The engine's policy (`_native`) is not pickled: the constructor makes it again. A key
         # function pickles as functions do (by name: a lambda does not).
-        return (Policy, (self.rates, self.key, self.name, self.max_rates))
+        return (_policy, (self.rates, self.key, self.name, self.max_rates, self.shadow))
 
     def describe(self) -> str:
         parts = []

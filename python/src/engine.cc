@@ -226,10 +226,11 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
   release_orphans();
   if (inline_ || !bridge) {
     std::optional<Verdict> verdict;
-    limiter_->check(p.policy, key, cost,
-                    Limiter::ReportingHandler([&verdict](const Decision& d, std::error_code error) {
-                      verdict.emplace(Verdict{d, error_text(error), {}});
-                    }));
+    limiter_->check(
+        p.policy, key, cost,
+        Limiter::ReportingHandler([&verdict, &p](const Decision& d, std::error_code error) {
+          verdict.emplace(Verdict{p.told(d), error_text(error), {}});
+        }));
     if (!verdict)
       throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
     if (render) verdict->headers = asgi_headers(render->policy, verdict->decision, render->choice);
@@ -247,9 +248,10 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
   call->render = std::move(render);
   try {
     limiter_->check(p.policy, key, cost,
-                    Limiter::ReportingHandler([call](const Decision& d, std::error_code error) {
-                      complete_call(call, d, error_text(error));
-                    }));
+                    Limiter::ReportingHandler(
+                        [call, shadow = p.shadow](const Decision& d, std::error_code error) {
+                          complete_call(call, shadow ? http::shadow_told(d) : d, error_text(error));
+                        }));
   } catch (...) {
     // Refused before reaching the store (a rate the store cannot represent).
     call->release_python();
@@ -285,7 +287,7 @@ Verdict Engine::check_blocking(const NativePolicy& p, std::string_view scope,
                                std::string_view identity, std::int64_t cost, bool peek) {
   const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
   const Answer answer = ask(*limiter_, inline_, driver_.get(), p.policy, key, cost, peek);
-  return Verdict{answer.decision, error_text(answer.store_error), {}};
+  return Verdict{p.told(answer.decision), error_text(answer.store_error), {}};
 }
 
 std::string Engine::reset(const NativePolicy& p, std::string_view scope,

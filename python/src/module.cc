@@ -100,7 +100,8 @@ PYBIND11_MODULE(_pacer, m) {
       .value("GLOBAL", ScopeKind::kGlobal, "\"global\"");
 
   py::class_<NativePolicy>(m, "Policy")
-      .def(py::init(&NativePolicy::make), py::arg("name"), py::arg("rates"), py::arg("description"))
+      .def(py::init(&NativePolicy::make), py::arg("name"), py::arg("rates"), py::arg("description"),
+           py::arg("shadow") = false)
       .def_property_readonly("name", [](const NativePolicy& p) { return p.policy.name(); })
       .def("emission_interval_ns",
            [](const NativePolicy& p, std::size_t i) {

@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "pacer/http/identity.h"
+#include "pacer/http/rule.h"
 
 namespace pacer::python {
 namespace {
@@ -21,7 +22,7 @@ std::string native_name(const std::string& name) {
 
 http::HeaderList header_list(const NativePolicy& p, const Decision& d, HeaderChoice choice) {
   http::HeaderList out;
-  if (!choice.expose || d.outcome == Outcome::kUnavailable) return out;
+  if (!choice.expose || p.shadow || d.outcome == Outcome::kUnavailable) return out;
   http::append_headers(p.policy, d, {.ratelimit = true, .x_ratelimit_reset = choice.legacy}, out);
   if (choice.policy) out.add("X-RateLimit-Policy", p.description);
   return out;
@@ -43,12 +44,16 @@ bool has(HeaderFlag flags, HeaderFlag flag) {
 NativePolicy NativePolicy::make(
     const std::string& name,
     const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>& rates,
-    std::string description) {
+    std::string description, bool shadow) {
   std::vector<Rate> native;
   native.reserve(rates.size());
   for (const auto& [permits, period_ns, burst] : rates)
     native.emplace_back(permits, Nanos(period_ns), burst);
-  return NativePolicy{Policy(native_name(name), std::move(native)), std::move(description)};
+  return NativePolicy{Policy(native_name(name), std::move(native)), std::move(description), shadow};
+}
+
+Decision NativePolicy::told(const Decision& decision) const {
+  return shadow ? http::shadow_told(decision) : decision;
 }
 
 HeaderChoice HeaderChoice::of(HeaderFlag flags) {

@@ -27,12 +27,18 @@ namespace py = pybind11;
 struct NativePolicy {
   Policy policy;
   std::string description;  // the seed's describe(), the X-RateLimit-Policy value
+  // Decided and counted, never enforced: the client is told http::shadow_told() of each
+  // decision, with no RateLimit-* headers (docs/DESIGN.md §7).
+  bool shadow = false;
 
   // `rates`: (permits, period in ns, burst) per rate.
   static NativePolicy make(
       const std::string& name,
       const std::vector<std::tuple<std::int64_t, std::int64_t, std::int64_t>>& rates,
-      std::string description);
+      std::string description, bool shadow);
+
+  // What the client is told of `decision` (a shadow policy's would-be denial is allowed).
+  Decision told(const Decision& decision) const;
 };
 
 // Which headers a check renders, a bit set (Python: pacer._pacer.HeaderFlag, combined with |).

@@ -187,13 +187,19 @@ std::int64_t Rule::cost(const RequestView& request) const {
   return spec_.cost ? spec_.cost(request) : 1;
 }
 
-Decision Rule::told(const Decision& decision) const {
+Decision shadow_told(const Decision& decision) {
   if (decision.allowed()) return decision;
   Decision told = decision;
-  if (spec_.shadow) {
-    told.outcome = Outcome::kAllowed;
-    told.retry_after = Nanos::zero();
-  } else if (decision.outcome == Outcome::kUnavailable) {
+  told.outcome = Outcome::kAllowed;
+  told.retry_after = Nanos::zero();
+  return told;
+}
+
+Decision Rule::told(const Decision& decision) const {
+  if (decision.allowed()) return decision;
+  if (spec_.shadow) return shadow_told(decision);
+  Decision told = decision;
+  if (decision.outcome == Outcome::kUnavailable) {
     told.retry_after = context_.unavailable_retry_after;  // the 503's Retry-After
   }
   return told;

@@ -93,6 +93,11 @@ struct RuleContext {
 
 enum class Action : std::uint8_t { kPass, kRefuse };
 
+// What the client is told of a shadow rule's `decision`: a would-be denial (or an unavailable
+// store) is allowed, with no retry; limit, remaining and reset as they are. Rule::told() and
+// the Python package's shadow policies (python/src/policy.h) both answer with it.
+Decision shadow_told(const Decision& decision);
+
 class Rule;
 
 struct Verdict {
