@@ -59,17 +59,16 @@ class SimpleRedisStorage:
             self._tls.update(parsed.options)
         if not isinstance(app_name, str):
             raise TypeError(f"app_name must be a string, got {app_name!r}")
-        # Where Redis I/O runs: "loop" (the event loop's thread; the default) or "thread" (a
-        # thread of the engine's own). PACER_IO sets the default for a deployment.
-        if io is None:
-            io = os.environ.get("PACER_IO") or "loop"
-            where = "PACER_IO"
-        else:
-            where = "io"
-        if io not in _IO_MODES:
+        # Where Redis I/O runs: "loop" (the event loop's thread) or "thread" (a thread of the
+        # engine's own). PACER_IO sets it for a deployment; neither: "loop" when the engine
+        # starts inside a running event loop (startup(), the first request), else "thread".
+        where = "io"
+        if io is None and os.environ.get("PACER_IO"):
+            io, where = os.environ["PACER_IO"], "PACER_IO"
+        if io is not None and io not in _IO_MODES:
             raise ValueError(f"{where} must be \"loop\" (Redis I/O on the event loop's thread) "
                              f"or \"thread\" (on a thread of its own), got {io!r}")
-        self.io = io
+        self.io: Optional[str] = io
         _pacer.check_key_prefix(app_name)
         self.redis_url = redis_url
         self.connect_timeout_ms = connect_timeout_ms
@@ -99,10 +98,17 @@ class SimpleRedisStorage:
                 self._engine = None
             if self._engine is None:
                 _log.start()  # the engine's log lines reach logging.getLogger("pacer")
+                io = self.io
+                if io is None:
+                    try:
+                        asyncio.get_running_loop()
+                        io = "loop"
+                    except RuntimeError:
+                        io = "thread"
                 self._engine = _pacer.Engine(
                     self._engine_url, self._fail_mode, self._app_name,
-                    self.connect_timeout_ms, self.command_timeout_ms, io=self.io, **self._tls)
-                if self.io == "loop" and self._engine.io_mode == "thread":
+                    self.connect_timeout_ms, self.command_timeout_ms, io=io, **self._tls)
+                if io == "loop" and self._engine.io_mode == "thread":
                     _log.logger.warning("pacer: Redis I/O cannot run on the event loop here; "
                                         "it runs on a thread of its own")
                 self._pid = os.getpid()

@@ -197,6 +197,20 @@ async def test_after_shutdown_the_loop_does_not_spin(redis_server, app_name):
     assert (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime) < 0.1
 
 
+def test_by_default_the_loop_drives_when_there_is_one(redis_server, app_name, monkeypatch):
+    monkeypatch.delenv("PACER_IO", raising=False)
+    sync = SimpleRedisStorage(redis_server.url, app_name=app_name)
+    assert sync.io is None and sync._engine_or_start().io_mode == "thread"  # no loop running
+    sync._close()
+
+    async def started_in_a_loop():
+        storage = SimpleRedisStorage(redis_server.url, app_name=app_name)
+        assert storage._engine_or_start().io_mode == "loop"
+        storage._close()
+
+    asyncio.run(started_in_a_loop())
+
+
 def test_a_bad_io_mode_names_the_value_and_what_is_accepted(monkeypatch):
     with pytest.raises(ValueError, match=r"io must be \"loop\" .* or \"thread\" .*got 'fast'"):
         SimpleRedisStorage("redis://127.0.0.1:1", io="fast")
