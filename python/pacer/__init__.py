@@ -4,7 +4,7 @@
 """
 
 from .dependencies import RateLimitDecorator, get_limiter, limit, rate_limit, set_limiter
-from .limiter import Limiter, LimiterMetrics, RateLimitResult, StoreError
+from .limiter import IdentityMissing, Limiter, LimiterMetrics, RateLimitResult, StoreError
 from .middleware import LimiterMiddleware
 from .otel import OTEL_AVAILABLE, OTelHooks, create_otel_hooks
 from .policies import Policy, Rate
@@ -38,4 +38,5 @@ __all__ = [
     "create_otel_hooks",
     "OTEL_AVAILABLE",
     "StoreError",
+    "IdentityMissing",
 ]

@@ -9,8 +9,10 @@ from typing import Any, Callable, Optional, Union
 from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
-from .limiter import (UNAVAILABLE_RETRY_AFTER_S, Limiter, RateLimitResult, _as_policy,
-                      _LogThrottle, _result_of, check_failure_log, rate_limited_detail)
+from . import _pacer
+from .limiter import (UNAVAILABLE_RETRY_AFTER_S, IdentityMissing, Limiter, RateLimitResult,
+                      _as_policy, _LogThrottle, _result_of, check_failure_log,
+                      rate_limited_detail)
 from .policies import Policy, Rate
 
 
@@ -92,12 +94,15 @@ def _add_headers(lim: Limiter, response: Any, admitted: Any, policy: Optional[Po
 
 
 class _Refused(Exception):
-    """A 429 the dependency and the decorator answer, each in its own shape."""
+    """A 429 (or the 401 of a missing identity) the dependency and the decorator answer, each
+    in its own shape: the dependency's is FastAPI's HTTPException, {"detail": <detail>}; the
+    decorator's 429 is the engine's object itself, its 401 the same body as everywhere."""
 
-    def __init__(self, detail: dict, headers: dict) -> None:
-        super().__init__("rate limited")
+    def __init__(self, detail: Any, headers: dict, status: int = 429) -> None:
+        super().__init__("rate limited" if status == 429 else "identity missing")
         self.detail = detail
         self.headers = headers
+        self.status = status
 
 
 async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
@@ -115,6 +120,8 @@ async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
             result = _result_of(answer)  # refused: the body and headers below, as before
         else:
             result = await lim.check_policy(request, policy)
+    except IdentityMissing:
+        raise _Refused("identity_missing", {}, 401) from None
     except Exception:
         check_failure_log.exception("pacer: rate limit check failed")
         if lim.fail_mode == "closed":
@@ -138,8 +145,8 @@ def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] =
         try:
             result = await _decide(lim, request, policy)
         except _Refused as refused:
-            raise HTTPException(status_code=429, detail=refused.detail,
-                                headers=refused.headers) from None
+            raise HTTPException(status_code=refused.status, detail=refused.detail,
+                                headers=refused.headers or None) from None
         if result is not None:
             _add_headers(lim, response, result, policy)
 
@@ -177,6 +184,9 @@ class RateLimitDecorator:
             try:
                 result = await _decide(lim, request, decorator.policy)
             except _Refused as refused:  # the engine's object as the body itself (flat)
+                if refused.status == 401:
+                    return Response(_pacer.IDENTITY_MISSING_BODY, status_code=401,
+                                    media_type="application/json")
                 return JSONResponse(status_code=429, content=refused.detail,
                                     headers=refused.headers)
             value = func(*args, **kwargs)

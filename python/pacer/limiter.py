@@ -92,6 +92,20 @@ class StoreError(RuntimeError):
     Passed to `on_error` hooks."""
 
 
+class IdentityMissing(Exception):
+    """The request has no identity for a policy with `missing_identity="refuse"` (no API key,
+    no user, ...): raised by `check_policy` before anything is spent; the middleware, `limit()`
+    and `@rate_limit` answer it with 401 {"detail":"identity_missing"}."""
+
+    def __init__(self, policy: Any) -> None:
+        super().__init__(f"identity missing for policy {getattr(policy, 'name', policy)!r}")
+        self.policy = policy
+
+
+# What each built-in selector answers for a request without its identity.
+_FALLBACKS = {"api_key": "no_api_key", "user": "anonymous", "org": "no_org"}
+
+
 @dataclass
 class RateLimitResult:
     allowed: bool
@@ -344,9 +358,17 @@ class Limiter:
     # -- decisions ---------------------------------------------------------------------------
 
     def _principal(self, policy: Policy, request: Any) -> str:
+        """The request's identity under `policy`; IdentityMissing when it has none and the
+        policy refuses such requests."""
         if self.extractor is not None:
-            return self.extractor(request)
-        return get_selector(policy.key)(request)
+            value = self.extractor(request)
+        else:
+            value = get_selector(policy.key)(request)
+        if policy.missing_identity == "refuse" and (
+                value is None or value == "" or (self.extractor is None and isinstance(policy.key, str)
+                                                 and value == _FALLBACKS.get(policy.key))):
+            raise IdentityMissing(policy)
+        return value
 
     def _scope_value(self, method: str, path: str) -> str:
         """The scope part of the key; `path` is already the template or the concrete path,

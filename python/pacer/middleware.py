@@ -9,8 +9,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable, List, Optional, Union
 
-from .limiter import (_SCOPE_KINDS, _TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter,
-                      _as_policy, check_failure_log)
+from .limiter import (_SCOPE_KINDS, _TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, IdentityMissing,
+                      Limiter, _as_policy, check_failure_log)
 from . import _pacer
 from ._bridge import bridge_for
 from ._routes import _MAX_CHAIN, UNMATCHED, match_template, routes_of
@@ -134,6 +134,9 @@ class LimiterMiddleware:
                     answer = await limiter._check_scope(scope, path, policy)
             else:
                 answer = await limiter._check_scope(scope, path, policy)
+        except IdentityMissing:
+            await _answer(send, 401, _pacer.IDENTITY_MISSING_BODY, [])
+            return
         except Exception:
             # A selector or configuration error, not a store failure (those the engine answers
             # with the fail mode): the request is not limited in "open" mode, refused in "closed".

@@ -96,9 +96,10 @@ def _default_rates() -> List[Rate]:
     return [Rate(10, "1s", burst=10)]
 
 
-def _policy(rates: List[Rate], key: Any, name: str, max_rates: int, shadow: bool) -> "Policy":
-    """Unpickles a Policy (shadow is keyword only)."""
-    return Policy(rates, key, name, max_rates, shadow=shadow)
+def _policy(rates: List[Rate], key: Any, name: str, max_rates: int, shadow: bool,
+            missing_identity: str = "shared") -> "Policy":
+    """Unpickles a Policy (shadow and missing_identity are keyword only)."""
+    return Policy(rates, key, name, max_rates, shadow=shadow, missing_identity=missing_identity)
 
 
 @dataclass(frozen=True)
@@ -108,13 +109,20 @@ class Policy:
 
     `shadow=True` (Pacer's, keyword only): decided and counted, never enforced. A would-be
     denial is answered as allowed, with no RateLimit-* headers (the engine's metrics count it
-    as denied), as pacerd's and the C++ layer's shadow policies are (docs/DESIGN.md §7)."""
+    as denied), as pacerd's and the C++ layer's shadow policies are (docs/DESIGN.md §7).
+
+    `missing_identity` (Pacer's, keyword only): what a request without the identity gets.
+    "shared" (FastAPI Pacer's): the selector's own fallback bucket (`no_api_key`, `anonymous`,
+    `no_org`). "refuse": 401 {"detail":"identity_missing"} before anything is spent, as pacerd
+    and the C++ layer answer. Missing means the built-in selector's fallback, or None or "" from
+    a selector function or an extractor."""
 
     rates: List[Rate] = field(default_factory=_default_rates)
     key: Union[str, Selector] = "ip"
     name: str = "default"
     max_rates: int = field(default=3, repr=False)
     shadow: bool = field(default=False, kw_only=True)
+    missing_identity: str = field(default="shared", kw_only=True)
 
     def __post_init__(self) -> None:
         if isinstance(self.rates, (str, bytes)) or not hasattr(self.rates, "__iter__"):
@@ -139,6 +147,9 @@ class Policy:
             raise TypeError(f"name must be a string, got {self.name!r}")
         if not isinstance(self.shadow, bool):
             raise TypeError(f"shadow must be True or False, got {self.shadow!r}")
+        if self.missing_identity not in ("shared", "refuse"):
+            raise ValueError("missing_identity must be \"shared\" (the selector's fallback "
+                             "bucket) or \"refuse\" (401), got " + repr(self.missing_identity))
         # The key's policy part is the name and the rates (issue 19): `limit(Rate(...))` is
         # always "dependency" and an unnamed Policy "default", so by name alone a router's and a
         # route's limit shared one bucket. `<name>.r<digest>`; a name outside [A-Za-z0-9_.-] or
@@ -155,7 +166,8 @@ class Policy:
     def __reduce__(self) -> Any:
         # The engine's policy (`_native`) is not pickled: the constructor makes it again. A key
         # function pickles as functions do (by name: a lambda does not).
-        return (_policy, (self.rates, self.key, self.name, self.max_rates, self.shadow))
+        return (_policy, (self.rates, self.key, self.name, self.max_rates, self.shadow,
+                          self.missing_identity))
 
     def describe(self) -> str:
         parts = []

@@ -85,6 +85,7 @@ PYBIND11_MODULE(_pacer, m) {
       "The URL with its passwords shown as ***, for messages.");
   m.def("check_key_prefix", &check_key_prefix);
   m.attr("UNAVAILABLE_BODY") = py::bytes(http::unavailable_body());
+  m.attr("IDENTITY_MISSING_BODY") = py::bytes(http::identity_missing_body());
   m.attr("UNAVAILABLE_RETRY_AFTER_S") = http::kUnavailableRetryAfter.count();
 
   py::enum_<HeaderFlag>(m, "HeaderFlag", "Which headers a check renders; combine with |.")

@@ -236,5 +236,6 @@ std::string too_many_requests_body(const Decision& decision, BodyStyle style) {
 }
 
 std::string unavailable_body() { return R"({"detail":"Service temporarily unavailable"})"; }
+std::string identity_missing_body() { return R"({"detail":"identity_missing"})"; }
 
 }  // namespace pacer::http

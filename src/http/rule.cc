@@ -73,8 +73,6 @@ void append_key_head(std::string& out, std::string_view prefix, std::string_view
   append_policy_tag(out, policy);
 }
 
-constexpr std::string_view kIdentityMissingBody = R"({"detail":"identity_missing"})";
-
 }  // namespace
 
 Scope parse_scope(std::string_view text) {
@@ -231,7 +229,7 @@ Verdict Rule::identity_missing() const {
   Verdict verdict;
   verdict.action = Action::kRefuse;
   verdict.status = 401;
-  verdict.body = kIdentityMissingBody;
+  verdict.body = identity_missing_body();
   verdict.rule = this;
   return verdict;
 }

@@ -16,7 +16,7 @@ open, closed and local (the trace stops and restarts Redis).
 
 Named differences (docs/API.md, "Conformance"): requests reach cpp and pacerd from 127.0.0.1
 with the peer appended to X-Forwarded-For, as a proxy in front of them would; steps marked
-`only` skip the Python front ends (no refusing missing identity there yet).
+`only` skip the Python front ends (none do now).
 """
 
 import asyncio
@@ -91,7 +91,8 @@ def python_policy(p):
     if selector is None:  # header:<Name>, as a custom selector; no header: the shared bucket
         name = p["identity"].split(":", 1)[1]
         selector = lambda request, name=name: request.headers.get(name) or "anonymous"  # noqa: E731
-    return Policy(rates, key=selector, name=p["name"], shadow=p.get("shadow", False))
+    return Policy(rates, key=selector, name=p["name"], shadow=p.get("shadow", False),
+                  missing_identity=p.get("missing_identity", "refuse"))
 
 
 POLICIES = {p["name"]: p for p in TRACE["policies"]}

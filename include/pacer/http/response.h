@@ -196,5 +196,8 @@ std::string too_many_requests_body(const Decision& decision, BodyStyle style);
 
 // {"detail": "Service temporarily unavailable"}
 std::string unavailable_body();
+// The 401 body of a request whose identity is missing (MissingIdentity::kRefuse, rule.h):
+// {"detail":"identity_missing"}.
+std::string identity_missing_body();
 
 }  // namespace pacer::http
