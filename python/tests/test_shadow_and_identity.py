@@ -20,21 +20,22 @@ def client(app):
                              base_url="http://test")
 
 
-def app_with(limiter):
+def app_with(limiter, policy=DRY):
+    """/middleware, /dependency and /decorator, each limited by `policy` its own way."""
     app = FastAPI()
-    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=DRY,
+    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=policy,
                        exclude_paths=["/dependency", "/decorator"])
 
     @app.get("/middleware")
     async def middleware():
         return {"ok": True}
 
-    @app.get("/dependency", dependencies=[Depends(limit(DRY, limiter=limiter))])
+    @app.get("/dependency", dependencies=[Depends(limit(policy, limiter=limiter))])
     async def dependency():
         return {"ok": True}
 
     @app.get("/decorator")
-    @rate_limit(DRY, limiter=limiter)
+    @rate_limit(policy, limiter=limiter)
     async def decorator(request: Request):
         return {"ok": True}
 
@@ -71,34 +72,13 @@ def test_shadow_is_keyword_only_and_checked():
 STRICT = Policy([Rate(3, "1m", burst=1)], key="api_key", name="strict", missing_identity="refuse")
 
 
-def strict_app(limiter):
-    app = FastAPI()
-    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=STRICT,
-                       exclude_paths=["/dependency", "/decorator"])
-
-    @app.get("/middleware")
-    async def middleware():
-        return {"ok": True}
-
-    @app.get("/dependency", dependencies=[Depends(limit(STRICT, limiter=limiter))])
-    async def dependency():
-        return {"ok": True}
-
-    @app.get("/decorator")
-    @rate_limit(STRICT, limiter=limiter)
-    async def decorator(request: Request):
-        return {"ok": True}
-
-    return app
-
-
 async def test_a_missing_identity_is_refused_with_401_before_anything_is_spent(store_url,
                                                                                app_name):
     """Issue 19: `missing_identity="refuse"` answers a request without an API key as pacerd
     and the C++ layer do; requests with a key are limited as before."""
     limiter = Limiter(redis_url=store_url, app_name=app_name)
     await limiter.startup()
-    async with client(strict_app(limiter)) as c:
+    async with client(app_with(limiter, STRICT)) as c:
         for path in ("/middleware", "/dependency", "/decorator"):
             refused = [await c.get(path) for _ in range(3)]
             assert [r.status_code for r in refused] == [401] * 3, path
