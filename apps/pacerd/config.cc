@@ -1,7 +1,7 @@
 // pacerd's configuration around the parse (docs/DESIGN.md §8): reading the file with its stamp,
 // what a reload compares (restart_needed), the --check-config summary, and the values shown or
 // keyed by (listen addresses, store URLs, rates digests). The TOML itself is read in
-// config_sections.cc, through config_reader.h.
+// config_sections.cc and config_store.cc, through config_reader.h.
 #include "config.h"
 
 #include <fcntl.h>
