@@ -23,7 +23,7 @@ from ._bridge import bridge_for
 from ._routes import request_template, scope_template
 from ._validate import whole_number
 from .policies import Policy, Rate
-from .selectors import _CLIENT_IP, get_selector
+from .selectors import _CLIENT_IP, get_selector, identity_missing
 from .storage_simple import SimpleRedisStorage
 
 logger = logging.getLogger("pacer")
@@ -101,9 +101,6 @@ class IdentityMissing(Exception):
         super().__init__(f"identity missing for policy {getattr(policy, 'name', policy)!r}")
         self.policy = policy
 
-
-# What each built-in selector answers for a request without its identity.
-_FALLBACKS = {"api_key": "no_api_key", "user": "anonymous", "org": "no_org"}
 
 
 @dataclass
@@ -360,13 +357,9 @@ class Limiter:
     def _principal(self, policy: Policy, request: Any) -> str:
         """The request's identity under `policy`; IdentityMissing when it has none and the
         policy refuses such requests."""
-        if self.extractor is not None:
-            value = self.extractor(request)
-        else:
-            value = get_selector(policy.key)(request)
-        if policy.missing_identity == "refuse" and (
-                value is None or value == "" or (self.extractor is None and isinstance(policy.key, str)
-                                                 and value == _FALLBACKS.get(policy.key))):
+        key = self.extractor if self.extractor is not None else policy.key
+        value = get_selector(key)(request)
+        if policy.missing_identity == "refuse" and identity_missing(key, value):
             raise IdentityMissing(policy)
         return value
 

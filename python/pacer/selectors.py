@@ -63,6 +63,17 @@ def key_ip(request: Any) -> str:
     return client_ip(request)
 
 
+# What each built-in selector answers for a request without its identity: FastAPI Pacer's shared
+# buckets, and what Policy(missing_identity="refuse") refuses.
+FALLBACKS = {"api_key": "no_api_key", "user": "anonymous", "org": "no_org"}
+
+
+def identity_missing(key: Any, value: Any) -> bool:
+    """Whether `value`, the identity answered by the built-in selector named `key` (or by a
+    function or an extractor: `key` is then not a str), means the request has none."""
+    return value is None or value == "" or (isinstance(key, str) and value == FALLBACKS.get(key))
+
+
 def key_api_key(request: Any) -> str:
     """X-API-Key, `Authorization: Bearer <token>`, or the api_key query parameter, as the first
     32 hex digits of its SHA-256; "no_api_key" without one."""
@@ -76,7 +87,7 @@ def key_api_key(request: Any) -> str:
         params = getattr(request, "query_params", None)
         candidate = params.get("api_key") if params is not None else None
         value = candidate if isinstance(candidate, str) else None
-    return _pacer.hash_identity(value) if value else "no_api_key"
+    return _pacer.hash_identity(value) if value else FALLBACKS["api_key"]
 
 
 def _attr(obj: Any, name: str) -> Any:
@@ -97,7 +108,7 @@ def key_user(request: Any) -> str:
         uid = _attr(user, "id") if user is not None else None
         if uid is not None:
             return str(uid)
-    return "anonymous"
+    return FALLBACKS["user"]
 
 
 def key_org(request: Any) -> str:
@@ -109,7 +120,7 @@ def key_org(request: Any) -> str:
             return str(value)
     org = _attr(state, "org")
     oid = _attr(org, "id") if org is not None else None
-    return str(oid) if oid is not None else "no_org"
+    return str(oid) if oid is not None else FALLBACKS["org"]
 
 
 def compose(*selectors: Callable[[Any], str]) -> Callable[[Any], str]:
