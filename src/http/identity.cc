@@ -68,9 +68,9 @@ void check_tag(const std::string& tag, const char* what) {
   }
 }
 
-// "tag:" + the sanitised value.
+// "tag:" + the sanitised value; the value alone without a tag (Dialect::kFastApiPacer).
 void append_tagged(std::string& out, std::string_view tag, std::string_view value) {
-  out.append(tag).append(":");
+  if (!tag.empty()) out.append(tag).append(":");
   append_sanitized(out, value);
 }
 
@@ -94,34 +94,81 @@ bool valid_key_prefix(std::string_view prefix) {
   return !prefix.empty() && prefix.size() <= 64 && sanitize_identity(prefix) == prefix;
 }
 
-Identity Identity::client_ip(ClientIpOptions options) {
+Identity Identity::client_ip(ClientIpOptions options, Dialect dialect) {
   options.validate();
+  if (dialect == Dialect::kFastApiPacer) {
+    return Identity([options = std::move(options)](const RequestView& request, std::string& out) {
+      const std::string_view peer = request.peer_address();
+      if (peer.empty()) {
+        out.append("unknown");
+      } else if (const auto ip = http::client_ip(request, options)) {
+        ip->append_to(out);
+      } else {
+        append_sanitized(out, peer);  // not an IP address ("testclient"): as it is
+      }
+      return true;
+    });
+  }
   return Identity([options = std::move(options)](const RequestView& request, std::string& out) {
     internal::append_client_ip(out, http::client_ip(request, options));
     return true;
   });
 }
 
-Identity Identity::api_key() {
-  return Identity([](const RequestView& request, std::string& out) {
-    if (auto key = request.header("X-API-Key"); key && !trim(*key).empty()) {
-      out.append("key:");
-      internal::append_hash(out, trim(*key));
-      return true;
+namespace {
+
+// The API key of a request, or empty: X-API-Key, else the token of "Authorization: Bearer".
+// Dialect::kFastApiPacer: X-API-Key as sent, "Bearer " matched case-sensitively (the token is
+// still trimmed), then the `api_key` query parameter. `scratch` holds a decoded parameter.
+std::string_view api_key_of(const RequestView& request, Dialect dialect, std::string& scratch) {
+  const bool seed = dialect == Dialect::kFastApiPacer;
+  if (auto key = request.header("X-API-Key")) {
+    const std::string_view value = seed ? *key : trim(*key);
+    if (!value.empty()) return value;
+  }
+  if (auto auth = request.header("Authorization")) {
+    const std::string_view value = seed ? *auth : trim(*auth);
+    constexpr std::string_view kBearer = "bearer ";
+    const std::string_view scheme = value.substr(0, kBearer.size());
+    if (value.size() > kBearer.size() &&
+        (seed ? scheme == "Bearer " : iequals(scheme, kBearer))) {
+      const std::string_view token = trim(value.substr(kBearer.size()));
+      if (!token.empty()) return token;
     }
-    if (auto auth = request.header("Authorization")) {
-      const std::string_view value = trim(*auth);
-      constexpr std::string_view kBearer = "bearer ";
-      if (value.size() > kBearer.size() && iequals(value.substr(0, kBearer.size()), kBearer)) {
-        const std::string_view token = trim(value.substr(kBearer.size()));
-        if (!token.empty()) {
-          out.append("key:");
-          internal::append_hash(out, token);
+  }
+  if (seed) {
+    if (auto param = request.query_parameter("api_key"); param && !param->empty()) {
+      scratch = std::move(*param);
+      return scratch;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Identity Identity::api_key(Dialect dialect) {
+  if (dialect == Dialect::kFastApiPacer) {
+    // The 32 hex digits alone, as FastAPI Pacer keyed them.
+    return Identity(
+        [](const RequestView& request, std::string& out) {
+          std::string scratch;
+          const std::string_view key = api_key_of(request, Dialect::kFastApiPacer, scratch);
+          if (key.empty()) return false;
+          const std::size_t mark = out.size();
+          internal::append_hash(out, key);
+          out.erase(mark, internal::kHashMark.size());
           return true;
-        }
-      }
-    }
-    return false;
+        },
+        "no_api_key");
+  }
+  return Identity([](const RequestView& request, std::string& out) {
+    std::string scratch;
+    const std::string_view key = api_key_of(request, Dialect::kPacer, scratch);
+    if (key.empty()) return false;
+    out.append("key:");
+    internal::append_hash(out, key);
+    return true;
   });
 }
 
@@ -141,23 +188,28 @@ Identity Identity::header(std::string name, bool hashed) {
   });
 }
 
-Identity Identity::attribute(std::string name) {
+Identity Identity::attribute(std::string name, Dialect dialect) {
   if (name.empty()) throw std::invalid_argument("invalid identity attribute '': name is empty");
   check_tag(name, "attribute");
-  return Identity([name = std::move(name)](const RequestView& request, std::string& out) {
-    const auto value = request.attribute(name);
-    if (!value || value->empty()) return false;
-    append_tagged(out, name, *value);
-    return true;
-  });
+  const std::string_view shared =
+      dialect == Dialect::kFastApiPacer && name == "org" ? "no_org" : "anonymous";
+  return Identity(
+      [name = std::move(name), dialect](const RequestView& request, std::string& out) {
+        const auto value = request.attribute(name);
+        if (!value || value->empty()) return false;
+        append_tagged(out, dialect == Dialect::kPacer ? std::string_view(name) : "", *value);
+        return true;
+      },
+      shared);
 }
 
-Identity Identity::user() { return attribute("user"); }
-Identity Identity::org() { return attribute("org"); }
+Identity Identity::user(Dialect dialect) { return attribute("user", dialect); }
+Identity Identity::org(Dialect dialect) { return attribute("org", dialect); }
 
-Identity Identity::custom(std::string tag, Function function) {
+Identity Identity::custom(std::string tag, Function function, Dialect dialect) {
   check_tag(tag, "tag");
   if (!function) throw std::invalid_argument("invalid identity '" + tag + "': function is empty");
+  if (dialect == Dialect::kFastApiPacer) tag.clear();
   return Identity([tag = std::move(tag), function = std::move(function)](const RequestView& request,
                                                                          std::string& out) {
     auto value = function(request);
@@ -211,15 +263,15 @@ constexpr std::string_view kSelectors =
     "client_ip, api_key, header:<Header-Name>, user, org, attribute:<name>, or several joined "
     "with '+' (all must apply)";
 
-Identity parse_one(std::string_view text, const ClientIpOptions& ip) {
+Identity parse_one(std::string_view text, const ClientIpOptions& ip, Dialect dialect) {
   auto refuse = [&](std::string_view why) -> Identity {
     throw std::invalid_argument("invalid identity '" + pacer::internal::printable(text) + "'" +
                                 std::string(why) + "; expected " + std::string(kSelectors));
   };
-  if (text == "client_ip") return Identity::client_ip(ip);
-  if (text == "api_key") return Identity::api_key();
-  if (text == "user") return Identity::user();
-  if (text == "org") return Identity::org();
+  if (text == "client_ip") return Identity::client_ip(ip, dialect);
+  if (text == "api_key") return Identity::api_key(dialect);
+  if (text == "user") return Identity::user(dialect);
+  if (text == "org") return Identity::org(dialect);
   if (text.starts_with("header:")) {
     const std::string_view name = text.substr(7);
     if (!header_name(name)) return refuse(": the header name must be 1 to 64 token characters");
@@ -227,7 +279,7 @@ Identity parse_one(std::string_view text, const ClientIpOptions& ip) {
   }
   if (text.starts_with("attribute:")) {
     try {
-      return Identity::attribute(std::string(text.substr(10)));
+      return Identity::attribute(std::string(text.substr(10)), dialect);
     } catch (const std::invalid_argument& e) {
       return refuse(std::string(": ") + e.what());
     }
@@ -237,27 +289,28 @@ Identity parse_one(std::string_view text, const ClientIpOptions& ip) {
 
 }  // namespace
 
-Identity Identity::parse(std::string_view text, const ClientIpOptions& ip) {
+Identity Identity::parse(std::string_view text, const ClientIpOptions& ip, Dialect dialect) {
   if (text.find('+') == std::string_view::npos || text.starts_with("header:"))
-    return parse_one(text, ip);
+    return parse_one(text, ip, dialect);
   std::vector<Identity> parts;
   for (std::string_view rest = text;;) {
     const std::size_t plus = rest.find('+');
-    parts.push_back(parse_one(rest.substr(0, plus), ip));
+    parts.push_back(parse_one(rest.substr(0, plus), ip, dialect));
     if (plus == std::string_view::npos) break;
     rest = rest.substr(plus + 1);
   }
   return all_of(std::move(parts));
 }
 
-Identity Identity::parse(std::span<const std::string> selectors, const ClientIpOptions& ip) {
+Identity Identity::parse(std::span<const std::string> selectors, const ClientIpOptions& ip,
+                         Dialect dialect) {
   if (selectors.empty()) {
     throw std::invalid_argument("invalid identity: no selector; expected " +
                                 std::string(kSelectors));
   }
-  if (selectors.size() == 1) return parse(selectors.front(), ip);
+  if (selectors.size() == 1) return parse(selectors.front(), ip, dialect);
   std::vector<Identity> parts;
-  for (const std::string& s : selectors) parts.push_back(parse(s, ip));
+  for (const std::string& s : selectors) parts.push_back(parse(s, ip, dialect));
   return first_of(std::move(parts));
 }
 

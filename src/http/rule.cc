@@ -73,6 +73,16 @@ void append_key_head(std::string& out, std::string_view prefix, std::string_view
   append_policy_tag(out, policy);
 }
 
+// "<scope>:<identity>}" after a key head, both given as text.
+void append_key_tail(std::string& key, std::string_view scope, std::string_view identity) {
+  const std::size_t mark = key.size();
+  key.append(scope);
+  finish_scope(key, mark);
+  key += ':';
+  internal::append_sanitized(key, identity);
+  key += '}';
+}
+
 }  // namespace
 
 Scope parse_scope(std::string_view text) {
@@ -106,12 +116,7 @@ std::string storage_key(std::string_view prefix, std::string_view policy, std::s
   std::string key;
   key.reserve(prefix.size() + policy.size() + scope.size() + identity.size() + 6);
   append_key_head(key, prefix, policy);
-  const std::size_t mark = key.size();
-  key.append(scope);
-  finish_scope(key, mark);
-  key.append(":");
-  internal::append_sanitized(key, identity);
-  key.append("}");
+  append_key_tail(key, scope, identity);
   return key;
 }
 
@@ -125,10 +130,12 @@ Rule::Rule(LimitRule spec, const RuleContext& context, std::optional<std::string
           internal::render_policy_headers(spec_.policy, context_.headers))) {
   internal::require_key_prefix(context_.key_prefix);
   append_key_head(key_head_, context_.key_prefix, spec_.policy.name());
+  policy_head_ = key_head_.size();
   // A route's own limit only sees requests for that route: its scope is known already.
   if (fixed_scope || spec_.scope == Scope::kApp) {
     const std::size_t mark = key_head_.size();
-    key_head_.append(fixed_scope ? *fixed_scope : std::string_view("app"));
+    const std::string_view app = context_.dialect == Dialect::kPacer ? "app" : "global";
+    key_head_.append(fixed_scope ? *fixed_scope : app);
     finish_scope(key_head_, mark);
     key_head_.append(":");
     scope_fixed_ = true;
@@ -145,14 +152,16 @@ bool Rule::append_key(std::string& out, const RequestView& request) const {
   if (!scope_fixed_) {
     const std::size_t mark = out.size();
     switch (spec_.scope) {
-      case Scope::kApp:
-        out.append("app");
+      case Scope::kApp:  // only with a fixed scope; kept for completeness
+        out.append(context_.dialect == Dialect::kPacer ? "app" : "global");
         break;
       case Scope::kRoute:
         out.append(request.route());
         break;
       case Scope::kMethodRoute:
-        out.append(request.method()).append(" ").append(request.route());
+        out.append(request.method())
+            .append(context_.dialect == Dialect::kPacer ? " " : ":")
+            .append(request.route());
         break;
     }
     finish_scope(out, mark);
@@ -164,7 +173,7 @@ bool Rule::append_key(std::string& out, const RequestView& request) const {
       out.resize(start);
       return false;
     }
-    out.append("anonymous");
+    out.append(spec_.identity.shared_name());
   }
   out += '}';
   return true;
@@ -178,6 +187,14 @@ std::string Rule::key(std::string_view identity) const {
   key.append(key_head_);
   internal::append_sanitized(key, identity);
   key += '}';
+  return key;
+}
+
+std::string Rule::key(std::string_view scope, std::string_view identity) const {
+  std::string key;
+  key.reserve(policy_head_ + scope.size() + identity.size() + 2);
+  key.append(key_head_, 0, policy_head_);
+  append_key_tail(key, scope, identity);
   return key;
 }
 

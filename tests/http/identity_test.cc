@@ -50,6 +50,56 @@ TEST(Identity, BearerTokenIsAnApiKeyAndHashedTheSameWay) {
   EXPECT_EQ(Identity::api_key()(empty), std::nullopt);
 }
 
+TEST(Identity, FastApiPacerDialectKeepsThePythonPackagesText) {
+  constexpr Dialect kSeed = Dialect::kFastApiPacer;
+  // Untagged addresses; a peer that is not an address as it is, none at all "unknown".
+  EXPECT_EQ(Identity::client_ip({}, kSeed)(request_from("198.51.100.4")), "198.51.100.4");
+  EXPECT_EQ(Identity::client_ip({}, kSeed)(request_from("testclient")), "testclient");
+  EXPECT_EQ(Identity::client_ip({}, kSeed)(request_from("")), "unknown");
+  EXPECT_EQ(Identity::client_ip({}, kSeed)(request_from("{evil}")), sanitize_identity("{evil}"));
+  // API keys: the 32 hex digits alone; X-API-Key as sent, a case-sensitive "Bearer ", then the
+  // api_key query parameter.
+  const std::string digest = hash_identity("secret").substr(2);
+  const Identity key = Identity::api_key(kSeed);
+  SimpleRequest r;
+  r.headers_ = {{"X-API-Key", "secret"}};
+  EXPECT_EQ(key(r), digest);
+  r.headers_ = {{"X-API-Key", " secret"}};
+  EXPECT_EQ(key(r), hash_identity(" secret").substr(2));
+  r.headers_ = {{"Authorization", "Bearer  secret "}};
+  EXPECT_EQ(key(r), digest);
+  r.headers_ = {{"Authorization", "bearer secret"}};
+  EXPECT_EQ(key(r), std::nullopt);
+  EXPECT_EQ(Identity::api_key()(r), "key:" + hash_identity("secret"));  // kPacer: any case
+  r.query_ = "a=1&api_key=sec%72et&b";
+  EXPECT_EQ(key(r), digest);
+  EXPECT_EQ(Identity::api_key()(r), "key:" + hash_identity("secret"));  // kPacer: no query
+  r.query_ = "api_key=";
+  r.headers_.clear();
+  EXPECT_EQ(key(r), std::nullopt);
+  EXPECT_EQ(key.shared_name(), "no_api_key");
+  // Attributes untagged, with their own shared buckets.
+  r.attributes_ = {{"user", "u42"}, {"org", "acme"}};
+  EXPECT_EQ(Identity::user(kSeed)(r), "u42");
+  EXPECT_EQ(Identity::org(kSeed)(r), "acme");
+  EXPECT_EQ(Identity::user(kSeed).shared_name(), "anonymous");
+  EXPECT_EQ(Identity::org(kSeed).shared_name(), "no_org");
+  EXPECT_EQ(Identity::org().shared_name(), "anonymous");
+  EXPECT_EQ(Identity::parse("org+user", {}, kSeed)(r), "acme|u42");
+}
+
+TEST(RequestView, QueryParametersAreFormDecodedAndTheLastOneCounts) {
+  SimpleRequest r;
+  r.query_ = "x=1&a%5Fb=c+d%2B%zz&x=2&flag&=v&x";
+  EXPECT_EQ(r.query_parameter("a_b"), "c d+%zz");
+  EXPECT_EQ(r.query_parameter("x"), "");  // the last "x", without a value
+  EXPECT_EQ(r.query_parameter("flag"), "");
+  EXPECT_EQ(r.query_parameter(""), "v");
+  EXPECT_EQ(r.query_parameter("missing"), std::nullopt);
+  r.query_ = "p=%4";
+  EXPECT_EQ(r.query_parameter("p"), "%4");
+}
+
 TEST(Identity, FirstOfFallsBack) {
   const Identity who = Identity::first_of({Identity::api_key(), Identity::client_ip()});
   SimpleRequest r = request_from("192.0.2.1");

@@ -160,6 +160,44 @@ TEST_P(Decide, ObserversSeeEveryDecisionWithItsKey) {
   EXPECT_EQ(keys, (std::vector<std::string>(2, "svc:{o:/things:ip:192.0.2.10}")));
 }
 
+// The Python package's keys: FastAPI Pacer's scope text and untagged identities, through the same
+// rule (docs/DESIGN.md §7).
+TEST(Rule, FastApiPacerDialectWritesThePythonPackagesKeys) {
+  const RuleContext seed{.key_prefix = "app", .dialect = Dialect::kFastApiPacer};
+  const Policy policy("p", {Rate(1, seconds(1))});
+  SimpleRequest r = request("203.0.113.7");
+  r.method_ = "POST";
+  r.route_ = "/items/{id}";
+  auto key_of = [&](const Rule& rule) {
+    std::string key;
+    EXPECT_TRUE(rule.append_key(key, r));
+    return key;
+  };
+  const Identity ip = Identity::client_ip({}, Dialect::kFastApiPacer);
+  EXPECT_EQ(key_of(Rule({.policy = policy, .identity = ip, .scope = Scope::kMethodRoute}, seed)),
+            storage_key("app", "p", "POST:/items/{id}", "203.0.113.7"));
+  EXPECT_EQ(key_of(Rule({.policy = policy, .identity = ip, .scope = Scope::kApp}, seed)),
+            storage_key("app", "p", "global", "203.0.113.7"));
+  // The C++ layer's own text is unchanged.
+  EXPECT_EQ(key_of(Rule({.policy = policy, .scope = Scope::kMethodRoute}, {.key_prefix = "app"})),
+            storage_key("app", "p", "POST /items/{id}", "ip:203.0.113.7"));
+  // A request without the identity, shared: the selector's own bucket.
+  const Rule api({.policy = policy,
+                  .identity = Identity::api_key(Dialect::kFastApiPacer),
+                  .missing_identity = MissingIdentity::kShared},
+                 seed);
+  EXPECT_EQ(key_of(api), storage_key("app", "p", "/items/{id}", "no_api_key"));
+  const Rule org({.policy = policy,
+                  .identity = Identity::org(Dialect::kFastApiPacer),
+                  .missing_identity = MissingIdentity::kShared},
+                 seed);
+  EXPECT_EQ(key_of(org), storage_key("app", "p", "/items/{id}", "no_org"));
+  // Scope and identity given as text: storage_key's, whatever the rule's own scope.
+  const Rule app({.policy = policy, .identity = ip, .scope = Scope::kApp}, seed);
+  EXPECT_EQ(app.key("GET:/x{y}", "a|b"), storage_key("app", "p", "GET:/x{y}", "a|b"));
+  EXPECT_EQ(api.key("global", "u1"), storage_key("app", "p", "global", "u1"));
+}
+
 TEST(Rule, BadInputNamesTheValue) {
   EXPECT_THROW(Rule({.policy = Policy("p", {Rate(1, seconds(1))})}, {.key_prefix = "a{b"}),
                std::invalid_argument);

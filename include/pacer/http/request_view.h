@@ -24,6 +24,9 @@ class RequestView {
   // The path without the query string, e.g. "/items/42".
   virtual std::string_view path() const = 0;
   virtual std::string_view query() const = 0;
+  // The value of a query parameter, percent-decoded ('+' is a space); the last one when it is
+  // repeated (as Starlette's query_params.get); nullopt when absent. The default reads query().
+  virtual std::optional<std::string> query_parameter(std::string_view name) const;
   // The socket peer's IP address as text ("127.0.0.1", "::1"), without port.
   virtual std::string_view peer_address() const = 0;
   // The same address already parsed, when the adapter has it (pacer::beast parses it once per

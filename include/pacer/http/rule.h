@@ -89,6 +89,9 @@ struct RuleContext {
   HeaderOptions headers;
   // Retry-After on 503 answers (fail mode "closed").
   std::chrono::seconds unavailable_retry_after = kUnavailableRetryAfter;
+  // How the scope reads in keys: kPacer "GET /items/{id}" and "app"; kFastApiPacer (the Python
+  // package) "GET:/items/{id}" and "global". Identities carry their own dialect (identity.h).
+  Dialect dialect = Dialect::kPacer;
 };
 
 enum class Action : std::uint8_t { kPass, kRefuse };
@@ -142,6 +145,10 @@ class Rule {
   // The storage key for an identity given as text (pacerd's /v1/check keys), sanitised like
   // the selectors' (docs/DESIGN.md §4). Only for a rule with a fixed scope (std::logic_error).
   std::string key(std::string_view identity) const;
+  // The storage key for a scope and an identity both given as text (the Python package's
+  // explicit keys: check_blocking, peek, reset, scope_override and selector functions), whatever
+  // the rule's own scope: storage_key(prefix, policy, scope, identity).
+  std::string key(std::string_view scope, std::string_view identity) const;
   // The request's cost: the rule's cost function, else 1.
   std::int64_t cost(const RequestView& request) const;
 
@@ -160,6 +167,7 @@ class Rule {
   LimitRule spec_;
   RuleContext context_;
   std::string key_head_;  // "<prefix>:{<policy>:", and "<scope>:" when scope_fixed_
+  std::size_t policy_head_ = 0;  // the length of "<prefix>:{<policy>:"
   bool scope_fixed_ = false;
   std::unique_ptr<internal::PolicyHeaderText> headers_;
 };
