@@ -130,8 +130,7 @@ std::string_view api_key_of(const RequestView& request, Dialect dialect, std::st
     const std::string_view value = seed ? *auth : trim(*auth);
     constexpr std::string_view kBearer = "bearer ";
     const std::string_view scheme = value.substr(0, kBearer.size());
-    if (value.size() > kBearer.size() &&
-        (seed ? scheme == "Bearer " : iequals(scheme, kBearer))) {
+    if (value.size() > kBearer.size() && (seed ? scheme == "Bearer " : iequals(scheme, kBearer))) {
       const std::string_view token = trim(value.substr(kBearer.size()));
       if (!token.empty()) return token;
     }

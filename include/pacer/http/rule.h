@@ -166,7 +166,7 @@ class Rule {
  private:
   LimitRule spec_;
   RuleContext context_;
-  std::string key_head_;  // "<prefix>:{<policy>:", and "<scope>:" when scope_fixed_
+  std::string key_head_;         // "<prefix>:{<policy>:", and "<scope>:" when scope_fixed_
   std::size_t policy_head_ = 0;  // the length of "<prefix>:{<policy>:"
   bool scope_fixed_ = false;
   std::unique_ptr<internal::PolicyHeaderText> headers_;
