@@ -23,7 +23,6 @@ from ._bridge import bridge_for
 from ._routes import request_template, scope_template
 from ._validate import whole_number
 from .policies import Policy, Rate
-from .selectors import _CLIENT_IP, get_selector, identity_missing
 from .storage_simple import SimpleRedisStorage
 
 logger = logging.getLogger("pacer")
@@ -42,6 +41,7 @@ _SCOPE_KINDS = {
     "method_path": _pacer.ScopeKind.METHOD_PATH,
 }
 _TEMPLATE_SCOPES = ("route", "method")
+_MAX_RULES = 256  # compiled rules a Limiter keeps (Limiter._rule); more are compiled again
 
 # (expose_headers, legacy_timestamp_header, expose_policy_header) -> the engine's HeaderFlag.
 _HEADER_FLAGS = {
@@ -92,10 +92,11 @@ class StoreError(RuntimeError):
     Passed to `on_error` hooks."""
 
 
-class IdentityMissing(Exception):
+class IdentityMissing(_pacer.IdentityMissing):
     """The request has no identity for a policy with `missing_identity="refuse"` (no API key,
     no user, ...): raised by `check_policy` before anything is spent; the middleware, `limit()`
-    and `@rate_limit` answer it with 401 {"detail":"identity_missing"}."""
+    and `@rate_limit` answer it with 401 {"detail":"identity_missing"}. (The engine raises its
+    base class, `_pacer.IdentityMissing`, which the package's own paths catch.)"""
 
     def __init__(self, policy: Any) -> None:
         super().__init__(f"identity missing for policy {getattr(policy, 'name', policy)!r}")
@@ -293,6 +294,7 @@ class Limiter:
         self.on_decision = on_decision  # None: a no-op (properties below)
         self.on_error = on_error
         self.extractor = extractor
+        self._rules: Dict[Any, Any] = {}  # Limiter._rule's cache
         tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
                "tls_key_file": tls_key_file, "tls_verify": tls_verify,
                "tls_server_name": tls_server_name}
@@ -354,24 +356,22 @@ class Limiter:
 
     # -- decisions ---------------------------------------------------------------------------
 
-    def _principal(self, policy: Policy, request: Any) -> str:
-        """The request's identity under `policy`; IdentityMissing when it has none and the
-        policy refuses such requests."""
-        key = self.extractor if self.extractor is not None else policy.key
-        value = get_selector(key)(request)
-        if policy.missing_identity == "refuse" and identity_missing(key, value):
-            raise IdentityMissing(policy)
-        return value
-
-    def _scope_value(self, method: str, path: str) -> str:
-        """The scope part of the key; `path` is already the template or the concrete path,
-        whichever `route_scope` asks for."""
-        kind = _SCOPE_KINDS[self.route_scope]
-        if kind == _pacer.ScopeKind.PATH:
-            return path
-        if kind == _pacer.ScopeKind.METHOD_PATH:
-            return f"{method}:{path}"
-        return "global"
+    def _rule(self, policy: Policy, engine: Any, kind: Any = None) -> Any:
+        """The engine's Rule for `policy` under this limiter's settings (docs/DESIGN.md §7): its
+        identity (the extractor, else the policy's key), the scope kind (`route_scope`'s, or
+        `kind`) and the app's key prefix. Compiled once and cached; the settings are public
+        attributes, so the cache key holds what they are now."""
+        kind = _SCOPE_KINDS[self.route_scope] if kind is None else kind
+        selector = self.extractor if self.extractor is not None else policy.key
+        cache_key = (id(policy), kind, id(selector), engine.prefix)
+        hit = self._rules.get(cache_key)
+        if hit is not None and hit[0] is policy and hit[1] is selector:
+            return hit[2]
+        rule = _pacer.Rule(policy._native, engine.prefix, kind, selector, policy.missing_identity)
+        if len(self._rules) >= _MAX_RULES:
+            self._rules.clear()
+        self._rules[cache_key] = (policy, selector, rule)  # the references keep the ids unique
+        return rule
 
     def _request_path(self, request: Any) -> str:
         """What a routed request is keyed by under `route_scope`: the route template for
@@ -387,19 +387,24 @@ class Limiter:
                 return request_template(scope, path) or path
         return path
 
-    async def _decide(self, policy: Policy, scope: str, principal: str) -> Tuple[Any, float]:
+    async def _decide(self, policy: Policy, request: Any, kind: Any,
+                      route: str) -> Tuple[Any, float]:
         engine = self.storage._engine
         if engine is None or not self.storage._warm:
             engine = await self.storage.ready_engine()
+        rule = self._rule(policy, engine, kind)
         started = time.perf_counter()
-        if engine.completes_inline:
-            verdict = engine.check(policy._native, scope, principal, 1, None, None)
-        else:
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            verdict = engine.check(policy._native, scope, principal, 1, bridge_for(loop), future)
-            if verdict is None:
-                verdict = await future
+        try:
+            if engine.completes_inline:
+                verdict = engine.check(rule, request, route, None, None)
+            else:
+                loop = asyncio.get_running_loop()
+                future = loop.create_future()
+                verdict = engine.check(rule, request, route, bridge_for(loop), future)
+                if verdict is None:
+                    verdict = await future
+        except _pacer.IdentityMissing:
+            raise IdentityMissing(policy) from None
         return verdict, (time.perf_counter() - started) * 1000.0
 
     def _report(self, request: Any, policy: Policy, verdict: Any, duration_ms: float,
@@ -423,13 +428,12 @@ class Limiter:
         policy = policy or self.default_policy
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
-        principal = self._principal(policy, request)
         if scope_override:
-            scope = scope_override
+            kind, route = _pacer.ScopeKind.PATH, scope_override
         else:
-            scope = "global" if self.route_scope == "app" else self._scope_value(
-                str(getattr(request, "method", "GET")), self._request_path(request))
-        verdict, duration_ms = await self._decide(policy, scope, str(principal))
+            kind = _SCOPE_KINDS[self.route_scope]
+            route = "" if kind == _pacer.ScopeKind.GLOBAL else self._request_path(request)
+        verdict, duration_ms = await self._decide(policy, request, kind, route)
         return self._report(request, policy, verdict, duration_ms)
 
     async def check_rate_limit(self, request: Any, policy: Union[Rate, Policy, None] = None,
@@ -444,7 +448,8 @@ class Limiter:
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
         engine = self.storage.ready_engine_blocking()
-        return _result_of(engine.check_blocking(policy._native, scope, str(principal), cost))
+        rule = self._rule(policy, engine, _pacer.ScopeKind.PATH)
+        return _result_of(engine.check_blocking(rule, scope, str(principal), cost))
 
     def peek(self, principal: str, policy: Optional[Policy] = None,
              scope: str = "global", cost: int = 1) -> RateLimitResult:
@@ -455,14 +460,17 @@ class Limiter:
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
         engine = self.storage.ready_engine_blocking()
-        return _result_of(engine.check_blocking(policy._native, scope, str(principal), cost, True))
+        rule = self._rule(policy, engine, _pacer.ScopeKind.PATH)
+        return _result_of(engine.check_blocking(rule, scope, str(principal), cost, True))
 
     def reset(self, principal: str, policy: Optional[Policy] = None, scope: str = "global") -> None:
         """Forgets `principal`'s state under `policy` (blocking)."""
         policy = policy or self.default_policy
         if policy is None:
             raise ValueError("No policy provided and no default policy configured")
-        error = self.storage.ready_engine_blocking().reset(policy._native, scope, str(principal))
+        engine = self.storage.ready_engine_blocking()
+        error = engine.reset(self._rule(policy, engine, _pacer.ScopeKind.PATH), scope,
+                             str(principal))
         if error:
             raise StoreError(error)
 
@@ -519,11 +527,10 @@ class Limiter:
 
     def _admits_fast(self, request: Any, policy: Optional[Policy]) -> bool:
         """Whether the dependency and the decorator may decide for `request` in one call into
-        C++ (`_admit`): a Limiter of this class whose check and headers are not replaced, the
-        "ip" selector, no extractor, no hooks, and a request with an ASGI scope. Anything else
-        goes through `check_policy` and `add_headers`, as before."""
-        return (type(self) is Limiter and policy is not None and policy.key == "ip"
-                and self.extractor is None and not self._has_hooks()
+        C++ (`_admit`): a Limiter of this class whose check and headers are not replaced, no
+        hooks, and a request with an ASGI scope. Anything else goes through `check_policy` and
+        `add_headers`, as before."""
+        return (type(self) is Limiter and policy is not None and not self._has_hooks()
                 and "check_policy" not in self.__dict__ and "add_headers" not in self.__dict__
                 and type(getattr(request, "scope", None)) is dict)
 
@@ -544,22 +551,26 @@ class Limiter:
             path = template if template is not None else self._request_path(request)
         elif route_scope != "app":
             path = self._request_path(request)
-        kind = _SCOPE_KINDS[route_scope]
-        if engine.completes_inline:
-            return engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
-                                      self._header_flags(), None, None, None)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
-                                    self._header_flags(), bridge_for(loop), future, None)
+        rule = self._rule(policy, engine)
+        # A built-in selector reads the scope in C++; a function gets the Request itself.
+        subject = scope if self.extractor is None and type(policy.key) is str else request
+        try:
+            if engine.completes_inline:
+                return engine.admit(rule, subject, path, self._header_flags(), None, None, None)
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            answer = engine.admit(rule, subject, path, self._header_flags(), bridge_for(loop),
+                                  future, None)
+        except _pacer.IdentityMissing:
+            raise IdentityMissing(policy) from None
         return await future if answer is None else answer
 
     async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
         """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.
         `path` is what `route_scope` keys by (the middleware found the template).
 
-        With the "ip" selector the engine reads the client and headers from the scope itself
-        (one call into C++); other selectors get a Starlette Request."""
+        The engine's rule reads the scope itself (one call into C++); a selector function gets a
+        Starlette Request made from it."""
         storage = self.storage
         engine = storage._engine
         if engine is None or not storage._warm:
@@ -572,26 +583,14 @@ class Limiter:
         else:
             loop = asyncio.get_running_loop()
             bridge, future = bridge_for(loop), loop.create_future()
-        request = None
-        if self.extractor is None and policy.key == "ip":
-            verdict = engine.check_scope(policy._native, _CLIENT_IP, scope, path,
-                                         _SCOPE_KINDS[self.route_scope], self._header_flags(),
-                                         bridge, future)
-        else:
-            from starlette.requests import Request
-
-            request = Request(scope)
-            principal = str(self._principal(policy, request))
-            value = self._scope_value(scope["method"], path)
-            verdict = engine.check(policy._native, value, principal, 1, bridge, future,
-                                   self._header_flags())
+        verdict = engine.check(self._rule(policy, engine), scope, path, bridge, future,
+                               self._header_flags())
         if verdict is None:
             verdict = await future
         if hooks:
-            if request is None:
-                from starlette.requests import Request
+            from starlette.requests import Request
 
-                request = Request(scope)
+            request = Request(scope)
             self._report(request, policy, verdict, (time.perf_counter() - started) * 1000.0)
         return verdict
 

@@ -9,13 +9,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any, Iterable, List, Optional, Union
 
-from .limiter import (_SCOPE_KINDS, _TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, IdentityMissing,
-                      Limiter, _as_policy, check_failure_log)
+from .limiter import (_TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
+                      check_failure_log)
 from . import _pacer
 from ._bridge import bridge_for
 from ._routes import _MAX_CHAIN, UNMATCHED, match_template, routes_of
 from .policies import Policy, Rate
-from .selectors import _CLIENT_IP
 
 
 _Verdict = _pacer.Verdict
@@ -113,28 +112,27 @@ class LimiterMiddleware:
                 path = self._key_path(scope, path)
             storage = limiter.storage
             engine = storage._engine
-            if (engine is not None and policy.key == "ip" and limiter.extractor is None
-                    and not limiter._has_hooks()):
-                # The common case in one call into C++: the identity from the scope, the
-                # decision, and for an admitted request `send` wrapped to add the headers (a C++
-                # callable: no Python frame per message). A Verdict means refused.
-                kind = _SCOPE_KINDS[limiter.route_scope]
+            if engine is not None and not limiter._has_hooks():
+                # The common case in one call into C++: the identity from the scope (by the
+                # policy's rule), the decision, and for an admitted request `send` wrapped to add
+                # the headers (a C++ callable: no Python frame per message). A Verdict means
+                # refused.
+                rule = limiter._rule(policy, engine)
                 if engine.completes_inline:
-                    answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
-                                                limiter._header_flags(), None, None, send)
+                    answer = engine.admit(rule, scope, path, limiter._header_flags(), None, None,
+                                          send)
                 elif storage._warm:
                     loop = asyncio.get_running_loop()
                     future = loop.create_future()
-                    answer = engine.admit_scope(policy._native, _CLIENT_IP, scope, path, kind,
-                                                limiter._header_flags(), bridge_for(loop), future,
-                                                send)
+                    answer = engine.admit(rule, scope, path, limiter._header_flags(),
+                                          bridge_for(loop), future, send)
                     if answer is None:
                         answer = await future
                 else:
                     answer = await limiter._check_scope(scope, path, policy)
             else:
                 answer = await limiter._check_scope(scope, path, policy)
-        except IdentityMissing:
+        except _pacer.IdentityMissing:
             await _answer(send, 401, _pacer.IDENTITY_MISSING_BODY, [])
             return
         except Exception:
@@ -149,7 +147,7 @@ class LimiterMiddleware:
 
         if type(answer) is _Verdict:
             outcome = answer.outcome
-            if outcome == "allowed":  # from _check_scope: hooks, or another selector
+            if outcome == "allowed":  # from _check_scope: hooks, or the engine not warm
                 headers = answer.headers
                 answer = _pacer.HeaderSend(send, headers) if headers else send
             elif outcome == "unavailable":

@@ -1,9 +1,11 @@
 """Selectors: who a request is counted against (request -> str).
 
-They work on Starlette requests and on duck-typed objects (tests pass mocks whose `headers` is a
-plain dict), reading only the attributes FastAPI Pacer's selectors read. Client addresses are
-resolved by the C++ HTTP layer: proxy headers count only from trusted proxies (loopback and
-private networks by default), walked from the right past trusted hops.
+The built-in selectors ("ip", "api_key", "user", "org") are the C++ HTTP layer's, in FastAPI
+Pacer's text (docs/DESIGN.md §7): a policy with one of them is keyed by the engine's rule, which
+reads the ASGI scope itself; the functions below answer the same for a request object. They
+work on Starlette requests and on duck-typed objects (tests pass mocks whose `headers` is a plain
+dict), reading only the attributes FastAPI Pacer's selectors read. Proxy headers count only from
+trusted proxies (loopback and private networks), walked from the right past trusted hops.
 """
 
 from __future__ import annotations
@@ -17,9 +19,7 @@ logger = logging.getLogger("pacer")
 
 # Trusted by key_ip: loopback and the private ranges (RFC 1918, fc00::/7), where the proxies of
 # a typical deployment live. Headers from anyone else are ignored.
-DEFAULT_TRUSTED_PROXIES = "loopback, private"
-_IP_HEADERS = ("CF-Connecting-IP", "X-Real-IP", "X-Forwarded-For")
-_CLIENT_IP = _pacer.ClientIp(DEFAULT_TRUSTED_PROXIES, list(_IP_HEADERS))
+DEFAULT_TRUSTED_PROXIES = _pacer.DEFAULT_TRUSTED_PROXIES
 
 try:  # Starlette's Headers keeps repeated fields; a plain mapping has one value per name.
     from starlette.datastructures import Headers as _Headers
@@ -34,11 +34,6 @@ def _header_values(headers: Any, name: str) -> List[str]:
     return [value] if isinstance(value, str) else []
 
 
-def _header(headers: Any, name: str) -> Optional[str]:
-    values = _header_values(headers, name)
-    return values[0] if values else None
-
-
 def _peer(request: Any) -> Optional[str]:
     client = getattr(request, "client", None)
     if client is None:
@@ -47,8 +42,9 @@ def _peer(request: Any) -> Optional[str]:
     return host if isinstance(host, str) else None
 
 
-def client_ip(request: Any, resolver: Any = _CLIENT_IP, missing: str = "unknown",
-              headers: Tuple[str, ...] = _IP_HEADERS) -> str:
+def client_ip(request: Any, resolver: Any, missing: str, headers: Tuple[str, ...]) -> str:
+    """The client address by `resolver` (a `_pacer.ClientIp`) reading `headers`: the
+    extractors' (pacer.extractors), whose trusted proxies and headers are their own."""
     pairs = []
     request_headers = getattr(request, "headers", None)
     for name in headers:
@@ -60,67 +56,24 @@ def client_ip(request: Any, resolver: Any = _CLIENT_IP, missing: str = "unknown"
 def key_ip(request: Any) -> str:
     """The client address: the peer, or from a trusted proxy CF-Connecting-IP, X-Real-IP or
     X-Forwarded-For; "unknown" without a client."""
-    return client_ip(request)
-
-
-# What each built-in selector answers for a request without its identity: FastAPI Pacer's shared
-# buckets, and what Policy(missing_identity="refuse") refuses.
-FALLBACKS = {"api_key": "no_api_key", "user": "anonymous", "org": "no_org"}
-
-
-def identity_missing(key: Any, value: Any) -> bool:
-    """Whether `value`, the identity answered by the built-in selector named `key` (or by a
-    function or an extractor: `key` is then not a str), means the request has none."""
-    return value is None or value == "" or (isinstance(key, str) and value == FALLBACKS.get(key))
+    return _pacer.select("ip", request)
 
 
 def key_api_key(request: Any) -> str:
     """X-API-Key, `Authorization: Bearer <token>`, or the api_key query parameter, as the first
     32 hex digits of its SHA-256; "no_api_key" without one."""
-    headers = getattr(request, "headers", None)
-    value = _header(headers, "X-API-Key")
-    if not value:
-        auth = _header(headers, "Authorization")
-        if auth and auth.startswith("Bearer "):
-            value = auth[len("Bearer "):].strip()
-    if not value:
-        params = getattr(request, "query_params", None)
-        candidate = params.get("api_key") if params is not None else None
-        value = candidate if isinstance(candidate, str) else None
-    return _pacer.hash_identity(value) if value else FALLBACKS["api_key"]
-
-
-def _attr(obj: Any, name: str) -> Any:
-    try:
-        return getattr(obj, name)
-    except (AttributeError, AssertionError, KeyError):
-        return None
+    return _pacer.select("api_key", request)
 
 
 def key_user(request: Any) -> str:
     """request.state.user_id, request.state.user.id or request.user.id; "anonymous" otherwise
     (also on Starlette requests without AuthenticationMiddleware)."""
-    state = _attr(request, "state")
-    user_id = _attr(state, "user_id")
-    if user_id:
-        return str(user_id)
-    for user in (_attr(state, "user"), _attr(request, "user")):
-        uid = _attr(user, "id") if user is not None else None
-        if uid is not None:
-            return str(uid)
-    return FALLBACKS["user"]
+    return _pacer.select("user", request)
 
 
 def key_org(request: Any) -> str:
     """request.state.org_id, .organization_id or .org.id; "no_org" otherwise."""
-    state = _attr(request, "state")
-    for name in ("org_id", "organization_id"):
-        value = _attr(state, name)
-        if value:
-            return str(value)
-    org = _attr(state, "org")
-    oid = _attr(org, "id") if org is not None else None
-    return str(oid) if oid is not None else FALLBACKS["org"]
+    return _pacer.select("org", request)
 
 
 def compose(*selectors: Callable[[Any], str]) -> Callable[[Any], str]:

@@ -179,45 +179,18 @@ void Engine::poll_after_deadline(const Bridge& bridge) const {
                           loop_reader(driver_, bridge));
 }
 
-py::object Engine::check(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                         std::int64_t cost, Bridge* bridge, py::object future,
+py::object Engine::check(const CompiledRule& rule, const py::object& request,
+                         std::string_view route, Bridge* bridge, py::object future,
                          std::optional<HeaderFlag> headers) {
-  return submit(p, http::storage_key(prefix_, p.policy.name(), scope, identity), cost, bridge,
-                std::move(future), render_with(p, headers));
+  return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
+                render_with(rule.policy(), headers));
 }
 
-std::string Engine::scope_key(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                              const std::string& path, ScopeKind scope_kind) const {
-  const py::object client = scope.contains("client") ? py::object(scope["client"]) : py::none();
-  const std::string identity =
-      ip.resolve_scope(client, scope["headers"].cast<py::iterable>(), "unknown");
-  std::string value;
-  switch (scope_kind) {
-    case ScopeKind::kPath:
-      value = path;
-      break;
-    case ScopeKind::kMethodPath:
-      value = scope["method"].cast<std::string>() + ":" + path;
-      break;
-    case ScopeKind::kGlobal:
-      value = "global";
-      break;
-  }
-  return http::storage_key(prefix_, p.policy.name(), value, identity);
-}
-
-py::object Engine::check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                               const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
-                               Bridge* bridge, py::object future) {
-  return submit(p, scope_key(p, ip, scope, path, scope_kind), 1, bridge, std::move(future),
-                render_with(p, headers));
-}
-
-py::object Engine::admit_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                               const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
-                               Bridge* bridge, py::object future, py::object send) {
-  return submit(p, scope_key(p, ip, scope, path, scope_kind), 1, bridge, std::move(future),
-                render_with(p, headers), std::move(send));
+py::object Engine::admit(const CompiledRule& rule, const py::object& request,
+                         std::string_view route, HeaderFlag headers, Bridge* bridge,
+                         py::object future, py::object send) {
+  return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
+                render_with(rule.policy(), headers), std::move(send));
 }
 
 py::object Engine::submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
@@ -283,16 +256,18 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
   return answer;
 }
 
-Verdict Engine::check_blocking(const NativePolicy& p, std::string_view scope,
+Verdict Engine::check_blocking(const CompiledRule& rule, std::string_view scope,
                                std::string_view identity, std::int64_t cost, bool peek) {
-  const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+  const NativePolicy& p = rule.policy();
+  const std::string key = rule.key(scope, identity);
   const Answer answer = ask(*limiter_, inline_, driver_.get(), p.policy, key, cost, peek);
   return Verdict{p.told(answer.decision), error_text(answer.store_error), {}};
 }
 
-std::string Engine::reset(const NativePolicy& p, std::string_view scope,
+std::string Engine::reset(const CompiledRule& rule, std::string_view scope,
                           std::string_view identity) {
-  const std::string key = http::storage_key(prefix_, p.policy.name(), scope, identity);
+  const NativePolicy& p = rule.policy();
+  const std::string key = rule.key(scope, identity);
   std::error_code error;
   if (inline_) {
     error = limiter_->reset(p.policy, key);
@@ -310,11 +285,6 @@ std::string Engine::reset(const NativePolicy& p, std::string_view scope,
     error = limiter_->reset(p.policy, key);
   }
   return error ? error.message() : std::string();
-}
-
-std::string Engine::key(const NativePolicy& p, std::string_view scope,
-                        std::string_view identity) const {
-  return http::storage_key(prefix_, p.policy.name(), scope, identity);
 }
 
 bool Engine::wait_connected(std::int64_t timeout_ms) const {

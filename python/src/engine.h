@@ -29,7 +29,7 @@
 #include "pacer/redis/redis_store.h"
 #include "pacer/store.h"
 #include "policy.h"
-#include "request_view.h"
+#include "rule.h"
 
 namespace pacer::python {
 
@@ -43,13 +43,6 @@ struct EngineOptions {
   std::int64_t command_timeout_ms = 100;
   redis::TlsOptions tls;      // for rediss:// URLs
   std::string io = "thread";  // Redis I/O: "thread" or "loop"
-};
-
-// The scope part of the middleware's keys (Python: pacer._pacer.ScopeKind).
-enum class ScopeKind : std::uint8_t {
-  kPath,        // the path given (a route template or the concrete path)
-  kMethodPath,  // "METHOD:path"
-  kGlobal,      // "global"
 };
 
 // app_name becomes the first part of every storage key: std::invalid_argument naming one that
@@ -69,41 +62,35 @@ class Engine {
   std::string io_mode() const;
 
   // Async form. Returns the Verdict when the store answered inline; otherwise None, and
-  // `future` gets the Verdict through `bridge`. `headers`: the ASGI headers to render with the
-  // verdict (none when not given).
-  py::object check(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                   std::int64_t cost, Bridge* bridge, py::object future,
-                   std::optional<HeaderFlag> headers);
+  // `future` gets the Verdict through `bridge`. The key is `rule`'s for `request` (an ASGI
+  // scope or a request object; rule.h) with `route` as its path part: IdentityMissingError
+  // when the request has no identity and the rule refuses it. `headers`: the ASGI headers to
+  // render with the verdict (none when not given).
+  py::object check(const CompiledRule& rule, const py::object& request, std::string_view route,
+                   Bridge* bridge, py::object future, std::optional<HeaderFlag> headers);
 
-  // The middleware's path in one call: the identity from the ASGI scope's client and headers
-  // (`ip`), the scope value by `scope_kind`, the decision, and the ASGI headers rendered with
-  // `headers`.
-  py::object check_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                         const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
-                         Bridge* bridge, py::object future);
-
-  // check_scope answering an admission (policy.h, admission()): a Verdict when the request is
+  // check() answering an admission (policy.h, admission()): a Verdict when the request is
   // refused; when admitted, `send` wrapped to add the headers, or the header list when `send`
   // is None. The middleware and the dependency make this one call per request.
-  py::object admit_scope(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                         const std::string& path, ScopeKind scope_kind, HeaderFlag headers,
-                         Bridge* bridge, py::object future, py::object send);
+  py::object admit(const CompiledRule& rule, const py::object& request, std::string_view route,
+                   HeaderFlag headers, Bridge* bridge, py::object future, py::object send);
 
-  // The same for a storage key built by the caller.
+  // The same for a storage key built by the caller (the seed's storage API).
   // With `send` given (even None), the answer is an admission, not the Verdict.
   py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
                     Bridge* bridge, py::object future, std::optional<HeaderRendering> render,
                     std::optional<py::object> send = std::nullopt);
 
   // Blocking form for synchronous code; releases the GIL while it waits. Decides (or, with
-  // `peek`, answers what a check would, spending nothing) and waits.
-  Verdict check_blocking(const NativePolicy& p, std::string_view scope, std::string_view identity,
-                         std::int64_t cost, bool peek);
+  // `peek`, answers what a check would, spending nothing) and waits. Scope and identity are
+  // given as text.
+  Verdict check_blocking(const CompiledRule& rule, std::string_view scope,
+                         std::string_view identity, std::int64_t cost, bool peek);
 
   // Forgets the identity's state; the store's error, or "" (blocking, without the GIL).
-  std::string reset(const NativePolicy& p, std::string_view scope, std::string_view identity);
+  std::string reset(const CompiledRule& rule, std::string_view scope, std::string_view identity);
 
-  std::string key(const NativePolicy& p, std::string_view scope, std::string_view identity) const;
+  const std::string& prefix() const { return prefix_; }
   void validate(const NativePolicy& p) const { limiter_->validate(p.policy); }
   bool connected() const { return store_ && store_->connected(); }
   bool wait_connected(std::int64_t timeout_ms) const;
@@ -116,8 +103,6 @@ class Engine {
   void shutdown();
 
  private:
-  std::string scope_key(const NativePolicy& p, const ClientIp& ip, const py::dict& scope,
-                        const std::string& path, ScopeKind scope_kind) const;
   // io = "loop", on the loop thread of `bridge`: makes its loop drive the store's I/O unless
   // another loop that is still running does. Returns whether `bridge`'s loop drives it.
   bool drive_from(const Bridge& bridge);

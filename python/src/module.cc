@@ -95,10 +95,11 @@ PYBIND11_MODULE(_pacer, m) {
       .value("X_RATELIMIT_POLICY", HeaderFlag::kXRateLimitPolicy)
       .def("__or__", [](HeaderFlag a, HeaderFlag b) { return a | b; });
 
-  py::enum_<ScopeKind>(m, "ScopeKind", "The scope part of Engine.check_scope's keys.")
+  py::enum_<ScopeKind>(m, "ScopeKind", "The scope part of a Rule's keys.")
       .value("PATH", ScopeKind::kPath, "the path given")
       .value("METHOD_PATH", ScopeKind::kMethodPath, "\"METHOD:path\"")
       .value("GLOBAL", ScopeKind::kGlobal, "\"global\"");
+  py::register_exception<IdentityMissingError>(m, "IdentityMissing", PyExc_Exception);
 
   py::class_<NativePolicy>(m, "Policy")
       .def(py::init(&NativePolicy::make), py::arg("name"), py::arg("rates"), py::arg("description"),
@@ -177,8 +178,9 @@ PYBIND11_MODULE(_pacer, m) {
            py::arg("tls_verify") = true, py::arg("tls_server_name") = "", py::arg("io") = "thread")
       .def_property_readonly("completes_inline", &Engine::completes_inline)
       .def_property_readonly("io_mode", &Engine::io_mode)
-      .def("check", &Engine::check, py::arg("policy"), py::arg("scope"), py::arg("identity"),
-           py::arg("cost"), py::arg("bridge"), py::arg("future"), py::arg("headers") = py::none())
+      .def_property_readonly("prefix", &Engine::prefix)
+      .def("check", &Engine::check, py::arg("rule"), py::arg("request"), py::arg("route"),
+           py::arg("bridge"), py::arg("future"), py::arg("headers") = py::none())
       .def(
           "submit",
           [](Engine& e, const NativePolicy& p, const std::string& key, std::int64_t cost,
@@ -186,16 +188,11 @@ PYBIND11_MODULE(_pacer, m) {
             return e.submit(p, key, cost, bridge, std::move(future), std::nullopt);
           },
           py::arg("policy"), py::arg("key"), py::arg("cost"), py::arg("bridge"), py::arg("future"))
-      .def("check_scope", &Engine::check_scope, py::arg("policy"), py::arg("ip"), py::arg("scope"),
-           py::arg("path"), py::arg("scope_kind"), py::arg("headers"), py::arg("bridge"),
-           py::arg("future"))
-      .def("admit_scope", &Engine::admit_scope, py::arg("policy"), py::arg("ip"), py::arg("scope"),
-           py::arg("path"), py::arg("scope_kind"), py::arg("headers"), py::arg("bridge"),
-           py::arg("future"), py::arg("send"))
-      .def("check_blocking", &Engine::check_blocking, py::arg("policy"), py::arg("scope"),
+      .def("admit", &Engine::admit, py::arg("rule"), py::arg("request"), py::arg("route"),
+           py::arg("headers"), py::arg("bridge"), py::arg("future"), py::arg("send"))
+      .def("check_blocking", &Engine::check_blocking, py::arg("rule"), py::arg("scope"),
            py::arg("identity"), py::arg("cost"), py::arg("peek") = false)
-      .def("reset", &Engine::reset)
-      .def("key", &Engine::key)
+      .def("reset", &Engine::reset, py::arg("rule"), py::arg("scope"), py::arg("identity"))
       .def("validate", &Engine::validate)
       .def("connected", &Engine::connected)
       .def("wait_connected", &Engine::wait_connected)
@@ -204,11 +201,30 @@ PYBIND11_MODULE(_pacer, m) {
       .def("prometheus", &Engine::prometheus, py::arg("prefix") = "pacer")
       .def("shutdown", &Engine::shutdown);
 
+  py::class_<CompiledRule>(m, "Rule")
+      .def(py::init<NativePolicy, const std::string&, ScopeKind, const py::object&,
+                    std::string_view>(),
+           py::arg("policy"), py::arg("prefix"), py::arg("scope_kind"), py::arg("selector"),
+           py::arg("missing_identity"))
+      .def("key",
+           py::overload_cast<std::string_view, std::string_view>(&CompiledRule::key, py::const_),
+           py::arg("scope"), py::arg("identity"), "The storage key of a scope and an identity.")
+      .def(
+          "request_key",
+          [](const CompiledRule& r, const py::object& request, std::string_view route) {
+            return r.key(request, route);
+          },
+          py::arg("request"), py::arg("route"),
+          "The storage key of a request (an ASGI scope or a request object); IdentityMissing "
+          "when it has no identity and the policy refuses such requests.");
+  m.def("select", &select_identity, py::arg("selector"), py::arg("request"),
+        "What the built-in selector answers for a request object.");
+  m.attr("DEFAULT_TRUSTED_PROXIES") = std::string(kDefaultTrustedProxies);
+
   py::class_<ClientIp>(m, "ClientIp")
       .def(py::init<const std::string&, std::vector<std::string>, int>(), py::arg("trusted"),
            py::arg("headers"), py::arg("ipv6_prefix") = 128)
       .def("resolve", &ClientIp::resolve)
-      .def("resolve_scope", &ClientIp::resolve_scope)
       .def_property_readonly("trusted", &ClientIp::trusted);
 
   m.def("_release_orphans", &release_orphans);

@@ -19,7 +19,179 @@ std::string_view text_of(const py::object& object) {
   return {data, static_cast<std::size_t>(size)};
 }
 
+// Text of a str value as the request carried it: Starlette decodes header bytes as Latin-1, so
+// encoding back gives them; a str that Latin-1 cannot hold (a test's dict) is taken as UTF-8.
+std::string header_text(const py::handle& value) {
+  if (PyBytes_Check(value.ptr())) return std::string(text_of(py::reinterpret_borrow<py::object>(value)));
+  py::object latin1 = py::reinterpret_steal<py::object>(
+      PyUnicode_AsEncodedString(value.ptr(), "latin-1", "strict"));
+  if (!latin1) {
+    PyErr_Clear();
+    return std::string(text_of(py::reinterpret_borrow<py::object>(value)));
+  }
+  return std::string(text_of(latin1));
+}
+
+bool is_text(const py::handle& value) {
+  return PyUnicode_Check(value.ptr()) || PyBytes_Check(value.ptr());
+}
+
+// FastAPI Pacer's _attr: `name` of `object` (an item of a dict: an ASGI scope's "state" is the
+// dict behind request.state), or None where the attribute is missing (AttributeError, a
+// Starlette assertion, KeyError). Other errors propagate.
+py::object member(const py::handle& object, const char* name) {
+  if (object.is_none()) return py::none();
+  if (PyDict_Check(object.ptr())) {
+    PyObject* item = PyDict_GetItemString(object.ptr(), name);  // borrowed
+    return item != nullptr ? py::reinterpret_borrow<py::object>(item) : py::none();
+  }
+  PyObject* value = PyObject_GetAttrString(object.ptr(), name);
+  if (value != nullptr) return py::reinterpret_steal<py::object>(value);
+  if (PyErr_ExceptionMatches(PyExc_AttributeError) ||
+      PyErr_ExceptionMatches(PyExc_AssertionError) || PyErr_ExceptionMatches(PyExc_KeyError)) {
+    PyErr_Clear();
+    return py::none();
+  }
+  throw py::error_already_set();
+}
+
+bool truthy(const py::handle& value) {
+  const int yes = PyObject_IsTrue(value.ptr());
+  if (yes < 0) throw py::error_already_set();
+  return yes == 1;
+}
+
+std::string str_of(const py::handle& value) { return py::str(value).cast<std::string>(); }
+
 }  // namespace
+
+std::optional<std::string_view> PyRequestView::attribute(std::string_view name) const {
+  if (name != "user" && name != "org") return std::nullopt;
+  const py::object st = state();
+  if (name == "user") {
+    if (py::object id = member(st, "user_id"); truthy(id)) return keep(str_of(id));
+    for (const py::object& who : {member(st, "user"), user()}) {
+      if (who.is_none()) continue;
+      if (py::object id = member(who, "id"); !id.is_none()) return keep(str_of(id));
+    }
+    return std::nullopt;
+  }
+  for (const char* field : {"org_id", "organization_id"})
+    if (py::object id = member(st, field); truthy(id)) return keep(str_of(id));
+  if (py::object id = member(member(st, "org"), "id"); !id.is_none()) return keep(str_of(id));
+  return std::nullopt;
+}
+
+ScopeView::ScopeView(const py::dict& scope, std::string_view route)
+    : PyRequestView(route), scope_(scope) {
+  if (PyObject* method = PyDict_GetItemString(scope.ptr(), "method"); method && is_text(method))
+    method_ = text_of(py::reinterpret_borrow<py::object>(method));
+  if (PyObject* query = PyDict_GetItemString(scope.ptr(), "query_string"); query && is_text(query))
+    query_ = text_of(py::reinterpret_borrow<py::object>(query));
+  if (PyObject* client = PyDict_GetItemString(scope.ptr(), "client");
+      client != nullptr && client != Py_None) {
+    const py::object host = py::reinterpret_borrow<py::sequence>(client)[0];
+    if (PyUnicode_Check(host.ptr())) peer_ = text_of(host);  // the tuple keeps it alive
+  }
+  PyObject* headers = PyDict_GetItemString(scope.ptr(), "headers");
+  headers_ = headers ? py::reinterpret_borrow<py::object>(headers) : py::list();
+}
+
+std::optional<std::string_view> ScopeView::header(std::string_view name) const {
+  for (const py::handle item : headers_) {
+    const auto pair = py::reinterpret_borrow<py::sequence>(item);
+    const py::object n = pair[0];
+    if (http::iequals(text_of(n), name)) return keep(std::string(text_of(pair[1])));
+  }
+  return std::nullopt;
+}
+
+std::string ScopeView::header_list(std::string_view name) const {
+  std::string out;
+  for (const py::handle item : headers_) {
+    const auto pair = py::reinterpret_borrow<py::sequence>(item);
+    const py::object n = pair[0];
+    if (!http::iequals(text_of(n), name)) continue;
+    const py::object value = pair[1];
+    out.append(out.empty() ? "" : ", ").append(text_of(value));
+  }
+  return out;
+}
+
+std::size_t ScopeView::header_count(std::string_view name) const {
+  std::size_t lines = 0;
+  for (const py::handle item : headers_) {
+    const py::object n = py::reinterpret_borrow<py::sequence>(item)[0];
+    if (http::iequals(text_of(n), name)) ++lines;
+  }
+  return lines;
+}
+
+py::object ScopeView::request() const {
+  return py::module_::import("starlette.requests").attr("Request")(scope_);
+}
+
+py::object ScopeView::state() const { return member(scope_, "state"); }
+py::object ScopeView::user() const { return member(scope_, "user"); }
+
+ObjectView::ObjectView(py::object request, std::string_view route)
+    : PyRequestView(route), request_(std::move(request)) {
+  headers_ = member(request_, "headers");
+  if (py::object method = member(request_, "method"); PyUnicode_Check(method.ptr()))
+    method_ = keep(str_of(method));
+  if (py::object host = member(member(request_, "client"), "host"); PyUnicode_Check(host.ptr()))
+    peer_ = keep(str_of(host));
+}
+
+std::optional<std::string_view> ObjectView::header(std::string_view name) const {
+  if (headers_.is_none()) return std::nullopt;
+  const py::object value = headers_.attr("get")(py::str(name.data(), name.size()));
+  if (!is_text(value)) return std::nullopt;
+  return keep(header_text(value));
+}
+
+namespace {
+
+// starlette.datastructures.Headers, or null without Starlette. Kept for the process's life (no
+// Python object is released after the interpreter has gone).
+PyObject* starlette_headers() {
+  static PyObject* const type = [] {
+    try {
+      return py::object(py::module_::import("starlette.datastructures").attr("Headers")).release().ptr();
+    } catch (const py::error_already_set&) {
+      return static_cast<PyObject*>(nullptr);
+    }
+  }();
+  return type;
+}
+
+}  // namespace
+
+std::string ObjectView::header_list(std::string_view name) const {
+  // Starlette's Headers keep repeated fields; a plain mapping has one value per name.
+  PyObject* const headers_type = starlette_headers();
+  if (headers_type != nullptr && PyObject_IsInstance(headers_.ptr(), headers_type) == 1) {
+    std::string out;
+    for (const py::handle value : headers_.attr("getlist")(py::str(name.data(), name.size()))) {
+      if (!is_text(value)) continue;
+      out.append(out.empty() ? "" : ", ").append(header_text(value));
+    }
+    return out;
+  }
+  const auto one = header(name);
+  return one ? std::string(*one) : std::string();
+}
+
+std::optional<std::string> ObjectView::query_parameter(std::string_view name) const {
+  const py::object params = member(request_, "query_params");
+  if (params.is_none()) return std::nullopt;
+  const py::object value = params.attr("get")(py::str(name.data(), name.size()));
+  if (!PyUnicode_Check(value.ptr())) return std::nullopt;
+  return str_of(value);
+}
+
+py::object ObjectView::state() const { return member(request_, "state"); }
+py::object ObjectView::user() const { return member(request_, "user"); }
 
 std::optional<std::string_view> PairsView::header(std::string_view name) const {
   for (const auto& [n, v] : headers_)
@@ -52,27 +224,6 @@ std::string ClientIp::resolve(const std::optional<std::string>& peer, const Head
   if (!peer) return missing;
   const auto ip = http::client_ip(PairsView(*peer, headers), options_);
   return ip ? ip->to_string() : *peer;
-}
-
-std::string ClientIp::resolve_scope(const py::object& client, const py::iterable& raw_headers,
-                                    const std::string& missing) const {
-  if (client.is_none()) return missing;
-  const std::string peer = py::cast<std::string>(client[py::int_(0)]);
-  HeaderPairs wanted;
-  for (const py::handle item : raw_headers) {
-    const auto pair = py::reinterpret_borrow<py::sequence>(item);
-    const py::object name_object = pair[0];
-    const std::string_view name = text_of(name_object);
-    // Proxy headers are rare: most requests compare a few names and copy nothing.
-    for (const auto& h : options_.headers) {
-      if (http::iequals(name, h)) {
-        const py::object value = pair[1];
-        wanted.emplace_back(std::string(name), std::string(text_of(value)));
-        break;
-      }
-    }
-  }
-  return resolve(peer, wanted, missing);
 }
 
 }  // namespace pacer::python

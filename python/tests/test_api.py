@@ -152,8 +152,13 @@ def test_client_ip_over_repeated_header_lines():
     assert resolver.resolve("10.0.0.1", one, "missing") == "198.51.100.8"
     twice = one + [("x-real-ip", "198.51.100.9")]
     assert resolver.resolve("10.0.0.1", twice, "missing") == "10.0.0.1"
-    scope_headers = [(b"x-forwarded-for", b"203.0.113.5"), (b"x-forwarded-for", b"198.51.100.7")]
-    assert resolver.resolve_scope(("10.0.0.1", 1), scope_headers, "missing") == "198.51.100.7"
+    # The "ip" selector's rule over an ASGI scope reads repeated lines the same way.
+    rule = _pacer.Rule(Policy([Rate(1, "1s")])._native, "app", _pacer.ScopeKind.PATH, "ip",
+                       "shared")
+    scope = {"type": "http", "method": "GET", "client": ("10.0.0.1", 1),
+             "headers": [(b"x-forwarded-for", b"203.0.113.5"),
+                         (b"x-forwarded-for", b"198.51.100.7")]}
+    assert rule.request_key(scope, "/") == rule.key("/", "198.51.100.7")
 
 
 def test_key_ip_ipv6_and_odd_peers():

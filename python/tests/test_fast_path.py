@@ -138,30 +138,24 @@ async def test_fast_paths_answer_as_the_general_ones(store_url, app_name, option
     await general.shutdown()
 
 
-async def test_admit_scope_answers(app_name):
+async def test_admit_answers(app_name):
     limiter = Limiter(redis_url=None, app_name=app_name)
     engine = await limiter.storage.ready_engine()
-    native = Rate(1, "1m")
     from pacer.limiter import _as_policy
-    from pacer.selectors import _CLIENT_IP
 
-    policy = _as_policy(native, "t")._native
+    rule = limiter._rule(_as_policy(Rate(1, "1m"), "t"), engine)
     scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.1", 1)}
     flags = _pacer.HeaderFlag.EXPOSE
     sent, send = collecting()
-    wrapped = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH, flags,
-                                 None, None, send)
+    wrapped = engine.admit(rule, scope, "/a", flags, None, None, send)
     assert isinstance(wrapped, _pacer.HeaderSend)
-    refused = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH, flags,
-                                 None, None, send)
+    refused = engine.admit(rule, scope, "/a", flags, None, None, send)
     assert isinstance(refused, _pacer.Verdict) and refused.outcome == "denied"
-    headers = engine.admit_scope(policy, _CLIENT_IP, scope, "/b", _pacer.ScopeKind.PATH, flags,
-                                 None, None, None)
+    headers = engine.admit(rule, scope, "/b", flags, None, None, None)
     assert [name for name, _ in headers] == [b"ratelimit-limit", b"ratelimit-remaining",
                                              b"ratelimit-reset"]
     # No header rendered: the send itself.
-    assert engine.admit_scope(policy, _CLIENT_IP, scope, "/c", _pacer.ScopeKind.PATH,
-                              _pacer.HeaderFlag.NONE, None, None, send) is send
+    assert engine.admit(rule, scope, "/c", _pacer.HeaderFlag.NONE, None, None, send) is send
     await limiter.shutdown()
 
 
@@ -171,17 +165,16 @@ async def test_admission_through_the_bridge(redis_server, app_name):
     engine = await limiter.storage.ready_engine()
     from pacer._bridge import bridge_for
     from pacer.limiter import _as_policy
-    from pacer.selectors import _CLIENT_IP
 
-    policy = _as_policy(Rate(1, "1m"), "t")._native
+    rule = limiter._rule(_as_policy(Rate(1, "1m"), "t"), engine)
     scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.2", 1)}
     loop = asyncio.get_running_loop()
     sent, send = collecting()
     got = []
     for _ in range(2):
         future = loop.create_future()
-        answer = engine.admit_scope(policy, _CLIENT_IP, scope, "/a", _pacer.ScopeKind.PATH,
-                                    _pacer.HeaderFlag.EXPOSE, bridge_for(loop), future, send)
+        answer = engine.admit(rule, scope, "/a", _pacer.HeaderFlag.EXPOSE, bridge_for(loop), future,
+                              send)
         got.append(await future if answer is None else answer)
     assert isinstance(got[0], _pacer.HeaderSend)
     assert isinstance(got[1], _pacer.Verdict) and got[1].outcome == "denied"

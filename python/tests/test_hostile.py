@@ -103,9 +103,13 @@ async def test_selector_returning_odd_values():
     limiter = Limiter(redis_url=None)
     request = MagicMock()
     request.url.path = "/"
-    for value in [None, 3.5, "", "\n" * 10, "é" * 300]:
-        policy = Policy([Rate(5, "1s")], key=lambda r, v=value: v, name="odd")
+    for i, value in enumerate([None, 3.5, "", "\n" * 10, "é" * 300]):
+        policy = Policy([Rate(5, "1s")], key=lambda r, v=value: v, name=f"odd{i}")
         assert (await limiter.check_policy(request, policy)).allowed
+    # None and "" mean no identity: one shared bucket ("anonymous") under "shared".
+    shared = [Policy([Rate(5, "1s")], key=lambda r, v=v: v, name="none") for v in (None, "")]
+    assert (await limiter.check_policy(request, shared[0])).allowed
+    assert not (await limiter.check_policy(request, shared[1])).allowed
 
 
 async def test_odd_asgi_scopes():

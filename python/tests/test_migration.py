@@ -426,7 +426,7 @@ async def test_query_parameters_work_on_a_real_redis(redis_server, app_name):
     limiter = Limiter(redis_url=url, app_name=app_name)
     policy = Policy([Rate(2, "1m")], name="q")
     assert limiter.check_blocking("who", policy).allowed
-    key = limiter.storage._engine.key(policy._native, "global", "who")
+    key = limiter._rule(policy, limiter.storage._engine).key("global", "who")
     out = subprocess.run(["redis-cli", "-p", str(redis_server.port), "-n", "3", "EXISTS", key],
                          capture_output=True, text=True, timeout=10).stdout.strip()
     assert out == "1"  # in database 3
@@ -599,7 +599,7 @@ async def test_storage_redis_fixtures_keep_working(redis_server, app_name):
     assert isinstance(client_, aioredis.Redis) and limiter.storage.redis is client_
     policy = limiter.default_policy
     assert limiter.check_blocking("who", policy).allowed
-    key = limiter.storage._engine.key(policy._native, "global", "who")
+    key = limiter._rule(policy, limiter.storage._engine).key("global", "who")
     assert await client_.exists(key) == 1
     assert 0 < await client_.ttl(key) <= 120
     assert await client_.delete(key) == 1  # a fixture resetting one key
@@ -624,7 +624,7 @@ async def test_storage_redis_on_tls(redis_tls, app_name):
     limiter = Limiter(redis_url=redis_tls.url, app_name=app_name, tls_ca_file=redis_tls.tls["ca"],
                       default_policy=Rate(1, "1m"))
     assert limiter.check_blocking("who").allowed
-    key = limiter.storage._engine.key(limiter.default_policy._native, "global", "who")
+    key = limiter._rule(limiter.default_policy, limiter.storage._engine).key("global", "who")
     assert await limiter.storage.redis.exists(key) == 1
     await limiter.shutdown()
 
@@ -638,7 +638,7 @@ async def test_storage_redis_on_a_cluster(redis_cluster, app_name):
     await limiter.startup()  # also reads the slot map for redis-py's cluster client
     assert limiter.check_blocking("who").allowed
     assert isinstance(limiter.storage.redis, RedisCluster)
-    key = limiter.storage._engine.key(limiter.default_policy._native, "global", "who")
+    key = limiter._rule(limiter.default_policy, limiter.storage._engine).key("global", "who")
     assert await limiter.storage.redis.exists(key) == 1
     await limiter.shutdown()
 

@@ -1,0 +1,106 @@
+// A Python policy compiled for one limiter (see rule.h).
+#include "rule.h"
+
+#include <stdexcept>
+
+#include "request_view.h"
+
+namespace pacer::python {
+namespace {
+
+// FastAPI Pacer's "ip" selector: its three headers, believed from loopback and private
+// networks only (docs/SECURITY.md).
+http::ClientIpOptions seed_ip_options() {
+  http::ClientIpOptions options;
+  options.trusted_proxies = http::TrustedProxies::parse(std::string(kDefaultTrustedProxies));
+  options.headers = {"CF-Connecting-IP", "X-Real-IP", "X-Forwarded-For"};
+  return options;
+}
+
+// The built-in selectors, FastAPI Pacer's names for the http layer's grammar.
+const http::Identity& builtin(std::string_view name) {
+  static const http::Identity ip =
+      http::Identity::client_ip(seed_ip_options(), http::Dialect::kFastApiPacer);
+  static const http::Identity api_key = http::Identity::api_key(http::Dialect::kFastApiPacer);
+  static const http::Identity user = http::Identity::user(http::Dialect::kFastApiPacer);
+  static const http::Identity org = http::Identity::org(http::Dialect::kFastApiPacer);
+  if (name == "ip") return ip;
+  if (name == "api_key") return api_key;
+  if (name == "user") return user;
+  if (name == "org") return org;
+  throw std::invalid_argument("Unknown selector: " + std::string(name) +
+                              ". Available: ['ip', 'api_key', 'user', 'org']");
+}
+
+// A selector function: called with the request object (a Starlette Request for an ASGI scope);
+// None or "" means the request has no identity, anything else is its str(). Exceptions
+// propagate to the caller of the check.
+http::Identity function_identity(const py::object& function) {
+  // Held by a Rule that only Python owns (the package's rule cache): destroyed under the GIL.
+  return http::Identity::custom(
+      "fn",
+      [function](const http::RequestView& view) -> std::optional<std::string> {
+        const auto& request = dynamic_cast<const PyRequestView&>(view);
+        const py::object value = function(request.request());
+        if (value.is_none()) return std::nullopt;
+        return py::str(value).cast<std::string>();
+      },
+      http::Dialect::kFastApiPacer);
+}
+
+http::Scope scope_of(ScopeKind kind) {
+  switch (kind) {
+    case ScopeKind::kMethodPath:
+      return http::Scope::kMethodRoute;
+    case ScopeKind::kGlobal:
+      return http::Scope::kApp;
+    case ScopeKind::kPath:
+      break;
+  }
+  return http::Scope::kRoute;
+}
+
+// A selector as the package accepts it: a built-in name or a function (pacer.selectors'
+// get_selector; its TypeError text).
+const py::object& checked(const py::object& selector) {
+  if (!PyUnicode_Check(selector.ptr()) && !PyCallable_Check(selector.ptr())) {
+    throw py::type_error("Selector must be string or callable, got " +
+                         py::str(py::type::of(selector)).cast<std::string>());
+  }
+  return selector;
+}
+
+}  // namespace
+
+CompiledRule::CompiledRule(NativePolicy policy, const std::string& prefix, ScopeKind kind,
+                           const py::object& selector, std::string_view missing_identity)
+    : policy_(std::move(policy)),
+      rule_(
+          http::LimitRule{
+              .policy = policy_.policy,
+              .identity = PyUnicode_Check(checked(selector).ptr())
+                              ? builtin(selector.cast<std::string>())
+                              : function_identity(selector),
+              .scope = scope_of(kind),
+              .missing_identity = http::parse_missing_identity(missing_identity),
+              .shadow = policy_.shadow,
+          },
+          http::RuleContext{.key_prefix = prefix, .dialect = http::Dialect::kFastApiPacer}) {}
+
+std::string CompiledRule::key(const py::object& request, std::string_view route) const {
+  std::string key;
+  const bool found = PyDict_Check(request.ptr())
+                         ? rule_.append_key(key, ScopeView(request.cast<py::dict>(), route))
+                         : rule_.append_key(key, ObjectView(request, route));
+  if (!found) throw IdentityMissingError("identity missing for policy " + policy_.policy.name());
+  return key;
+}
+
+std::string select_identity(std::string_view name, const py::object& request) {
+  const http::Identity& identity = builtin(name);
+  std::string out;
+  if (!identity.append_to(ObjectView(request, "/"), out)) out = identity.shared_name();
+  return out;
+}
+
+}  // namespace pacer::python
