@@ -98,8 +98,16 @@ std::string CompiledRule::key(const py::object& request, std::string_view route)
 
 std::string select_identity(std::string_view name, const py::object& request) {
   const http::Identity& identity = builtin(name);
+  const ObjectView view(request, "/");
+  // The functions answer FastAPI Pacer's text, str(id) and a peer that is not an address as
+  // they are; keys hold the sanitised form (the rule's), which storage keys make of them too.
+  if (name == "user" || name == "org") {
+    const auto value = view.attribute(name);
+    return std::string(value && !value->empty() ? *value : identity.shared_name());
+  }
   std::string out;
-  if (!identity.append_to(ObjectView(request, "/"), out)) out = identity.shared_name();
+  if (!identity.append_to(view, out)) return std::string(identity.shared_name());
+  if (name == "ip" && out.starts_with("h:")) return std::string(view.peer_address());
   return out;
 }
 
