@@ -359,18 +359,25 @@ class Limiter:
     def _rule(self, policy: Policy, engine: Any, kind: Any = None) -> Any:
         """The engine's Rule for `policy` under this limiter's settings (docs/DESIGN.md §7): its
         identity (the extractor, else the policy's key), the scope kind (`route_scope`'s, or
-        `kind`) and the app's key prefix. Compiled once and cached; the settings are public
-        attributes, so the cache key holds what they are now."""
-        kind = _SCOPE_KINDS[self.route_scope] if kind is None else kind
-        selector = self.extractor if self.extractor is not None else policy.key
-        cache_key = (id(policy), kind, id(selector), engine.prefix)
-        hit = self._rules.get(cache_key)
-        if hit is not None and hit[0] is policy and hit[1] is selector:
-            return hit[2]
-        rule = _pacer.Rule(policy._native, engine.prefix, kind, selector, policy.missing_identity)
+        the ScopeKind `kind`) and the engine's key prefix. Compiled once and cached per policy;
+        the settings are public attributes, so a hit checks they are the same objects still
+        (this runs on every request)."""
+        scope = self.route_scope if kind is None else kind
+        selector = self.extractor
+        if selector is None:
+            selector = policy.key
+        slot = id(policy) if kind is None else (id(policy), kind)
+        hit = self._rules.get(slot)
+        if (hit is not None and hit[0] is policy and hit[1] is engine and hit[2] is scope
+                and hit[3] is selector):
+            return hit[4]
+        scope_kind = _SCOPE_KINDS[scope] if kind is None else kind
+        rule = _pacer.Rule(policy._native, engine.prefix, scope_kind, selector,
+                           policy.missing_identity)
         if len(self._rules) >= _MAX_RULES:
             self._rules.clear()
-        self._rules[cache_key] = (policy, selector, rule)  # the references keep the ids unique
+        # The references keep the ids unique while the entry lives.
+        self._rules[slot] = (policy, engine, scope, selector, rule)
         return rule
 
     def _request_path(self, request: Any) -> str:

@@ -179,9 +179,19 @@ void Engine::poll_after_deadline(const Bridge& bridge) const {
                           loop_reader(driver_, bridge));
 }
 
+const CompiledRule& Engine::ours(const CompiledRule& rule) const {
+  if (rule.rule().context().key_prefix != prefix_) {
+    throw std::invalid_argument("pacer: a rule compiled for app_name '" +
+                                rule.rule().context().key_prefix + "' given to the engine of '" +
+                                prefix_ + "'");
+  }
+  return rule;
+}
+
 py::object Engine::check(const CompiledRule& rule, const py::object& request,
                          std::string_view route, Bridge* bridge, py::object future,
                          std::optional<HeaderFlag> headers) {
+  ours(rule);
   return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
                 render_with(rule.policy(), headers));
 }
@@ -189,6 +199,7 @@ py::object Engine::check(const CompiledRule& rule, const py::object& request,
 py::object Engine::admit(const CompiledRule& rule, const py::object& request,
                          std::string_view route, HeaderFlag headers, Bridge* bridge,
                          py::object future, py::object send) {
+  ours(rule);
   return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
                 render_with(rule.policy(), headers), std::move(send));
 }
@@ -258,7 +269,7 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
 
 Verdict Engine::check_blocking(const CompiledRule& rule, std::string_view scope,
                                std::string_view identity, std::int64_t cost, bool peek) {
-  const NativePolicy& p = rule.policy();
+  const NativePolicy& p = ours(rule).policy();
   const std::string key = rule.key(scope, identity);
   const Answer answer = ask(*limiter_, inline_, driver_.get(), p.policy, key, cost, peek);
   return Verdict{p.told(answer.decision), error_text(answer.store_error), {}};
@@ -266,7 +277,7 @@ Verdict Engine::check_blocking(const CompiledRule& rule, std::string_view scope,
 
 std::string Engine::reset(const CompiledRule& rule, std::string_view scope,
                           std::string_view identity) {
-  const NativePolicy& p = rule.policy();
+  const NativePolicy& p = ours(rule).policy();
   const std::string key = rule.key(scope, identity);
   std::error_code error;
   if (inline_) {

@@ -103,6 +103,8 @@ class Engine {
   void shutdown();
 
  private:
+  // `rule`, when it was compiled for this engine's prefix; else std::invalid_argument.
+  const CompiledRule& ours(const CompiledRule& rule) const;
   // io = "loop", on the loop thread of `bridge`: makes its loop drive the store's I/O unless
   // another loop that is still running does. Returns whether `bridge`'s loop drives it.
   bool drive_from(const Bridge& bridge);

@@ -22,7 +22,8 @@ std::string_view text_of(const py::object& object) {
 // Text of a str value as the request carried it: Starlette decodes header bytes as Latin-1, so
 // encoding back gives them; a str that Latin-1 cannot hold (a test's dict) is taken as UTF-8.
 std::string header_text(const py::handle& value) {
-  if (PyBytes_Check(value.ptr())) return std::string(text_of(py::reinterpret_borrow<py::object>(value)));
+  if (PyBytes_Check(value.ptr()))
+    return std::string(text_of(py::reinterpret_borrow<py::object>(value)));
   py::object latin1 = py::reinterpret_steal<py::object>(
       PyUnicode_AsEncodedString(value.ptr(), "latin-1", "strict"));
   if (!latin1) {
@@ -82,48 +83,93 @@ std::optional<std::string_view> PyRequestView::attribute(std::string_view name) 
   return std::nullopt;
 }
 
+namespace {
+
+// An ASGI scope's key, interned once (kept for the process's life, as Python's own are).
+PyObject* scope_key(const char* name) { return PyUnicode_InternFromString(name); }
+
+// scope[key] (borrowed), or null.
+PyObject* scope_item(const py::dict& scope, const char* name) {
+  static PyObject* const method = scope_key("method");
+  static PyObject* const query = scope_key("query_string");
+  static PyObject* const client = scope_key("client");
+  static PyObject* const headers = scope_key("headers");
+  const std::string_view n(name);
+  PyObject* key = n == "method"         ? method
+                  : n == "query_string" ? query
+                  : n == "client"       ? client
+                                        : headers;
+  return PyDict_GetItemWithError(scope.ptr(), key);
+}
+
+// The item `i` of a list or tuple (borrowed), else null: the fast path of an ASGI header pair.
+PyObject* fast_item(PyObject* sequence, Py_ssize_t i) {
+  if (PyTuple_Check(sequence) && PyTuple_GET_SIZE(sequence) > i)
+    return PyTuple_GET_ITEM(sequence, i);
+  if (PyList_Check(sequence) && PyList_GET_SIZE(sequence) > i) return PyList_GET_ITEM(sequence, i);
+  return nullptr;
+}
+
+}  // namespace
+
 ScopeView::ScopeView(const py::dict& scope, std::string_view route)
     : PyRequestView(route), scope_(scope) {
-  if (PyObject* method = PyDict_GetItemString(scope.ptr(), "method"); method && is_text(method))
+  if (PyObject* method = scope_item(scope, "method"); method && is_text(method))
     method_ = text_of(py::reinterpret_borrow<py::object>(method));
-  if (PyObject* query = PyDict_GetItemString(scope.ptr(), "query_string"); query && is_text(query))
+  if (PyObject* query = scope_item(scope, "query_string"); query && is_text(query))
     query_ = text_of(py::reinterpret_borrow<py::object>(query));
-  if (PyObject* client = PyDict_GetItemString(scope.ptr(), "client");
-      client != nullptr && client != Py_None) {
+  if (PyObject* client = scope_item(scope, "client"); client != nullptr && client != Py_None) {
     const py::object host = py::reinterpret_borrow<py::sequence>(client)[0];
     if (PyUnicode_Check(host.ptr())) peer_ = text_of(host);  // the tuple keeps it alive
   }
-  PyObject* headers = PyDict_GetItemString(scope.ptr(), "headers");
-  headers_ = headers ? py::reinterpret_borrow<py::object>(headers) : py::list();
+  if (PyErr_Occurred()) throw py::error_already_set();
+}
+
+const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::headers() const {
+  if (headers_) return *headers_;
+  auto& out = headers_.emplace();
+  PyObject* raw = scope_item(scope_, "headers");
+  if (raw == nullptr) {
+    if (PyErr_Occurred()) throw py::error_already_set();
+    return out;
+  }
+  out.reserve(16);
+  for (const py::handle item : py::reinterpret_borrow<py::iterable>(raw)) {
+    PyObject* name = fast_item(item.ptr(), 0);
+    PyObject* value = fast_item(item.ptr(), 1);
+    if (name != nullptr && value != nullptr && PyBytes_Check(name) && PyBytes_Check(value)) {
+      out.emplace_back(std::string_view(PyBytes_AS_STRING(name),
+                                        static_cast<std::size_t>(PyBytes_GET_SIZE(name))),
+                       std::string_view(PyBytes_AS_STRING(value),
+                                        static_cast<std::size_t>(PyBytes_GET_SIZE(value))));
+      continue;
+    }
+    // Not ASGI's bytes pairs (str, another sequence): read as text; the view keeps a copy.
+    const auto pair = py::reinterpret_borrow<py::sequence>(item);
+    const py::object n = pair[0];
+    const py::object v = pair[1];
+    out.emplace_back(keep(std::string(text_of(n))), keep(std::string(text_of(v))));
+  }
+  return out;
 }
 
 std::optional<std::string_view> ScopeView::header(std::string_view name) const {
-  for (const py::handle item : headers_) {
-    const auto pair = py::reinterpret_borrow<py::sequence>(item);
-    const py::object n = pair[0];
-    if (http::iequals(text_of(n), name)) return keep(std::string(text_of(pair[1])));
-  }
+  for (const auto& [n, v] : headers())
+    if (http::iequals(n, name)) return v;
   return std::nullopt;
 }
 
 std::string ScopeView::header_list(std::string_view name) const {
   std::string out;
-  for (const py::handle item : headers_) {
-    const auto pair = py::reinterpret_borrow<py::sequence>(item);
-    const py::object n = pair[0];
-    if (!http::iequals(text_of(n), name)) continue;
-    const py::object value = pair[1];
-    out.append(out.empty() ? "" : ", ").append(text_of(value));
-  }
+  for (const auto& [n, v] : headers())
+    if (http::iequals(n, name)) out.append(out.empty() ? "" : ", ").append(v);
   return out;
 }
 
 std::size_t ScopeView::header_count(std::string_view name) const {
   std::size_t lines = 0;
-  for (const py::handle item : headers_) {
-    const py::object n = py::reinterpret_borrow<py::sequence>(item)[0];
-    if (http::iequals(text_of(n), name)) ++lines;
-  }
+  for (const auto& [n, v] : headers())
+    if (http::iequals(n, name)) ++lines;
   return lines;
 }
 
@@ -157,7 +203,9 @@ namespace {
 PyObject* starlette_headers() {
   static PyObject* const type = [] {
     try {
-      return py::object(py::module_::import("starlette.datastructures").attr("Headers")).release().ptr();
+      return py::object(py::module_::import("starlette.datastructures").attr("Headers"))
+          .release()
+          .ptr();
     } catch (const py::error_already_set&) {
       return static_cast<PyObject*>(nullptr);
     }

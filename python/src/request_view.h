@@ -91,11 +91,15 @@ class ScopeView final : public PyRequestView {
   py::object user() const override;
 
  private:
+  // scope["headers"] as (name, value) text, read once on the first header lookup: the
+  // views point into the scope's bytes objects.
+  const std::vector<std::pair<std::string_view, std::string_view>>& headers() const;
+
   const py::dict& scope_;
   std::string_view method_;
   std::string_view query_;
   std::string_view peer_;
-  py::object headers_;  // scope["headers"]
+  mutable std::optional<std::vector<std::pair<std::string_view, std::string_view>>> headers_;
 };
 
 // Any request object (check_policy's, the selector functions'): FastAPI Pacer's attributes
