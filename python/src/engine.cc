@@ -191,16 +191,18 @@ const CompiledRule& Engine::ours(const CompiledRule& rule) const {
 py::object Engine::check(const CompiledRule& rule, const py::object& request,
                          std::string_view route, Bridge* bridge, py::object future,
                          std::optional<HeaderFlag> headers) {
-  ours(rule);
-  return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
+  const std::optional<std::string> key = ours(rule).key(request, route);
+  if (!key) return py::cast(Verdict{});  // a shadow policy skips it: allowed, no headers
+  return submit(rule.policy(), *key, 1, bridge, std::move(future),
                 render_with(rule.policy(), headers));
 }
 
 py::object Engine::admit(const CompiledRule& rule, const py::object& request,
                          std::string_view route, HeaderFlag headers, Bridge* bridge,
                          py::object future, py::object send) {
-  ours(rule);
-  return submit(rule.policy(), rule.key(request, route), 1, bridge, std::move(future),
+  const std::optional<std::string> key = ours(rule).key(request, route);
+  if (!key) return admission(Verdict{}, send);  // a shadow policy skips it: no headers
+  return submit(rule.policy(), *key, 1, bridge, std::move(future),
                 render_with(rule.policy(), headers), std::move(send));
 }
 

@@ -215,8 +215,9 @@ PYBIND11_MODULE(_pacer, m) {
             return r.key(request, route);
           },
           py::arg("request"), py::arg("route"),
-          "The storage key of a request (an ASGI scope or a request object); IdentityMissing "
-          "when it has no identity and the policy refuses such requests.");
+          "The storage key of a request (an ASGI scope or a request object); when it has no "
+          "identity and the policy refuses such requests, IdentityMissing (None for a shadow "
+          "policy, which skips it).");
   m.def("select", &select_identity, py::arg("selector"), py::arg("request"),
         "What the built-in selector answers for a request object.");
   m.attr("DEFAULT_TRUSTED_PROXIES") = std::string(kDefaultTrustedProxies);

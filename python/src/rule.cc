@@ -87,13 +87,15 @@ CompiledRule::CompiledRule(NativePolicy policy, const std::string& prefix, Scope
           },
           http::RuleContext{.key_prefix = prefix, .dialect = http::Dialect::kFastApiPacer}) {}
 
-std::string CompiledRule::key(const py::object& request, std::string_view route) const {
+std::optional<std::string> CompiledRule::key(const py::object& request,
+                                             std::string_view route) const {
   std::string key;
   const bool found = PyDict_Check(request.ptr())
                          ? rule_.append_key(key, ScopeView(request.cast<py::dict>(), route))
                          : rule_.append_key(key, ObjectView(request, route));
-  if (!found) throw IdentityMissingError("identity missing for policy " + policy_.policy.name());
-  return key;
+  if (found) return key;
+  if (policy_.shadow) return std::nullopt;
+  throw IdentityMissingError("identity missing for policy " + policy_.policy.name());
 }
 
 std::string select_identity(std::string_view name, const py::object& request) {

@@ -47,8 +47,10 @@ class CompiledRule {
   const http::Rule& rule() const { return rule_; }
 
   // The storage key of `request`: an ASGI scope (a dict) or a request object, with `route` as
-  // the scope's path part. IdentityMissingError when the identity is missing and refused.
-  std::string key(const py::object& request, std::string_view route) const;
+  // the scope's path part. When the request has no identity and the policy refuses such
+  // requests: IdentityMissingError, or nullopt for a shadow policy, which never refuses and
+  // skips the request uncounted (as http::decide skips a shadow rule).
+  std::optional<std::string> key(const py::object& request, std::string_view route) const;
   // The storage key for a scope and an identity given as text.
   std::string key(std::string_view scope, std::string_view identity) const {
     return rule_.key(scope, identity);

@@ -149,3 +149,28 @@ async def test_user_and_api_key_limits_in_the_middleware_and_the_dependency(stor
         assert (await c.get("/k", headers={"X-API-Key": "one"})).status_code == 429  # same key
         assert (await c.get("/k?api_key=two")).status_code == 200
     await limiter.shutdown()
+
+
+async def test_a_shadow_policy_skips_a_request_without_the_identity(app_name):
+    """A shadow policy never refuses: a request it cannot count (no user) passes uncounted,
+    without headers, as a shadow rule in the C++ layer is skipped."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    dry = Policy([Rate(1, "1m")], key="user", name="dry", shadow=True, missing_identity="refuse")
+    rule = _pacer.Rule(dry._native, app_name, _pacer.ScopeKind.PATH, "user", "refuse")
+    assert rule.request_key(scope_of(), "/") is None
+    app = FastAPI()
+
+    @app.get("/")
+    async def root():
+        return {"ok": True}
+
+    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=dry)
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.41", 1))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        for _ in range(3):
+            r = await c.get("/")
+            assert r.status_code == 200 and "ratelimit-limit" not in r.headers
+    result = await limiter.check_policy(StarletteRequest(scope_of()), dry)
+    assert result.allowed
+    assert limiter.metrics.requests_allowed + limiter.metrics.requests_blocked == 0
+    await limiter.shutdown()
