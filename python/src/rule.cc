@@ -17,13 +17,16 @@ http::ClientIpOptions seed_ip_options() {
   return options;
 }
 
-// The built-in selectors, FastAPI Pacer's names for the http layer's grammar.
+// The built-in selectors: FastAPI Pacer's names read by the http layer's grammar
+// (Identity::parse; "ip" is its "client_ip"), in FastAPI Pacer's dialect.
 const http::Identity& builtin(std::string_view name) {
-  static const http::Identity ip =
-      http::Identity::client_ip(seed_ip_options(), http::Dialect::kFastApiPacer);
-  static const http::Identity api_key = http::Identity::api_key(http::Dialect::kFastApiPacer);
-  static const http::Identity user = http::Identity::user(http::Dialect::kFastApiPacer);
-  static const http::Identity org = http::Identity::org(http::Dialect::kFastApiPacer);
+  static const auto parse = [](std::string_view text) {
+    return http::Identity::parse(text, seed_ip_options(), http::Dialect::kFastApiPacer);
+  };
+  static const http::Identity ip = parse("client_ip");
+  static const http::Identity api_key = parse("api_key");
+  static const http::Identity user = parse("user");
+  static const http::Identity org = parse("org");
   if (name == "ip") return ip;
   if (name == "api_key") return api_key;
   if (name == "user") return user;
