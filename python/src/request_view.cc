@@ -85,21 +85,19 @@ std::optional<std::string_view> PyRequestView::attribute(std::string_view name) 
 
 namespace {
 
-// An ASGI scope's key, interned once (kept for the process's life, as Python's own are).
-PyObject* scope_key(const char* name) { return PyUnicode_InternFromString(name); }
+// The ASGI scope keys the view reads, interned once (kept for the process's life, as Python's
+// own are).
+struct ScopeKeys {
+  PyObject* method = PyUnicode_InternFromString("method");
+  PyObject* query_string = PyUnicode_InternFromString("query_string");
+  PyObject* client = PyUnicode_InternFromString("client");
+  PyObject* headers = PyUnicode_InternFromString("headers");
+};
 
-// scope[key] (borrowed), or null.
-PyObject* scope_item(const py::dict& scope, const char* name) {
-  static PyObject* const method = scope_key("method");
-  static PyObject* const query = scope_key("query_string");
-  static PyObject* const client = scope_key("client");
-  static PyObject* const headers = scope_key("headers");
-  const std::string_view n(name);
-  PyObject* key = n == "method"         ? method
-                  : n == "query_string" ? query
-                  : n == "client"       ? client
-                                        : headers;
-  return PyDict_GetItemWithError(scope.ptr(), key);
+// scope[key] (borrowed), or null (with a Python error set if the lookup failed).
+PyObject* scope_item(const py::dict& scope, PyObject* ScopeKeys::*key) {
+  static const ScopeKeys keys;
+  return PyDict_GetItemWithError(scope.ptr(), keys.*key);
 }
 
 // The item `i` of a list or tuple (borrowed), else null: the fast path of an ASGI header pair.
@@ -114,11 +112,12 @@ PyObject* fast_item(PyObject* sequence, Py_ssize_t i) {
 
 ScopeView::ScopeView(const py::dict& scope, std::string_view route)
     : PyRequestView(route), scope_(scope) {
-  if (PyObject* method = scope_item(scope, "method"); method && is_text(method))
+  if (PyObject* method = scope_item(scope, &ScopeKeys::method); method && is_text(method))
     method_ = text_of(py::reinterpret_borrow<py::object>(method));
-  if (PyObject* query = scope_item(scope, "query_string"); query && is_text(query))
+  if (PyObject* query = scope_item(scope, &ScopeKeys::query_string); query && is_text(query))
     query_ = text_of(py::reinterpret_borrow<py::object>(query));
-  if (PyObject* client = scope_item(scope, "client"); client != nullptr && client != Py_None) {
+  if (PyObject* client = scope_item(scope, &ScopeKeys::client);
+      client != nullptr && client != Py_None) {
     const py::object host = py::reinterpret_borrow<py::sequence>(client)[0];
     if (PyUnicode_Check(host.ptr())) peer_ = text_of(host);  // the tuple keeps it alive
   }
@@ -128,7 +127,7 @@ ScopeView::ScopeView(const py::dict& scope, std::string_view route)
 const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::headers() const {
   if (headers_) return *headers_;
   auto& out = headers_.emplace();
-  PyObject* raw = scope_item(scope_, "headers");
+  PyObject* raw = scope_item(scope_, &ScopeKeys::headers);
   if (raw == nullptr) {
     if (PyErr_Occurred()) throw py::error_already_set();
     return out;

@@ -8,7 +8,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
-#include <deque>
+#include <forward_list>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -66,11 +66,13 @@ class PyRequestView : public http::RequestView {
   virtual py::object state() const = 0;
   virtual py::object user() const = 0;
   // Keeps text the view hands out for as long as the view lives.
-  std::string_view keep(std::string text) const { return kept_.emplace_back(std::move(text)); }
+  std::string_view keep(std::string text) const { return kept_.emplace_front(std::move(text)); }
 
  private:
   std::string_view route_;
-  mutable std::deque<std::string> kept_;
+  // A forward_list: nothing allocated for a view that keeps nothing (the usual scope), and
+  // the strings never move.
+  mutable std::forward_list<std::string> kept_;
 };
 
 // An ASGI scope (the middleware's and the dependency's requests): method, client, raw headers,
