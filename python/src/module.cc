@@ -33,6 +33,18 @@
 
 namespace py = pybind11;
 
+namespace {
+
+// An optional Bridge, taken as a handle: pybind11 accepts None for a pointer to a bound class
+// only in its second, converting pass over all the arguments, after probing None's type for
+// another module's class (an AttributeError raised and formatted on every call). The
+// in-process store's calls pass None.
+pacer::python::Bridge* bridge_or_null(const py::handle& bridge) {
+  return bridge.is_none() ? nullptr : &bridge.cast<pacer::python::Bridge&>();
+}
+
+}  // namespace
+
 PYBIND11_MODULE(_pacer, m) {
   using namespace pacer::python;
   namespace http = pacer::http;
@@ -149,7 +161,7 @@ PYBIND11_MODULE(_pacer, m) {
 
   py::class_<HeaderSend>(m, "HeaderSend",
                          "An ASGI send adding the verdict's headers to http.response.start.")
-      .def(py::init<py::object, py::list>(), py::arg("send"), py::arg("headers"))
+      .def(py::init<py::object, const py::list&>(), py::arg("send"), py::arg("headers"))
       .def("__call__", &HeaderSend::operator(), py::arg("message"));
 
   py::class_<Bridge>(m, "Bridge")
@@ -179,17 +191,31 @@ PYBIND11_MODULE(_pacer, m) {
       .def_property_readonly("completes_inline", &Engine::completes_inline)
       .def_property_readonly("io_mode", &Engine::io_mode)
       .def_property_readonly("prefix", &Engine::prefix)
-      .def("check", &Engine::check, py::arg("rule"), py::arg("request"), py::arg("route"),
-           py::arg("bridge"), py::arg("future"), py::arg("headers") = py::none())
+      .def(
+          "check",
+          [](Engine& e, const CompiledRule& rule, const py::object& request, std::string_view route,
+             const py::handle& bridge, py::object future, std::optional<HeaderFlag> headers) {
+            return e.check(rule, request, route, bridge_or_null(bridge), std::move(future),
+                           headers);
+          },
+          py::arg("rule"), py::arg("request"), py::arg("route"), py::arg("bridge"),
+          py::arg("future"), py::arg("headers") = py::none())
       .def(
           "submit",
           [](Engine& e, const NativePolicy& p, const std::string& key, std::int64_t cost,
-             Bridge* bridge, py::object future) {
-            return e.submit(p, key, cost, bridge, std::move(future), std::nullopt);
+             const py::handle& bridge, py::object future) {
+            return e.submit(p, key, cost, bridge_or_null(bridge), std::move(future), std::nullopt);
           },
           py::arg("policy"), py::arg("key"), py::arg("cost"), py::arg("bridge"), py::arg("future"))
-      .def("admit", &Engine::admit, py::arg("rule"), py::arg("request"), py::arg("route"),
-           py::arg("headers"), py::arg("bridge"), py::arg("future"), py::arg("send"))
+      .def(
+          "admit",
+          [](Engine& e, const CompiledRule& rule, const py::object& request, std::string_view route,
+             HeaderFlag headers, const py::handle& bridge, py::object future, py::object send) {
+            return e.admit(rule, request, route, headers, bridge_or_null(bridge), std::move(future),
+                           std::move(send));
+          },
+          py::arg("rule"), py::arg("request"), py::arg("route"), py::arg("headers"),
+          py::arg("bridge"), py::arg("future"), py::arg("send"))
       .def("check_blocking", &Engine::check_blocking, py::arg("rule"), py::arg("scope"),
            py::arg("identity"), py::arg("cost"), py::arg("peek") = false)
       .def("reset", &Engine::reset, py::arg("rule"), py::arg("scope"), py::arg("identity"))

@@ -61,10 +61,52 @@ HeaderChoice HeaderChoice::of(HeaderFlag flags) {
           has(flags, HeaderFlag::kXRateLimitPolicy)};
 }
 
+namespace {
+
+// ASCII case-insensitive equality of a header name as sent and one of ours (lower case).
+bool same_name(std::string_view sent, std::string_view ours) {
+  if (sent.size() != ours.size()) return false;
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    const char c = sent[i];
+    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != ours[i]) return false;
+  }
+  return true;
+}
+
+std::string_view bytes_view(PyObject* bytes) {
+  return {PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes))};
+}
+
+// The ASGI name of a header: its lower-case bytes, made once per name and kept (the names are a
+// handful of constants: RateLimit-*, X-RateLimit-*, Retry-After). GIL held.
+py::object asgi_name(std::string_view name) {
+  struct Known {
+    std::string name;
+    PyObject* bytes;
+  };
+  static auto* known = new std::vector<Known>();  // never destroyed: outlives the interpreter
+  for (const Known& k : *known) {
+    if (k.name == name) return py::reinterpret_borrow<py::object>(k.bytes);
+  }
+  py::bytes bytes(lower(name));
+  if (known->size() < 16) known->push_back({std::string(name), bytes.inc_ref().ptr()});
+  return bytes;
+}
+
+// An interned key of ASGI messages, made once and kept. GIL held.
+PyObject* message_key(const char* text) { return PyUnicode_InternFromString(text); }
+
+}  // namespace
+
 py::list asgi_headers(const NativePolicy& p, const Decision& d, HeaderChoice choice) {
-  py::list out;
-  for (const auto& [name, value] : header_list(p, d, choice))
-    out.append(py::make_tuple(py::bytes(lower(name)), py::bytes(value)));
+  const http::HeaderList headers = header_list(p, d, choice);
+  py::list out(headers.size());
+  std::size_t i = 0;
+  for (const auto& [name, value] : headers) {
+    PyObject* pair = PyTuple_Pack(2, asgi_name(name).ptr(), py::bytes(value).ptr());
+    if (pair == nullptr) throw py::error_already_set();
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i++), pair);  // steals `pair`
+  }
   return out;
 }
 
@@ -76,44 +118,82 @@ std::vector<std::pair<std::string, std::string>> named_headers(const NativePolic
   return out;
 }
 
-HeaderSend::HeaderSend(py::object send, py::list headers)
-    : send_(std::move(send)), headers_(std::move(headers)) {
-  for (const py::handle pair : headers_) {
-    const py::object name = py::reinterpret_borrow<py::sequence>(pair)[0];
+HeaderSend::HeaderSend(py::object send, const py::list& headers) : send_(std::move(send)) {
+  // A list of our own, of (lower-case bytes, value) tuples: compared on every
+  // http.response.start, and out of reach of the caller's later changes to `headers`.
+  for (const py::handle pair : headers) {
+    const auto fields = py::reinterpret_borrow<py::sequence>(pair);
+    const py::object name = fields[0];
     if (!PyBytes_Check(name.ptr())) throw py::type_error("HeaderSend: header names must be bytes");
-    names_.push_back(lower(std::string_view(
-        PyBytes_AS_STRING(name.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr())))));
+    headers_.append(py::make_tuple(py::bytes(lower(bytes_view(name.ptr()))), fields[1]));
   }
 }
 
+HeaderSend HeaderSend::rendered(py::object send, py::list headers) {
+  HeaderSend out;
+  out.send_ = std::move(send);
+  out.headers_ = std::move(headers);
+  return out;
+}
+
+bool HeaderSend::ours(const py::handle& name) const {
+  if (!PyBytes_Check(name.ptr())) {
+    // Not bytes (an app breaking the ASGI spec): Python's comparison, which a str never passes;
+    // its lower() must still exist, as it did for the Python wrapper.
+    const py::object low = name.attr("lower")();
+    for (const py::handle pair : headers_) {
+      if (low.equal(py::reinterpret_borrow<py::sequence>(pair)[0])) return true;
+    }
+    return false;
+  }
+  const std::string_view sent = bytes_view(name.ptr());
+  for (const py::handle pair : headers_) {  // tuples of bytes (the constructors)
+    if (same_name(sent, bytes_view(PyTuple_GET_ITEM(pair.ptr(), 0)))) return true;
+  }
+  return false;
+}
+
 py::object HeaderSend::operator()(const py::object& message) const {
-  const py::object type = message["type"];
-  if (PyUnicode_Check(type.ptr()) &&
-      PyUnicode_CompareWithASCIIString(type.ptr(), "http.response.start") == 0) {
+  // Two messages per response pass here: C-API lookups with interned keys, no Python frame.
+  static PyObject* const type_key = message_key("type");
+  static PyObject* const headers_key = message_key("headers");
+  const bool is_dict = PyDict_Check(message.ptr()) != 0;
+  PyObject* type = is_dict ? PyDict_GetItemWithError(message.ptr(), type_key) : nullptr;
+  py::object generic_type;
+  if (!is_dict) {
+    generic_type = message[py::handle(type_key)];
+    type = generic_type.ptr();
+  } else if (type == nullptr) {
+    // As message["type"]: a message without one is a KeyError.
+    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, type_key);
+    throw py::error_already_set();
+  }
+  if (type != nullptr && PyUnicode_Check(type) &&
+      PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0) {
     // As Python's [h for h in message.get("headers", ()) if h[0].lower() not in names]
     // + headers.
     py::list merged;
-    const py::object existing = message.attr("get")("headers", py::tuple());
+    py::object existing;
+    if (is_dict) {
+      PyObject* found = PyDict_GetItemWithError(message.ptr(), headers_key);  // borrowed
+      if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
+      existing = found != nullptr ? py::reinterpret_borrow<py::object>(found) : py::tuple();
+    } else {
+      existing = message.attr("get")(py::handle(headers_key), py::tuple());
+    }
     for (const py::handle field : existing) {
-      const py::object name = py::reinterpret_borrow<py::sequence>(field)[0];
-      bool replaced = false;
-      if (PyBytes_Check(name.ptr())) {
-        const std::string low = lower(std::string_view(
-            PyBytes_AS_STRING(name.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(name.ptr()))));
-        for (const std::string& ours : names_) replaced = replaced || ours == low;
-      } else {
-        // Not bytes (an app breaking the ASGI spec): Python's comparison, which a str never
-        // passes; its lower() must still exist, as it did for the Python wrapper.
-        const py::object low = name.attr("lower")();
-        for (const py::handle ours : headers_)
-          replaced = replaced || low.equal(py::reinterpret_borrow<py::sequence>(ours)[0]);
-      }
-      if (!replaced) merged.append(field);
+      const py::object name =
+          PyTuple_Check(field.ptr())
+              ? py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(field.ptr(), 0))
+              : py::object(py::reinterpret_borrow<py::sequence>(field)[0]);
+      if (!ours(name)) merged.append(field);
     }
     for (const py::handle pair : headers_) merged.append(pair);
-    message["headers"] = merged;
+    message[py::handle(headers_key)] = merged;
   }
-  return send_(message);
+  PyObject* awaitable = PyObject_CallOneArg(send_.ptr(), message.ptr());
+  if (awaitable == nullptr) throw py::error_already_set();
+  return py::reinterpret_steal<py::object>(awaitable);
 }
 
 py::object admission(Verdict verdict, const py::object& send) {
@@ -122,7 +202,7 @@ py::object admission(Verdict verdict, const py::object& send) {
       verdict.headers ? py::reinterpret_borrow<py::list>(verdict.headers) : py::list();
   if (send.is_none()) return headers;
   if (headers.empty()) return send;
-  return py::cast(HeaderSend(send, std::move(headers)));
+  return py::cast(HeaderSend::rendered(send, std::move(headers)));
 }
 
 py::bytes Verdict::body(bool nested) const {

@@ -91,15 +91,21 @@ struct Verdict {
 // case) and returns the wrapped send's awaitable, so no Python frame runs per message.
 class HeaderSend {
  public:
-  // `headers`: [(b"ratelimit-limit", b"10"), ...], names in lower case.
-  HeaderSend(py::object send, py::list headers);
+  // `headers`: [(b"ratelimit-limit", b"10"), ...]; names are bytes (py::type_error if not),
+  // copied in lower case.
+  HeaderSend(py::object send, const py::list& headers);
+  // `headers` as asgi_headers() renders them (tuples of bytes, names in lower case): not checked.
+  static HeaderSend rendered(py::object send, py::list headers);
 
   py::object operator()(const py::object& message) const;
 
  private:
+  HeaderSend() = default;
+  // Whether an app's header field named `name` is one of ours (replaced by it).
+  bool ours(const py::handle& name) const;
+
   py::object send_;
   py::list headers_;
-  std::vector<std::string> names_;
 };
 
 // What an admission answers (Engine::admit_scope): a Verdict when the request is refused

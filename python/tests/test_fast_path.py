@@ -41,6 +41,14 @@ async def test_header_send_adds_the_headers_to_the_start_message_only():
     assert sent[2]["headers"] == OURS
 
 
+async def test_header_send_lowers_names_given_in_another_case():
+    sent, send = collecting()
+    wrapped = _pacer.HeaderSend(send, [(b"RateLimit-Limit", b"10"), [b"X-Extra", b"1"]])
+    await wrapped({"type": "http.response.start", "status": 200,
+                   "headers": [[b"ratelimit-limit", b"5"], (b"x-extra", b"0"), (b"a", b"b")]})
+    assert sent[0]["headers"] == [(b"a", b"b"), (b"ratelimit-limit", b"10"), (b"x-extra", b"1")]
+
+
 def test_header_send_returns_the_wrapped_sends_answer():
     marker = object()
     seen = []
