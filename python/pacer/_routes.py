@@ -10,14 +10,19 @@ another method: the router's 405), else no route. Requests that match no route (
 router's trailing-slash redirects) all share one key, `UNMATCHED`: a bucket per unknown path
 would be the same bypass.
 
-No cache: a cache keyed by the concrete path is what a client spelling paths another way would
-fill (and flush). The walk is cheaper than the router's own, which runs after it: a regex per
-route, ~0.15 us each (the README has the numbers).
+No cache of answers: a cache keyed by the concrete path is what a client spelling paths another
+way would fill (and flush). What the middleware keeps instead is the route list compiled
+(`RouteMatcher`): each run of plain routes (Starlette's `Route` and FastAPI's `APIRoute`) becomes
+one regular expression of their own patterns, tried once against "METHOD path" for the first
+full match and, only on a miss, once against the path for the first partial one, so a request
+costs one or two regex calls instead of a Python step per route (docs/PERFORMANCE.md, issue 23).
+Mounts, hosts and other route classes keep their place in the order and are matched as before.
 """
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+import re
+from typing import Any, Dict, List, Optional, Tuple
 
 try:
     from starlette.routing import Host, Match, Mount, Route
@@ -32,8 +37,8 @@ except ImportError:
         return scope["path"]
 
 # Route classes whose `matches` is Starlette's Route.matches (FastAPI's APIRoute only adds
-# itself to the child scope): for them the walk runs the path regex and the method check
-# itself, without building the child scope Starlette's router needs and the walk does not.
+# itself to the child scope): their path regexes and methods are all that decides, so runs of
+# them are combined (RouteMatcher), and no child scope is built for them.
 _PLAIN_MATCHES = set()
 if Route is not None:
     _PLAIN_MATCHES.add(Route.matches)
@@ -69,42 +74,122 @@ def routes_of(app: Any) -> Optional[List[Any]]:
 def match_template(routes: List[Any], scope: dict) -> str:
     """The template of the route that `scope` (an http scope, not yet routed) reaches through
     `routes`, mount templates included (`/v1/{tenant}` + `/items/{i}`), or UNMATCHED."""
-    if Match is None:
-        return UNMATCHED
-    return _walk(routes, scope, "", 0)
+    return _MATCHER.match(routes, scope)
 
 
-def _walk(routes: List[Any], scope: dict, prefix: str, depth: int) -> str:
-    partial = None
-    path = None
-    method = scope.get("method")
-    for route in routes:
-        if type(route).matches in _PLAIN_MATCHES:
-            if path is None:
-                path = _route_path(scope)
-            if route.path_regex.match(path) is None:
+# A named group of a route's pattern (Starlette writes one per path parameter): made
+# non-capturing when patterns are combined, whose own groups name the route. A literal "(?P<"
+# of a path cannot appear unescaped: re.escape escapes its "(" and "?".
+_NAMED_GROUP = re.compile(r"\(\?P<[A-Za-z_][A-Za-z0-9_]*>")
+
+
+def _combinable(route: Any) -> bool:
+    regex = getattr(route, "path_regex", None)
+    pattern = getattr(regex, "pattern", None)
+    return (isinstance(pattern, str) and pattern.startswith("^") and pattern.endswith("$")
+            and regex.flags == _PLAIN_FLAGS and isinstance(route.path, str)
+            and all(isinstance(m, str) and " " not in m for m in route.methods or ()))
+
+
+_PLAIN_FLAGS = re.compile("").flags
+
+
+class _Run:
+    """Consecutive plain routes as two regular expressions: `full` over "METHOD path" matches
+    the first route whose path and method match (Starlette's Match.FULL), `partial` over the
+    path the first whose path matches (Match.PARTIAL when the method does not). Each route's
+    alternative is the named group `_<index>`, and `templates` maps a match's `lastindex` (the
+    enclosing group closes last) to that route's template."""
+
+    __slots__ = ("full", "partial", "templates")
+
+    def __init__(self, routes: List[Any]) -> None:
+        full, partial = [], []
+        for i, route in enumerate(routes):
+            body = _NAMED_GROUP.sub("(?:", route.path_regex.pattern[1:])
+            methods = ("|".join(re.escape(m) for m in sorted(route.methods))
+                       if route.methods else "[^ ]*")
+            full.append(f"(?P<_{i}>(?:{methods}) {body})")
+            partial.append(f"(?P<_{i}>{body})")
+        self.full = re.compile("|".join(full))
+        self.partial = re.compile("|".join(partial))
+        self.templates = {}
+        for i, route in enumerate(routes):  # one numbering: both have the same groups
+            self.templates[self.full.groupindex[f"_{i}"]] = route.path
+
+
+class RouteMatcher:
+    """match_template for one route list, compiled once (see the module's doc). It keeps the
+    list's routes as they were when compiled and compiles again when the list changes (a route
+    added, removed or replaced); a route object changed in place (its methods, its regex) is
+    not seen. Mounted apps' route lists get matchers of their own, kept here too."""
+
+    def __init__(self) -> None:
+        self._compiled: Dict[int, Tuple[List[Any], List[Any], List[Any]]] = {}
+
+    def match(self, routes: List[Any], scope: dict) -> str:
+        if Match is None:
+            return UNMATCHED
+        return self._walk(routes, scope, "", 0)
+
+    def _segments(self, routes: List[Any]) -> List[Any]:
+        entry = self._compiled.get(id(routes))
+        if entry is not None and entry[0] is routes and entry[1] == routes:
+            return entry[2]
+        segments: List[Any] = []
+        run: List[Any] = []
+        for route in routes + [None]:  # None ends the last run
+            if route is not None and type(route).matches in _PLAIN_MATCHES and _combinable(route):
+                run.append(route)
                 continue
-            if not route.methods or method in route.methods:
-                return prefix + route.path
-            if partial is None:
-                partial = route
-            continue
-        match, child = route.matches(scope)
-        if match is Match.FULL:
-            if isinstance(route, (Mount, Host)):
-                if isinstance(route, Mount):
-                    prefix += route.path
-                inner = route.routes or routes_of(getattr(route, "app", None))
-                if not inner or depth >= _MAX_DEPTH:
-                    # An app without routes (static files, a plain ASGI app): one bucket for it.
-                    return prefix + "/{path:path}"
-                return _walk(inner, {**scope, **child}, prefix, depth + 1)
-            return prefix + _path_of(route)
-        if match is Match.PARTIAL and partial is None:
-            partial = route
-    if partial is not None:
-        return prefix + _path_of(partial)
-    return UNMATCHED
+            if run:
+                try:
+                    segments.append(_Run(run))
+                except re.error:  # patterns that do not combine: matched one by one
+                    segments.extend(run)
+                run = []
+            if route is not None:
+                segments.append(route)
+        if len(self._compiled) >= _MAX_COMPILED:
+            self._compiled.clear()
+        self._compiled[id(routes)] = (routes, list(routes), segments)
+        return segments
+
+    def _walk(self, routes: List[Any], scope: dict, prefix: str, depth: int) -> str:
+        partial = None
+        subject = None
+        path = None
+        for segment in self._segments(routes):
+            if type(segment) is _Run:
+                if subject is None:
+                    path = _route_path(scope)
+                    subject = f"{scope.get('method')} {path}"
+                found = segment.full.match(subject)
+                if found is not None:
+                    return prefix + segment.templates[found.lastindex]
+                if partial is None:
+                    found = segment.partial.match(path)
+                    if found is not None:
+                        partial = segment.templates[found.lastindex]
+                continue
+            match, child = segment.matches(scope)
+            if match is Match.FULL:
+                if isinstance(segment, (Mount, Host)):
+                    if isinstance(segment, Mount):
+                        prefix += segment.path
+                    inner = segment.routes or routes_of(getattr(segment, "app", None))
+                    if not inner or depth >= _MAX_DEPTH:
+                        return prefix + "/{path:path}"
+                    return self._walk(inner, {**scope, **child}, prefix, depth + 1)
+                return prefix + _path_of(segment)
+            if match is Match.PARTIAL and partial is None:
+                partial = _path_of(segment)
+        return prefix + partial if partial is not None else UNMATCHED
+
+
+# How many route lists one RouteMatcher keeps compiled (apps' and their mounts').
+_MAX_COMPILED = 64
+_MATCHER = RouteMatcher()
 
 
 def _path_of(route: Any) -> str:
