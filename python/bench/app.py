@@ -6,6 +6,8 @@ deciding, not of refusing):
   headers     no limiter, but the three RateLimit-* headers it adds (what writing them costs)
   empty-dep   an empty async dependency with limit()'s signature (request, response): what
               FastAPI's dependency solving costs, the baseline of the dep-* modes
+  mw-pass     no limiter, but a pure ASGI middleware that passes every request on: what any
+              middleware costs
   mw-yield    no limiter, but a pure ASGI middleware that suspends every request once on a
               future a loop callback resolves: the least any limiter costs that awaits an
               answer from outside the request (a Redis round trip), with nothing decided
@@ -15,7 +17,8 @@ deciding, not of refusing):
   mw-redis    LimiterMiddleware on Redis (PACER_BENCH_REDIS, the URL)
   dep-memory  Depends(limit(...)) on the in-process store
   dep-redis   Depends(limit(...)) on Redis
-"memory" and "redis" are the old names of mw-memory and mw-redis.
+"memory" and "redis" are the old names of mw-memory and mw-redis. PACER_BENCH_ROUTE_SCOPE sets
+the Limiter's route_scope (default "route", the Limiter's: the middleware matches the route).
 
 PACER_BENCH_DIAG=1 reports event loop stalls and garbage collections on stderr when the
 server stops, PACER_BENCH_PROFILE=<file> writes cProfile statistics (python/bench/diag.py).
@@ -37,7 +40,8 @@ from fastapi.responses import JSONResponse
 
 from pacer import Limiter, LimiterMiddleware, Rate, limit
 
-MODES = ("none", "headers", "empty-dep", "mw-yield", "dep-yield", "mw-memory", "mw-redis", "dep-memory", "dep-redis")
+MODES = ("none", "headers", "empty-dep", "mw-pass", "mw-yield", "dep-yield", "mw-memory",
+         "mw-redis", "dep-memory", "dep-redis")
 _ALIASES = {"memory": "mw-memory", "redis": "mw-redis"}
 
 mode = os.environ.get("PACER_BENCH_MODE", "none")
@@ -51,12 +55,23 @@ dependencies = []
 if mode.endswith(("-memory", "-redis")):
     url = None if mode.endswith("-memory") else os.environ.get("PACER_BENCH_REDIS",
                                                                "redis://127.0.0.1:6379")
-    limiter = Limiter(redis_url=url, app_name="bench")
+    limiter = Limiter(redis_url=url, app_name="bench",
+                      route_scope=os.environ.get("PACER_BENCH_ROUTE_SCOPE", "route"))
     if mode.startswith("mw-"):
         app.add_middleware(LimiterMiddleware, limiter=limiter, policy=_RATE,
                            exclude_paths=["/bench/*"])
     else:
         dependencies = [Depends(limit(_RATE, limiter=limiter))]
+elif mode == "mw-pass":
+
+    class PassMiddleware:
+        def __init__(self, app):
+            self.inner = app
+
+        async def __call__(self, scope, receive, send):
+            await self.inner(scope, receive, send)
+
+    app.add_middleware(PassMiddleware)
 elif mode == "mw-yield":
 
     class YieldMiddleware:

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Instructions per request of the benchmark app called directly (python/bench/asgi_calls.py: no
+# HTTP, no wrk): callgrind counts the whole process with 1,000 and with 3,000 requests, and the
+# difference over 2,000 is one request's instructions. A count, not a time: it does not move
+# with what else the VM runs (wrk's req/s here moves by 10-30% between runs), so a change of a
+# few hundred instructions per request shows.
+#   python/bench/instructions.sh [build-dir]     (default build/release: its python/pacer)
+# Environment: MODES (default: none mw-pass mw-memory empty-dep dep-memory; asgi_calls.py lists
+# the others), BASELINE=<build-dir>: each mode also on that build's package, printed beside.
+# PYTHONHASHSEED is fixed: string hashing changes dict layouts, and with them the counts.
+# Two callgrind runs per mode and build, about 25 s each; both cores are used.
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/../.." && pwd)"
+build="${1:-$repo/build/release}"
+baseline="${BASELINE:-}"
+command -v valgrind >/dev/null || { echo "valgrind is not installed" >&2; exit 2; }
+for dir in "$build" ${baseline:+"$baseline"}; do
+  [ -d "$dir/python/pacer" ] ||
+    { echo "no $dir/python/pacer: build target pacer_python" >&2; exit 2; }
+done
+
+count() {  # build mode requests -> instructions of the whole run
+  PYTHONPATH="$1/python" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 valgrind --tool=callgrind \
+    --callgrind-out-file=/dev/null /usr/bin/python3 "$repo/python/bench/asgi_calls.py" "$2" "$3" \
+    2>&1 | awk '/Collected :/ { print $4 } /usage|Error|Traceback/ { print > "/dev/stderr" }'
+}
+
+per_request() {  # build mode -> instructions per request
+  local small large tmp
+  tmp=$(mktemp)
+  count "$1" "$2" 1000 > "$tmp" &
+  large=$(count "$1" "$2" 3000)
+  wait $!
+  small=$(cat "$tmp")
+  rm -f "$tmp"
+  [ -n "$small" ] && [ -n "$large" ] || { echo "mode $2 failed on $1" >&2; exit 1; }
+  echo $(( (large - small) / 2000 ))
+}
+
+printf '%-12s %14s' mode instructions
+[ -n "$baseline" ] && printf ' %14s %8s' baseline change
+printf '\n'
+for mode in ${MODES:-none mw-pass mw-memory empty-dep dep-memory}; do
+  now=$(per_request "$build" "$mode")
+  printf '%-12s %14s' "$mode" "$now"
+  if [ -n "$baseline" ]; then
+    before=$(per_request "$baseline" "$mode")
+    printf ' %14s %+7.1f%%' "$before" "$(echo "($now - $before) * 100 / $before" | bc -l)"
+  fi
+  printf '\n'
+done
