@@ -134,11 +134,12 @@ class RouteMatcher:
 
     def _segments(self, routes: List[Any]) -> List[Any]:
         entry = self._compiled.get(id(routes))
-        if entry is not None and entry[0] is routes and entry[1] == routes:
+        if (entry is not None and entry[0] is routes
+                and entry[1] == (routes if type(routes) is list else list(routes))):
             return entry[2]
         segments: List[Any] = []
         run: List[Any] = []
-        for route in routes + [None]:  # None ends the last run
+        for route in [*routes, None]:  # None ends the last run
             if route is not None and type(route).matches in _PLAIN_MATCHES and _combinable(route):
                 run.append(route)
                 continue
@@ -179,6 +180,7 @@ class RouteMatcher:
                         prefix += segment.path
                     inner = segment.routes or routes_of(getattr(segment, "app", None))
                     if not inner or depth >= _MAX_DEPTH:
+                        # An app without routes (static files, a plain ASGI app): one bucket.
                         return prefix + "/{path:path}"
                     return self._walk(inner, {**scope, **child}, prefix, depth + 1)
                 return prefix + _path_of(segment)

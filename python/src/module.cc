@@ -40,7 +40,12 @@ namespace {
 // another module's class (an AttributeError raised and formatted on every call). The
 // in-process store's calls pass None.
 pacer::python::Bridge* bridge_or_null(const py::handle& bridge) {
-  return bridge.is_none() ? nullptr : &bridge.cast<pacer::python::Bridge&>();
+  if (bridge.is_none()) return nullptr;
+  if (!py::isinstance<pacer::python::Bridge>(bridge)) {
+    throw py::type_error("bridge must be a pacer._pacer.Bridge or None, got " +
+                         std::string(py::str(py::type::of(bridge).attr("__name__"))));
+  }
+  return &bridge.cast<pacer::python::Bridge&>();
 }
 
 }  // namespace

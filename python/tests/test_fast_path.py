@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse
 
 from pacer import Limiter, LimiterMiddleware, Rate, limit, rate_limit
 from pacer import _pacer
+from pacer.limiter import _as_policy
 
 OURS = [(b"ratelimit-limit", b"10"), (b"ratelimit-remaining", b"9")]
 
@@ -56,6 +57,20 @@ def test_header_send_returns_the_wrapped_sends_answer():
     assert wrapped({"type": "http.response.body", "body": b""}) is marker
     assert wrapped({"type": "http.response.start", "status": 200, "headers": []}) is marker
     assert seen[1]["headers"] == OURS
+
+
+async def test_a_bridge_of_another_type_is_named_in_the_error():
+    limiter = Limiter(redis_url=None, app_name="bad-bridge")
+    engine = await limiter.storage.ready_engine()
+    rule = limiter._rule(_as_policy(Rate(10, "1s"), "bridge"), engine)
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [],
+             "client": ("127.0.0.1", 1)}
+    flags = _pacer.HeaderFlag.EXPOSE
+    for call in (lambda b: engine.admit(rule, scope, "/", flags, b, None, None),
+                 lambda b: engine.check(rule, scope, "/", b, None)):
+        with pytest.raises(TypeError, match="bridge must be a pacer._pacer.Bridge or None, got"):
+            call("not a bridge")
+        assert call(None) is not None  # the next call is answered
 
 
 def test_header_send_bad_input():

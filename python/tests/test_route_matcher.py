@@ -121,6 +121,14 @@ def test_a_changed_route_list_is_compiled_again():
     assert matcher.match(routes, scope) == UNMATCHED
 
 
+def test_a_route_tuple_is_matched_like_a_list():
+    routes = tuple(app_routes())
+    matcher = RouteMatcher()
+    for path in PATHS:
+        scope = scope_of("POST", path, b"x")
+        assert matcher.match(routes, scope) == oracle(routes, dict(scope)), path
+
+
 def test_routes_that_do_not_combine_are_matched_one_by_one():
     case_blind = Route("/CaSe", endpoint)
     case_blind.path_regex = re.compile("^/case$", re.IGNORECASE)  # flags: not combined
