@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "pacer/http/identity.h"
+#include "pacer/http/request_view.h"
 #include "pacer/http/rule.h"
 
 namespace pacer::python {
@@ -62,16 +63,6 @@ HeaderChoice HeaderChoice::of(HeaderFlag flags) {
 }
 
 namespace {
-
-// ASCII case-insensitive equality of a header name as sent and one of ours (lower case).
-bool same_name(std::string_view sent, std::string_view ours) {
-  if (sent.size() != ours.size()) return false;
-  for (std::size_t i = 0; i < sent.size(); ++i) {
-    const char c = sent[i];
-    if ((c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c) != ours[i]) return false;
-  }
-  return true;
-}
 
 std::string_view bytes_view(PyObject* bytes) {
   return {PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes))};
@@ -148,7 +139,7 @@ bool HeaderSend::ours(const py::handle& name) const {
   }
   const std::string_view sent = bytes_view(name.ptr());
   for (const py::handle pair : headers_) {  // tuples of bytes (the constructors)
-    if (same_name(sent, bytes_view(PyTuple_GET_ITEM(pair.ptr(), 0)))) return true;
+    if (http::iequals(sent, bytes_view(PyTuple_GET_ITEM(pair.ptr(), 0)))) return true;
   }
   return false;
 }
@@ -168,8 +159,7 @@ py::object HeaderSend::operator()(const py::object& message) const {
     if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, type_key);
     throw py::error_already_set();
   }
-  if (type != nullptr && PyUnicode_Check(type) &&
-      PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0) {
+  if (PyUnicode_Check(type) && PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0) {
     // As Python's [h for h in message.get("headers", ()) if h[0].lower() not in names]
     // + headers.
     py::list merged;
