@@ -71,12 +71,6 @@ def routes_of(app: Any) -> Optional[List[Any]]:
     return None
 
 
-def match_template(routes: List[Any], scope: dict) -> str:
-    """The template of the route that `scope` (an http scope, not yet routed) reaches through
-    `routes`, mount templates included (`/v1/{tenant}` + `/items/{i}`), or UNMATCHED."""
-    return _MATCHER.match(routes, scope)
-
-
 # A named group of a route's pattern (Starlette writes one per path parameter): made
 # non-capturing when patterns are combined, whose own groups name the route. A literal "(?P<"
 # of a path cannot appear unescaped: re.escape escapes its "(" and "?".
@@ -99,9 +93,17 @@ class _Run:
     the first route whose path and method match (Starlette's Match.FULL), `partial` over the
     path the first whose path matches (Match.PARTIAL when the method does not). Each route's
     alternative is the named group `_<index>`, and `templates` maps a match's `lastindex` (the
-    enclosing group closes last) to that route's template."""
+    enclosing group closes last) to that route's template.
 
-    __slots__ = ("full", "partial", "templates")
+    `static` answers most requests without a regex: a route without parameters (`/ping`)
+    matches its own path and nothing else, so its path is a dict key, mapped to the
+    (methods, template) of every such route of that path in order. A path is left out when a
+    route with parameters before one of them matches it too (`/items/{i}` before
+    `/items/new`): then the order decides, and the regexes do. A dict entry whose methods do not
+    match is a partial match at most, and also left to the regexes (a later route with
+    parameters may match in full)."""
+
+    __slots__ = ("full", "partial", "templates", "static")
 
     def __init__(self, routes: List[Any]) -> None:
         full, partial = [], []
@@ -116,6 +118,30 @@ class _Run:
         self.templates = {}
         for i, route in enumerate(routes):  # one numbering: both have the same groups
             self.templates[self.full.groupindex[f"_{i}"]] = route.path
+        self.static: Dict[str, List[Tuple[Optional[frozenset], str]]] = {}
+        shadowed = set()
+        with_parameters: List[Any] = []
+        for route in routes:
+            if not _literal(route):
+                with_parameters.append(route)
+                continue
+            path = route.path
+            if path in shadowed:
+                continue
+            if any(earlier.path_regex.match(path) for earlier in with_parameters):
+                shadowed.add(path)
+                self.static.pop(path, None)
+                continue
+            methods = frozenset(route.methods) if route.methods else None
+            self.static.setdefault(path, []).append((methods, path))
+
+
+def _literal(route: Any) -> bool:
+    """Whether `route` (a plain one) matches exactly one path, its own: no parameters, and its
+    pattern is the escaped path (a newline is left out: `$` also matches before one)."""
+    path = route.path
+    return ("\n" not in path and not getattr(route, "param_convertors", None)
+            and route.path_regex.pattern == f"^{re.escape(path)}$")
 
 
 class RouteMatcher:
@@ -127,10 +153,48 @@ class RouteMatcher:
     def __init__(self) -> None:
         self._compiled: Dict[int, Tuple[List[Any], List[Any], List[Any]]] = {}
 
-    def match(self, routes: List[Any], scope: dict) -> str:
+    def match(self, routes: List[Any], scope: dict, prefix: str = "", depth: int = 0) -> str:
+        """match_template: the first full match in `routes`' order (`prefix`: the templates of
+        the mounts crossed, `depth` of them), else the first partial one, else UNMATCHED."""
         if Match is None:
             return UNMATCHED
-        return self._walk(routes, scope, "", 0)
+        partial = None
+        subject = None
+        path = None
+        for segment in self._segments(routes):
+            if type(segment) is _Run:
+                if path is None:
+                    path = _route_path(scope)
+                entry = segment.static.get(path)
+                if entry is not None:
+                    method = scope.get("method")
+                    for methods, template in entry:
+                        if methods is None or method in methods:
+                            return prefix + template
+                if subject is None:
+                    subject = f"{scope.get('method')} {path}"
+                found = segment.full.match(subject)
+                if found is not None:
+                    return prefix + segment.templates[found.lastindex]
+                if partial is None:
+                    found = segment.partial.match(path)
+                    if found is not None:
+                        partial = segment.templates[found.lastindex]
+                continue
+            match, child = segment.matches(scope)
+            if match is Match.FULL:
+                if isinstance(segment, (Mount, Host)):
+                    if isinstance(segment, Mount):
+                        prefix += segment.path
+                    inner = segment.routes or routes_of(getattr(segment, "app", None))
+                    if not inner or depth >= _MAX_DEPTH:
+                        # An app without routes (static files, a plain ASGI app): one bucket.
+                        return prefix + "/{path:path}"
+                    return self.match(inner, {**scope, **child}, prefix, depth + 1)
+                return prefix + _path_of(segment)
+            if match is Match.PARTIAL and partial is None:
+                partial = _path_of(segment)
+        return prefix + partial if partial is not None else UNMATCHED
 
     def _segments(self, routes: List[Any]) -> List[Any]:
         entry = self._compiled.get(id(routes))
@@ -156,42 +220,14 @@ class RouteMatcher:
         self._compiled[id(routes)] = (routes, list(routes), segments)
         return segments
 
-    def _walk(self, routes: List[Any], scope: dict, prefix: str, depth: int) -> str:
-        partial = None
-        subject = None
-        path = None
-        for segment in self._segments(routes):
-            if type(segment) is _Run:
-                if subject is None:
-                    path = _route_path(scope)
-                    subject = f"{scope.get('method')} {path}"
-                found = segment.full.match(subject)
-                if found is not None:
-                    return prefix + segment.templates[found.lastindex]
-                if partial is None:
-                    found = segment.partial.match(path)
-                    if found is not None:
-                        partial = segment.templates[found.lastindex]
-                continue
-            match, child = segment.matches(scope)
-            if match is Match.FULL:
-                if isinstance(segment, (Mount, Host)):
-                    if isinstance(segment, Mount):
-                        prefix += segment.path
-                    inner = segment.routes or routes_of(getattr(segment, "app", None))
-                    if not inner or depth >= _MAX_DEPTH:
-                        # An app without routes (static files, a plain ASGI app): one bucket.
-                        return prefix + "/{path:path}"
-                    return self._walk(inner, {**scope, **child}, prefix, depth + 1)
-                return prefix + _path_of(segment)
-            if match is Match.PARTIAL and partial is None:
-                partial = _path_of(segment)
-        return prefix + partial if partial is not None else UNMATCHED
-
 
 # How many route lists one RouteMatcher keeps compiled (apps' and their mounts').
 _MAX_COMPILED = 64
 _MATCHER = RouteMatcher()
+# match_template(routes, scope): the template of the route that `scope` (an http scope, not yet
+# routed) reaches through `routes`, mount templates included (`/v1/{tenant}` + `/items/{i}`), or
+# UNMATCHED. The shared matcher's method itself: no call in between.
+match_template = _MATCHER.match
 
 
 def _path_of(route: Any) -> str:

@@ -295,6 +295,7 @@ class Limiter:
         self.on_error = on_error
         self.extractor = extractor
         self._rules: Dict[Any, Any] = {}  # Limiter._rule's cache
+        self._gates: Dict[int, Any] = {}  # Limiter._gate's cache
         tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
                "tls_key_file": tls_key_file, "tls_verify": tls_verify,
                "tls_server_name": tls_server_name}
@@ -307,6 +308,13 @@ class Limiter:
                                           io=io)
         self._metrics = _LiveMetrics(self.storage)
         _engines.add(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # The settings are public attributes, read by the middleware and the dependency on every
+        # request. What they compile to (a Gate: the engine, the rule, the header flags) is kept
+        # with the `_version` it was made at, and made again once any attribute was set since.
+        object.__setattr__(self, name, value)
+        object.__setattr__(self, "_version", self.__dict__.get("_version", 0) + 1)
 
     # -- hooks: callables always (no-ops by default), so `old = limiter.on_decision` can be
     # chained; None sets the no-op again ----------------------------------------------------
@@ -379,6 +387,19 @@ class Limiter:
         # The references keep the ids unique while the entry lives.
         self._rules[slot] = (policy, engine, scope, selector, rule)
         return rule
+
+    def _gate(self, policy: Policy, engine: Any) -> Any:
+        """The engine's admission for `policy` under the settings now (`_pacer.Gate`: the rule
+        and the header flags bound), cached per policy until a setting changes."""
+        hit = self._gates.get(id(policy))
+        if (hit is not None and hit[0] == self._version and hit[1] is policy
+                and hit[2] is engine):
+            return hit[3]
+        gate = _pacer.Gate(engine, self._rule(policy, engine), self._header_flags())
+        if len(self._gates) >= _MAX_RULES:
+            self._gates.clear()
+        self._gates[id(policy)] = (self._version, policy, engine, gate)  # not a setattr
+        return gate
 
     def _request_path(self, request: Any) -> str:
         """What a routed request is keyed by under `route_scope`: the route template for
@@ -558,16 +579,15 @@ class Limiter:
             path = template if template is not None else self._request_path(request)
         elif route_scope != "app":
             path = self._request_path(request)
-        rule = self._rule(policy, engine)
+        gate = self._gate(policy, engine)
         # A built-in selector reads the scope in C++; a function gets the Request itself.
         subject = scope if self.extractor is None and type(policy.key) is str else request
         try:
             if engine.completes_inline:
-                return engine.admit(rule, subject, path, self._header_flags(), None, None, None)
+                return gate(subject, path, None)
             loop = asyncio.get_running_loop()
             future = loop.create_future()
-            answer = engine.admit(rule, subject, path, self._header_flags(), bridge_for(loop),
-                                  future, None)
+            answer = gate(subject, path, None, bridge_for(loop), future)
         except _pacer.IdentityMissing:
             raise IdentityMissing(policy) from None
         return await future if answer is None else answer

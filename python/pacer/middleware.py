@@ -6,8 +6,8 @@ this class only reads the ASGI scope and writes ASGI messages.
 
 from __future__ import annotations
 
-import asyncio
-from typing import Any, Iterable, List, Optional, Union
+from asyncio import get_running_loop
+from typing import Any, Iterable, List, Optional, Tuple, Union
 
 from .limiter import (_TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
                       check_failure_log)
@@ -61,6 +61,9 @@ class LimiterMiddleware:
         # The app's route list, found on the first request (one way needs its scope); None:
         # there is none, False: not looked up yet.
         self._routes: Any = False
+        self._plan: Optional[Tuple[Any, ...]] = None  # _plan_now's, while it holds
+        self._loop: Any = None  # the event loop of the last Redis decision, and its Bridge
+        self._loop_bridge: Any = None
 
     def _excluded(self, method: str, path: str) -> bool:
         return (method in self.exclude_methods or path in self._exact
@@ -95,6 +98,39 @@ class LimiterMiddleware:
             node = getattr(node, "app", None)
         return None
 
+    def _plan_now(self, limiter: Limiter) -> Tuple[Any, ...]:
+        """What the settings make of a request now: (the limiter's settings version, our own
+        `policy`, the engine, the Gate or None, keyed by a route template, decided in process).
+        With no Gate a request takes the general path (`_general`): no policy, hooks to call,
+        or an engine not started. Kept in `_plan` once the engine has started."""
+        storage = limiter.storage
+        engine = storage._engine
+        policy = self.policy or limiter.default_policy
+        warm = engine is not None and storage._warm
+        gate = None
+        if warm and policy is not None and not limiter._has_hooks():
+            gate = limiter._gate(policy, engine)
+        plan = (limiter._version, self.policy, engine, gate,
+                limiter.route_scope in _TEMPLATE_SCOPES, warm and engine.completes_inline)
+        # Not kept before the engine has started (it would outlive the start), nor the one
+        # before (it would keep an old engine alive).
+        self._plan = plan if warm else None
+        return plan
+
+    async def _general(self, scope: dict, path: str, limiter: Limiter) -> Any:
+        policy = self.policy or limiter.default_policy
+        if policy is None:
+            raise ValueError("No policy provided and no default policy configured")
+        if limiter.route_scope in _TEMPLATE_SCOPES:
+            path = self._key_path(scope, path)
+        return await limiter._check_scope(scope, path, policy)
+
+    def _bridge(self, loop: Any) -> Any:
+        if loop is not self._loop:
+            self._loop_bridge = bridge_for(loop)
+            self._loop = loop
+        return self._loop_bridge
+
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -104,34 +140,29 @@ class LimiterMiddleware:
             await self.app(scope, receive, send)
             return
         limiter = self.limiter
-        policy = self.policy or limiter.default_policy
         try:
-            if policy is None:
-                raise ValueError("No policy provided and no default policy configured")
-            if limiter.route_scope in _TEMPLATE_SCOPES:
-                path = self._key_path(scope, path)
-            storage = limiter.storage
-            engine = storage._engine
-            if engine is not None and not limiter._has_hooks():
-                # The common case in one call into C++: the identity from the scope (by the
-                # policy's rule), the decision, and for an admitted request `send` wrapped to add
-                # the headers (a C++ callable: no Python frame per message). A Verdict means
-                # refused.
-                rule = limiter._rule(policy, engine)
-                if engine.completes_inline:
-                    answer = engine.admit(rule, scope, path, limiter._header_flags(), None, None,
-                                          send)
-                elif storage._warm:
-                    loop = asyncio.get_running_loop()
+            plan = self._plan
+            if (plan is None or plan[0] != limiter._version or plan[1] is not self.policy
+                    or plan[2] is not limiter.storage._engine):
+                plan = self._plan_now(limiter)
+            gate = plan[3]
+            if gate is None:
+                answer = await self._general(scope, path, limiter)
+            else:
+                # The common case in one call into C++ (docs/DESIGN.md §1): the identity from the
+                # scope (by the policy's rule), the decision, and for an admitted request `send`
+                # wrapped to add the headers (a C++ callable: no Python frame per message). A
+                # Verdict means refused.
+                if plan[4]:
+                    path = self._key_path(scope, path)
+                if plan[5]:
+                    answer = gate(scope, path, send)
+                else:
+                    loop = get_running_loop()
                     future = loop.create_future()
-                    answer = engine.admit(rule, scope, path, limiter._header_flags(),
-                                          bridge_for(loop), future, send)
+                    answer = gate(scope, path, send, self._bridge(loop), future)
                     if answer is None:
                         answer = await future
-                else:
-                    answer = await limiter._check_scope(scope, path, policy)
-            else:
-                answer = await limiter._check_scope(scope, path, policy)
         except _pacer.IdentityMissing:
             await _answer(send, 401, _pacer.IDENTITY_MISSING_BODY, [])
             return

@@ -108,6 +108,15 @@ void complete_call(Call* call, const Decision& decision, std::string error) noex
   bridge->push(call);
 }
 
+Bridge* bridge_or_null(const py::handle& bridge) {
+  if (bridge.is_none()) return nullptr;
+  if (!py::isinstance<Bridge>(bridge)) {
+    throw py::type_error("bridge must be a pacer._pacer.Bridge or None, got " +
+                         std::string(Py_TYPE(bridge.ptr())->tp_name));
+  }
+  return &bridge.cast<Bridge&>();
+}
+
 Bridge::Bridge(const py::object& loop)
     : core_(std::make_shared<BridgeCore>()),
       loop_(py::module_::import("weakref").attr("ref")(loop)) {}

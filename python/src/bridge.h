@@ -87,6 +87,14 @@ struct BridgeCore {
 // Under the GIL: resolves every queued future of `core` (and ends a hold()). Returns how many.
 std::size_t deliver(BridgeCore& core);
 
+// An optional Bridge given from Python: null for None, else the Bridge; py::type_error naming
+// anything else. (Taken as a handle: pybind11 accepts None for a pointer to a bound class only in
+// its second, converting pass over all the arguments, after probing None's type for another
+// module's class, an AttributeError raised and formatted on every call. The in-process store's
+// calls pass None.)
+class Bridge;
+Bridge* bridge_or_null(const py::handle& bridge);
+
 // One per event loop (python/pacer/_bridge.py).
 class Bridge {
  public:

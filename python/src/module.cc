@@ -21,6 +21,7 @@
 
 #include "bridge.h"
 #include "engine.h"
+#include "fast_path.h"
 #include "log_queue.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/response.h"
@@ -32,23 +33,6 @@
 #include "request_view.h"
 
 namespace py = pybind11;
-
-namespace {
-
-// An optional Bridge, taken as a handle: pybind11 accepts None for a pointer to a bound class
-// only in its second, converting pass over all the arguments, after probing None's type for
-// another module's class (an AttributeError raised and formatted on every call). The
-// in-process store's calls pass None.
-pacer::python::Bridge* bridge_or_null(const py::handle& bridge) {
-  if (bridge.is_none()) return nullptr;
-  if (!py::isinstance<pacer::python::Bridge>(bridge)) {
-    throw py::type_error("bridge must be a pacer._pacer.Bridge or None, got " +
-                         std::string(py::str(py::type::of(bridge).attr("__name__"))));
-  }
-  return &bridge.cast<pacer::python::Bridge&>();
-}
-
-}  // namespace
 
 PYBIND11_MODULE(_pacer, m) {
   using namespace pacer::python;
@@ -164,10 +148,8 @@ PYBIND11_MODULE(_pacer, m) {
            })
       .def("body", &Verdict::body, py::arg("nested") = false);
 
-  py::class_<HeaderSend>(m, "HeaderSend",
-                         "An ASGI send adding the verdict's headers to http.response.start.")
-      .def(py::init<py::object, const py::list&>(), py::arg("send"), py::arg("headers"))
-      .def("__call__", &HeaderSend::operator(), py::arg("message"));
+  // HeaderSend and Gate: the per-request callables, on the C API (fast_path.h).
+  add_fast_path(m);
 
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<const py::object&>(), py::arg("loop"))

@@ -3,8 +3,8 @@
 
 #include <chrono>
 
+#include "fast_path.h"
 #include "pacer/http/identity.h"
-#include "pacer/http/request_view.h"
 #include "pacer/http/rule.h"
 
 namespace pacer::python {
@@ -29,13 +29,6 @@ http::HeaderList header_list(const NativePolicy& p, const Decision& d, HeaderCho
   return out;
 }
 
-std::string lower(std::string_view text) {
-  std::string out(text);
-  for (char& c : out)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return out;
-}
-
 bool has(HeaderFlag flags, HeaderFlag flag) {
   return (static_cast<unsigned>(flags) & static_cast<unsigned>(flag)) != 0;
 }
@@ -57,16 +50,19 @@ Decision NativePolicy::told(const Decision& decision) const {
   return shadow ? http::shadow_told(decision) : decision;
 }
 
+std::string ascii_lower(std::string_view text) {
+  std::string out(text);
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return out;
+}
+
 HeaderChoice HeaderChoice::of(HeaderFlag flags) {
   return {has(flags, HeaderFlag::kExpose), has(flags, HeaderFlag::kXRateLimitReset),
           has(flags, HeaderFlag::kXRateLimitPolicy)};
 }
 
 namespace {
-
-std::string_view bytes_view(PyObject* bytes) {
-  return {PyBytes_AS_STRING(bytes), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes))};
-}
 
 // The ASGI name of a header: its lower-case bytes, made once per name and kept (the names are a
 // handful of constants: RateLimit-*, X-RateLimit-*, Retry-After). GIL held.
@@ -79,13 +75,10 @@ py::object asgi_name(std::string_view name) {
   for (const Known& k : *known) {
     if (k.name == name) return py::reinterpret_borrow<py::object>(k.bytes);
   }
-  py::bytes bytes(lower(name));
+  py::bytes bytes(ascii_lower(name));
   if (known->size() < 16) known->push_back({std::string(name), bytes.inc_ref().ptr()});
   return bytes;
 }
-
-// An interned key of ASGI messages, made once and kept. GIL held.
-PyObject* message_key(const char* text) { return PyUnicode_InternFromString(text); }
 
 }  // namespace
 
@@ -109,90 +102,13 @@ std::vector<std::pair<std::string, std::string>> named_headers(const NativePolic
   return out;
 }
 
-HeaderSend::HeaderSend(py::object send, const py::list& headers) : send_(std::move(send)) {
-  // A list of our own, of (lower-case bytes, value) tuples: compared on every
-  // http.response.start, and out of reach of the caller's later changes to `headers`.
-  for (const py::handle pair : headers) {
-    const auto fields = py::reinterpret_borrow<py::sequence>(pair);
-    const py::object name = fields[0];
-    if (!PyBytes_Check(name.ptr())) throw py::type_error("HeaderSend: header names must be bytes");
-    headers_.append(py::make_tuple(py::bytes(lower(bytes_view(name.ptr()))), fields[1]));
-  }
-}
-
-HeaderSend HeaderSend::rendered(py::object send, py::list headers) {
-  HeaderSend out;
-  out.send_ = std::move(send);
-  out.headers_ = std::move(headers);
-  return out;
-}
-
-bool HeaderSend::ours(const py::handle& name) const {
-  if (!PyBytes_Check(name.ptr())) {
-    // Not bytes (an app breaking the ASGI spec): Python's comparison, which a str never passes;
-    // its lower() must still exist, as it did for the Python wrapper.
-    const py::object low = name.attr("lower")();
-    for (const py::handle pair : headers_) {
-      if (low.equal(py::reinterpret_borrow<py::sequence>(pair)[0])) return true;
-    }
-    return false;
-  }
-  const std::string_view sent = bytes_view(name.ptr());
-  for (const py::handle pair : headers_) {  // tuples of bytes (the constructors)
-    if (http::iequals(sent, bytes_view(PyTuple_GET_ITEM(pair.ptr(), 0)))) return true;
-  }
-  return false;
-}
-
-py::object HeaderSend::operator()(const py::object& message) const {
-  // Two messages per response pass here: C-API lookups with interned keys, no Python frame.
-  static PyObject* const type_key = message_key("type");
-  static PyObject* const headers_key = message_key("headers");
-  const bool is_dict = PyDict_Check(message.ptr()) != 0;
-  PyObject* type = is_dict ? PyDict_GetItemWithError(message.ptr(), type_key) : nullptr;
-  py::object generic_type;
-  if (!is_dict) {
-    generic_type = message[py::handle(type_key)];
-    type = generic_type.ptr();
-  } else if (type == nullptr) {
-    // As message["type"]: a message without one is a KeyError.
-    if (!PyErr_Occurred()) PyErr_SetObject(PyExc_KeyError, type_key);
-    throw py::error_already_set();
-  }
-  if (PyUnicode_Check(type) && PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0) {
-    // As Python's [h for h in message.get("headers", ()) if h[0].lower() not in names]
-    // + headers.
-    py::list merged;
-    py::object existing;
-    if (is_dict) {
-      PyObject* found = PyDict_GetItemWithError(message.ptr(), headers_key);  // borrowed
-      if (found == nullptr && PyErr_Occurred()) throw py::error_already_set();
-      existing = found != nullptr ? py::reinterpret_borrow<py::object>(found) : py::tuple();
-    } else {
-      existing = message.attr("get")(py::handle(headers_key), py::tuple());
-    }
-    for (const py::handle field : existing) {
-      const py::object name =
-          PyTuple_Check(field.ptr())
-              ? py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(field.ptr(), 0))
-              : py::object(py::reinterpret_borrow<py::sequence>(field)[0]);
-      if (!ours(name)) merged.append(field);
-    }
-    for (const py::handle pair : headers_) merged.append(pair);
-    message[py::handle(headers_key)] = merged;
-  }
-  PyObject* awaitable = PyObject_CallOneArg(send_.ptr(), message.ptr());
-  if (awaitable == nullptr) throw py::error_already_set();
-  return py::reinterpret_steal<py::object>(awaitable);
-}
-
 py::object admission(Verdict verdict, const py::object& send) {
   if (!verdict.decision.allowed()) return py::cast(std::move(verdict));
   py::list headers =
       verdict.headers ? py::reinterpret_borrow<py::list>(verdict.headers) : py::list();
   if (send.is_none()) return headers;
   if (headers.empty()) return send;
-  return py::cast(HeaderSend::rendered(send, std::move(headers)));
+  return header_send(send, std::move(headers));
 }
 
 py::bytes Verdict::body(bool nested) const {

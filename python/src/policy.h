@@ -68,6 +68,9 @@ struct HeaderRendering {
   HeaderChoice choice;
 };
 
+// `text` with A-Z in lower case.
+std::string ascii_lower(std::string_view text);
+
 // ASGI form: [(b"ratelimit-limit", b"10"), ...]
 py::list asgi_headers(const NativePolicy& p, const Decision& d, HeaderChoice choice);
 
@@ -86,32 +89,10 @@ struct Verdict {
   py::bytes body(bool nested) const;
 };
 
-// The middleware's `send` for an admitted request: adds the verdict's ASGI headers to
-// `http.response.start` (replacing the app's fields of the same names, compared ignoring ASCII
-// case) and returns the wrapped send's awaitable, so no Python frame runs per message.
-class HeaderSend {
- public:
-  // `headers`: [(b"ratelimit-limit", b"10"), ...]; names are bytes (py::type_error if not),
-  // copied in lower case.
-  HeaderSend(py::object send, const py::list& headers);
-  // `headers` as asgi_headers() renders them (tuples of bytes, names in lower case): not checked.
-  static HeaderSend rendered(py::object send, py::list headers);
-
-  py::object operator()(const py::object& message) const;
-
- private:
-  HeaderSend() = default;
-  // Whether an app's header field named `name` is one of ours (replaced by it).
-  bool ours(const py::handle& name) const;
-
-  py::object send_;
-  py::list headers_;
-};
-
-// What an admission answers (Engine::admit_scope): a Verdict when the request is refused
+// What an admission answers (Engine::admit): a Verdict when the request is refused
 // (denied, or unavailable in fail mode "closed"); when it is admitted, `send` wrapped in a
-// HeaderSend (`send` itself when no header is rendered), or without a `send` (None) the
-// rendered ASGI header list.
+// HeaderSend (fast_path.h; `send` itself when no header is rendered), or without a `send` (None)
+// the rendered ASGI header list.
 py::object admission(Verdict verdict, const py::object& send);
 
 // A Decision rebuilt from the seed's RateLimitResult fields, for add_headers on results the

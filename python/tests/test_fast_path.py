@@ -202,3 +202,131 @@ async def test_admission_through_the_bridge(redis_server, app_name):
     assert isinstance(got[0], _pacer.HeaderSend)
     assert isinstance(got[1], _pacer.Verdict) and got[1].outcome == "denied"
     await limiter.shutdown()
+
+
+def test_header_send_takes_the_message_by_keyword_and_nothing_else():
+    seen = []
+    wrapped = _pacer.HeaderSend(seen.append, OURS)
+    wrapped(message={"type": "http.response.start", "status": 200, "headers": []})
+    assert seen[0]["headers"] == OURS
+    for bad in (lambda: wrapped(), lambda: wrapped({}, {}), lambda: wrapped(msg={})):
+        with pytest.raises(TypeError, match="HeaderSend takes one argument, the ASGI message"):
+            bad()
+    with pytest.raises(TypeError, match="header names must be bytes, got str"):
+        _pacer.HeaderSend(seen.append, [("x", b"1")])
+    with pytest.raises(TypeError):  # not iterable
+        _pacer.HeaderSend(seen.append, 5)
+    wrapped({"type": "http.response.body", "body": b""})  # still answers
+    assert len(seen) == 2
+
+
+def test_a_header_send_in_a_reference_cycle_is_collected():
+    import gc
+    import weakref
+
+    class Holder:
+        async def send(self, message):
+            del message
+
+    holder = Holder()
+    holder.wrapped = _pacer.HeaderSend(holder.send, OURS)  # holder -> wrapped -> send -> holder
+    gone = weakref.ref(holder)
+    del holder
+    gc.collect()
+    assert gone() is None
+
+
+async def test_gate_answers_as_admit_and_names_bad_input(app_name):
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    rule = limiter._rule(_as_policy(Rate(2, "1m", burst=1), "gate"), engine)
+    flags = _pacer.HeaderFlag.EXPOSE
+    gate = _pacer.Gate(engine, rule, flags)
+    assert gate.engine is engine and gate.rule is rule
+    scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.3", 1)}
+    sent, send = collecting()
+    assert isinstance(gate(scope, "/g", send), _pacer.HeaderSend)
+    assert [name for name, _ in gate(scope, "/g", None)] == [
+        b"ratelimit-limit", b"ratelimit-remaining", b"ratelimit-reset"]
+    refused = gate(scope, "/g", send, None, None)
+    assert isinstance(refused, _pacer.Verdict) and refused.outcome == "denied"
+    for bad, message in [
+            (lambda: gate(scope, "/g"), "Gate takes .scope, route, send. or"),
+            (lambda: gate(scope, "/g", send, None), "got 4 argument"),
+            (lambda: gate(scope, route="/g", send=send), "got 3 argument"),
+            (lambda: gate(scope, b"/g", send), "route must be a str, got bytes"),
+            (lambda: gate(scope, "/g", send, "no bridge", None),
+             "bridge must be a pacer._pacer.Bridge or None, got str"),
+            (lambda: _pacer.Gate("engine", rule, flags),
+             "engine must be a pacer._pacer.Engine, got str"),
+            (lambda: _pacer.Gate(engine, None, flags), "rule must be a pacer._pacer.Rule, got None"),
+            (lambda: _pacer.Gate(engine, rule, 1), "headers must be a pacer._pacer.HeaderFlag"),
+            (lambda: _pacer.Gate(engine, rule), "Gate.. missing required argument")]:
+        with pytest.raises(TypeError, match=message):
+            bad()
+    with pytest.raises(ValueError, match="surrogates not allowed"):
+        gate(scope, "/\udc80", send)
+    other = Limiter(redis_url=None, app_name=app_name + "-other")
+    foreign = _pacer.Gate(await other.storage.ready_engine(), rule, flags)
+    with pytest.raises(ValueError, match="a rule compiled for app_name"):
+        foreign(scope, "/g", send)
+    # The next request is answered.
+    assert isinstance(gate(scope, "/h", send), _pacer.HeaderSend)
+    await limiter.shutdown()
+    await other.shutdown()
+
+
+def middleware_of(app):
+    node = app.middleware_stack
+    while not isinstance(node, LimiterMiddleware):
+        node = node.app
+    return node
+
+
+async def test_the_middleware_follows_every_setting_changed_between_requests(app_name):
+    """The middleware keeps what the settings compile to (a Gate) until one of them is set
+    again: each change below shows on the very next request."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    app = FastAPI()
+
+    @app.get("/a")
+    async def a():
+        return {"ok": "a"}
+
+    @app.get("/b")
+    async def b():
+        return {"ok": "b"}
+
+    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=Rate(100, "1m", burst=99))
+    async with client(app) as c:
+        r = await c.get("/a")
+        assert r.headers["ratelimit-limit"] == "100" and r.headers["ratelimit-remaining"] == "99"
+        assert "x-ratelimit-reset" not in r.headers
+        limiter.legacy_timestamp_header = True
+        assert "x-ratelimit-reset" in (await c.get("/a")).headers
+        limiter.expose_headers = False
+        assert "ratelimit-limit" not in (await c.get("/a")).headers
+        limiter.expose_headers = True
+        seen = []
+        limiter.on_decision = lambda request, policy, result, ms: seen.append(result.remaining)
+        await c.get("/a")
+        assert seen == [96]
+        limiter.on_decision = None
+        assert (await c.get("/b")).headers["ratelimit-remaining"] == "99"  # a bucket per route
+        limiter.route_scope = "app"
+        assert (await c.get("/a")).headers["ratelimit-remaining"] == "99"  # one for the app
+        assert (await c.get("/b")).headers["ratelimit-remaining"] == "98"
+        middleware_of(app).policy = _as_policy(Rate(7, "1m"), "replaced")
+        assert (await c.get("/a")).headers["ratelimit-limit"] == "7"
+        middleware_of(app).policy = None
+        assert (await c.get("/a")).status_code == 200  # no policy: logged, let through (open)
+        limiter.default_policy = _as_policy(Rate(3, "1m", burst=2), "default")
+        r = await c.get("/a")
+        assert r.headers["ratelimit-limit"] == "3" and r.headers["ratelimit-remaining"] == "2"
+        old = limiter.storage._engine
+        await limiter.shutdown()  # a new engine (and store) on the next request
+        assert (await c.get("/a")).headers["ratelimit-remaining"] == "2"
+        assert limiter.storage._engine is not old
+        await c.get("/a")
+        assert middleware_of(app)._plan[2] is limiter.storage._engine
+    await limiter.shutdown()

@@ -108,6 +108,28 @@ def test_random_paths_agree_with_the_router():
         assert matcher.match(routes, scope) == oracle(routes, dict(scope)), scope
 
 
+def test_routes_without_parameters_keep_the_order():
+    """A path without parameters is looked up in a dict, unless a route with parameters
+    before it matches it too; a method it does not take leaves the order to the regexes."""
+    routes = [Route("/items/{i}", endpoint, methods=["GET"]),
+              Route("/items/new", endpoint, methods=["GET", "POST"]),
+              Route("/x", endpoint, methods=["POST"]), Route("/dup", endpoint, methods=["GET"]),
+              Route("/dup", endpoint, methods=["PUT"]), Route("/open", AsgiApp()),
+              Route("/{p}", endpoint, methods=["GET"]), Route("/late", endpoint)]
+    matcher = RouteMatcher()
+    expected = {("GET", "/items/new"): "/items/{i}", ("POST", "/items/new"): "/items/new",
+                ("GET", "/x"): "/{p}", ("POST", "/x"): "/x", ("DELETE", "/x"): "/x",
+                ("PUT", "/dup"): "/dup", ("GET", "/dup"): "/dup", ("BREW", "/open"): "/open",
+                ("POST", "/open\n"): "/open", ("GET", "/late"): "/{p}", ("POST", "/late"): "/{p}"}
+    for (method, path), template in expected.items():
+        scope = scope_of(method, path)
+        assert oracle(routes, dict(scope)) == template, (method, path)  # the expectation's
+        assert matcher.match(routes, scope) == template, (method, path)
+    (run,) = matcher._segments(routes)
+    # /items/new is shadowed by /items/{i}, /late by /{p}.
+    assert sorted(run.static) == ["/dup", "/open", "/x"]
+
+
 def test_a_changed_route_list_is_compiled_again():
     routes = app_routes()
     matcher = RouteMatcher()

@@ -1,0 +1,31 @@
+// The per-request callables of the Python extension, written against the C API instead of bound
+// with pybind11 (docs/DESIGN.md §1, "Python"). pybind11's dispatcher spends about 1.5k
+// instructions on every call (a function_call record, type lookups by typeid, an argument
+// vector; counted with callgrind: docs/PERFORMANCE.md, issue 23); a request through the
+// middleware makes three of these calls, which are vectorcalls here.
+//
+// - HeaderSend(send, headers): the middleware's ASGI send for an admitted request. It adds the
+//   header block to `http.response.start` (replacing the app's fields of those names, compared
+//   ignoring ASCII case) and returns the wrapped send's awaitable, so no Python frame runs per
+//   message. It takes part in Python's garbage collection: `send` may reach it back.
+// - Gate(engine, rule, headers): Engine.admit bound to one engine, rule and HeaderFlag, which the
+//   middleware makes once per change of the limiter's settings. gate(scope, route, send) answers
+//   an in-process decision as engine.admit(rule, scope, route, headers, None, None, send) does;
+//   gate(scope, route, send, bridge, future) a Redis one. It holds the engine and the rule (plain
+//   pybind11 objects, which never refer back to it), so it is not garbage collected.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+namespace pacer::python {
+
+namespace py = pybind11;
+
+// Adds HeaderSend and Gate to the module `m`.
+void add_fast_path(py::module_& m);
+
+// A HeaderSend of `send` adding `headers`, a list as asgi_headers() renders it (tuples of bytes,
+// names in lower case): taken as it is, not checked.
+py::object header_send(py::object send, py::list headers);
+
+}  // namespace pacer::python
