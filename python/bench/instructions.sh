@@ -6,7 +6,8 @@
 # few hundred instructions per request shows.
 #   python/bench/instructions.sh [build-dir]     (default build/release: its python/pacer)
 # Environment: MODES (default: none mw-pass mw-memory empty-dep dep-memory; asgi_calls.py lists
-# the others), BASELINE=<build-dir>: each mode also on that build's package, printed beside.
+# the others: mw-redis and dep-redis run against a scratch redis-server started here),
+# BASELINE=<build-dir>: each mode also on that build's package, printed beside.
 # PYTHONHASHSEED is fixed: string hashing changes dict layouts, and with them the counts.
 # Two callgrind runs per mode and build, about 25 s each; both cores are used.
 set -euo pipefail
@@ -18,6 +19,20 @@ for dir in "$build" ${baseline:+"$baseline"}; do
   [ -d "$dir/python/pacer" ] ||
     { echo "no $dir/python/pacer: build target pacer_python" >&2; exit 2; }
 done
+
+modes="${MODES:-none mw-pass mw-memory empty-dep dep-memory}"
+case " $modes " in
+  *-redis\ *)
+    command -v redis-server >/dev/null || { echo "redis-server is not installed" >&2; exit 2; }
+    work="$(mktemp -d)"
+    port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+    redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$work" >/dev/null &
+    redis_pid=$!
+    trap 'kill $redis_pid 2>/dev/null; wait $redis_pid 2>/dev/null; rm -rf "$work"' EXIT
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    export PACER_BENCH_REDIS="redis://127.0.0.1:$port"
+    ;;
+esac
 
 count() {  # build mode requests -> instructions of the whole run
   PYTHONPATH="$1/python" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 valgrind --tool=callgrind \
@@ -40,7 +55,7 @@ per_request() {  # build mode -> instructions per request
 printf '%-12s %14s' mode instructions
 [ -n "$baseline" ] && printf ' %14s %8s' baseline change
 printf '\n'
-for mode in ${MODES:-none mw-pass mw-memory empty-dep dep-memory}; do
+for mode in $modes; do
   now=$(per_request "$build" "$mode")
   printf '%-12s %14s' "$mode" "$now"
   if [ -n "$baseline" ]; then

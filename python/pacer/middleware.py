@@ -125,10 +125,10 @@ class LimiterMiddleware:
             path = self._key_path(scope, path)
         return await limiter._check_scope(scope, path, policy)
 
-    def _bridge(self, loop: Any) -> Any:
-        if loop is not self._loop:
-            self._loop_bridge = bridge_for(loop)
-            self._loop = loop
+    def _bind(self, loop: Any) -> Any:
+        """The Bridge of `loop`, kept with it for the next Redis decision."""
+        self._loop_bridge = bridge_for(loop)
+        self._loop = loop
         return self._loop_bridge
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
@@ -160,7 +160,8 @@ class LimiterMiddleware:
                 else:
                     loop = get_running_loop()
                     future = loop.create_future()
-                    answer = gate(scope, path, send, self._bridge(loop), future)
+                    bridge = self._loop_bridge if loop is self._loop else self._bind(loop)
+                    answer = gate(scope, path, send, bridge, future)
                     if answer is None:
                         answer = await future
         except _pacer.IdentityMissing:

@@ -33,6 +33,18 @@ void fail_future(const py::object& future, const char* what) noexcept {
   }
 }
 
+// The future's methods that deliver() calls, by names made once (a call by name otherwise makes
+// the string and a bound method every time). GIL held.
+bool future_done(PyObject* future) {
+  static PyObject* const done_name = PyUnicode_InternFromString("done");
+  PyObject* done = PyObject_CallMethodNoArgs(future, done_name);
+  if (done == nullptr) throw py::error_already_set();
+  const int yes = PyObject_IsTrue(done);
+  Py_DECREF(done);
+  if (yes < 0) throw py::error_already_set();
+  return yes != 0;
+}
+
 }  // namespace
 
 void Call::finish() {
@@ -143,9 +155,13 @@ std::size_t deliver(BridgeCore& core) {
     // Every queued call is delivered or released, whatever happens to one of them.
     try {
       // A cancelled task's future is done already: its answer goes nowhere.
-      if (!future.attr("done")().cast<bool>()) {
+      if (!future_done(future.ptr())) {
         call->finish();
-        future.attr("set_result")(call->result());
+        static PyObject* const set_result_name = PyUnicode_InternFromString("set_result");
+        const py::object result = call->result();
+        PyObject* none = PyObject_CallMethodOneArg(future.ptr(), set_result_name, result.ptr());
+        if (none == nullptr) throw py::error_already_set();
+        Py_DECREF(none);
       }
     } catch (py::error_already_set& e) {
       // set_result on a future whose loop is closed, or out of memory: that one future.

@@ -9,6 +9,7 @@
 #include <system_error>
 #include <utility>
 
+#include "fast_path.h"
 #include "pacer/decision.h"
 #include "pacer/http/identity.h"
 #include "pacer/http/rule.h"
@@ -82,8 +83,8 @@ bool poll_and_deliver(LoopDriver& driver, BridgeCore& core) {
 
 // The event loop's reader on the store's descriptor (loop_driver.h), on `bridge`'s loop.
 // Removes itself once the engine has shut down.
-py::cpp_function loop_reader(const std::shared_ptr<LoopDriver>& driver, const Bridge& bridge) {
-  return py::cpp_function([driver, core = bridge.core(), loop_ref = bridge.loop_ref()] {
+py::object loop_reader(const std::shared_ptr<LoopDriver>& driver, const Bridge& bridge) {
+  return native_callable([driver, core = bridge.core(), loop_ref = bridge.loop_ref()] {
     if (!poll_and_deliver(*driver, *core) && driver->stopped()) {
       const py::object loop = loop_ref();
       if (!loop.is_none()) loop.attr("remove_reader")(driver->descriptor());

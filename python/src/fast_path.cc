@@ -4,6 +4,7 @@
 #include <structmember.h>  // PyMemberDef's T_PYSSIZET and READONLY
 
 #include <cstddef>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -42,6 +43,7 @@ std::string_view bytes_view(PyObject* bytes) {
 // The type objects, made once by add_fast_path (one interpreter per process).
 PyTypeObject* header_send_type = nullptr;
 PyTypeObject* gate_type = nullptr;
+PyTypeObject* native_call_type = nullptr;
 
 // A vectorcall's arguments beyond the positional ones, counted.
 Py_ssize_t keyword_count(PyObject* kwnames) {
@@ -335,6 +337,52 @@ PyType_Spec gate_spec = {"pacer._pacer.Gate", sizeof(GateObject), 0,
                          Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_VECTORCALL,
                          gate_slots};
 
+// ---- NativeCallable ------------------------------------------------------------------------
+
+struct NativeCallObject {
+  PyObject_HEAD vectorcallfunc vectorcall;
+  std::function<void()>* run;  // owned
+};
+
+PyObject* native_call_vectorcall(PyObject* self, PyObject* const*, std::size_t nargsf,
+                                 PyObject* kwnames) noexcept {
+  const Py_ssize_t given = PyVectorcall_NARGS(nargsf) + keyword_count(kwnames);
+  if (given != 0) {
+    PyErr_Format(PyExc_TypeError, "a native callable takes no argument; got %zd", given);
+    return nullptr;
+  }
+  try {
+    (*reinterpret_cast<NativeCallObject*>(self)->run)();
+    Py_RETURN_NONE;
+  } catch (...) {
+    return raise_current();
+  }
+}
+
+void native_call_dealloc(PyObject* self) {
+  PyTypeObject* type = Py_TYPE(self);
+  delete reinterpret_cast<NativeCallObject*>(self)->run;  // what it holds is released here
+  type->tp_free(self);
+  Py_DECREF(type);
+}
+
+PyMemberDef native_call_members[] = {
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(NativeCallObject, vectorcall), READONLY, nullptr},
+    {nullptr, 0, 0, 0, nullptr}};
+
+PyType_Slot native_call_slots[] = {
+    {Py_tp_doc, const_cast<char*>("A C++ function of the engine (its event loop callbacks).")},
+    {Py_tp_dealloc, reinterpret_cast<void*>(native_call_dealloc)},
+    {Py_tp_call, reinterpret_cast<void*>(PyVectorcall_Call)},
+    {Py_tp_members, native_call_members},
+    {0, nullptr}};
+
+// No tp_new: made by native_callable() only.
+PyType_Spec native_call_spec = {"pacer._pacer.NativeCallable", sizeof(NativeCallObject), 0,
+                                Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE |
+                                    Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_DISALLOW_INSTANTIATION,
+                                native_call_slots};
+
 PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec) {
   PyObject* type = PyType_FromSpec(&spec);
   if (type == nullptr) throw py::error_already_set();
@@ -347,10 +395,20 @@ PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec) {
 void add_fast_path(py::module_& m) {
   header_send_type = add_type(m, "HeaderSend", header_send_spec);
   gate_type = add_type(m, "Gate", gate_spec);
+  native_call_type = add_type(m, "NativeCallable", native_call_spec);
 }
 
 py::object header_send(py::object send, py::list headers) {
   return make_header_send(std::move(send), std::move(headers));
+}
+
+py::object native_callable(std::function<void()> run) {
+  auto owned = std::make_unique<std::function<void()>>(std::move(run));
+  auto* self = PyObject_New(NativeCallObject, native_call_type);
+  if (self == nullptr) throw py::error_already_set();
+  self->vectorcall = native_call_vectorcall;
+  self->run = owned.release();
+  return py::reinterpret_steal<py::object>(reinterpret_cast<PyObject*>(self));
 }
 
 }  // namespace pacer::python

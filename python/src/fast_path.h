@@ -13,19 +13,28 @@
 //   an in-process decision as engine.admit(rule, scope, route, headers, None, None, send) does;
 //   gate(scope, route, send, bridge, future) a Redis one. It holds the engine and the rule (plain
 //   pybind11 objects, which never refer back to it), so it is not garbage collected.
+//
+// - A native callable (native_callable()): a C++ function without arguments as a Python
+//   callable, for the event loop's readers and timers (engine.cc), which run once per poll.
 #pragma once
 
 #include <pybind11/pybind11.h>
+
+#include <functional>
 
 namespace pacer::python {
 
 namespace py = pybind11;
 
-// Adds HeaderSend and Gate to the module `m`.
+// Adds HeaderSend, Gate and NativeCallable to the module `m`.
 void add_fast_path(py::module_& m);
 
 // A HeaderSend of `send` adding `headers`, a list as asgi_headers() renders it (tuples of bytes,
 // names in lower case): taken as it is, not checked.
 py::object header_send(py::object send, py::list headers);
+
+// A Python callable taking no argument that runs `run` (under the GIL; a C++ exception becomes
+// the Python one, as pybind11 translates it) and answers None.
+py::object native_callable(std::function<void()> run);
 
 }  // namespace pacer::python
