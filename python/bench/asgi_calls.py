@@ -6,7 +6,8 @@ process's instructions under callgrind for two values of N.
 
 Modes as app.py's: none, headers, empty-dep, mw-pass, mw-memory, dep-memory, and on the Redis of
 PACER_BENCH_REDIS mw-redis and dep-redis (PACER_BENCH_ROUTE_SCOPE as there). Prints the status
-counts; exits 1 unless every request was answered 200 and decided by the store.
+counts; exits 1 unless every request was answered 200 and decided by the store. The event loop
+is uvloop's (LOOP=asyncio: asyncio's own, whose loop runs partly in Python).
 """
 
 import asyncio
@@ -62,4 +63,11 @@ async def main(mode: str, requests: int) -> int:
 if __name__ == "__main__":
     if len(sys.argv) != 3 or sys.argv[1] not in MODES or not sys.argv[2].isdigit():
         sys.exit(f"usage: asgi_calls.py <{'|'.join(MODES)}> <requests>, got {sys.argv[1:]}")
+    loop = os.environ.get("LOOP", "uvloop")
+    if loop == "uvloop":
+        import uvloop  # Debian: python3-uvloop; what the wrk benchmark's server runs
+
+        uvloop.install()
+    elif loop != "asyncio":
+        sys.exit(f"LOOP must be uvloop or asyncio, got {loop!r}")
     sys.exit(asyncio.run(main(sys.argv[1], int(sys.argv[2]))))

@@ -7,7 +7,8 @@
 #   python/bench/instructions.sh [build-dir]     (default build/release: its python/pacer)
 # Environment: MODES (default: none mw-pass mw-memory empty-dep dep-memory; asgi_calls.py lists
 # the others: mw-redis and dep-redis run against a scratch redis-server started here),
-# BASELINE=<build-dir>: each mode also on that build's package, printed beside.
+# BASELINE=<build-dir>: each mode also on that build's package, printed beside; LOOP=asyncio:
+# asyncio's own event loop instead of uvloop's.
 # PYTHONHASHSEED is fixed: string hashing changes dict layouts, and with them the counts.
 # Two callgrind runs per mode and build, about 25 s each; both cores are used.
 set -euo pipefail

@@ -10,12 +10,13 @@ from fastapi import HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 
 from . import _pacer
-from .limiter import (UNAVAILABLE_RETRY_AFTER_S, IdentityMissing, Limiter, RateLimitResult,
-                      _as_policy, _LogThrottle, _result_of, check_failure_log,
+from .limiter import (NOT_READY, UNAVAILABLE_RETRY_AFTER_S, IdentityMissing, Limiter,
+                      RateLimitResult, _as_policy, _LogThrottle, _result_of, check_failure_log,
                       rate_limited_detail)
 from .policies import Policy, Rate
 
 
+_Verdict = _pacer.Verdict
 _limiter: Optional[Limiter] = None
 _UNAVAILABLE = "Service temporarily unavailable"
 
@@ -84,6 +85,9 @@ def _add_headers(lim: Limiter, response: Any, admitted: Any, policy: Optional[Po
         return
     raw = getattr(response, "raw_headers", None)
     if type(raw) is list:
+        if not raw:  # FastAPI's sub-response of a dependency: no field of its own yet
+            raw.extend(admitted)
+            return
         names = {name for name, _ in admitted}
         if not any(name.lower() in names for name, _ in raw):
             raw.extend(admitted)
@@ -113,13 +117,22 @@ async def _decide(lim: Limiter, request: Request, policy: Optional[Policy]):
     through."""
     try:
         chosen = policy or getattr(lim, "default_policy", None)
-        if isinstance(lim, Limiter) and lim._admits_fast(request, chosen):
-            answer = await lim._admit(request, chosen)
+        answer = None
+        if type(lim) is Limiter and chosen is not None:
+            answer = lim._admission(request, chosen)
+            if answer is NOT_READY:
+                await lim.storage.ready_engine()
+                answer = lim._admission(request, chosen)
+                if answer is NOT_READY:  # closed again meanwhile: the general path starts it
+                    answer = None
+        if answer is None:
+            result = await lim.check_policy(request, policy)
+        else:
+            if type(answer) is not list and type(answer) is not _Verdict:
+                answer = await answer  # a Redis decision's future
             if type(answer) is list:
                 return answer
             result = _result_of(answer)  # refused: the body and headers below, as before
-        else:
-            result = await lim.check_policy(request, policy)
     except IdentityMissing:
         raise _Refused("identity_missing", {}, 401) from None
     except Exception:
@@ -141,7 +154,9 @@ def limit(policy: Union[Policy, Rate, None] = None, limiter: Optional[Limiter] =
     policy = _as_policy(policy, "dependency")
 
     async def dependency(request: Request, response: Response) -> None:
-        lim = _limiter_for(limiter, request, "limit()")
+        lim = limiter or _limiter
+        if lim is None:
+            lim = _limiter_for(limiter, request, "limit()")  # raises: none configured
         try:
             result = await _decide(lim, request, policy)
         except _Refused as refused:

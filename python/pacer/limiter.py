@@ -52,6 +52,9 @@ _HEADER_FLAGS = {
     for expose in (False, True) for reset in (False, True) for policy in (False, True)
 }
 
+# What Limiter._admission answers before the engine has started.
+NOT_READY = object()
+
 # Retry-After of a 503 (fail mode "closed"): the engine's, as in FastAPI Pacer (5 s).
 UNAVAILABLE_RETRY_AFTER_S = int(_pacer.UNAVAILABLE_RETRY_AFTER_S)
 
@@ -296,6 +299,7 @@ class Limiter:
         self.extractor = extractor
         self._rules: Dict[Any, Any] = {}  # Limiter._rule's cache
         self._gates: Dict[int, Any] = {}  # Limiter._gate's cache
+        self._plans: Dict[int, Any] = {}  # Limiter._dependency_plan's cache
         tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
                "tls_key_file": tls_key_file, "tls_verify": tls_verify,
                "tls_server_name": tls_server_name}
@@ -314,6 +318,10 @@ class Limiter:
         # request. What they compile to (a Gate: the engine, the rule, the header flags) is kept
         # with the `_version` it was made at, and made again once any attribute was set since.
         object.__setattr__(self, name, value)
+        object.__setattr__(self, "_version", self.__dict__.get("_version", 0) + 1)
+
+    def __delattr__(self, name: str) -> None:
+        object.__delattr__(self, name)  # `del limiter.check_policy`: the class's again
         object.__setattr__(self, "_version", self.__dict__.get("_version", 0) + 1)
 
     # -- hooks: callables always (no-ops by default), so `old = limiter.on_decision` can be
@@ -553,25 +561,42 @@ class Limiter:
         return _HEADER_FLAGS[(bool(self.expose_headers), bool(self.legacy_timestamp_header),
                               bool(self.expose_policy_header))]
 
-    def _admits_fast(self, request: Any, policy: Optional[Policy]) -> bool:
-        """Whether the dependency and the decorator may decide for `request` in one call into
-        C++ (`_admit`): a Limiter of this class whose check and headers are not replaced, no
-        hooks, and a request with an ASGI scope. Anything else goes through `check_policy` and
-        `add_headers`, as before."""
-        return (type(self) is Limiter and policy is not None and not self._has_hooks()
-                and "check_policy" not in self.__dict__ and "add_headers" not in self.__dict__
-                and type(getattr(request, "scope", None)) is dict)
+    def _dependency_plan(self, policy: Policy, engine: Any) -> Tuple[Any, ...]:
+        """How the dependency and the decorator decide for `policy` under the settings now:
+        (settings version, policy, engine, the Gate or None, decided in process, the rule reads
+        the scope itself). No Gate: through `check_policy` and `add_headers`, as before: a
+        subclass, hooks, or `check_policy` / `add_headers` replaced on the instance. Cached per
+        policy until a setting is set again (`__setattr__`)."""
+        fast = (type(self) is Limiter and not self._has_hooks()
+                and "check_policy" not in self.__dict__ and "add_headers" not in self.__dict__)
+        plan = (self._version, policy, engine, self._gate(policy, engine) if fast else None,
+                engine.completes_inline, self.extractor is None and type(policy.key) is str)
+        if len(self._plans) >= _MAX_RULES:
+            self._plans.clear()
+        self._plans[id(policy)] = plan  # not a setattr
+        return plan
 
-    async def _admit(self, request: Any, policy: Policy) -> Any:
-        """check_policy for an ASGI request in one call into C++ (when `_admits_fast`): the
-        admitted request's ASGI headers (a list, empty when none are exposed), or the Verdict of
-        a refused one. The headers are the verdict's, rendered once in C++, not rebuilt from
-        the result's milliseconds (docs/DESIGN.md §7)."""
+    def _admission(self, request: Any, policy: Policy) -> Any:
+        """check_policy for a request of the dependency or the decorator, in one call into C++
+        when it can be (`_dependency_plan`): the admitted request's ASGI headers (a list, empty
+        when none are exposed), the Verdict of a refused one, or on Redis a future of one of
+        those. None: the general path decides (`check_policy`); NOT_READY: the engine has not
+        started. The headers are the verdict's, rendered once in C++, not rebuilt from the
+        result's milliseconds (docs/DESIGN.md §7)."""
+        scope = getattr(request, "scope", None)
+        if type(scope) is not dict:
+            return None
         storage = self.storage
         engine = storage._engine
         if engine is None or not storage._warm:
-            engine = await storage.ready_engine()
-        scope = request.scope
+            return NOT_READY
+        plan = self._plans.get(id(policy))
+        if (plan is None or plan[0] != self._version or plan[1] is not policy
+                or plan[2] is not engine):
+            plan = self._dependency_plan(policy, engine)
+        gate = plan[3]
+        if gate is None:
+            return None
         route_scope = self.route_scope
         path = ""
         if route_scope in _TEMPLATE_SCOPES:
@@ -579,18 +604,17 @@ class Limiter:
             path = template if template is not None else self._request_path(request)
         elif route_scope != "app":
             path = self._request_path(request)
-        gate = self._gate(policy, engine)
         # A built-in selector reads the scope in C++; a function gets the Request itself.
-        subject = scope if self.extractor is None and type(policy.key) is str else request
+        subject = scope if plan[5] else request
         try:
-            if engine.completes_inline:
+            if plan[4]:
                 return gate(subject, path, None)
             loop = asyncio.get_running_loop()
             future = loop.create_future()
             answer = gate(subject, path, None, bridge_for(loop), future)
         except _pacer.IdentityMissing:
             raise IdentityMissing(policy) from None
-        return await future if answer is None else answer
+        return future if answer is None else answer
 
     async def _check_scope(self, scope: dict, path: str, policy: Policy) -> Any:
         """Decides for an ASGI request; returns the verdict, its ASGI headers rendered.

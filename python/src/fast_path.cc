@@ -140,8 +140,13 @@ PyObject* header_send_vectorcall(PyObject* self, PyObject* const* args, std::siz
                  given + keywords);
     return nullptr;
   }
+  const auto& wrapped = *reinterpret_cast<HeaderSendObject*>(self);
+  if (wrapped.send == nullptr) {  // cleared by the garbage collector, then called from the cycle
+    PyErr_SetString(PyExc_RuntimeError, "HeaderSend: called after it was cleared");
+    return nullptr;
+  }
   try {
-    return send_with_headers(*reinterpret_cast<HeaderSendObject*>(self), args[0]);
+    return send_with_headers(wrapped, args[0]);
   } catch (...) {
     return raise_current();
   }

@@ -330,3 +330,47 @@ async def test_the_middleware_follows_every_setting_changed_between_requests(app
         await c.get("/a")
         assert middleware_of(app)._plan[2] is limiter.storage._engine
     await limiter.shutdown()
+
+
+async def test_the_dependency_follows_every_setting_changed_between_requests(app_name):
+    """The dependency keeps its plan (a Gate, or the general path) per policy until a setting
+    is set or deleted: each change below shows on the very next request."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    app = FastAPI()
+    policy = Rate(100, "1m", burst=99)
+
+    @app.get("/d", dependencies=[Depends(limit(policy, limiter=limiter))])
+    async def d():
+        return {"ok": "d"}
+
+    @app.get("/e", dependencies=[Depends(limit(policy, limiter=limiter))])
+    async def e():
+        return {"ok": "e"}
+
+    async with client(app) as c:
+        assert (await c.get("/d")).headers["ratelimit-remaining"] == "99"
+        limiter.expose_headers = False
+        assert "ratelimit-remaining" not in (await c.get("/d")).headers
+        limiter.expose_headers = True
+        seen = []
+        limiter.on_decision = lambda request, policy, result, ms: seen.append(result.remaining)
+        await c.get("/d")
+        assert seen == [97]
+        limiter.on_decision = None
+        calls = []
+
+        async def replaced(request, policy=None, scope_override=None):
+            calls.append(policy)
+            return await Limiter.check_policy(limiter, request, policy, scope_override)
+
+        limiter.check_policy = replaced  # the instance's own: the general path
+        assert (await c.get("/d")).headers["ratelimit-remaining"] == "96"
+        assert len(calls) == 1
+        del limiter.check_policy
+        assert (await c.get("/d")).headers["ratelimit-remaining"] == "95"
+        assert len(calls) == 1
+        assert (await c.get("/e")).headers["ratelimit-remaining"] == "99"  # a bucket per route
+        limiter.route_scope = "app"
+        assert (await c.get("/d")).headers["ratelimit-remaining"] == "99"  # one for the app
+        assert (await c.get("/e")).headers["ratelimit-remaining"] == "98"
+    await limiter.shutdown()
