@@ -161,7 +161,12 @@ class RouteMatcher:
         partial = None
         subject = None
         path = None
-        for segment in self._segments(routes):
+        entry = self._compiled.get(id(routes))  # _segments' common case, without its call
+        if entry is not None and entry[0] is routes and entry[1] == routes:
+            segments = entry[2]
+        else:
+            segments = self._segments(routes)
+        for segment in segments:
             if type(segment) is _Run:
                 if path is None:
                     path = _route_path(scope)

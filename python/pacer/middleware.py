@@ -65,10 +65,6 @@ class LimiterMiddleware:
         self._loop: Any = None  # the event loop of the last Redis decision, and its Bridge
         self._loop_bridge: Any = None
 
-    def _excluded(self, method: str, path: str) -> bool:
-        return (method in self.exclude_methods or path in self._exact
-                or (bool(self._prefixes) and path.startswith(self._prefixes)))
-
     def _key_path(self, scope: dict, path: str) -> str:
         """The path part of the key: the matched route's template, "<unmatched>", or `path`
         (the concrete one) when the app's routes are unknown."""
@@ -136,7 +132,8 @@ class LimiterMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope.get("root_path", "") + scope["path"]
-        if self._excluded(scope["method"], path):
+        if (scope["method"] in self.exclude_methods or path in self._exact
+                or (self._prefixes and path.startswith(self._prefixes))):
             await self.app(scope, receive, send)
             return
         limiter = self.limiter
