@@ -276,6 +276,19 @@ async def test_gate_answers_as_admit_and_names_bad_input(app_name):
     await other.shutdown()
 
 
+async def headers_and_hooks_follow(c, limiter, path, remaining):
+    """expose_headers turned off and on again, then a hook set and unset: each shows on the
+    next request (the hooked request leaves `remaining`)."""
+    limiter.expose_headers = False
+    assert "ratelimit-remaining" not in (await c.get(path)).headers
+    limiter.expose_headers = True
+    seen = []
+    limiter.on_decision = lambda request, policy, result, ms: seen.append(result.remaining)
+    await c.get(path)
+    assert seen == [remaining]
+    limiter.on_decision = None
+
+
 def middleware_of(app):
     node = app.middleware_stack
     while not isinstance(node, LimiterMiddleware):
@@ -304,14 +317,7 @@ async def test_the_middleware_follows_every_setting_changed_between_requests(app
         assert "x-ratelimit-reset" not in r.headers
         limiter.legacy_timestamp_header = True
         assert "x-ratelimit-reset" in (await c.get("/a")).headers
-        limiter.expose_headers = False
-        assert "ratelimit-limit" not in (await c.get("/a")).headers
-        limiter.expose_headers = True
-        seen = []
-        limiter.on_decision = lambda request, policy, result, ms: seen.append(result.remaining)
-        await c.get("/a")
-        assert seen == [96]
-        limiter.on_decision = None
+        await headers_and_hooks_follow(c, limiter, "/a", 96)
         assert (await c.get("/b")).headers["ratelimit-remaining"] == "99"  # a bucket per route
         limiter.route_scope = "app"
         assert (await c.get("/a")).headers["ratelimit-remaining"] == "99"  # one for the app
@@ -349,14 +355,7 @@ async def test_the_dependency_follows_every_setting_changed_between_requests(app
 
     async with client(app) as c:
         assert (await c.get("/d")).headers["ratelimit-remaining"] == "99"
-        limiter.expose_headers = False
-        assert "ratelimit-remaining" not in (await c.get("/d")).headers
-        limiter.expose_headers = True
-        seen = []
-        limiter.on_decision = lambda request, policy, result, ms: seen.append(result.remaining)
-        await c.get("/d")
-        assert seen == [97]
-        limiter.on_decision = None
+        await headers_and_hooks_follow(c, limiter, "/d", 97)
         calls = []
 
         async def replaced(request, policy=None, scope_override=None):
