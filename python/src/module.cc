@@ -148,7 +148,7 @@ PYBIND11_MODULE(_pacer, m) {
            })
       .def("body", &Verdict::body, py::arg("nested") = false);
 
-  // HeaderSend and Gate: the per-request callables, on the C API (fast_path.h).
+  // HeaderSend, Gate and NativeCallable: the per-request callables, on the C API (fast_path.h).
   add_fast_path(m);
 
   py::class_<Bridge>(m, "Bridge")
