@@ -298,7 +298,6 @@ class Limiter:
         self.on_error = on_error
         self.extractor = extractor
         self._rules: Dict[Any, Any] = {}  # Limiter._rule's cache
-        self._gates: Dict[int, Any] = {}  # Limiter._gate's cache
         self._plans: Dict[int, Any] = {}  # Limiter._dependency_plan's cache
         tls = {"tls_ca_file": tls_ca_file, "tls_cert_file": tls_cert_file,
                "tls_key_file": tls_key_file, "tls_verify": tls_verify,
@@ -398,16 +397,9 @@ class Limiter:
 
     def _gate(self, policy: Policy, engine: Any) -> Any:
         """The engine's admission for `policy` under the settings now (`_pacer.Gate`: the rule
-        and the header flags bound), cached per policy until a setting changes."""
-        hit = self._gates.get(id(policy))
-        if (hit is not None and hit[0] == self._version and hit[1] is policy
-                and hit[2] is engine):
-            return hit[3]
-        gate = _pacer.Gate(engine, self._rule(policy, engine), self._header_flags())
-        if len(self._gates) >= _MAX_RULES:
-            self._gates.clear()
-        self._gates[id(policy)] = (self._version, policy, engine, gate)  # not a setattr
-        return gate
+        and the header flags bound). Its callers keep it with the settings version they made
+        it at (the middleware's `_plan`, `_dependency_plan`)."""
+        return _pacer.Gate(engine, self._rule(policy, engine), self._header_flags())
 
     def _request_path(self, request: Any) -> str:
         """What a routed request is keyed by under `route_scope`: the route template for

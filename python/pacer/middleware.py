@@ -62,8 +62,6 @@ class LimiterMiddleware:
         # there is none, False: not looked up yet.
         self._routes: Any = False
         self._plan: Optional[Tuple[Any, ...]] = None  # _plan_now's, while it holds
-        self._loop: Any = None  # the event loop of the last Redis decision, and its Bridge
-        self._loop_bridge: Any = None
 
     def _key_path(self, scope: dict, path: str) -> str:
         """The path part of the key: the matched route's template, "<unmatched>", or `path`
@@ -121,12 +119,6 @@ class LimiterMiddleware:
             path = self._key_path(scope, path)
         return await limiter._check_scope(scope, path, policy)
 
-    def _bind(self, loop: Any) -> Any:
-        """The Bridge of `loop`, kept with it for the next Redis decision."""
-        self._loop_bridge = bridge_for(loop)
-        self._loop = loop
-        return self._loop_bridge
-
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -157,8 +149,7 @@ class LimiterMiddleware:
                 else:
                     loop = get_running_loop()
                     future = loop.create_future()
-                    bridge = self._loop_bridge if loop is self._loop else self._bind(loop)
-                    answer = gate(scope, path, send, bridge, future)
+                    answer = gate(scope, path, send, bridge_for(loop), future)
                     if answer is None:
                         answer = await future
         except _pacer.IdentityMissing:
