@@ -103,7 +103,7 @@ class _Run:
     match is a partial match at most, and also left to the regexes (a later route with
     parameters may match in full)."""
 
-    __slots__ = ("full", "partial", "templates", "static")
+    __slots__ = ("full", "partial", "templates", "static", "by_method")
 
     def __init__(self, routes: List[Any]) -> None:
         full, partial = [], []
@@ -134,6 +134,20 @@ class _Run:
                 continue
             methods = frozenset(route.methods) if route.methods else None
             self.static.setdefault(path, []).append((methods, path))
+        # `static` as the middleware reads it inline (RouteMatcher.first_static): path ->
+        # ({method: the template of the first route of that path allowing it}, the template of
+        # the first route of that path allowing any method, or None).
+        self.by_method: Dict[str, Tuple[Dict[str, str], Optional[str]]] = {}
+        for path, entries in self.static.items():
+            table: Dict[str, str] = {}
+            any_method = None
+            for methods, template in entries:
+                if methods is None:
+                    any_method = template
+                    break
+                for method in methods:
+                    table.setdefault(method, template)
+            self.by_method[path] = (table, any_method)
 
 
 def _literal(route: Any) -> bool:
@@ -200,6 +214,14 @@ class RouteMatcher:
             if match is Match.PARTIAL and partial is None:
                 partial = _path_of(segment)
         return prefix + partial if partial is not None else UNMATCHED
+
+    def first_static(self, routes: List[Any]) -> Dict[str, Tuple[Dict[str, str], Optional[str]]]:
+        """The answers `match` gives without a regex before any other segment is tried: the
+        first run's `by_method` when `routes` begins with a run of plain routes, else {}. A hit
+        (`table.get(method, any_method)` not None) is what `match(routes, scope)` returns for
+        that path and method with no root path."""
+        segments = self._segments(routes)
+        return segments[0].by_method if segments and type(segments[0]) is _Run else {}
 
     def _segments(self, routes: List[Any]) -> List[Any]:
         entry = self._compiled.get(id(routes))

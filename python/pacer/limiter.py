@@ -78,10 +78,11 @@ class _LogThrottle:
             message += f" ({suppressed} more since the last report)"
         return message
 
-    def exception(self, message: str, *args: Any) -> None:
+    def exception(self, message: str, *args: Any, error: Optional[BaseException] = None) -> None:
+        """A record with the traceback of `error`, or of the exception being handled."""
         text = self._allow(message)
         if text is not None:
-            logger.exception(text, *args)
+            logger.exception(text, *args, exc_info=error or True)
 
     def error(self, message: str, *args: Any) -> None:
         """A record without a traceback: for mistakes the message explains."""

@@ -6,20 +6,32 @@ this class only reads the ASGI scope and writes ASGI messages.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from asyncio import get_running_loop
-from typing import Any, Iterable, List, Optional, Tuple, Union
+from typing import Any, Awaitable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .limiter import (_TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
                       check_failure_log)
 from . import _pacer
 from ._bridge import bridge_for
-from ._routes import _MAX_CHAIN, UNMATCHED, match_template, routes_of
+from ._routes import _MATCHER, _MAX_CHAIN, UNMATCHED, match_template, routes_of
 from .policies import Policy, Rate
 
 
 _Verdict = _pacer.Verdict
 _JSON = (b"content-type", b"application/json")
 _RETRY_503 = (b"retry-after", str(UNAVAILABLE_RETRY_AFTER_S).encode())
+
+
+def _mark_coroutine_function(function: Any) -> None:
+    """Marks `function` as a coroutine function for `asyncio.iscoroutinefunction` (which uvicorn
+    asks of an app it is given directly) though it only returns an awaitable."""
+    mark = getattr(inspect, "markcoroutinefunction", None)  # Python 3.12 and later
+    if mark is not None:
+        mark(function)
+    else:
+        function._is_coroutine = asyncio.coroutines._is_coroutine
 
 
 async def _answer(send: Any, status: int, body: bytes, headers: List[tuple]) -> None:
@@ -61,6 +73,9 @@ class LimiterMiddleware:
         # The app's route list, found on the first request (one way needs its scope); None:
         # there is none, False: not looked up yet.
         self._routes: Any = False
+        # (the route list, a copy of it, RouteMatcher.first_static of it): the templates of the
+        # common requests, read inline while the list is as copied; None until routes are found.
+        self._direct: Optional[Tuple[List[Any], List[Any], Dict[str, Any]]] = None
         self._plan: Optional[Tuple[Any, ...]] = None  # _plan_now's, while it holds
 
     def _key_path(self, scope: dict, path: str) -> str:
@@ -71,6 +86,9 @@ class LimiterMiddleware:
             routes = self._routes = self._find_routes(scope)
         if routes is None:
             return path
+        direct = self._direct
+        if direct is None or direct[1] != routes:
+            self._direct = (routes, list(routes), _MATCHER.first_static(routes))
         template = match_template(routes, scope)
         return template if template == UNMATCHED else scope.get("root_path", "") + template
 
@@ -119,15 +137,51 @@ class LimiterMiddleware:
             path = self._key_path(scope, path)
         return await limiter._check_scope(scope, path, policy)
 
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope.get("root_path", "") + scope["path"]
-        if (scope["method"] in self.exclude_methods or path in self._exact
-                or (self._prefixes and path.startswith(self._prefixes))):
-            await self.app(scope, receive, send)
-            return
+    def __call__(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
+        # Not a coroutine function (marked as one below, for servers that ask): a request
+        # admitted in process is answered by the app's own awaitable, with no coroutine of ours
+        # around it (docs/DESIGN.md §1). Everything else goes to `_call`.
+        if scope["type"] == "http":
+            root = scope.get("root_path", "")
+            path = root + scope["path"] if root else scope["path"]
+            method = scope["method"]
+            if not (method in self.exclude_methods or path in self._exact
+                    or (self._prefixes and path.startswith(self._prefixes))):
+                limiter = self.limiter
+                plan = self._plan
+                if (plan is None or plan[0] != limiter._version or plan[1] is not self.policy
+                        or plan[2] is not limiter.storage._engine or not plan[5]
+                        or plan[3] is None):
+                    return self._call(scope, receive, send, path)
+                # The common case in one call into C++: the identity from the scope (by the
+                # policy's rule), the decision, and for an admitted request `send` wrapped to
+                # add the headers (a C++ callable: no Python frame per message). A Verdict
+                # means refused.
+                try:
+                    if plan[4]:
+                        # _key_path, with its most common answer inline.
+                        direct = self._direct
+                        template = None
+                        if direct is not None and not root and direct[1] == direct[0]:
+                            hit = direct[2].get(path)
+                            if hit is not None:
+                                template = hit[0].get(method, hit[1])
+                        path = template if template is not None else self._key_path(scope, path)
+                    send_with_headers = plan[3](scope, path, send)
+                except Exception as error:
+                    return self._failed(error, scope, receive, send)
+                if type(send_with_headers) is _Verdict:
+                    return self._answered(send_with_headers, scope, receive, send)
+                send = send_with_headers
+        # Exceptions from the application propagate: it never runs twice, and its errors stay
+        # its own (FastAPI Pacer re-ran it, or turned them into 503s).
+        return self.app(scope, receive, send)
+
+    _mark_coroutine_function(__call__)
+
+    async def _call(self, scope: dict, receive: Any, send: Any, path: str) -> None:
+        """A request the in-process Gate does not answer alone: a plan to make, the general
+        path (`_general`), or a store answering later."""
         limiter = self.limiter
         try:
             plan = self._plan
@@ -138,10 +192,6 @@ class LimiterMiddleware:
             if gate is None:
                 answer = await self._general(scope, path, limiter)
             else:
-                # The common case in one call into C++ (docs/DESIGN.md §1): the identity from the
-                # scope (by the policy's rule), the decision, and for an admitted request `send`
-                # wrapped to add the headers (a C++ callable: no Python frame per message). A
-                # Verdict means refused.
                 if plan[4]:
                     path = self._key_path(scope, path)
                 if plan[5]:
@@ -152,30 +202,32 @@ class LimiterMiddleware:
                     answer = gate(scope, path, send, bridge_for(loop), future)
                     if answer is None:
                         answer = await future
-        except _pacer.IdentityMissing:
+        except Exception as error:
+            await self._failed(error, scope, receive, send)
+            return
+        if type(answer) is _Verdict:
+            await self._answered(answer, scope, receive, send)
+        else:
+            await self.app(scope, receive, answer)
+
+    async def _failed(self, error: Exception, scope: dict, receive: Any, send: Any) -> None:
+        if isinstance(error, _pacer.IdentityMissing):
             await _answer(send, 401, _pacer.IDENTITY_MISSING_BODY, [])
             return
-        except Exception:
-            # A selector or configuration error, not a store failure (those the engine answers
-            # with the fail mode): the request is not limited in "open" mode, refused in "closed".
-            check_failure_log.exception("pacer: rate limit check failed")
-            if limiter.fail_mode == "closed":
-                await answer_unavailable(send)
-            else:
-                await self.app(scope, receive, send)
-            return
+        # A selector or configuration error, not a store failure (those the engine answers with
+        # the fail mode): the request is not limited in "open" mode, refused in "closed".
+        check_failure_log.exception("pacer: rate limit check failed", error=error)
+        if self.limiter.fail_mode == "closed":
+            await answer_unavailable(send)
+        else:
+            await self.app(scope, receive, send)
 
-        if type(answer) is _Verdict:
-            outcome = answer.outcome
-            if outcome == "allowed":  # from _check_scope: hooks, or the engine not warm
-                headers = answer.headers
-                answer = _pacer.HeaderSend(send, headers) if headers else send
-            elif outcome == "unavailable":
-                await answer_unavailable(send)
-                return
-            else:
-                await _answer(send, 429, answer.body(False), answer.headers)
-                return
-        # Exceptions from the application propagate: it never runs twice, and its errors stay
-        # its own (FastAPI Pacer re-ran it, or turned them into 503s).
-        await self.app(scope, receive, answer)
+    async def _answered(self, verdict: Any, scope: dict, receive: Any, send: Any) -> None:
+        outcome = verdict.outcome
+        if outcome == "allowed":  # from _check_scope: hooks, or the engine not warm
+            headers = verdict.headers
+            await self.app(scope, receive, _pacer.HeaderSend(send, headers) if headers else send)
+        elif outcome == "unavailable":
+            await answer_unavailable(send)
+        else:
+            await _answer(send, 429, verdict.body(False), verdict.headers)

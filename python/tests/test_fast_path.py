@@ -9,6 +9,7 @@ import httpx
 import pytest
 from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
+from starlette.routing import Route
 
 from pacer import Limiter, LimiterMiddleware, Rate, limit, rate_limit
 from pacer import _pacer
@@ -373,3 +374,55 @@ async def test_the_dependency_follows_every_setting_changed_between_requests(app
         assert (await c.get("/d")).headers["ratelimit-remaining"] == "99"  # one for the app
         assert (await c.get("/e")).headers["ratelimit-remaining"] == "98"
     await limiter.shutdown()
+
+
+async def test_the_middleware_keys_by_the_route_list_as_it_is_now(app_name):
+    """A path without parameters is keyed by a table read inline (RouteMatcher.first_static)
+    while the app's route list is unchanged: a method the table lacks, and a route put in front
+    after the first request, both show on the next request."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    app = FastAPI()
+
+    @app.post("/x")
+    async def x():
+        return {"ok": "x"}
+
+    @app.get("/{p}")
+    async def p(p: str):
+        return {"ok": p}
+
+    app.add_middleware(LimiterMiddleware, limiter=limiter, policy=Rate(100, "1m", burst=99))
+
+    async def remaining(method, path):
+        r = await c.request(method, path)
+        assert r.status_code == 200, (method, path, r.status_code)
+        return int(r.headers["ratelimit-remaining"])
+
+    async with client(app) as c:
+        assert await remaining("POST", "/x") == 99  # bucket /x
+        assert await remaining("POST", "/x") == 98
+        assert await remaining("GET", "/y") == 99  # bucket /{p}
+        assert await remaining("GET", "/x") == 98  # GET /x is routed to /{p}
+        assert middleware_of(app)._direct is not None  # the table was read
+
+        async def anything(request):
+            return JSONResponse({"ok": "anything"})
+
+        app.router.routes.insert(0, Route("/{anything}", anything, methods=["POST"]))
+        assert await remaining("POST", "/x") == 99  # bucket /{anything}
+        assert await remaining("POST", "/x") == 98
+        del app.router.routes[0]
+        assert await remaining("POST", "/x") == 97  # bucket /x again
+    await limiter.shutdown()
+
+
+def test_uvicorn_runs_the_middleware_as_an_asgi3_app(app_name):
+    """__call__ returns the app's awaitable (no coroutine of its own) and is marked as a
+    coroutine function: uvicorn, given the middleware itself, must not take it for ASGI 2."""
+    uvicorn_config = pytest.importorskip("uvicorn.config")
+    middleware = LimiterMiddleware(FastAPI(), limiter=Limiter(redis_url=None, app_name=app_name),
+                                   policy=Rate(1, "1m"))
+    assert asyncio.iscoroutinefunction(middleware.__call__)
+    config = uvicorn_config.Config(middleware, log_config=None)
+    config.load()
+    assert config.interface == "asgi3"

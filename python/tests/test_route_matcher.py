@@ -108,14 +108,19 @@ def test_random_paths_agree_with_the_router():
         assert matcher.match(routes, scope) == oracle(routes, dict(scope)), scope
 
 
+# Paths without parameters: shadowed by an earlier route with parameters (/items/new, /late), a
+# method only a later route with parameters takes (GET /x), repeated (/dup), any method (/open).
+TABLE_ROUTES = [Route("/items/{i}", endpoint, methods=["GET"]),
+                Route("/items/new", endpoint, methods=["GET", "POST"]),
+                Route("/x", endpoint, methods=["POST"]), Route("/dup", endpoint, methods=["GET"]),
+                Route("/dup", endpoint, methods=["PUT"]), Route("/open", AsgiApp()),
+                Route("/{p}", endpoint, methods=["GET"]), Route("/late", endpoint)]
+
+
 def test_routes_without_parameters_keep_the_order():
     """A path without parameters is looked up in a dict, unless a route with parameters
     before it matches it too; a method it does not take leaves the order to the regexes."""
-    routes = [Route("/items/{i}", endpoint, methods=["GET"]),
-              Route("/items/new", endpoint, methods=["GET", "POST"]),
-              Route("/x", endpoint, methods=["POST"]), Route("/dup", endpoint, methods=["GET"]),
-              Route("/dup", endpoint, methods=["PUT"]), Route("/open", AsgiApp()),
-              Route("/{p}", endpoint, methods=["GET"]), Route("/late", endpoint)]
+    routes = TABLE_ROUTES
     matcher = RouteMatcher()
     expected = {("GET", "/items/new"): "/items/{i}", ("POST", "/items/new"): "/items/new",
                 ("GET", "/x"): "/{p}", ("POST", "/x"): "/x", ("DELETE", "/x"): "/x",
@@ -128,6 +133,27 @@ def test_routes_without_parameters_keep_the_order():
     (run,) = matcher._segments(routes)
     # /items/new is shadowed by /items/{i}, /late by /{p}.
     assert sorted(run.static) == ["/dup", "/open", "/x"]
+
+
+def test_the_inline_table_answers_as_the_router_where_it_answers():
+    """first_static (read inline by the middleware): every hit is the router's template, and
+    the paths without parameters at the front of the list are hits."""
+    hits = 0
+    for routes in (app_routes(), TABLE_ROUTES):
+        table = RouteMatcher().first_static(routes)
+        for path in PATHS + ["/x", "/dup", "/open", "/items/new", "/late", "/docs/oauth2-redirect"]:
+            for method in METHODS:
+                by_method, any_method = table.get(path, ({}, None))
+                template = by_method.get(method, any_method)
+                if template is not None:
+                    hits += 1
+                    assert template == oracle(routes, dict(scope_of(method, path))), (method, path)
+    assert RouteMatcher().first_static(TABLE_ROUTES)["/x"] == ({"POST": "/x"}, None)
+    assert RouteMatcher().first_static(TABLE_ROUTES)["/open"] == ({}, "/open")
+    assert hits >= 20  # /items, /docs, /openapi.json, /x, /dup, /open by their methods
+    # A list that does not begin with plain routes: the first segment decides, no table.
+    mounted = [Mount("/m", app=Router(routes=[])), Route("/x", endpoint)]
+    assert RouteMatcher().first_static(mounted) == {}
 
 
 def test_a_changed_route_list_is_compiled_again():
