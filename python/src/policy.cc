@@ -64,20 +64,50 @@ HeaderChoice HeaderChoice::of(HeaderFlag flags) {
 
 namespace {
 
-// The ASGI name of a header: its lower-case bytes, made once per name and kept (the names are a
-// handful of constants: RateLimit-*, X-RateLimit-*, Retry-After). GIL held.
-py::object asgi_name(std::string_view name) {
+// The ASGI (name, value) pair of a header, a new reference. The name's lower-case bytes are
+// made once per name and kept (the names are a handful of constants: RateLimit-*, X-RateLimit-*,
+// Retry-After), and so is the last pair made for each name, given again while its value repeats
+// (the limit always, the reset within its second): a tuple of bytes cannot change, so one can
+// sit in any number of responses. GIL held.
+PyObject* asgi_pair(std::string_view name, std::string_view value) {
   struct Known {
     std::string name;
     PyObject* bytes;
+    std::string value;  // of `pair`
+    PyObject* pair;
   };
   static auto* known = new std::vector<Known>();  // never destroyed: outlives the interpreter
-  for (const Known& k : *known) {
-    if (k.name == name) return py::reinterpret_borrow<py::object>(k.bytes);
+  constexpr std::size_t kMaxNames = 16;
+  Known* slot = nullptr;
+  for (Known& k : *known) {
+    if (k.name == name) {
+      slot = &k;
+      break;
+    }
   }
-  py::bytes bytes(ascii_lower(name));
-  if (known->size() < 16) known->push_back({std::string(name), bytes.inc_ref().ptr()});
-  return bytes;
+  if (slot != nullptr && slot->pair != nullptr && slot->value == value) {
+    Py_INCREF(slot->pair);
+    return slot->pair;
+  }
+  py::bytes fresh_name;
+  if (slot == nullptr) {
+    fresh_name = py::bytes(ascii_lower(name));
+    if (known->size() < kMaxNames) {
+      slot = &known->emplace_back(
+          Known{std::string(name), fresh_name.inc_ref().ptr(), std::string(), nullptr});
+    }
+  }
+  const py::bytes bytes_value(value.data(), value.size());
+  PyObject* pair =
+      PyTuple_Pack(2, slot != nullptr ? slot->bytes : fresh_name.ptr(), bytes_value.ptr());
+  if (pair == nullptr) throw py::error_already_set();
+  if (slot != nullptr) {
+    Py_XDECREF(slot->pair);  // a tuple of two bytes: its release runs no Python code
+    Py_INCREF(pair);
+    slot->pair = pair;
+    slot->value.assign(value);
+  }
+  return pair;
 }
 
 }  // namespace
@@ -86,11 +116,8 @@ py::list asgi_headers(const NativePolicy& p, const Decision& d, HeaderChoice cho
   const http::HeaderList headers = header_list(p, d, choice);
   py::list out(headers.size());
   std::size_t i = 0;
-  for (const auto& [name, value] : headers) {
-    PyObject* pair = PyTuple_Pack(2, asgi_name(name).ptr(), py::bytes(value).ptr());
-    if (pair == nullptr) throw py::error_already_set();
-    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i++), pair);  // steals `pair`
-  }
+  for (const auto& [name, value] : headers)  // SET_ITEM steals the pair
+    PyList_SET_ITEM(out.ptr(), static_cast<Py_ssize_t>(i++), asgi_pair(name, value));
   return out;
 }
 

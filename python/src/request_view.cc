@@ -132,8 +132,7 @@ const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::hea
     if (PyErr_Occurred()) throw py::error_already_set();
     return out;
   }
-  out.reserve(16);
-  for (const py::handle item : py::reinterpret_borrow<py::iterable>(raw)) {
+  const auto add = [&](const py::handle item) {
     PyObject* name = fast_item(item.ptr(), 0);
     PyObject* value = fast_item(item.ptr(), 1);
     if (name != nullptr && value != nullptr && PyBytes_Check(name) && PyBytes_Check(value)) {
@@ -141,14 +140,24 @@ const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::hea
                                         static_cast<std::size_t>(PyBytes_GET_SIZE(name))),
                        std::string_view(PyBytes_AS_STRING(value),
                                         static_cast<std::size_t>(PyBytes_GET_SIZE(value))));
-      continue;
+      return;
     }
     // Not ASGI's bytes pairs (str, another sequence): read as text; the view keeps a copy.
     const auto pair = py::reinterpret_borrow<py::sequence>(item);
     const py::object n = pair[0];
     const py::object v = pair[1];
     out.emplace_back(keep(std::string(text_of(n))), keep(std::string(text_of(v))));
+  };
+  if (PyList_Check(raw)) {
+    // ASGI servers give a list: read by index, no iterator. The size is read again on every
+    // step (a pair that is not bytes runs Python code, which may change the list), and the
+    // item held while it is read. The bytes stay alive in the scope's list, as above.
+    out.reserve(static_cast<std::size_t>(PyList_GET_SIZE(raw)));
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(raw); ++i)
+      add(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(raw, i)));
+    return out;
   }
+  for (const py::handle item : py::reinterpret_borrow<py::iterable>(raw)) add(item);
   return out;
 }
 

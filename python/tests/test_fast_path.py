@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI
 from fastapi.responses import JSONResponse
 from starlette.routing import Route
 
-from pacer import Limiter, LimiterMiddleware, Rate, limit, rate_limit
+from pacer import Limiter, LimiterMiddleware, Policy, Rate, limit, rate_limit
 from pacer import _pacer
 from pacer.limiter import _as_policy
 
@@ -426,3 +426,48 @@ def test_uvicorn_runs_the_middleware_as_an_asgi3_app(app_name):
     config = uvicorn_config.Config(middleware, log_config=None)
     config.load()
     assert config.interface == "asgi3"
+
+
+async def test_header_pairs_follow_their_values(app_name):
+    """The (name, value) pair of a header is given again while its value repeats (an immutable
+    tuple), and made anew when the value moves."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    rule = limiter._rule(_as_policy(Rate(3, "1m", burst=2), "pairs"), engine)
+    gate = _pacer.Gate(engine, rule, _pacer.HeaderFlag.EXPOSE)
+    scope = {"type": "http", "method": "GET", "headers": [], "client": ("198.51.100.4", 1)}
+    first, second = gate(scope, "/p", None), gate(scope, "/p", None)
+    assert first[0] == (b"ratelimit-limit", b"3") and first[0] is second[0]
+    assert first[1] == (b"ratelimit-remaining", b"2")
+    assert second[1] == (b"ratelimit-remaining", b"1")
+    other = _pacer.Gate(engine, limiter._rule(_as_policy(Rate(7, "1m"), "other"), engine),
+                        _pacer.HeaderFlag.EXPOSE)
+    assert other(scope, "/p", None)[0] == (b"ratelimit-limit", b"7")
+    assert gate(scope, "/p", None)[1] == (b"ratelimit-remaining", b"0")
+    await limiter.shutdown()
+
+
+async def test_a_header_pair_that_changes_the_scope_list_is_read_safely(app_name):
+    """scope["headers"] is read by index: a pair that is not bytes runs Python code, which may
+    empty the list under the reader. What was read stays valid; the next request is answered."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    policy = Policy([Rate(1, "1m")], key="api_key", name="keyed")
+    gate = _pacer.Gate(engine, limiter._rule(policy, engine), _pacer.HeaderFlag.EXPOSE)
+    headers = []
+
+    class Emptying:
+        def __getitem__(self, i):
+            headers.clear()
+            return ("X-API-Key", "k1")[i]
+
+        def __len__(self):
+            return 2
+
+    headers.extend([(b"x-first", b"1"), Emptying(), (b"x-api-key", b"k2"), (b"x-last", b"3")])
+    scope = {"type": "http", "method": "GET", "headers": headers, "client": ("198.51.100.5", 1)}
+    assert gate(scope, "/s", None) is not None and headers == []
+    assert gate(dict(scope, headers=[(b"x-api-key", b"k1")]), "/s", None).outcome == "denied"
+    assert gate(dict(scope, headers=[(b"x-api-key", b"k2")]), "/s", None)[0][0] == \
+        b"ratelimit-limit"
+    await limiter.shutdown()
