@@ -9,7 +9,8 @@
 # the others: mw-redis and dep-redis run against a scratch redis-server started here),
 # BASELINE=<build-dir>: each mode also on that build's package, printed beside; LOOP=asyncio:
 # asyncio's own event loop instead of uvloop's.
-# PYTHONHASHSEED is fixed: string hashing changes dict layouts, and with them the counts.
+# PYTHONHASHSEED is fixed and address randomisation off: both change dict layouts, and with them
+# the counts.
 # Two callgrind runs per mode and build, about 25 s each; both cores are used.
 set -euo pipefail
 repo="$(cd "$(dirname "$0")/../.." && pwd)"
@@ -35,8 +36,14 @@ case " $modes " in
     ;;
 esac
 
+# Address space layout randomisation moves objects, and with them the layouts of dicts keyed by
+# id(): counts then differ by 1-2k per request between runs of one build. Without it (setarch
+# -R, util-linux) they agree within a few dozen.
+norandom=()
+setarch "$(uname -m)" -R true 2>/dev/null && norandom=(setarch "$(uname -m)" -R)
+
 count() {  # build mode requests -> instructions of the whole run
-  PYTHONPATH="$1/python" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 valgrind --tool=callgrind \
+  PYTHONPATH="$1/python" PYTHONDONTWRITEBYTECODE=1 PYTHONHASHSEED=0 "${norandom[@]}" valgrind --tool=callgrind \
     --callgrind-out-file=/dev/null /usr/bin/python3 "$repo/python/bench/asgi_calls.py" "$2" "$3" \
     2>&1 | awk '/Collected :/ { print $4 } /usage|Error|Traceback/ { print > "/dev/stderr" }'
 }

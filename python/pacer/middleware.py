@@ -129,18 +129,10 @@ class LimiterMiddleware:
         self._plan = plan if warm else None
         return plan
 
-    async def _general(self, scope: dict, path: str, limiter: Limiter) -> Any:
-        policy = self.policy or limiter.default_policy
-        if policy is None:
-            raise ValueError("No policy provided and no default policy configured")
-        if limiter.route_scope in _TEMPLATE_SCOPES:
-            path = self._key_path(scope, path)
-        return await limiter._check_scope(scope, path, policy)
-
     def __call__(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
-        # Not a coroutine function (marked as one below, for servers that ask): a request
-        # admitted in process is answered by the app's own awaitable, with no coroutine of ours
-        # around it (docs/DESIGN.md §1). Everything else goes to `_call`.
+        # Not a coroutine function (marked as one below, for servers that ask): each path
+        # returns an awaitable, and a request admitted in process is answered by the app's own,
+        # with no coroutine of ours around it (docs/DESIGN.md §1).
         if scope["type"] == "http":
             root = scope.get("root_path", "")
             path = root + scope["path"] if root else scope["path"]
@@ -150,65 +142,80 @@ class LimiterMiddleware:
                 limiter = self.limiter
                 plan = self._plan
                 if (plan is None or plan[0] != limiter._version or plan[1] is not self.policy
-                        or plan[2] is not limiter.storage._engine or not plan[5]
-                        or plan[3] is None):
-                    return self._call(scope, receive, send, path)
-                # The common case in one call into C++: the identity from the scope (by the
-                # policy's rule), the decision, and for an admitted request `send` wrapped to
-                # add the headers (a C++ callable: no Python frame per message). A Verdict
-                # means refused.
-                try:
-                    if plan[4]:
-                        # _key_path, with its most common answer inline.
-                        direct = self._direct
-                        template = None
-                        if direct is not None and not root and direct[1] == direct[0]:
-                            hit = direct[2].get(path)
-                            if hit is not None:
-                                template = hit[0].get(method, hit[1])
-                        path = template if template is not None else self._key_path(scope, path)
-                    send_with_headers = plan[3](scope, path, send)
-                except Exception as error:
-                    return self._failed(error, scope, receive, send)
-                if type(send_with_headers) is _Verdict:
-                    return self._answered(send_with_headers, scope, receive, send)
-                send = send_with_headers
-        # Exceptions from the application propagate: it never runs twice, and its errors stay
-        # its own (FastAPI Pacer re-ran it, or turned them into 503s).
+                        or plan[2] is not limiter.storage._engine):
+                    return self._plan_then_admit(scope, receive, send, path, root)
+                return self._admit(plan, scope, receive, send, path, root)
         return self.app(scope, receive, send)
 
     _mark_coroutine_function(__call__)
 
-    async def _call(self, scope: dict, receive: Any, send: Any, path: str) -> None:
-        """A request the in-process Gate does not answer alone: a plan to make, the general
-        path (`_general`), or a store answering later."""
-        limiter = self.limiter
+    def _admit(self, plan: Tuple[Any, ...], scope: dict, receive: Any, send: Any, path: str,
+               root: str) -> Awaitable[None]:
+        """The request under `plan` (_plan_now's). With a Gate, the common case is one call
+        into C++: the identity from the scope (by the policy's rule), the decision, and for an
+        admitted request `send` wrapped to add the headers (a C++ callable: no Python frame per
+        message); a Verdict means refused."""
+        gate = plan[3]
+        if gate is None:
+            return self._general(scope, receive, send, path)
         try:
-            plan = self._plan
-            if (plan is None or plan[0] != limiter._version or plan[1] is not self.policy
-                    or plan[2] is not limiter.storage._engine):
-                plan = self._plan_now(limiter)
-            gate = plan[3]
-            if gate is None:
-                answer = await self._general(scope, path, limiter)
-            else:
-                if plan[4]:
-                    path = self._key_path(scope, path)
-                if plan[5]:
-                    answer = gate(scope, path, send)
-                else:
-                    loop = get_running_loop()
-                    future = loop.create_future()
-                    answer = gate(scope, path, send, bridge_for(loop), future)
-                    if answer is None:
-                        answer = await future
+            if plan[4]:
+                # _key_path, with its most common answer read inline.
+                direct = self._direct
+                template = None
+                if direct is not None and not root and direct[1] == direct[0]:
+                    hit = direct[2].get(path)
+                    if hit is not None:
+                        template = hit[0].get(scope["method"], hit[1])
+                path = template if template is not None else self._key_path(scope, path)
+            if not plan[5]:
+                return self._store_decides(gate, scope, receive, send, path)
+            answer = gate(scope, path, send)
+        except Exception as error:
+            return self._failed(error, scope, receive, send)
+        if type(answer) is _Verdict:
+            return self._respond(answer, scope, receive, send)
+        # Exceptions from the application propagate: it never runs twice, and its errors stay
+        # its own (FastAPI Pacer re-ran it, or turned them into 503s).
+        return self.app(scope, receive, answer)
+
+    async def _plan_then_admit(self, scope: dict, receive: Any, send: Any, path: str,
+                               root: str) -> None:
+        try:
+            plan = self._plan_now(self.limiter)
         except Exception as error:
             await self._failed(error, scope, receive, send)
             return
-        if type(answer) is _Verdict:
-            await self._answered(answer, scope, receive, send)
-        else:
-            await self.app(scope, receive, answer)
+        await self._admit(plan, scope, receive, send, path, root)
+
+    async def _store_decides(self, gate: Any, scope: dict, receive: Any, send: Any,
+                             path: str) -> None:
+        """A store that answers later (Redis): the Gate resolves `future` on this loop."""
+        try:
+            loop = get_running_loop()
+            future = loop.create_future()
+            answer = gate(scope, path, send, bridge_for(loop), future)
+            if answer is None:
+                answer = await future
+        except Exception as error:
+            await self._failed(error, scope, receive, send)
+            return
+        await self._respond(answer, scope, receive, send)
+
+    async def _general(self, scope: dict, receive: Any, send: Any, path: str) -> None:
+        """No Gate: no policy, hooks to call, or the engine not started."""
+        limiter = self.limiter
+        try:
+            policy = self.policy or limiter.default_policy
+            if policy is None:
+                raise ValueError("No policy provided and no default policy configured")
+            if limiter.route_scope in _TEMPLATE_SCOPES:
+                path = self._key_path(scope, path)
+            answer = await limiter._check_scope(scope, path, policy)
+        except Exception as error:
+            await self._failed(error, scope, receive, send)
+            return
+        await self._respond(answer, scope, receive, send)
 
     async def _failed(self, error: Exception, scope: dict, receive: Any, send: Any) -> None:
         if isinstance(error, _pacer.IdentityMissing):
@@ -222,12 +229,17 @@ class LimiterMiddleware:
         else:
             await self.app(scope, receive, send)
 
-    async def _answered(self, verdict: Any, scope: dict, receive: Any, send: Any) -> None:
-        outcome = verdict.outcome
+    async def _respond(self, answer: Any, scope: dict, receive: Any, send: Any) -> None:
+        """`answer` is the Gate's (the wrapped send, or a Verdict when refused) or the general
+        path's (a Verdict)."""
+        if type(answer) is not _Verdict:
+            await self.app(scope, receive, answer)
+            return
+        outcome = answer.outcome
         if outcome == "allowed":  # from _check_scope: hooks, or the engine not warm
-            headers = verdict.headers
+            headers = answer.headers
             await self.app(scope, receive, _pacer.HeaderSend(send, headers) if headers else send)
         elif outcome == "unavailable":
             await answer_unavailable(send)
         else:
-            await _answer(send, 429, verdict.body(False), verdict.headers)
+            await _answer(send, 429, answer.body(False), answer.headers)

@@ -90,9 +90,16 @@ CompiledRule::CompiledRule(NativePolicy policy, const std::string& prefix, Scope
           },
           http::RuleContext{.key_prefix = prefix, .dialect = http::Dialect::kFastApiPacer}) {}
 
+namespace {
+constexpr std::size_t kUsualKeyBytes = 160;
+}  // namespace
+
 std::optional<std::string> CompiledRule::key(const py::object& request,
                                              std::string_view route) const {
   std::string key;
+  // One allocation for the usual key (prefix, policy, route and identity: well under this),
+  // instead of a few as it grows.
+  key.reserve(kUsualKeyBytes);
   const bool found = PyDict_Check(request.ptr())
                          ? rule_.append_key(key, ScopeView(request.cast<py::dict>(), route))
                          : rule_.append_key(key, ObjectView(request, route));
