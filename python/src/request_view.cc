@@ -132,32 +132,41 @@ const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::hea
     if (PyErr_Occurred()) throw py::error_already_set();
     return out;
   }
-  const auto add = [&](const py::handle item) {
-    PyObject* name = fast_item(item.ptr(), 0);
-    PyObject* value = fast_item(item.ptr(), 1);
-    if (name != nullptr && value != nullptr && PyBytes_Check(name) && PyBytes_Check(value)) {
-      out.emplace_back(std::string_view(PyBytes_AS_STRING(name),
-                                        static_cast<std::size_t>(PyBytes_GET_SIZE(name))),
-                       std::string_view(PyBytes_AS_STRING(value),
-                                        static_cast<std::size_t>(PyBytes_GET_SIZE(value))));
-      return;
-    }
-    // Not ASGI's bytes pairs (str, another sequence): read as text; the view keeps a copy.
+  // A (bytes, bytes) pair, read in place: the views point into the pair's bytes.
+  const auto add_bytes = [&](PyObject* item) {
+    PyObject* name = fast_item(item, 0);
+    PyObject* value = fast_item(item, 1);
+    if (name == nullptr || value == nullptr || !PyBytes_Check(name) || !PyBytes_Check(value))
+      return false;
+    out.emplace_back(
+        std::string_view(PyBytes_AS_STRING(name), static_cast<std::size_t>(PyBytes_GET_SIZE(name))),
+        std::string_view(PyBytes_AS_STRING(value),
+                         static_cast<std::size_t>(PyBytes_GET_SIZE(value))));
+    return true;
+  };
+  if (PyList_Check(raw)) {
+    // What ASGI servers give: a list of bytes pairs, read by index. Nothing here runs Python
+    // code, so the list cannot change while it is read, and the scope keeps its pairs alive.
+    const Py_ssize_t size = PyList_GET_SIZE(raw);
+    out.reserve(static_cast<std::size_t>(size));
+    Py_ssize_t i = 0;
+    while (i < size && add_bytes(PyList_GET_ITEM(raw, i))) ++i;
+    if (i == size) return out;
+    out.clear();
+  }
+  // Anything else (str pairs, other sequences, an iterator) is read from a list of its items
+  // that the view holds: reading a pair may run Python code, which could change or drop the
+  // scope's own items under views already taken. Text that is not bytes is copied.
+  held_ = py::reinterpret_steal<py::object>(PySequence_List(raw));
+  if (!held_) throw py::error_already_set();
+  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held_.ptr()); ++i) {
+    PyObject* item = PyList_GET_ITEM(held_.ptr(), i);
+    if (add_bytes(item)) continue;
     const auto pair = py::reinterpret_borrow<py::sequence>(item);
     const py::object n = pair[0];
     const py::object v = pair[1];
     out.emplace_back(keep(std::string(text_of(n))), keep(std::string(text_of(v))));
-  };
-  if (PyList_Check(raw)) {
-    // ASGI servers give a list: read by index, no iterator. The size is read again on every
-    // step (a pair that is not bytes runs Python code, which may change the list), and the
-    // item held while it is read. The bytes stay alive in the scope's list, as above.
-    out.reserve(static_cast<std::size_t>(PyList_GET_SIZE(raw)));
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(raw); ++i)
-      add(py::reinterpret_borrow<py::object>(PyList_GET_ITEM(raw, i)));
-    return out;
   }
-  for (const py::handle item : py::reinterpret_borrow<py::iterable>(raw)) add(item);
   return out;
 }
 

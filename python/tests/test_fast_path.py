@@ -470,4 +470,9 @@ async def test_a_header_pair_that_changes_the_scope_list_is_read_safely(app_name
     assert gate(dict(scope, headers=[(b"x-api-key", b"k1")]), "/s", None).outcome == "denied"
     assert gate(dict(scope, headers=[(b"x-api-key", b"k2")]), "/s", None)[0][0] == \
         b"ratelimit-limit"
+    # Pairs made by an iterator, held by nothing else: read from the view's own copy.
+    made = lambda: ((name.encode(), ("k" + str(n)).encode()) for name, n in [("x-api-key", 3)])
+    assert gate(dict(scope, headers=made()), "/s", None)[0][0] == b"ratelimit-limit"
+    assert gate(dict(scope, headers=made()), "/s", None).outcome == "denied"
+    assert gate(dict(scope, headers=iter([["X-Api-Key", "k4"]])), "/s", None) is not None
     await limiter.shutdown()
