@@ -388,6 +388,7 @@ class Limiter:
                 and hit[3] is selector):
             return hit[4]
         scope_kind = _SCOPE_KINDS[scope] if kind is None else kind
+        self._caches_for(engine)
         rule = _pacer.Rule(policy._native, engine.prefix, scope_kind, selector,
                            policy.missing_identity)
         if len(self._rules) >= _MAX_RULES:
@@ -395,6 +396,15 @@ class Limiter:
         # The references keep the ids unique while the entry lives.
         self._rules[slot] = (policy, engine, scope, selector, rule)
         return rule
+
+    def _caches_for(self, engine: Any) -> None:
+        """Empties the rule and plan caches when their entries were made for another engine:
+        after the storage restarts, an old engine's entries would keep it (its store, its
+        connections) alive for as long as their policies were not asked for again."""
+        if self.__dict__.get("_cached_engine") is not engine:
+            self._rules.clear()
+            self._plans.clear()
+            object.__setattr__(self, "_cached_engine", engine)  # not a setting: no new version
 
     def _gate(self, policy: Policy, engine: Any) -> Any:
         """The engine's admission for `policy` under the settings now (`_pacer.Gate`: the rule
@@ -564,6 +574,7 @@ class Limiter:
                 and "check_policy" not in self.__dict__ and "add_headers" not in self.__dict__)
         plan = (self._version, policy, engine, self._gate(policy, engine) if fast else None,
                 engine.completes_inline, self.extractor is None and type(policy.key) is str)
+        self._caches_for(engine)
         if len(self._plans) >= _MAX_RULES:
             self._plans.clear()
         self._plans[id(policy)] = plan  # not a setattr

@@ -3,7 +3,9 @@ dependency's and decorator's headers taken from the verdict answer exactly what 
 paths (check_policy + add_headers, a Python send wrapper) answered."""
 
 import asyncio
+import gc
 import re
+import weakref
 
 import httpx
 import pytest
@@ -475,4 +477,26 @@ async def test_a_header_pair_that_changes_the_scope_list_is_read_safely(app_name
     assert gate(dict(scope, headers=made()), "/s", None)[0][0] == b"ratelimit-limit"
     assert gate(dict(scope, headers=made()), "/s", None).outcome == "denied"
     assert gate(dict(scope, headers=iter([["X-Api-Key", "k4"]])), "/s", None) is not None
+    await limiter.shutdown()
+
+
+async def test_a_restarted_storage_leaves_no_engine_in_the_caches(app_name):
+    """The rule and plan caches keep no engine but the current one: policies not asked for
+    again after a restart do not keep the old engine (its store, its connections) alive."""
+    limiter = Limiter(redis_url=None, app_name=app_name)
+    engine = await limiter.storage.ready_engine()
+    policies = [_as_policy(Rate(n, "1m"), f"cached{n}") for n in (1, 2, 3)]
+    for policy in policies:
+        limiter._rule(policy, engine)
+        limiter._dependency_plan(policy, engine)
+    old = weakref.ref(engine)
+    version = limiter._version
+    del engine
+    await limiter.shutdown()
+    new = await limiter.storage.ready_engine()
+    assert limiter._rule(policies[0], new) is limiter._rule(policies[0], new)  # cached again
+    gc.collect()
+    assert old() is None
+    assert len(limiter._rules) == 1 and not limiter._plans
+    assert limiter._version == version  # the cache's own bookkeeping is not a setting
     await limiter.shutdown()
