@@ -154,14 +154,9 @@ const std::vector<std::pair<std::string_view, std::string_view>>& ScopeView::hea
     if (i == size) return out;
     out.clear();
   }
-  // Anything else (str pairs, other sequences, an iterator) is read from a list of its items
-  // that the view holds: reading a pair may run Python code, which could change or drop the
-  // scope's own items under views already taken. Text that is not bytes is copied.
-  held_ = py::reinterpret_steal<py::object>(PySequence_List(raw));
-  if (!held_) throw py::error_already_set();
-  for (Py_ssize_t i = 0; i < PyList_GET_SIZE(held_.ptr()); ++i) {
-    PyObject* item = PyList_GET_ITEM(held_.ptr(), i);
-    if (add_bytes(item)) continue;
+  // Anything else (str pairs, other sequences, an iterator) is copied: reading a pair may run
+  // Python code, which could change or drop items the views would point into.
+  for (const py::handle item : py::reinterpret_borrow<py::iterable>(raw)) {
     const auto pair = py::reinterpret_borrow<py::sequence>(item);
     const py::object n = pair[0];
     const py::object v = pair[1];

@@ -102,9 +102,6 @@ class ScopeView final : public PyRequestView {
   std::string_view query_;
   std::string_view peer_;
   mutable std::optional<std::vector<std::pair<std::string_view, std::string_view>>> headers_;
-  // The items of scope["headers"] when it is not a list of bytes pairs: `headers_` points into
-  // them (see headers()).
-  mutable py::object held_;
 };
 
 // Any request object (check_policy's, the selector functions'): FastAPI Pacer's attributes
