@@ -22,6 +22,8 @@ from .policies import Policy, Rate
 _Verdict = _pacer.Verdict
 _JSON = (b"content-type", b"application/json")
 _RETRY_503 = (b"retry-after", str(UNAVAILABLE_RETRY_AFTER_S).encode())
+# The attributes whose values the C entry keeps (MiddlewareState.plan).
+_STATE_INPUTS = frozenset({"app", "limiter", "policy", "exclude_methods", "_exact", "_prefixes"})
 
 
 def _mark_coroutine_function(function: Any) -> None:
@@ -63,6 +65,8 @@ class LimiterMiddleware:
     def __init__(self, app: Any, limiter: Limiter, policy: Union[Policy, Rate, None] = None,
                  exclude_paths: Optional[List[str]] = None,
                  exclude_methods: Optional[Iterable[str]] = None) -> None:
+        # What the C entry (__call__) knows; emptied whenever one of _STATE_INPUTS is set.
+        self._state = _pacer.MiddlewareState()
         self.app = app
         self.limiter = limiter
         self.policy = _as_policy(policy, "middleware")
@@ -78,6 +82,14 @@ class LimiterMiddleware:
         self._direct: Optional[Tuple[List[Any], List[Any], Dict[str, Any]]] = None
         self._plan: Optional[Tuple[Any, ...]] = None  # _plan_now's, while it holds
 
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+        if name in _STATE_INPUTS:
+            # The C entry holds what it read of these: it takes the fallback (`_call`) until
+            # _plan_now has made the plan again.
+            object.__setattr__(self, "_plan", None)
+            self._state.forget()
+
     def _key_path(self, scope: dict, path: str) -> str:
         """The path part of the key: the matched route's template, "<unmatched>", or `path`
         (the concrete one) when the app's routes are unknown."""
@@ -88,7 +100,10 @@ class LimiterMiddleware:
             return path
         direct = self._direct
         if direct is None or direct[1] != routes:
-            self._direct = (routes, list(routes), _MATCHER.first_static(routes))
+            copy = list(routes)
+            table = _MATCHER.first_static(copy)
+            self._direct = (routes, copy, table)
+            self._state.routes(routes, copy, table)
         template = match_template(routes, scope)
         return template if template == UNMATCHED else scope.get("root_path", "") + template
 
@@ -127,12 +142,17 @@ class LimiterMiddleware:
         # Not kept before the engine has started (it would outlive the start), nor the one
         # before (it would keep an old engine alive).
         self._plan = plan if warm else None
+        if warm and gate is not None:
+            version, _, _, _, templated, inline = plan
+            self._state.plan(self.app, limiter, self.exclude_methods, self._exact, self._prefixes,
+                             version, engine, gate, templated, inline)
         return plan
 
-    def __call__(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
-        # Not a coroutine function (marked as one below, for servers that ask): each path
-        # returns an awaitable, and a request admitted in process is answered by the app's own,
-        # with no coroutine of ours around it (docs/DESIGN.md §1).
+    def _call(self, scope: dict, receive: Any, send: Any) -> Awaitable[None]:
+        """__call__'s fallback: what the C entry does not answer itself (the first request, a
+        mounted app, settings changed since the plan). Not a coroutine function: each path
+        returns an awaitable, and a request admitted in process is answered by the app's own,
+        with no coroutine of ours around it (docs/DESIGN.md §1)."""
         if scope["type"] == "http":
             root = scope.get("root_path", "")
             path = root + scope["path"] if root else scope["path"]
@@ -143,14 +163,17 @@ class LimiterMiddleware:
                 plan = self._plan
                 if (plan is None or plan[0] != limiter._version or plan[1] is not self.policy
                         or plan[2] is not limiter.storage._engine):
-                    return self._plan_then_admit(scope, receive, send, path, root)
-                return self._admit(plan, scope, receive, send, path, root)
+                    return self._plan_then_admit(scope, receive, send, path)
+                return self._admit(plan, scope, receive, send, path)
         return self.app(scope, receive, send)
 
+    # The common request in C (python/src/asgi_entry.h): no Python frame runs for it. Marked as
+    # a coroutine function, for servers that ask (uvicorn, to tell ASGI 3 from 2).
+    __call__ = _pacer.MiddlewareCall(_call)
     _mark_coroutine_function(__call__)
 
-    def _admit(self, plan: Tuple[Any, ...], scope: dict, receive: Any, send: Any, path: str,
-               root: str) -> Awaitable[None]:
+    def _admit(self, plan: Tuple[Any, ...], scope: dict, receive: Any,
+               send: Any, path: str) -> Awaitable[None]:
         """The request under `plan` (_plan_now's). With a Gate, the common case is one call
         into C++: the identity from the scope (by the policy's rule), the decision, and for an
         admitted request `send` wrapped to add the headers (a C++ callable: no Python frame per
@@ -160,14 +183,7 @@ class LimiterMiddleware:
             return self._general(scope, receive, send, path)
         try:
             if plan[4]:
-                # _key_path, with its most common answer read inline.
-                direct = self._direct
-                template = None
-                if direct is not None and not root and direct[1] == direct[0]:
-                    hit = direct[2].get(path)
-                    if hit is not None:
-                        template = hit[0].get(scope["method"], hit[1])
-                path = template if template is not None else self._key_path(scope, path)
+                path = self._key_path(scope, path)
             if not plan[5]:
                 return self._store_decides(gate, scope, receive, send, path)
             answer = gate(scope, path, send)
@@ -179,14 +195,13 @@ class LimiterMiddleware:
         # its own (FastAPI Pacer re-ran it, or turned them into 503s).
         return self.app(scope, receive, answer)
 
-    async def _plan_then_admit(self, scope: dict, receive: Any, send: Any, path: str,
-                               root: str) -> None:
+    async def _plan_then_admit(self, scope: dict, receive: Any, send: Any, path: str) -> None:
         try:
             plan = self._plan_now(self.limiter)
         except Exception as error:
             await self._failed(error, scope, receive, send)
             return
-        await self._admit(plan, scope, receive, send, path, root)
+        await self._admit(plan, scope, receive, send, path)
 
     async def _store_decides(self, gate: Any, scope: dict, receive: Any, send: Any,
                              path: str) -> None:

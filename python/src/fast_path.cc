@@ -403,6 +403,8 @@ void add_fast_path(py::module_& m) {
   native_call_type = add_type(m, "NativeCallable", native_call_spec);
 }
 
+bool is_gate(PyObject* object) { return Py_TYPE(object) == gate_type; }
+
 py::object header_send(py::object send, py::list headers) {
   return make_header_send(std::move(send), std::move(headers));
 }

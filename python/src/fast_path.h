@@ -33,6 +33,9 @@ void add_fast_path(py::module_& m);
 // names in lower case): taken as it is, not checked.
 py::object header_send(py::object send, py::list headers);
 
+// Whether `object` is a Gate.
+bool is_gate(PyObject* object);
+
 // A Python callable taking no argument that runs `run` (under the GIL; a C++ exception becomes
 // the Python one, as pybind11 translates it) and answers None.
 py::object native_callable(std::function<void()> run);

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "asgi_entry.h"
 #include "bridge.h"
 #include "engine.h"
 #include "fast_path.h"
@@ -150,6 +151,8 @@ PYBIND11_MODULE(_pacer, m) {
 
   // HeaderSend, Gate and NativeCallable: the per-request callables, on the C API (fast_path.h).
   add_fast_path(m);
+  // LimiterMiddleware's __call__ and the state it reads, on the C API (asgi_entry.h).
+  add_asgi_entry(m);
 
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<const py::object&>(), py::arg("loop"))
