@@ -70,8 +70,8 @@ class Ref {
 
 struct StateObject {
   PyObject_HEAD
-  // Set by plan(): all null until then, and after forget().
-  PyObject* app;
+      // Set by plan(): all null until then, and after forget().
+      PyObject* app;
   PyObject* limiter;
   PyObject* exclude_methods;  // anything `in` works on
   PyObject* exact;            // likewise: the excluded paths
@@ -87,17 +87,17 @@ struct StateObject {
   PyObject* table;   // RouteMatcher.first_static(copy): path -> ({method: template}, template)
 };
 
-constexpr PyObject* StateObject::* kStateFields[] = {
-    &StateObject::app,     &StateObject::limiter, &StateObject::exclude_methods,
-    &StateObject::exact,   &StateObject::prefixes, &StateObject::version,
-    &StateObject::engine,  &StateObject::gate,    &StateObject::routes,
-    &StateObject::copy,    &StateObject::table};
+constexpr PyObject* StateObject::*kStateFields[] = {
+    &StateObject::app,    &StateObject::limiter,  &StateObject::exclude_methods,
+    &StateObject::exact,  &StateObject::prefixes, &StateObject::version,
+    &StateObject::engine, &StateObject::gate,     &StateObject::routes,
+    &StateObject::copy,   &StateObject::table};
 
 // The fields plan() sets.
-constexpr PyObject* StateObject::* kPlanFields[] = {
-    &StateObject::app,     &StateObject::limiter, &StateObject::exclude_methods,
-    &StateObject::exact,   &StateObject::prefixes, &StateObject::version,
-    &StateObject::engine,  &StateObject::gate};
+constexpr PyObject* StateObject::*kPlanFields[] = {
+    &StateObject::app,    &StateObject::limiter,  &StateObject::exclude_methods,
+    &StateObject::exact,  &StateObject::prefixes, &StateObject::version,
+    &StateObject::engine, &StateObject::gate};
 
 int state_traverse(PyObject* self, visitproc visit, void* arg) {
   auto* o = reinterpret_cast<StateObject*>(self);
@@ -160,7 +160,8 @@ PyObject* state_plan(PyObject* self, PyObject* const* args, Py_ssize_t nargs) no
   // The flags first: a field's old value may run code when released.
   state.templated = templated != 0;
   state.completes_inline = completes_inline != 0;
-  for (std::size_t i = 0; i < std::size(kPlanFields); ++i) set_field(state, kPlanFields[i], args[i]);
+  for (std::size_t i = 0; i < std::size(kPlanFields); ++i)
+    set_field(state, kPlanFields[i], args[i]);
   Py_RETURN_NONE;
 }
 
@@ -176,9 +177,10 @@ PyObject* state_routes(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
   PyObject* path = nullptr;
   PyObject* hit = nullptr;
   while (PyDict_Next(table, &at, &path, &hit)) {
-    const bool ok = PyUnicode_CheckExact(path) && PyTuple_CheckExact(hit) &&
-                    PyTuple_GET_SIZE(hit) == 2 && PyDict_CheckExact(PyTuple_GET_ITEM(hit, 0)) &&
-                    (PyTuple_GET_ITEM(hit, 1) == Py_None || PyUnicode_Check(PyTuple_GET_ITEM(hit, 1)));
+    const bool ok =
+        PyUnicode_CheckExact(path) && PyTuple_CheckExact(hit) && PyTuple_GET_SIZE(hit) == 2 &&
+        PyDict_CheckExact(PyTuple_GET_ITEM(hit, 0)) &&
+        (PyTuple_GET_ITEM(hit, 1) == Py_None || PyUnicode_Check(PyTuple_GET_ITEM(hit, 1)));
     if (!expect(ok, "table must map a str to a (dict, str or None) tuple", hit)) return nullptr;
   }
   auto& state = *reinterpret_cast<StateObject*>(self);
@@ -203,8 +205,7 @@ PyMethodDef state_methods[] = {
      "plan(app, limiter, exclude_methods, exact, prefixes, version, engine, gate, templated, "
      "completes_inline): what the fast path answers with, while version and engine hold."},
     {"routes", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(state_routes)),
-     METH_FASTCALL,
-     "routes(routes, copy, table): the route table, read while routes == copy."},
+     METH_FASTCALL, "routes(routes, copy, table): the route table, read while routes == copy."},
     {"forget", state_forget, METH_NOARGS,
      "Drops the plan (not the route table): requests take the fallback until plan()."},
     {nullptr, nullptr, 0, nullptr}};
@@ -238,8 +239,8 @@ struct CallObject {
 
 // owner.<name>(*args): the middleware's own method (a subclass's, if it has one).
 PyObject* call_method(PyObject* name, std::initializer_list<PyObject*> args) {
-  return PyObject_VectorcallMethod(name, const_cast<PyObject* const*>(args.begin()),
-                                   args.size(), nullptr);
+  return PyObject_VectorcallMethod(name, const_cast<PyObject* const*>(args.begin()), args.size(),
+                                   nullptr);
 }
 
 // With an error set: the middleware's `_failed(error, scope, receive, send)`, as its Python
@@ -532,9 +533,9 @@ PyTypeObject* add_type(pybind11::module_& m, const char* name, PyType_Spec& spec
 }  // namespace
 
 void add_asgi_entry(pybind11::module_& m) {
-  names = {interned("type"),     interned("root_path"),     interned("path"),
-           interned("method"),   interned("http"),          interned("_state"),
-           interned("_version"), interned("storage"),       interned("_engine"),
+  names = {interned("type"),      interned("root_path"),      interned("path"),
+           interned("method"),    interned("http"),           interned("_state"),
+           interned("_version"),  interned("storage"),        interned("_engine"),
            interned("_key_path"), interned("_store_decides"), interned("_respond"),
            interned("_failed")};
   pybind11::object verdict = m.attr("Verdict");

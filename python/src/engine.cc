@@ -25,10 +25,9 @@ std::string error_text(std::error_code store_error) {
   return store_error ? store_error.message() : std::string();
 }
 
-std::optional<HeaderRendering> render_with(const NativePolicy& p,
-                                           std::optional<HeaderFlag> headers) {
+std::optional<HeaderChoice> choice_of(std::optional<HeaderFlag> headers) {
   if (!headers) return std::nullopt;
-  return HeaderRendering{p, HeaderChoice::of(*headers)};
+  return HeaderChoice::of(*headers);
 }
 
 struct Answer {
@@ -194,8 +193,7 @@ py::object Engine::check(const CompiledRule& rule, const py::object& request,
                          std::optional<HeaderFlag> headers) {
   const std::optional<std::string> key = ours(rule).key(request, route);
   if (!key) return py::cast(Verdict{});  // a shadow policy skips it: allowed, no headers
-  return submit(rule.policy(), *key, 1, bridge, std::move(future),
-                render_with(rule.policy(), headers));
+  return submit(rule.policy(), *key, 1, bridge, std::move(future), choice_of(headers));
 }
 
 py::object Engine::admit(const CompiledRule& rule, const py::object& request,
@@ -203,12 +201,12 @@ py::object Engine::admit(const CompiledRule& rule, const py::object& request,
                          py::object future, py::object send) {
   const std::optional<std::string> key = ours(rule).key(request, route);
   if (!key) return admission(Verdict{}, send);  // a shadow policy skips it: no headers
-  return submit(rule.policy(), *key, 1, bridge, std::move(future),
-                render_with(rule.policy(), headers), std::move(send));
+  return submit(rule.policy(), *key, 1, bridge, std::move(future), HeaderChoice::of(headers),
+                std::move(send));
 }
 
 py::object Engine::submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
-                          Bridge* bridge, py::object future, std::optional<HeaderRendering> render,
+                          Bridge* bridge, py::object future, std::optional<HeaderChoice> headers,
                           std::optional<py::object> send) {
   release_orphans();
   if (inline_ || !bridge) {
@@ -220,7 +218,7 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
         }));
     if (!verdict)
       throw std::logic_error("pacer: the store did not answer inline and no bridge was given");
-    if (render) verdict->headers = asgi_headers(render->policy, verdict->decision, render->choice);
+    if (headers) verdict->headers = asgi_headers(p, verdict->decision, *headers);
     if (send) return admission(std::move(*verdict), *send);
     return py::cast(std::move(*verdict));
   }
@@ -232,7 +230,8 @@ py::object Engine::submit(const NativePolicy& p, const std::string& key, std::in
     call->send = send->is_none() ? nullptr : send->release().ptr();
   }
   call->bridge = bridge->core();
-  call->render = std::move(render);
+  // A copy of the policy: the rule may be gone by the time the store answers.
+  if (headers) call->render = HeaderRendering{p, *headers};
   try {
     limiter_->check(p.policy, key, cost,
                     Limiter::ReportingHandler(

@@ -78,7 +78,7 @@ class Engine {
   // The same for a storage key built by the caller (the seed's storage API).
   // With `send` given (even None), the answer is an admission, not the Verdict.
   py::object submit(const NativePolicy& p, const std::string& key, std::int64_t cost,
-                    Bridge* bridge, py::object future, std::optional<HeaderRendering> render,
+                    Bridge* bridge, py::object future, std::optional<HeaderChoice> headers,
                     std::optional<py::object> send = std::nullopt);
 
   // Blocking form for synchronous code; releases the GIL while it waits. Decides (or, with

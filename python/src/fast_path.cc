@@ -81,6 +81,36 @@ bool ours(PyObject* headers, PyObject* name) {
 // The app's header fields of `message` without ours, then ours: Python's
 // [h for h in message.get("headers", ()) if h[0].lower() not in names] + headers.
 py::list merged_headers(PyObject* headers, const py::object& existing) {
+  const Py_ssize_t count = PyList_GET_SIZE(headers);
+  if (PyList_CheckExact(existing.ptr())) {
+    // What servers and frameworks send: a list of tuples of bytes, read by index and merged
+    // into a list made at its full size. ours() runs no Python code on a bytes name, and a
+    // field that is not a tuple takes the general path below.
+    PyObject* const fields = existing.ptr();
+    const Py_ssize_t given = PyList_GET_SIZE(fields);
+    bool plain = true;
+    for (Py_ssize_t i = 0; i < given && plain; ++i) {
+      PyObject* field = PyList_GET_ITEM(fields, i);
+      plain = PyTuple_CheckExact(field) && PyTuple_GET_SIZE(field) >= 1 &&
+              PyBytes_CheckExact(PyTuple_GET_ITEM(field, 0));
+    }
+    if (plain) {
+      auto merged = py::reinterpret_steal<py::list>(PyList_New(given + count));
+      if (!merged) throw py::error_already_set();
+      Py_ssize_t at = 0;
+      for (Py_ssize_t i = 0; i < given; ++i) {
+        PyObject* field = PyList_GET_ITEM(fields, i);
+        if (!ours(headers, PyTuple_GET_ITEM(field, 0)))
+          PyList_SET_ITEM(merged.ptr(), at++, Py_NewRef(field));
+      }
+      for (Py_ssize_t i = 0; i < count; ++i)
+        PyList_SET_ITEM(merged.ptr(), at++, Py_NewRef(PyList_GET_ITEM(headers, i)));
+      // The app's fields that ours replaced leave empty slots at the end.
+      if (at < given + count && PyList_SetSlice(merged.ptr(), at, given + count, nullptr) != 0)
+        throw py::error_already_set();
+      return merged;
+    }
+  }
   py::list merged;
   for (const py::handle field : existing) {
     const py::object name = PyTuple_Check(field.ptr())
@@ -88,9 +118,21 @@ py::list merged_headers(PyObject* headers, const py::object& existing) {
                                 : py::object(py::reinterpret_borrow<py::sequence>(field)[0]);
     if (!ours(headers, name.ptr())) merged.append(field);
   }
-  const Py_ssize_t count = PyList_GET_SIZE(headers);
   for (Py_ssize_t i = 0; i < count; ++i) merged.append(PyList_GET_ITEM(headers, i));
   return merged;
+}
+
+// Whether a message's type is "http.response.start". Most messages are something else, told by
+// their length; a str of one-byte characters is compared in place.
+bool is_response_start(PyObject* type) {
+  static constexpr std::string_view kStart = "http.response.start";
+  if (!PyUnicode_Check(type) || PyUnicode_READY(type) != 0) return false;
+  if (PyUnicode_GET_LENGTH(type) != static_cast<Py_ssize_t>(kStart.size())) return false;
+  if (PyUnicode_KIND(type) == PyUnicode_1BYTE_KIND) {
+    return std::string_view(static_cast<const char*>(PyUnicode_DATA(type)), kStart.size()) ==
+           kStart;
+  }
+  return false;  // a character beyond one byte: not ASCII
 }
 
 // `send(message)`, the header block added to an http.response.start message. A new reference.
@@ -112,7 +154,7 @@ PyObject* send_with_headers(const HeaderSendObject& self, PyObject* message) {
     generic_type = borrow(message)[py::handle(type_key)];
     type = generic_type.ptr();
   }
-  if (PyUnicode_Check(type) && PyUnicode_CompareWithASCIIString(type, "http.response.start") == 0) {
+  if (is_response_start(type)) {
     py::object existing;
     if (is_dict) {
       PyObject* found = PyDict_GetItemWithError(message, headers_key);  // borrowed
