@@ -4,7 +4,8 @@ process's instructions under callgrind for two values of N.
 
     PYTHONPATH=build/release/python python3 python/bench/asgi_calls.py <mode> <requests>
 
-Modes as app.py's: none, headers, empty-dep, mw-pass, mw-memory, dep-memory, and on the Redis of
+Modes as app.py's: none, headers, empty-dep, mw-pass, mw-yield, dep-yield, mw-memory, dep-memory,
+and on the Redis of
 PACER_BENCH_REDIS mw-redis and dep-redis (PACER_BENCH_ROUTE_SCOPE as there). Prints the status
 counts; exits 1 unless every request was answered 200 and decided by the store. The event loop
 is uvloop's (LOOP=asyncio: asyncio's own, whose loop runs partly in Python).
@@ -15,8 +16,8 @@ import gc
 import os
 import sys
 
-MODES = ("none", "headers", "empty-dep", "mw-pass", "mw-memory", "dep-memory", "mw-redis",
-         "dep-redis")
+MODES = ("none", "headers", "empty-dep", "mw-pass", "mw-yield", "dep-yield", "mw-memory",
+         "dep-memory", "mw-redis", "dep-redis")
 TASKS = 32
 SCOPE = {"type": "http", "asgi": {"version": "3.0", "spec_version": "2.3"}, "http_version": "1.1",
          "server": ("127.0.0.1", 8000), "client": ("127.0.0.1", 40000), "scheme": "http",
