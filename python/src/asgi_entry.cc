@@ -12,7 +12,6 @@
 namespace pacer::python {
 namespace {
 
-PyTypeObject* call_type = nullptr;
 PyTypeObject* state_type = nullptr;
 PyTypeObject* verdict_type = nullptr;
 
@@ -112,13 +111,7 @@ int state_clear(PyObject* self) {
   return 0;
 }
 
-void state_dealloc(PyObject* self) {
-  PyTypeObject* type = Py_TYPE(self);
-  PyObject_GC_UnTrack(self);
-  state_clear(self);
-  type->tp_free(self);
-  Py_DECREF(type);
-}
+void state_dealloc(PyObject* self) { gc_dealloc(self, state_clear); }
 
 PyObject* state_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) noexcept {
   if (PyTuple_GET_SIZE(args) != 0 || (kwargs != nullptr && PyDict_GET_SIZE(kwargs) != 0)) {
@@ -485,13 +478,7 @@ int call_clear(PyObject* self) {
   return 0;
 }
 
-void call_dealloc(PyObject* self) {
-  PyTypeObject* type = Py_TYPE(self);
-  PyObject_GC_UnTrack(self);
-  call_clear(self);
-  type->tp_free(self);
-  Py_DECREF(type);
-}
+void call_dealloc(PyObject* self) { gc_dealloc(self, call_clear); }
 
 PyMemberDef call_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(CallObject, vectorcall), READONLY, nullptr},
@@ -523,13 +510,6 @@ PyObject* interned(const char* text) {
   return name;  // kept for the life of the process
 }
 
-PyTypeObject* add_type(pybind11::module_& m, const char* name, PyType_Spec& spec) {
-  PyObject* type = PyType_FromSpec(&spec);
-  if (type == nullptr) throw pybind11::error_already_set();
-  m.add_object(name, pybind11::reinterpret_borrow<pybind11::object>(type));
-  return reinterpret_cast<PyTypeObject*>(type);  // the reference made here is never released
-}
-
 }  // namespace
 
 void add_asgi_entry(pybind11::module_& m) {
@@ -540,7 +520,7 @@ void add_asgi_entry(pybind11::module_& m) {
            interned("_failed")};
   pybind11::object verdict = m.attr("Verdict");
   verdict_type = reinterpret_cast<PyTypeObject*>(verdict.release().ptr());  // never released
-  call_type = add_type(m, "MiddlewareCall", call_spec);
+  add_type(m, "MiddlewareCall", call_spec);
   state_type = add_type(m, "MiddlewareState", state_spec);
 }
 

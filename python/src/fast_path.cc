@@ -246,13 +246,7 @@ int header_send_clear(PyObject* self) {
   return 0;
 }
 
-void header_send_dealloc(PyObject* self) {
-  PyTypeObject* type = Py_TYPE(self);
-  PyObject_GC_UnTrack(self);
-  header_send_clear(self);
-  type->tp_free(self);
-  Py_DECREF(type);
-}
+void header_send_dealloc(PyObject* self) { gc_dealloc(self, header_send_clear); }
 
 PyMemberDef header_send_members[] = {
     {"__vectorcalloffset__", T_PYSSIZET, offsetof(HeaderSendObject, vectorcall), READONLY, nullptr},
@@ -430,6 +424,8 @@ PyType_Spec native_call_spec = {"pacer._pacer.NativeCallable", sizeof(NativeCall
                                     Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_DISALLOW_INSTANTIATION,
                                 native_call_slots};
 
+}  // namespace
+
 PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec) {
   PyObject* type = PyType_FromSpec(&spec);
   if (type == nullptr) throw py::error_already_set();
@@ -437,7 +433,13 @@ PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec) {
   return reinterpret_cast<PyTypeObject*>(type);  // the reference made here is never released
 }
 
-}  // namespace
+void gc_dealloc(PyObject* self, inquiry clear) {
+  PyTypeObject* type = Py_TYPE(self);
+  PyObject_GC_UnTrack(self);
+  clear(self);
+  type->tp_free(self);
+  Py_DECREF(type);
+}
 
 void add_fast_path(py::module_& m) {
   header_send_type = add_type(m, "HeaderSend", header_send_spec);

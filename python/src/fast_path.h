@@ -33,6 +33,12 @@ void add_fast_path(py::module_& m);
 // names in lower case): taken as it is, not checked.
 py::object header_send(py::object send, py::list headers);
 
+// The heap type of `spec`, added to `m` as `name` and kept for the life of the process.
+PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec);
+
+// The tp_dealloc of a garbage-collected heap type whose tp_clear is `clear`.
+void gc_dealloc(PyObject* self, inquiry clear);
+
 // Whether `object` is a Gate.
 bool is_gate(PyObject* object);
 
