@@ -86,9 +86,11 @@ class LimiterMiddleware:
         object.__setattr__(self, name, value)
         if name in _STATE_INPUTS:
             # The C entry holds what it read of these: it takes the fallback (`_call`) until
-            # _plan_now has made the plan again.
+            # _plan_now has made the plan again. (A subclass may set them before our __init__.)
             object.__setattr__(self, "_plan", None)
-            self._state.forget()
+            state = self.__dict__.get("_state")
+            if state is not None:
+                state.forget()
 
     def _key_path(self, scope: dict, path: str) -> str:
         """The path part of the key: the matched route's template, "<unmatched>", or `path`

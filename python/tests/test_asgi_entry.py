@@ -186,7 +186,12 @@ async def test_a_subclass_reaches_the_entry_through_super(app_name):
             seen.append(scope["path"])
             await super().__call__(scope, receive, send)
 
-    middleware = Counting(Recording(), limiter=limiter, policy=RATE)
+    class Early(Counting):
+        def __init__(self, app, **options):
+            self.app = app  # before LimiterMiddleware.__init__ made the state
+            super().__init__(app, **options)
+
+    middleware = Early(Recording(), limiter=limiter, policy=RATE)
     assert [remaining(await request(middleware)) for _ in range(3)] == [99, 98, 97]
     assert seen == ["/a"] * 3 and middleware._state.planned
     await limiter.shutdown()
