@@ -12,6 +12,8 @@
 namespace pacer::python {
 namespace {
 
+namespace py = pybind11;
+
 PyTypeObject* state_type = nullptr;
 PyTypeObject* verdict_type = nullptr;
 
@@ -33,81 +35,55 @@ struct Names {
 };
 Names names{};
 
-// An owned reference, released at the end of its scope (the entry makes no C++ exceptions:
-// pybind11's wrappers would throw on the errors this code hands back to Python).
-class Ref {
- public:
-  Ref() = default;
-  explicit Ref(PyObject* owned) : p_(owned) {}
-  static Ref borrow(PyObject* object) { return Ref(Py_XNewRef(object)); }
-  Ref(const Ref&) = delete;
-  Ref& operator=(const Ref&) = delete;
-  Ref(Ref&& other) noexcept : p_(other.p_) { other.p_ = nullptr; }
-  Ref& operator=(Ref&& other) noexcept {
-    if (this != &other) {
-      PyObject* old = p_;
-      p_ = other.p_;
-      other.p_ = nullptr;
-      Py_XDECREF(old);
-    }
-    return *this;
-  }
-  ~Ref() { Py_XDECREF(p_); }
-  PyObject* get() const { return p_; }
-  PyObject* release() {
-    PyObject* p = p_;
-    p_ = nullptr;
-    return p;
-  }
-  explicit operator bool() const { return p_ != nullptr; }
-
- private:
-  PyObject* p_ = nullptr;
-};
+// Owned references as pybind11 objects (only their ownership is used here: the C API calls
+// below report errors by returning null, which the entry hands back to Python).
+py::object steal(PyObject* owned) { return py::reinterpret_steal<py::object>(owned); }
+py::object borrow(PyObject* object) { return py::reinterpret_borrow<py::object>(object); }
 
 // ---- MiddlewareState -----------------------------------------------------------------------
 
-struct StateObject {
-  PyObject_HEAD
-      // Set by plan(): all null until then, and after forget().
-      PyObject* app;
-  PyObject* limiter;
-  PyObject* exclude_methods;  // anything `in` works on
-  PyObject* exact;            // likewise: the excluded paths
-  PyObject* prefixes;         // a tuple of str: the excluded path prefixes
-  PyObject* version;          // limiter._version when the plan was made
-  PyObject* engine;           // limiter.storage._engine it was made for
-  PyObject* gate;             // a Gate
-  bool templated;             // keyed by the route's template
-  bool completes_inline;      // the engine decides in process (no future to wait for)
-  // Set by routes(): null until then, and after forget().
-  PyObject* routes;  // the app's route list
-  PyObject* copy;    // a copy of it, taken with `table`
-  PyObject* table;   // RouteMatcher.first_static(copy): path -> ({method: template}, template)
+// The items of plan()'s tuple.
+enum Plan : Py_ssize_t {
+  kApp,
+  kLimiter,
+  kExcludeMethods,  // anything `in` works on
+  kExact,           // likewise: the excluded paths
+  kPrefixes,        // a tuple of str: the excluded path prefixes
+  kVersion,         // limiter._version when the plan was made
+  kEngine,          // limiter.storage._engine it was made for
+  kGate,            // a Gate
+  kTemplated,       // True when keyed by the route's template
+  kInline,          // True when the engine decides in process (no future to wait for)
+  kPlanSize
 };
 
-constexpr PyObject* StateObject::*kStateFields[] = {
-    &StateObject::app,    &StateObject::limiter,  &StateObject::exclude_methods,
-    &StateObject::exact,  &StateObject::prefixes, &StateObject::version,
-    &StateObject::engine, &StateObject::gate,     &StateObject::routes,
-    &StateObject::copy,   &StateObject::table};
+// The items of routes()'s tuple.
+enum Routes : Py_ssize_t {
+  kRoutes,  // the app's route list
+  kCopy,    // a copy of it, taken with the table
+  kTable,   // RouteMatcher.first_static(copy): path -> ({method: template}, template)
+  kRoutesSize
+};
 
-// The fields plan() sets.
-constexpr PyObject* StateObject::*kPlanFields[] = {
-    &StateObject::app,    &StateObject::limiter,  &StateObject::exclude_methods,
-    &StateObject::exact,  &StateObject::prefixes, &StateObject::version,
-    &StateObject::engine, &StateObject::gate};
+// Each part is one immutable tuple, replaced whole: a request holds the tuples it read, so code
+// it runs (an __eq__, a property) may replace or drop them under it.
+struct StateObject {
+  PyObject_HEAD PyObject* plan;  // null until plan(), and after forget()
+  PyObject* routes;              // null until routes()
+};
 
 int state_traverse(PyObject* self, visitproc visit, void* arg) {
   auto* o = reinterpret_cast<StateObject*>(self);
-  for (PyObject* StateObject::*field : kStateFields) Py_VISIT(o->*field);
+  Py_VISIT(o->plan);
+  Py_VISIT(o->routes);
   Py_VISIT(Py_TYPE(self));  // a heap type
   return 0;
 }
 
 int state_clear(PyObject* self) {
   auto* o = reinterpret_cast<StateObject*>(self);
-  for (PyObject* StateObject::*field : kStateFields) Py_CLEAR(o->*field);
+  Py_CLEAR(o->plan);
+  Py_CLEAR(o->routes);
   return 0;
 }
 
@@ -121,10 +97,6 @@ PyObject* state_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) noexce
   return type->tp_alloc(type, 0);  // zeroed: no plan, no routes
 }
 
-void set_field(StateObject& state, PyObject* StateObject::*field, PyObject* value) {
-  Py_XSETREF(state.*field, Py_NewRef(value));
-}
-
 bool expect(bool ok, const char* what, PyObject* got) {
   if (!ok) {
     PyErr_Format(PyExc_TypeError, "MiddlewareState: %s, got %.200s", what, Py_TYPE(got)->tp_name);
@@ -135,36 +107,39 @@ bool expect(bool ok, const char* what, PyObject* got) {
 // plan(app, limiter, exclude_methods, exact, prefixes, version, engine, gate, templated,
 // completes_inline)
 PyObject* state_plan(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexcept {
-  if (nargs != 10) {
-    PyErr_Format(PyExc_TypeError, "MiddlewareState.plan takes 10 arguments; got %zd", nargs);
+  if (nargs != kPlanSize) {
+    PyErr_Format(PyExc_TypeError, "MiddlewareState.plan takes %zd arguments; got %zd",
+                 static_cast<Py_ssize_t>(kPlanSize), nargs);
     return nullptr;
   }
-  PyObject* prefixes = args[4];
+  PyObject* prefixes = args[kPrefixes];
   if (!expect(PyTuple_Check(prefixes), "prefixes must be a tuple of str", prefixes)) return nullptr;
   for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(prefixes); ++i) {
     PyObject* prefix = PyTuple_GET_ITEM(prefixes, i);
     if (!expect(PyUnicode_Check(prefix), "prefixes must be a tuple of str", prefix)) return nullptr;
   }
-  if (!expect(is_gate(args[7]), "gate must be a pacer._pacer.Gate", args[7])) return nullptr;
-  const int templated = PyObject_IsTrue(args[8]);
-  const int completes_inline = PyObject_IsTrue(args[9]);
+  if (!expect(is_gate(args[kGate]), "gate must be a pacer._pacer.Gate", args[kGate]))
+    return nullptr;
+  const int templated = PyObject_IsTrue(args[kTemplated]);
+  const int completes_inline = PyObject_IsTrue(args[kInline]);
   if (templated < 0 || completes_inline < 0) return nullptr;
-  auto& state = *reinterpret_cast<StateObject*>(self);
-  // The flags first: a field's old value may run code when released.
-  state.templated = templated != 0;
-  state.completes_inline = completes_inline != 0;
-  for (std::size_t i = 0; i < std::size(kPlanFields); ++i)
-    set_field(state, kPlanFields[i], args[i]);
+  PyObject* plan = PyTuple_New(kPlanSize);
+  if (plan == nullptr) return nullptr;
+  for (Py_ssize_t i = 0; i < kTemplated; ++i) PyTuple_SET_ITEM(plan, i, Py_NewRef(args[i]));
+  PyTuple_SET_ITEM(plan, kTemplated, PyBool_FromLong(templated));
+  PyTuple_SET_ITEM(plan, kInline, PyBool_FromLong(completes_inline));
+  Py_XSETREF(reinterpret_cast<StateObject*>(self)->plan, plan);
   Py_RETURN_NONE;
 }
 
 // routes(routes, copy, table): the table must be a dict of path -> (dict, str or None).
 PyObject* state_routes(PyObject* self, PyObject* const* args, Py_ssize_t nargs) noexcept {
-  if (nargs != 3) {
-    PyErr_Format(PyExc_TypeError, "MiddlewareState.routes takes 3 arguments; got %zd", nargs);
+  if (nargs != kRoutesSize) {
+    PyErr_Format(PyExc_TypeError, "MiddlewareState.routes takes %zd arguments; got %zd",
+                 static_cast<Py_ssize_t>(kRoutesSize), nargs);
     return nullptr;
   }
-  PyObject* table = args[2];
+  PyObject* table = args[kTable];
   if (!expect(PyDict_CheckExact(table), "table must be a dict", table)) return nullptr;
   Py_ssize_t at = 0;
   PyObject* path = nullptr;
@@ -176,21 +151,19 @@ PyObject* state_routes(PyObject* self, PyObject* const* args, Py_ssize_t nargs) 
         (PyTuple_GET_ITEM(hit, 1) == Py_None || PyUnicode_Check(PyTuple_GET_ITEM(hit, 1)));
     if (!expect(ok, "table must map a str to a (dict, str or None) tuple", hit)) return nullptr;
   }
-  auto& state = *reinterpret_cast<StateObject*>(self);
-  set_field(state, &StateObject::routes, args[0]);
-  set_field(state, &StateObject::copy, args[1]);
-  set_field(state, &StateObject::table, table);
+  PyObject* routes = PyTuple_Pack(kRoutesSize, args[kRoutes], args[kCopy], table);
+  if (routes == nullptr) return nullptr;
+  Py_XSETREF(reinterpret_cast<StateObject*>(self)->routes, routes);
   Py_RETURN_NONE;
 }
 
 PyObject* state_forget(PyObject* self, PyObject*) noexcept {
-  auto* o = reinterpret_cast<StateObject*>(self);
-  for (PyObject* StateObject::*field : kPlanFields) Py_CLEAR(o->*field);
+  Py_CLEAR(reinterpret_cast<StateObject*>(self)->plan);
   Py_RETURN_NONE;
 }
 
 PyObject* state_planned(PyObject* self, void*) noexcept {
-  return PyBool_FromLong(reinterpret_cast<StateObject*>(self)->gate != nullptr);
+  return PyBool_FromLong(reinterpret_cast<StateObject*>(self)->plan != nullptr);
 }
 
 PyMethodDef state_methods[] = {
@@ -230,10 +203,21 @@ struct CallObject {
   PyObject* dict;      // attributes: the coroutine-function mark
 };
 
+// What fast() answers when the request is the fallback's: an address no object has, compared
+// and never dereferenced.
+char fallback_tag;
+PyObject* const kFallback = reinterpret_cast<PyObject*>(&fallback_tag);
+
 // owner.<name>(*args): the middleware's own method (a subclass's, if it has one).
 PyObject* call_method(PyObject* name, std::initializer_list<PyObject*> args) {
   return PyObject_VectorcallMethod(name, const_cast<PyObject* const*>(args.begin()), args.size(),
                                    nullptr);
+}
+
+// callable(a, b, c), with the slot before the arguments free for the callee's use.
+PyObject* call3(PyObject* callable, PyObject* a, PyObject* b, PyObject* c) {
+  PyObject* args[] = {nullptr, a, b, c};
+  return PyObject_Vectorcall(callable, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
 }
 
 // With an error set: the middleware's `_failed(error, scope, receive, send)`, as its Python
@@ -245,18 +229,18 @@ PyObject* failed(PyObject* owner, PyObject* scope, PyObject* receive, PyObject* 
   PyObject* traceback = nullptr;
   PyErr_Fetch(&type, &value, &traceback);
   PyErr_NormalizeException(&type, &value, &traceback);
-  const Ref error(value);
-  const Ref held_type(type);
-  const Ref held_traceback(traceback);
+  const py::object error = steal(value);
+  const py::object held_type = steal(type);
+  const py::object held_traceback = steal(traceback);
   if (traceback != nullptr) PyException_SetTraceback(value, traceback);
-  return call_method(names.failed, {owner, error.get(), scope, receive, send});
+  return call_method(names.failed, {owner, error.ptr(), scope, receive, send});
 }
 
 // The string item `key` of the dict `scope`, or null (with no error) when it is missing or not
 // an exact str: such a scope goes to the fallback, which answers it as it always did.
-Ref scope_str(PyObject* scope, PyObject* key) {
+py::object scope_str(PyObject* scope, PyObject* key) {
   PyObject* value = PyDict_GetItemWithError(scope, key);  // borrowed
-  return Ref::borrow(value != nullptr && PyUnicode_CheckExact(value) ? value : nullptr);
+  return borrow(value != nullptr && PyUnicode_CheckExact(value) ? value : nullptr);
 }
 
 // Whether `path` is excluded by one of `prefixes` (a tuple of str): 1, 0, or -1 on error.
@@ -269,17 +253,18 @@ int prefixed(PyObject* path, PyObject* prefixes) {
   return 0;
 }
 
-// The route template of `path` and `method` from the state's table, or null (with no error)
-// when the table does not answer; -1 in `error` when the route list's comparison raised.
-Ref table_template(const Ref& routes, const Ref& copy, const Ref& table, PyObject* path,
-                   PyObject* method, bool& error) {
-  if (!table) return {};
-  const int same = PyObject_RichCompareBool(copy.get(), routes.get(), Py_EQ);
+// The route template of `path` and `method` from routes()'s tuple (null: none yet), or null
+// (with no error) when the table does not answer; `error` is set when a lookup raised.
+py::object table_template(PyObject* routes, PyObject* path, PyObject* method, bool& error) {
+  if (routes == nullptr) return {};
+  const int same = PyObject_RichCompareBool(PyTuple_GET_ITEM(routes, kCopy),
+                                            PyTuple_GET_ITEM(routes, kRoutes), Py_EQ);
   if (same <= 0) {
     error = same < 0;
     return {};
   }
-  PyObject* hit = PyDict_GetItemWithError(table.get(), path);  // a (dict, str or None) tuple
+  // A (dict, str or None) tuple.
+  PyObject* hit = PyDict_GetItemWithError(PyTuple_GET_ITEM(routes, kTable), path);
   if (hit == nullptr) {
     error = PyErr_Occurred() != nullptr;
     return {};
@@ -292,134 +277,90 @@ Ref table_template(const Ref& routes, const Ref& copy, const Ref& table, PyObjec
     }
     found = PyTuple_GET_ITEM(hit, 1);
   }
-  return Ref::borrow(found == Py_None ? nullptr : found);
+  return borrow(found == Py_None ? nullptr : found);
 }
 
-// What the state holds, in references of the call's own: the checks below may run Python code
-// (an __eq__, a property) that replaces the state's fields.
-struct Held {
-  explicit Held(const StateObject& s)
-      : app(Ref::borrow(s.app)),
-        limiter(Ref::borrow(s.limiter)),
-        exclude_methods(Ref::borrow(s.exclude_methods)),
-        exact(Ref::borrow(s.exact)),
-        prefixes(Ref::borrow(s.prefixes)),
-        version(Ref::borrow(s.version)),
-        engine(Ref::borrow(s.engine)),
-        gate(Ref::borrow(s.gate)),
-        routes(Ref::borrow(s.routes)),
-        copy(Ref::borrow(s.copy)),
-        table(Ref::borrow(s.table)),
-        templated(s.templated),
-        completes_inline(s.completes_inline) {}
-  Ref app, limiter, exclude_methods, exact, prefixes, version, engine, gate, routes, copy, table;
-  bool templated;
-  bool completes_inline;
-};
-
-// 1 when the plan's version and engine are the limiter's now, 0 when not, -1 on error.
-int plan_holds(const Held& held) {
-  const Ref version(PyObject_GetAttr(held.limiter.get(), names.version));
+// 1 when `plan`'s version and engine are the limiter's now, 0 when not, -1 on error.
+int plan_holds(PyObject* plan) {
+  PyObject* const limiter = PyTuple_GET_ITEM(plan, kLimiter);
+  const py::object version = steal(PyObject_GetAttr(limiter, names.version));
   if (!version) return -1;
-  if (version.get() != held.version.get()) {
-    const int same = PyObject_RichCompareBool(version.get(), held.version.get(), Py_EQ);
+  PyObject* const planned = PyTuple_GET_ITEM(plan, kVersion);
+  if (version.ptr() != planned) {
+    const int same = PyObject_RichCompareBool(version.ptr(), planned, Py_EQ);
     if (same <= 0) return same;
   }
-  const Ref storage(PyObject_GetAttr(held.limiter.get(), names.storage));
+  const py::object storage = steal(PyObject_GetAttr(limiter, names.storage));
   if (!storage) return -1;
-  const Ref engine(PyObject_GetAttr(storage.get(), names.engine));
+  const py::object engine = steal(PyObject_GetAttr(storage.ptr(), names.engine));
   if (!engine) return -1;
-  return engine.get() == held.engine.get() ? 1 : 0;
+  return engine.ptr() == PyTuple_GET_ITEM(plan, kEngine) ? 1 : 0;
 }
 
-// The request, when the state answers it: null with no error set when it does not (the
-// fallback's), null with an error set when something raised.
-PyObject* fast(PyObject* owner, PyObject* scope, PyObject* receive, PyObject* send, bool& taken) {
-  taken = false;
-  if (!PyDict_CheckExact(scope)) return nullptr;
-  const Ref found(PyObject_GetAttr(owner, names.state));
-  if (!found) {
-    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) {
-      taken = true;
-      return nullptr;
-    }
-    PyErr_Clear();
-    return nullptr;
-  }
-  if (Py_TYPE(found.get()) != state_type) return nullptr;
-  const auto& state = *reinterpret_cast<const StateObject*>(found.get());
-  if (state.gate == nullptr) return nullptr;
-  const Held held(state);
-  taken = true;  // from here an error is the request's
-
+// The request's answer; kFallback when the fallback is to answer it; null with an error set
+// when something raised.
+PyObject* fast(PyObject* owner, PyObject* scope, PyObject* receive, PyObject* send) {
+  if (!PyDict_CheckExact(scope)) return kFallback;
   PyObject* type = PyDict_GetItemWithError(scope, names.type);  // borrowed, compared at once
-  if (type == nullptr) {
-    if (PyErr_Occurred() != nullptr) return nullptr;
-    taken = false;
-    return nullptr;
-  }
+  if (type == nullptr) return PyErr_Occurred() != nullptr ? nullptr : kFallback;
   if (type != names.http &&
       !(PyUnicode_CheckExact(type) && PyUnicode_Compare(type, names.http) == 0)) {
-    taken = false;
-    return nullptr;
+    return kFallback;
   }
   PyObject* root = PyDict_GetItemWithError(scope, names.root_path);  // borrowed, likewise
   if (root == nullptr && PyErr_Occurred() != nullptr) return nullptr;
-  if (root != nullptr && !(PyUnicode_CheckExact(root) && PyUnicode_GET_LENGTH(root) == 0)) {
-    taken = false;  // mounted: the fallback joins the root to the path
-    return nullptr;
-  }
-  const Ref path = scope_str(scope, names.path);
-  const Ref method = scope_str(scope, names.method);
-  if (!path || !method) {
-    if (PyErr_Occurred() != nullptr) return nullptr;
-    taken = false;
-    return nullptr;
-  }
+  if (root != nullptr && !(PyUnicode_CheckExact(root) && PyUnicode_GET_LENGTH(root) == 0))
+    return kFallback;  // mounted: the fallback joins the root to the path
+  const py::object path = scope_str(scope, names.path);
+  const py::object method = scope_str(scope, names.method);
+  if (!path || !method) return PyErr_Occurred() != nullptr ? nullptr : kFallback;
 
-  int excluded = PySequence_Contains(held.exclude_methods.get(), method.get());
-  if (excluded == 0) excluded = PySequence_Contains(held.exact.get(), path.get());
-  if (excluded == 0) excluded = prefixed(path.get(), held.prefixes.get());
+  const py::object found = steal(PyObject_GetAttr(owner, names.state));
+  if (!found) {
+    if (!PyErr_ExceptionMatches(PyExc_AttributeError)) return nullptr;
+    PyErr_Clear();  // no state (a subclass that skipped our __init__): the fallback's
+    return kFallback;
+  }
+  if (Py_TYPE(found.ptr()) != state_type) return kFallback;
+  const auto& state = *reinterpret_cast<const StateObject*>(found.ptr());
+  // The request's own references: the code it runs may replace the state's tuples.
+  const py::object plan = borrow(state.plan);
+  const py::object routes = borrow(state.routes);
+  if (!plan) return kFallback;
+  const auto item = [&plan](Plan field) { return PyTuple_GET_ITEM(plan.ptr(), field); };
+
+  int excluded = PySequence_Contains(item(kExcludeMethods), method.ptr());
+  if (excluded == 0) excluded = PySequence_Contains(item(kExact), path.ptr());
+  if (excluded == 0) excluded = prefixed(path.ptr(), item(kPrefixes));
   if (excluded < 0) return nullptr;
-  if (excluded > 0) {
-    PyObject* call[] = {nullptr, scope, receive, send};
-    return PyObject_Vectorcall(held.app.get(), call + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                               nullptr);
-  }
-  const int holds = plan_holds(held);
-  if (holds <= 0) {
-    taken = holds < 0;
-    return nullptr;
-  }
+  if (excluded > 0) return call3(item(kApp), scope, receive, send);
+  const int holds = plan_holds(plan.ptr());
+  if (holds <= 0) return holds < 0 ? nullptr : kFallback;
 
   // From here the middleware's Python path has a try: what raises is the middleware's _failed.
-  Ref route;
-  if (held.templated) {
+  py::object route;
+  if (item(kTemplated) == Py_True) {
     bool error = false;
-    route = table_template(held.routes, held.copy, held.table, path.get(), method.get(), error);
+    route = table_template(routes.ptr(), path.ptr(), method.ptr(), error);
     if (error) return failed(owner, scope, receive, send);
     if (!route) {
-      route = Ref(call_method(names.key_path, {owner, scope, path.get()}));
+      route = steal(call_method(names.key_path, {owner, scope, path.ptr()}));
       if (!route) return failed(owner, scope, receive, send);
     }
   } else {
-    route = Ref::borrow(path.get());
+    route = path;
   }
-  if (!held.completes_inline) {
+  if (item(kInline) != Py_True) {
     return call_method(names.store_decides,
-                       {owner, held.gate.get(), scope, receive, send, route.get()});
+                       {owner, item(kGate), scope, receive, send, route.ptr()});
   }
-  PyObject* gate_args[] = {nullptr, scope, route.get(), send};
-  const Ref answer(PyObject_Vectorcall(held.gate.get(), gate_args + 1,
-                                       3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr));
+  const py::object answer = steal(call3(item(kGate), scope, route.ptr(), send));
   if (!answer) return failed(owner, scope, receive, send);
-  if (Py_TYPE(answer.get()) == verdict_type) {
-    return call_method(names.respond, {owner, answer.get(), scope, receive, send});
+  if (Py_TYPE(answer.ptr()) == verdict_type) {
+    return call_method(names.respond, {owner, answer.ptr(), scope, receive, send});
   }
   // The application's exceptions propagate, as on the Python path.
-  PyObject* app_args[] = {nullptr, scope, receive, answer.get()};
-  return PyObject_Vectorcall(held.app.get(), app_args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                             nullptr);
+  return call3(item(kApp), scope, receive, answer.ptr());
 }
 
 PyObject* call_vectorcall(PyObject* self, PyObject* const* args, std::size_t nargsf,
@@ -430,9 +371,8 @@ PyObject* call_vectorcall(PyObject* self, PyObject* const* args, std::size_t nar
     return nullptr;
   }
   if (PyVectorcall_NARGS(nargsf) == 4 && kwnames == nullptr) {
-    bool taken = false;
-    PyObject* answer = fast(args[0], args[1], args[2], args[3], taken);
-    if (taken || answer != nullptr) return answer;
+    PyObject* answer = fast(args[0], args[1], args[2], args[3]);
+    if (answer != kFallback) return answer;
   }
   return PyObject_Vectorcall(call.fallback, args, nargsf, kwnames);
 }
@@ -506,19 +446,19 @@ PyType_Spec call_spec = {"pacer._pacer.MiddlewareCall", sizeof(CallObject), 0,
 
 PyObject* interned(const char* text) {
   PyObject* name = PyUnicode_InternFromString(text);
-  if (name == nullptr) throw pybind11::error_already_set();
+  if (name == nullptr) throw py::error_already_set();
   return name;  // kept for the life of the process
 }
 
 }  // namespace
 
-void add_asgi_entry(pybind11::module_& m) {
+void add_asgi_entry(py::module_& m) {
   names = {interned("type"),      interned("root_path"),      interned("path"),
            interned("method"),    interned("http"),           interned("_state"),
            interned("_version"),  interned("storage"),        interned("_engine"),
            interned("_key_path"), interned("_store_decides"), interned("_respond"),
            interned("_failed")};
-  pybind11::object verdict = m.attr("Verdict");
+  py::object verdict = m.attr("Verdict");
   verdict_type = reinterpret_cast<PyTypeObject*>(verdict.release().ptr());  // never released
   add_type(m, "MiddlewareCall", call_spec);
   state_type = add_type(m, "MiddlewareState", state_spec);
