@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from asyncio import get_running_loop
 from typing import Any, Awaitable, Dict, Iterable, List, Optional, Tuple, Union
 
 from .limiter import (_TEMPLATE_SCOPES, UNAVAILABLE_RETRY_AFTER_S, Limiter, _as_policy,
                       check_failure_log)
 from . import _pacer
-from ._bridge import bridge_for
 from ._routes import _MATCHER, _MAX_CHAIN, UNMATCHED, match_template, routes_of
 from .policies import Policy, Rate
 
@@ -186,8 +184,8 @@ class LimiterMiddleware:
         try:
             if plan[4]:
                 path = self._key_path(scope, path)
-            if not plan[5]:
-                return self._store_decides(gate, scope, receive, send, path)
+            if not plan[5]:  # Redis: the decision awaited in C (python/src/store_await.h)
+                return _pacer.StoreAwait(self, self.app, gate, scope, receive, send, path)
             answer = gate(scope, path, send)
         except Exception as error:
             return self._failed(error, scope, receive, send)
@@ -204,20 +202,6 @@ class LimiterMiddleware:
             await self._failed(error, scope, receive, send)
             return
         await self._admit(plan, scope, receive, send, path)
-
-    async def _store_decides(self, gate: Any, scope: dict, receive: Any, send: Any,
-                             path: str) -> None:
-        """A store that answers later (Redis): the Gate resolves `future` on this loop."""
-        try:
-            loop = get_running_loop()
-            future = loop.create_future()
-            answer = gate(scope, path, send, bridge_for(loop), future)
-            if answer is None:
-                answer = await future
-        except Exception as error:
-            await self._failed(error, scope, receive, send)
-            return
-        await self._respond(answer, scope, receive, send)
 
     async def _general(self, scope: dict, receive: Any, send: Any, path: str) -> None:
         """No Gate: no policy, hooks to call, or the engine not started."""

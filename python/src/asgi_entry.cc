@@ -8,6 +8,7 @@
 #include <iterator>
 
 #include "fast_path.h"
+#include "store_await.h"
 
 namespace pacer::python {
 namespace {
@@ -29,7 +30,6 @@ struct Names {
   PyObject* storage;
   PyObject* engine;
   PyObject* key_path;
-  PyObject* store_decides;
   PyObject* respond;
   PyObject* failed;
 };
@@ -220,22 +220,6 @@ PyObject* call3(PyObject* callable, PyObject* a, PyObject* b, PyObject* c) {
   return PyObject_Vectorcall(callable, args + 1, 3 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
 }
 
-// With an error set: the middleware's `_failed(error, scope, receive, send)`, as its Python
-// path answers an Exception raised before the app runs; anything else (a BaseException) goes on.
-PyObject* failed(PyObject* owner, PyObject* scope, PyObject* receive, PyObject* send) {
-  if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
-  PyObject* type = nullptr;
-  PyObject* value = nullptr;
-  PyObject* traceback = nullptr;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  const py::object error = steal(value);
-  const py::object held_type = steal(type);
-  const py::object held_traceback = steal(traceback);
-  if (traceback != nullptr) PyException_SetTraceback(value, traceback);
-  return call_method(names.failed, {owner, error.ptr(), scope, receive, send});
-}
-
 // The string item `key` of the dict `scope`, or null (with no error) when it is missing or not
 // an exact str: such a scope goes to the fallback, which answers it as it always did.
 py::object scope_str(PyObject* scope, PyObject* key) {
@@ -342,20 +326,19 @@ PyObject* fast(PyObject* owner, PyObject* scope, PyObject* receive, PyObject* se
   if (item(kTemplated) == Py_True) {
     bool error = false;
     route = table_template(routes.ptr(), path.ptr(), method.ptr(), error);
-    if (error) return failed(owner, scope, receive, send);
+    if (error) return middleware_failed(owner, scope, receive, send);
     if (!route) {
       route = steal(call_method(names.key_path, {owner, scope, path.ptr()}));
-      if (!route) return failed(owner, scope, receive, send);
+      if (!route) return middleware_failed(owner, scope, receive, send);
     }
   } else {
     route = path;
   }
-  if (item(kInline) != Py_True) {
-    return call_method(names.store_decides,
-                       {owner, item(kGate), scope, receive, send, route.ptr()});
+  if (item(kInline) != Py_True) {  // Redis: the awaitable that waits for the decision
+    return store_await(owner, item(kApp), item(kGate), scope, receive, send, route.ptr());
   }
   const py::object answer = steal(call3(item(kGate), scope, route.ptr(), send));
-  if (!answer) return failed(owner, scope, receive, send);
+  if (!answer) return middleware_failed(owner, scope, receive, send);
   if (Py_TYPE(answer.ptr()) == verdict_type) {
     return call_method(names.respond, {owner, answer.ptr(), scope, receive, send});
   }
@@ -452,12 +435,25 @@ PyObject* interned(const char* text) {
 
 }  // namespace
 
+PyObject* middleware_failed(PyObject* middleware, PyObject* scope, PyObject* receive,
+                            PyObject* send) {
+  if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
+  PyObject* type = nullptr;
+  PyObject* value = nullptr;
+  PyObject* traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  const py::object error = steal(value);
+  const py::object held_type = steal(type);
+  const py::object held_traceback = steal(traceback);
+  if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+  return call_method(names.failed, {middleware, error.ptr(), scope, receive, send});
+}
+
 void add_asgi_entry(py::module_& m) {
-  names = {interned("type"),      interned("root_path"),      interned("path"),
-           interned("method"),    interned("http"),           interned("_state"),
-           interned("_version"),  interned("storage"),        interned("_engine"),
-           interned("_key_path"), interned("_store_decides"), interned("_respond"),
-           interned("_failed")};
+  names = {interned("type"),    interned("root_path"), interned("path"),     interned("method"),
+           interned("http"),    interned("_state"),    interned("_version"), interned("storage"),
+           interned("_engine"), interned("_key_path"), interned("_respond"), interned("_failed")};
   py::object verdict = m.attr("Verdict");
   verdict_type = reinterpret_cast<PyTypeObject*>(verdict.release().ptr());  // never released
   add_type(m, "MiddlewareCall", call_spec);

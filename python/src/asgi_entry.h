@@ -16,8 +16,8 @@
 //   Python side fills it (plan(), routes()) and empties it (forget()) when an input changes.
 //
 // The fast path calls the middleware's own methods for what stays Python: `_key_path` (a path
-// the table does not answer), `_store_decides` (a Redis decision), `_respond` (a refusal) and
-// `_failed` (an error before the app runs).
+// the table does not answer), `_respond` (a refusal) and `_failed` (an error before the app
+// runs). A Redis decision it answers with a StoreAwait (store_await.h).
 #pragma once
 
 #include <pybind11/pybind11.h>
@@ -26,5 +26,11 @@ namespace pacer::python {
 
 // Adds MiddlewareCall and MiddlewareState to the module `m` (after Verdict and Gate).
 void add_asgi_entry(pybind11::module_& m);
+
+// With a Python error set (raised before the app runs): the awaitable of the middleware's
+// `_failed(error, scope, receive, send)` when it is an Exception, as the middleware's Python path
+// answers one; null with the error still set for any other BaseException (a cancellation).
+PyObject* middleware_failed(PyObject* middleware, PyObject* scope, PyObject* receive,
+                            PyObject* send);
 
 }  // namespace pacer::python

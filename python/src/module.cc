@@ -32,6 +32,7 @@
 #include "pacer/version.h"
 #include "policy.h"
 #include "request_view.h"
+#include "store_await.h"
 
 namespace py = pybind11;
 
@@ -153,6 +154,8 @@ PYBIND11_MODULE(_pacer, m) {
   add_fast_path(m);
   // LimiterMiddleware's __call__ and the state it reads, on the C API (asgi_entry.h).
   add_asgi_entry(m);
+  // The awaitable of a middleware request the store decides later, on the C API (store_await.h).
+  add_store_await(m);
 
   py::class_<Bridge>(m, "Bridge")
       .def(py::init<const py::object&>(), py::arg("loop"))
