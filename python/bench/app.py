@@ -13,6 +13,11 @@ deciding, not of refusing):
               answer from outside the request (a Redis round trip), with nothing decided
   dep-yield   empty-dep's dependency suspended once the same way: the least any limiting
               dependency costs that awaits an answer from outside the request
+  mw-ping     mw-yield's middleware waiting for a Redis PING instead (PACER_BENCH_REDIS): one
+              connection, every PING asked in one turn of the loop written at once, each reply
+              resolving the oldest future. No script, no key, no decision: the least any limiter
+              costs that asks Redis once per request from this event loop
+  dep-ping    empty-dep's dependency waiting for a PING the same way
   mw-memory   LimiterMiddleware on the in-process store
   mw-redis    LimiterMiddleware on Redis (PACER_BENCH_REDIS, the URL)
   dep-memory  Depends(limit(...)) on the in-process store
@@ -32,16 +37,18 @@ compares it with Redis' EVALSHA count, so a decision that was lost shows.
 """
 
 import asyncio
+import collections
 import gc
 import os
+import urllib.parse
 
 from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from pacer import Limiter, LimiterMiddleware, Rate, limit
 
-MODES = ("none", "headers", "empty-dep", "mw-pass", "mw-yield", "dep-yield", "mw-memory",
-         "mw-redis", "dep-memory", "dep-redis")
+MODES = ("none", "headers", "empty-dep", "mw-pass", "mw-yield", "dep-yield", "mw-ping", "dep-ping",
+         "mw-memory", "mw-redis", "dep-memory", "dep-redis")
 _ALIASES = {"memory": "mw-memory", "redis": "mw-redis"}
 
 mode = os.environ.get("PACER_BENCH_MODE", "none")
@@ -103,6 +110,68 @@ elif mode == "dep-yield":
         await future
 
     dependencies = [Depends(suspended)]
+elif mode in ("mw-ping", "dep-ping"):
+
+    class Pinger(asyncio.Protocol):
+        """A Redis connection that pipelines PINGs: the ones asked in one turn of the loop go
+        out in one write at its end, and each reply line resolves the oldest waiting future."""
+
+        def __init__(self):
+            self.transport = None
+            self.waiting = collections.deque()
+            self.unsent = 0
+            self.partial = b""
+
+        def connection_made(self, transport):
+            self.transport = transport
+
+        def data_received(self, data):
+            data = self.partial + data
+            end = data.rfind(b"\n") + 1
+            self.partial = data[end:]
+            for _ in range(data.count(b"\n", 0, end)):  # "+PONG\r\n" each
+                self.waiting.popleft().set_result(None)
+
+        def ping(self):
+            loop = asyncio.get_running_loop()
+            future = loop.create_future()
+            self.waiting.append(future)
+            if not self.unsent:
+                loop.call_soon(self.flush)
+            self.unsent += 1
+            return future
+
+        def flush(self):
+            self.transport.write(b"PING\r\n" * self.unsent)
+            self.unsent = 0
+
+    pinger = Pinger()
+
+    async def connect():
+        where = urllib.parse.urlsplit(os.environ.get("PACER_BENCH_REDIS", "redis://127.0.0.1:6379"))
+        await asyncio.get_running_loop().create_connection(lambda: pinger, where.hostname,
+                                                           where.port or 6379)
+
+    app.add_event_handler("startup", connect)
+    if mode == "mw-ping":
+
+        class PingMiddleware:
+            def __init__(self, app):
+                self.inner = app
+
+            async def __call__(self, scope, receive, send):
+                if scope["type"] == "http":
+                    await pinger.ping()
+                await self.inner(scope, receive, send)
+
+        app.add_middleware(PingMiddleware)
+    else:
+
+        async def pinged(request: Request, response: Response) -> None:
+            """limit()'s dependency without the limiter, waiting for a PING."""
+            await pinger.ping()
+
+        dependencies = [Depends(pinged)]
 
 
 if os.environ.get("PACER_BENCH_DIAG") or os.environ.get("PACER_BENCH_PROFILE"):

@@ -11,7 +11,7 @@
 # any difference is a decision lost (or made twice), and the run fails.
 #   python/bench/run.sh [build-dir]        # build-dir holds python/pacer (default build/release)
 # Environment: MODES (default: none empty-dep mw-memory mw-redis dep-memory dep-redis; also
-# "headers", "mw-pass", "mw-yield" and "dep-yield", python/bench/app.py), ROUNDS, DURATION, CONNECTIONS, LOOP (uvloop | asyncio), HTTP (httptools | h11),
+# "headers", "mw-pass", "mw-yield", "dep-yield", "mw-ping" and "dep-ping", python/bench/app.py), ROUNDS, DURATION, CONNECTIONS, LOOP (uvloop | asyncio), HTTP (httptools | h11),
 # BASELINE=<build-dir>: also runs each limited mode as "<mode>@base" on that build's package
 # (before and after a change, in the same interleaved run). IO_THREAD=1: also runs each Redis
 # mode as "<mode>@thread", with the engine's Redis I/O on a thread of its own (PACER_IO=thread)
@@ -46,11 +46,10 @@ done
 modes=(${MODES:-none empty-dep mw-memory mw-redis dep-memory dep-redis})
 for mode in "${modes[@]}"; do
   case "$mode" in
-    none | headers | empty-dep | mw-pass | mw-yield | dep-yield | mw-memory | mw-redis | \
-      dep-memory | \
-      dep-redis) ;;
-    *) echo "unknown mode '$mode' (none headers empty-dep mw-pass mw-yield dep-yield mw-memory" \
-         "mw-redis dep-memory dep-redis)" >&2; exit 2 ;;
+    none | headers | empty-dep | mw-pass | mw-yield | dep-yield | mw-ping | dep-ping | \
+      mw-memory | mw-redis | dep-memory | dep-redis) ;;
+    *) echo "unknown mode '$mode' (none headers empty-dep mw-pass mw-yield dep-yield mw-ping" \
+         "dep-ping mw-memory mw-redis dep-memory dep-redis)" >&2; exit 2 ;;
   esac
 done
 if [ -n "$baseline" ] || [ -n "$io_thread" ]; then
@@ -58,7 +57,7 @@ if [ -n "$baseline" ] || [ -n "$io_thread" ]; then
   paired=()
   for mode in "${modes[@]}"; do
     paired+=("$mode")
-    case "$mode" in none | headers | empty-dep | *-yield) continue ;; esac
+    case "$mode" in none | headers | empty-dep | *-yield | *-ping) continue ;; esac
     [ -z "$io_thread" ] || case "$mode" in *-redis) paired+=("$mode@thread") ;; esac
     [ -z "$baseline" ] || paired+=("$mode@base")
   done
