@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test run, as CI does it, on a fresh Debian 12 machine:
 #   1. install missing packages   2. build (warnings are errors)   3. every CTest test
-#   4. unit tests and the Redis safety tests again under ASan + UBSan
+#   4. unit tests, the Redis safety tests and the Python suites again under ASan + UBSan
 #   5. the limiter, HTTP layer and Redis store tests under TSan
 #   6. a short fuzz run of every parser of untrusted input
 #   7. every documented command, run as written (scripts/check-docs.py; after the others, so
@@ -40,10 +40,10 @@ scripts/tidy.sh
 step "tests: all labels"
 ctest --preset dev
 
-step "build: asan preset (unit tests, Redis safety tests)"
+step "build: asan preset (unit tests, Redis safety tests, the Python extension)"
 cmake --preset asan >/dev/null
 cmake --build --preset asan --target pacer_core_test pacer_store_test pacer_limiter_test pacer_http_test \
-  pacer_redis_unit_test pacer_redis_safety_test
+  pacer_redis_unit_test pacer_redis_safety_test pacer_python pacer_python_sources
 
 step "tests: unit under ASan + UBSan"
 ctest --preset asan
@@ -52,6 +52,11 @@ ctest --preset asan
 # caller-owned io_contexts run: the lifetime rules of include/pacer/store.h, checked by ASan.
 step "tests: Redis safety under ASan + UBSan"
 ctest --preset asan-redis
+
+# The extension's C API code (reference counts, the awaitable, the entry) under ASan + UBSan:
+# every Python suite once, Redis I/O on the event loop.
+step "tests: Python suites under ASan + UBSan"
+ctest --preset asan-python
 
 step "build: tsan preset (limiter, HTTP layer, Redis store)"
 cmake --preset tsan >/dev/null
