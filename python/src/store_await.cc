@@ -45,6 +45,7 @@ enum class Step {
 
 struct AwaitObject {
   PyObject_HEAD Step step;
+  bool running;  // in send, throw or close: code they run may call them again (a selector)
   PyObject* middleware;
   PyObject* app;
   PyObject* gate;
@@ -57,6 +58,29 @@ struct AwaitObject {
 };
 
 AwaitObject& of(PyObject* self) { return *reinterpret_cast<AwaitObject*>(self); }
+
+// Marks the awaitable running for one send, throw or close; refuses one that already is, as a
+// generator does ("already executing"): its objects are in use by the outer call.
+class Running {
+ public:
+  explicit Running(AwaitObject& o) : o_(o), entered_(!o.running) {
+    if (entered_) {
+      o_.running = true;
+    } else {
+      PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    }
+  }
+  Running(const Running&) = delete;
+  Running& operator=(const Running&) = delete;
+  ~Running() {
+    if (entered_) o_.running = false;
+  }
+  explicit operator bool() const { return entered_; }
+
+ private:
+  AwaitObject& o_;
+  bool entered_;
+};
 
 int await_traverse(PyObject* self, visitproc visit, void* arg) {
   auto& o = of(self);
@@ -256,6 +280,8 @@ PySendResult resume(AwaitObject& o, PyObject** result) {
 
 PySendResult await_send(PyObject* self, PyObject* value, PyObject** result) noexcept {
   auto& o = of(self);
+  const Running running(o);
+  if (!running) return PYGEN_ERROR;
   switch (o.step) {
     case Step::kStart:
       if (value != Py_None) {
@@ -355,6 +381,8 @@ PyObject* await_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) n
     return nullptr;
   }
   auto& o = of(self);
+  const Running running(o);
+  if (!running) return nullptr;
   PyObject* result = nullptr;
   switch (o.step) {
     case Step::kDelegating: {
@@ -398,6 +426,8 @@ PyObject* await_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) n
 
 PyObject* await_close(PyObject* self, PyObject*) noexcept {
   auto& o = of(self);
+  const Running running(o);
+  if (!running) return nullptr;
   release_request(o);
   if (o.step == Step::kDelegating && !close_inner(o)) return nullptr;
   o.step = Step::kDone;

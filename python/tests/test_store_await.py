@@ -220,6 +220,31 @@ async def planned_again(middleware):
     assert middleware._state.planned
 
 
+async def test_code_it_runs_cannot_reenter_it(redis_server, app_name):
+    seen = []
+
+    def key(request):
+        awaitable = request.scope.get("awaitable")
+        if awaitable is not None:  # the selector runs inside the awaitable's first send
+            for reenter in (awaitable.close, lambda: awaitable.send(None),
+                            lambda: awaitable.throw(KeyError), lambda: next(awaitable)):
+                with pytest.raises(ValueError, match="coroutine already executing"):
+                    reenter()
+            seen.append(awaitable)
+        return "k"
+
+    limiter = Limiter(redis_url=redis_server.url, app_name=app_name)
+    middleware = LimiterMiddleware(App(), limiter=limiter,
+                                   policy=Policy([RATE], key=key, name="keyed"))
+    await planned(middleware)
+    client = Client()
+    scope = dict(SCOPE)
+    scope["awaitable"] = awaitable = middleware(scope, client.receive, client.send)
+    await awaitable
+    assert seen == [awaitable] and client.remaining == 97
+    await limiter.shutdown()
+
+
 async def test_a_cycle_through_it_is_collected(limiter):
     middleware = LimiterMiddleware(App(), limiter=limiter, policy=RATE)
     await planned(middleware)
