@@ -9,7 +9,6 @@ in batches.
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import json
 import logging
@@ -19,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Optional, Tuple, Union
 
 from . import _pacer
-from ._bridge import bridge_for
 from ._routes import request_template, scope_template
 from ._validate import whole_number
 from .policies import Policy, Rate
@@ -437,9 +435,8 @@ class Limiter:
             if engine.completes_inline:
                 verdict = engine.check(rule, request, route, None, None)
             else:
-                loop = asyncio.get_running_loop()
-                future = loop.create_future()
-                verdict = engine.check(rule, request, route, bridge_for(loop), future)
+                bridge, future = _pacer.loop_future()
+                verdict = engine.check(rule, request, route, bridge, future)
                 if verdict is None:
                     verdict = await future
         except _pacer.IdentityMissing:
@@ -613,9 +610,8 @@ class Limiter:
         try:
             if plan[4]:
                 return gate(subject, path, None)
-            loop = asyncio.get_running_loop()
-            future = loop.create_future()
-            answer = gate(subject, path, None, bridge_for(loop), future)
+            bridge, future = _pacer.loop_future()
+            answer = gate(subject, path, None, bridge, future)
         except _pacer.IdentityMissing:
             raise IdentityMissing(policy) from None
         return future if answer is None else answer
@@ -636,8 +632,7 @@ class Limiter:
         if inline:
             bridge = future = None
         else:
-            loop = asyncio.get_running_loop()
-            bridge, future = bridge_for(loop), loop.create_future()
+            bridge, future = _pacer.loop_future()
         verdict = engine.check(self._rule(policy, engine), scope, path, bridge, future,
                                self._header_flags())
         if verdict is None:

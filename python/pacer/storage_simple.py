@@ -233,10 +233,7 @@ class SimpleRedisStorage:
             raise RuntimeError("Storage not connected. Call connect() first.")
         bridge = future = None
         if not engine.completes_inline:
-            from ._bridge import bridge_for
-
-            loop = asyncio.get_running_loop()
-            bridge, future = bridge_for(loop), loop.create_future()
+            bridge, future = _pacer.loop_future()
         verdict = engine.submit(policy._native, keys[0], 1, bridge, future)
         if verdict is None:
             verdict = await future

@@ -145,6 +145,33 @@ PyObject* bridge_of(PyObject* loop) {
   return bridge;
 }
 
+// The running loop's Bridge and a new future of that loop; false with an error set (no loop
+// runs, or making them raised).
+bool loop_future(py::object& bridge, py::object& future) {
+  if (lazy_import(get_running_loop, "asyncio", "get_running_loop") == nullptr) return false;
+  const py::object loop = py::reinterpret_steal<py::object>(PyObject_CallNoArgs(get_running_loop));
+  if (!loop) return false;
+  PyObject* found = bridge_of(loop.ptr());
+  if (found == nullptr) return false;
+  bridge = py::reinterpret_borrow<py::object>(found);
+  future =
+      py::reinterpret_steal<py::object>(PyObject_CallMethodNoArgs(loop.ptr(), names.create_future));
+  return static_cast<bool>(future);
+}
+
+// loop_future(): (bridge, future) for a decision the store makes later, from Python.
+PyObject* loop_future_function(PyObject*, PyObject*) noexcept {
+  py::object bridge;
+  py::object future;
+  if (!loop_future(bridge, future)) return nullptr;
+  return PyTuple_Pack(2, bridge.ptr(), future.ptr());
+}
+
+PyMethodDef loop_future_def = {
+    "loop_future", loop_future_function, METH_NOARGS,
+    "loop_future() -> (bridge, future): the running loop's Bridge and a new future of that "
+    "loop, for a decision the store makes later. RuntimeError when no loop runs."};
+
 // The StopIteration being raised taken as a return: its value (new reference) and PYGEN_RETURN;
 // any other error stays set: PYGEN_ERROR.
 PySendResult returned(PyObject** result) {
@@ -246,16 +273,11 @@ PySendResult yield_future(AwaitObject& o, PyObject** result) {
 
 // The first send: the Gate asked, with the running loop's Bridge and a future of that loop.
 PySendResult start(AwaitObject& o, PyObject** result) {
-  if (lazy_import(get_running_loop, "asyncio", "get_running_loop") == nullptr)
-    return fail(o, result);
-  const py::object loop = py::reinterpret_steal<py::object>(PyObject_CallNoArgs(get_running_loop));
-  if (!loop) return fail(o, result);
-  PyObject* bridge = bridge_of(loop.ptr());
-  if (bridge == nullptr) return fail(o, result);
-  const py::object held_bridge = py::reinterpret_borrow<py::object>(bridge);
-  o.future = PyObject_CallMethodNoArgs(loop.ptr(), names.create_future);
-  if (o.future == nullptr) return fail(o, result);
-  PyObject* args[] = {nullptr, o.scope, o.route, o.send, bridge, o.future};
+  py::object bridge;
+  py::object future;
+  if (!loop_future(bridge, future)) return fail(o, result);
+  o.future = future.release().ptr();
+  PyObject* args[] = {nullptr, o.scope, o.route, o.send, bridge.ptr(), o.future};
   PyObject* answer =
       PyObject_Vectorcall(o.gate, args + 1, 5 | PY_VECTORCALL_ARGUMENTS_OFFSET, nullptr);
   if (answer == nullptr) return fail(o, result);
@@ -512,6 +534,9 @@ void add_store_await(py::module_& m) {
   py::object verdict = m.attr("Verdict");
   verdict_type = reinterpret_cast<PyTypeObject*>(verdict.release().ptr());  // never released
   await_type = add_type(m, "StoreAwait", await_spec);
+  PyObject* function = PyCFunction_NewEx(&loop_future_def, nullptr, m.attr("__name__").ptr());
+  if (function == nullptr) throw py::error_already_set();
+  m.add_object("loop_future", py::reinterpret_steal<py::object>(function));
 }
 
 }  // namespace pacer::python

@@ -22,7 +22,9 @@
 
 namespace pacer::python {
 
-// Adds StoreAwait to the module `m` (after Verdict, Gate and Bridge).
+// Adds StoreAwait, and loop_future() (the running loop's Bridge and a new future of it, as
+// StoreAwait asks for them: for the limiter's other Redis paths), to the module `m` (after
+// Verdict and Gate).
 void add_store_await(pybind11::module_& m);
 
 // StoreAwait(middleware, app, gate, scope, receive, send, route): new reference, or null with a

@@ -12,6 +12,7 @@ import pytest
 
 import pacer.middleware
 from pacer import Limiter, LimiterMiddleware, Policy, Rate, _pacer
+from pacer._bridge import bridge_for
 
 RATE = Rate(100, "1m", burst=99)
 SCOPE = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "scheme": "http",
@@ -261,6 +262,20 @@ async def test_a_cycle_through_it_is_collected(limiter):
     del marker, scope, awaitable
     gc.collect()
     assert gone() is None
+
+
+def test_loop_future_answers_for_the_running_loop():
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        _pacer.loop_future()
+
+    async def ask():
+        bridge, future = _pacer.loop_future()
+        loop = asyncio.get_running_loop()
+        assert future.get_loop() is loop and not future.done()
+        assert bridge is bridge_for(loop)  # the one Bridge of this loop
+        return bridge
+
+    assert asyncio.run(ask()) is not asyncio.run(ask())  # each loop has its own
 
 
 def test_it_names_bad_input():
