@@ -7,7 +7,7 @@
 #   7. every documented command, run as written (scripts/check-docs.py; after the others, so
 #      the test slices the docs name can be listed in every build tree)
 # and, before building, that every C++ file is formatted (scripts/format.sh --check); after the
-# dev build, that clang-tidy finds nothing in src/ and apps/ (scripts/tidy.sh).
+# dev build, that clang-tidy finds nothing in src/, apps/ and python/src/ (scripts/tidy.sh).
 # Slices: ctest --preset dev -L unit | -L http | -L integration | -L python | -L pacerd | -L install
 #   | -L reliability | -L package
 set -euo pipefail
@@ -25,7 +25,7 @@ step "build: dev preset"
 cmake --preset dev >/dev/null
 cmake --build --preset dev
 
-step "tidy: clang-tidy with .clang-tidy over src/ and apps/ (the analyzer in shallow mode)"
+step "tidy: clang-tidy with .clang-tidy over src/, apps/ and python/src/ (the analyzer in shallow mode)"
 scripts/tidy.sh
 
 # Redis integration tests start their own redis-server processes (standalone, TLS with

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# clang-tidy with the project's .clang-tidy over every source file of src/ and apps/ (and the
-# project headers they include), as compiled by the dev preset. Fails, listing the findings,
+# clang-tidy with the project's .clang-tidy over every source file of src/, apps/ and python/src/
+# (and the project headers they include), as compiled by the dev preset. Fails, listing the findings,
 # unless there are none. CI runs this from scripts/test.sh.
 #   scripts/tidy.sh           # the static analyzer in its shallow mode (little inlining):
 #                             # every check of .clang-tidy, about 3 minutes on 2 cores
@@ -26,7 +26,7 @@ else
 root = os.getcwd()
 for e in json.load(open(sys.argv[1])):
     f = os.path.relpath(os.path.join(e["directory"], e["file"]), root)
-    if f.startswith(("src/", "apps/")):
+    if f.startswith(("src/", "apps/", "python/src/")):
         print(f)' "$db" | sort -u)
 fi
 

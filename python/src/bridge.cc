@@ -21,16 +21,25 @@ std::atomic<bool> have_orphans{false};
 // Answers a future whose decision could not be delivered (out of memory while rendering it),
 // so its task does not wait forever.
 void fail_future(const py::object& future, const char* what) noexcept {
-  try {
-    if (!future.attr("done")().cast<bool>()) {
-      future.attr("set_exception")(
-          py::module_::import("builtins")
-              .attr("RuntimeError")(std::string("pacer: cannot deliver a decision: ") + what));
+  // On the C API alone: nothing here throws.
+  PyObject* done = PyObject_CallMethod(future.ptr(), "done", nullptr);
+  const int is_done = done != nullptr ? PyObject_IsTrue(done) : -1;
+  Py_XDECREF(done);
+  if (is_done == 0) {
+    PyObject* message = PyUnicode_FromFormat("pacer: cannot deliver a decision: %s", what);
+    PyObject* error =
+        message != nullptr ? PyObject_CallOneArg(PyExc_RuntimeError, message) : nullptr;
+    PyObject* set =
+        error != nullptr ? PyObject_CallMethod(future.ptr(), "set_exception", "O", error) : nullptr;
+    Py_XDECREF(message);
+    Py_XDECREF(error);
+    if (set != nullptr) {
+      Py_DECREF(set);
+      return;
     }
-  } catch (py::error_already_set& e) {
-    e.discard_as_unraisable("pacer: failing a future");
-  } catch (...) {
   }
+  // Reported as unraisable, as an error in a callback nobody awaits is.
+  if (PyErr_Occurred() != nullptr) PyErr_WriteUnraisable(future.ptr());
 }
 
 // The future's methods that deliver() calls, by names made once (a call by name otherwise makes

@@ -140,7 +140,11 @@ Engine::Engine(EngineOptions options)
 }
 
 Engine::~Engine() {
-  shutdown();
+  try {
+    shutdown();
+  } catch (...) {
+    // Only a failing mutex can throw here; the store is destroyed below either way.
+  }
   // The clients' timers and sockets belong to the driver's io_context, which the loop's reader
   // may keep: the store goes first.
   limiter_.reset();
