@@ -427,26 +427,12 @@ PyType_Spec call_spec = {"pacer._pacer.MiddlewareCall", sizeof(CallObject), 0,
                              Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
                          call_slots};
 
-PyObject* interned(const char* text) {
-  PyObject* name = PyUnicode_InternFromString(text);
-  if (name == nullptr) throw py::error_already_set();
-  return name;  // kept for the life of the process
-}
-
 }  // namespace
 
 PyObject* middleware_failed(PyObject* middleware, PyObject* scope, PyObject* receive,
                             PyObject* send) {
   if (!PyErr_ExceptionMatches(PyExc_Exception)) return nullptr;
-  PyObject* type = nullptr;
-  PyObject* value = nullptr;
-  PyObject* traceback = nullptr;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  const py::object error = steal(value);
-  const py::object held_type = steal(type);
-  const py::object held_traceback = steal(traceback);
-  if (traceback != nullptr) PyException_SetTraceback(value, traceback);
+  const py::object error = fetch_exception();
   return call_method(names.failed, {middleware, error.ptr(), scope, receive, send});
 }
 

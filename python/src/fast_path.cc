@@ -449,6 +449,24 @@ void add_fast_path(py::module_& m) {
 
 bool is_gate(PyObject* object) { return Py_TYPE(object) == gate_type; }
 
+PyObject* interned(const char* text) {
+  PyObject* name = PyUnicode_InternFromString(text);
+  if (name == nullptr) throw py::error_already_set();
+  return name;
+}
+
+py::object fetch_exception() {
+  PyObject* type = nullptr;
+  PyObject* value = nullptr;
+  PyObject* traceback = nullptr;
+  PyErr_Fetch(&type, &value, &traceback);
+  PyErr_NormalizeException(&type, &value, &traceback);
+  if (value != nullptr && traceback != nullptr) PyException_SetTraceback(value, traceback);
+  Py_XDECREF(type);
+  Py_XDECREF(traceback);
+  return py::reinterpret_steal<py::object>(value);
+}
+
 py::object header_send(py::object send, py::list headers) {
   return make_header_send(std::move(send), std::move(headers));
 }

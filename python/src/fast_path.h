@@ -39,6 +39,13 @@ PyTypeObject* add_type(py::module_& m, const char* name, PyType_Spec& spec);
 // The tp_dealloc of a garbage-collected heap type whose tp_clear is `clear`.
 void gc_dealloc(PyObject* self, inquiry clear);
 
+// An interned str of `text`, kept for the life of the process (for names made once).
+PyObject* interned(const char* text);
+
+// The exception being raised, taken (the error indicator is cleared) and normalized: the
+// exception object, its traceback attached. Null when none is raised.
+py::object fetch_exception();
+
 // Whether `object` is a Gate.
 bool is_gate(PyObject* object);
 

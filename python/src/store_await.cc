@@ -176,15 +176,8 @@ PyMethodDef loop_future_def = {
 // any other error stays set: PYGEN_ERROR.
 PySendResult returned(PyObject** result) {
   if (!PyErr_ExceptionMatches(PyExc_StopIteration)) return PYGEN_ERROR;
-  PyObject* type = nullptr;
-  PyObject* value = nullptr;
-  PyObject* traceback = nullptr;
-  PyErr_Fetch(&type, &value, &traceback);
-  PyErr_NormalizeException(&type, &value, &traceback);
-  Py_XDECREF(type);
-  Py_XDECREF(traceback);
-  *result = value != nullptr ? PyObject_GetAttrString(value, "value") : Py_NewRef(Py_None);
-  Py_XDECREF(value);
+  const py::object stop = fetch_exception();
+  *result = stop ? PyObject_GetAttrString(stop.ptr(), "value") : Py_NewRef(Py_None);
   return *result != nullptr ? PYGEN_RETURN : PYGEN_ERROR;
 }
 
@@ -360,14 +353,11 @@ bool raise_thrown(PyObject* const* args, Py_ssize_t nargs) {
                  Py_TYPE(type)->tp_name);
     return false;
   }
-  if (traceback != Py_None) {
-    PyObject* t = nullptr;
-    PyObject* v = nullptr;
-    PyObject* tb = nullptr;
-    PyErr_Fetch(&t, &v, &tb);
-    PyErr_NormalizeException(&t, &v, &tb);
-    Py_XDECREF(tb);
-    PyErr_Restore(t, v, Py_NewRef(traceback));
+  if (traceback != Py_None) {  // raised again with the traceback given
+    py::object raised = fetch_exception();
+    PyException_SetTraceback(raised.ptr(), traceback);
+    PyObject* const raised_type = reinterpret_cast<PyObject*>(Py_TYPE(raised.ptr()));
+    PyErr_Restore(Py_NewRef(raised_type), raised.release().ptr(), Py_NewRef(traceback));
   }
   return true;
 }
@@ -502,12 +492,6 @@ PyType_Slot await_slots[] = {
 PyType_Spec await_spec = {"pacer._pacer.StoreAwait", sizeof(AwaitObject), 0,
                           Py_TPFLAGS_DEFAULT | Py_TPFLAGS_IMMUTABLETYPE | Py_TPFLAGS_HAVE_GC,
                           await_slots};
-
-PyObject* interned(const char* text) {
-  PyObject* name = PyUnicode_InternFromString(text);
-  if (name == nullptr) throw py::error_already_set();
-  return name;  // kept for the life of the process
-}
 
 }  // namespace
 

@@ -200,6 +200,16 @@ async def test_send_throw_and_close_by_hand(limiter):
         awaitable().throw(KeyError("before it started"))
     with pytest.raises(TypeError, match="third argument must be a traceback"):
         awaitable().throw(KeyError, None, 1)
+    try:
+        raise LookupError("where")
+    except LookupError as error:
+        given = error.__traceback__
+    with pytest.raises(KeyError) as thrown_with_traceback:
+        awaitable().throw(KeyError, None, given)
+    chain = thrown_with_traceback.value.__traceback__
+    while chain is not None and chain is not given:
+        chain = chain.tb_next
+    assert chain is given  # the traceback given is the raised exception's
     with pytest.raises(TypeError, match="deriving from BaseException, not int"):
         awaitable().throw(1)
 
