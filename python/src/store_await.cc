@@ -1,7 +1,7 @@
 // The awaitable of a middleware request decided by the store later (see store_await.h).
 #include "store_await.h"
 
-#include <initializer_list>
+#include <cstddef>
 
 #include "asgi_entry.h"
 #include "fast_path.h"
@@ -20,7 +20,6 @@ struct Names {
   PyObject* blocking;  // _asyncio_future_blocking
   PyObject* done;
   PyObject* result;
-  PyObject* send;
   PyObject* throw_;
   PyObject* close;
   PyObject* respond;
@@ -398,8 +397,7 @@ PyObject* await_throw(PyObject* self, PyObject* const* args, Py_ssize_t nargs) n
   PyObject* result = nullptr;
   switch (o.step) {
     case Step::kDelegating: {
-      if (PyExceptionClass_Check(args[0]) &&
-          PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit) != 0) {
+      if (PyErr_GivenExceptionMatches(args[0], PyExc_GeneratorExit) != 0) {  // class or instance
         if (!close_inner(o)) return nullptr;
         break;  // raised here, as a generator does
       }
@@ -513,8 +511,8 @@ PyObject* store_await(PyObject* middleware, PyObject* app, PyObject* gate, PyObj
 void add_store_await(py::module_& m) {
   names = {interned("create_future"), interned("_asyncio_future_blocking"),
            interned("done"),          interned("result"),
-           interned("send"),          interned("throw"),
-           interned("close"),         interned("_respond")};
+           interned("throw"),         interned("close"),
+           interned("_respond")};
   py::object verdict = m.attr("Verdict");
   verdict_type = reinterpret_cast<PyTypeObject*>(verdict.release().ptr());  // never released
   await_type = add_type(m, "StoreAwait", await_spec);

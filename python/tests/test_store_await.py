@@ -223,6 +223,13 @@ async def test_send_throw_and_close_by_hand(limiter):
     closing.send(None)  # the app's first pause
     assert closing.close() is None and slow.finished[-1] is GeneratorExit
     closing.close()  # again: nothing to do
+    slow.finished.clear()
+    exiting = middleware(dict(SCOPE), client.receive, client.send)
+    await asyncio.wait_for(asyncio.shield(exiting.send(None)), 5)
+    exiting.send(None)
+    with pytest.raises(GeneratorExit):  # an instance, as a generator takes it: the app closed
+        exiting.throw(GeneratorExit())
+    assert slow.finished == [GeneratorExit]
 
 
 async def planned_again(middleware):
