@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from typing import Any, Optional
 
 from . import _pacer
 
@@ -15,20 +14,12 @@ _bridges: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _pacer.Bridge]" 
 )
 
 
-# The last loop asked for (weakly) and its Bridge: every Redis decision asks, nearly always from
-# the same loop, and the WeakKeyDictionary's lookup makes a weak reference each time.
-_last: "tuple[Any, Optional[_pacer.Bridge]]" = (lambda: None, None)
-
-
 def bridge_for(loop: asyncio.AbstractEventLoop) -> _pacer.Bridge:
-    global _last
-    last_loop, bridge = _last
-    if last_loop() is loop:
-        return bridge
+    """The Bridge of `loop`, made on first use. Decisions ask `_pacer.loop_future()`, which
+    keeps the last loop's Bridge itself and calls this only for a loop it has not seen last."""
     bridge = _bridges.get(loop)
     if bridge is None:
         bridge = _pacer.Bridge(loop)
         loop.add_reader(bridge.fd, bridge.drain)
         _bridges[loop] = bridge
-    _last = (weakref.ref(loop), bridge)
     return bridge
